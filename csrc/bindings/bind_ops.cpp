@@ -1,0 +1,223 @@
+// fm.ops / fm.reference-mirrored kernels, one binding per C++ kernel, for
+// tests and benchmarks. Outputs are allocated while the GIL is held; the
+// computation runs with it released.
+#include <pybind11/stl.h>
+
+#include "bindings/arrays.h"
+#include "common/parallel.h"
+#include "gemm/gemm.h"
+#include "network/network.h"
+#include "nn/activations.h"
+#include "nn/dense.h"
+#include "nn/losses.h"
+#include "optim/sgd.h"
+
+namespace fastmlp::bind {
+
+using namespace pybind11::literals;
+
+namespace {
+
+Act to_act(int a) {
+  if (a < 0 || a >= kNumActs) throw py::value_error("act: unknown activation id " + std::to_string(a));
+  return Act(a);
+}
+Loss to_loss(int l) {
+  if (l < 0 || l >= kNumLosses) throw py::value_error("loss: unknown loss id " + std::to_string(l));
+  return Loss(l);
+}
+
+template <class T>
+void bind_typed(py::module_& m) {
+  m.def(
+      "matmul",
+      [](carray<T> a, carray<T> b, bool ta, bool tb, std::optional<carray<T>> out, bool naive) {
+        require<T>(a, "a", {-1, -1});
+        require<T>(b, "b", {-1, -1});
+        const index_t m_ = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
+        const index_t kb = tb ? b.shape(1) : b.shape(0), n_ = tb ? b.shape(0) : b.shape(1);
+        if (ka != kb)
+          throw py::value_error("b: inner dimensions differ: op(a) is " + std::to_string(m_) + "x" +
+                                std::to_string(ka) + ", op(b) is " + std::to_string(kb) + "x" +
+                                std::to_string(n_));
+        carray<T> c = out ? *out : carray<T>({m_, n_});
+        T* cp = require_mut<T>(c, "out", {m_, n_});
+        const T* ap = a.data();
+        const T* bp = b.data();
+        const index_t lda = a.shape(1), ldb = b.shape(1);
+        {
+          py::gil_scoped_release nogil;
+          const Trans TA = ta ? Trans::T : Trans::N, TB = tb ? Trans::T : Trans::N;
+          if (naive)
+            gemm_naive<T>(TA, TB, m_, n_, ka, T(1), ap, lda, bp, ldb, T(0), cp, n_);
+          else
+            gemm<T>(TA, TB, m_, n_, ka, T(1), ap, lda, bp, ldb, T(0), cp, n_);
+        }
+        return c;
+      },
+      "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
+      "out"_a.noconvert() = py::none(), "naive"_a = false);
+
+  m.def(
+      "activation_forward",
+      [](carray<T> z, int act) {
+        require<T>(z, "z", {-1, -1});
+        const index_t r = z.shape(0), c = z.shape(1);
+        carray<T> y({r, c});
+        T* yp = y.mutable_data();
+        const T* zp = z.data();
+        const Act a = to_act(act);
+        py::gil_scoped_release nogil;
+        activation_forward<T>(yp, zp, r, c, a);
+        return y;
+      },
+      "z"_a.noconvert(), "act"_a);
+
+  m.def(
+      "activation_backward",
+      [](carray<T> dy, carray<T> z, carray<T> y, int act) {
+        require<T>(dy, "dy", {-1, -1});
+        const index_t r = dy.shape(0), c = dy.shape(1);
+        require<T>(z, "z", {r, c});
+        require<T>(y, "y", {r, c});
+        carray<T> dz({r, c});
+        T* o = dz.mutable_data();
+        const T *dyp = dy.data(), *zp = z.data(), *yp = y.data();
+        const Act a = to_act(act);
+        py::gil_scoped_release nogil;
+        activation_backward<T>(o, dyp, zp, yp, r, c, a);
+        return dz;
+      },
+      "dy"_a.noconvert(), "z"_a.noconvert(), "y"_a.noconvert(), "act"_a);
+
+  m.def(
+      "dense_forward",
+      [](carray<T> x, carray<T> w, carray<T> b, int act) {
+        require<T>(w, "w", {-1, -1});
+        const index_t out = w.shape(0), in = w.shape(1);
+        require<T>(x, "x", {-1, in});
+        require<T>(b, "b", {out});
+        const index_t n = x.shape(0);
+        carray<T> z({n, out}), y({n, out});
+        T *zp = z.mutable_data(), *yp = y.mutable_data();
+        const T *xp = x.data(), *wp = w.data(), *bp = b.data();
+        const Act a = to_act(act);
+        {
+          py::gil_scoped_release nogil;
+          dense_forward<T>(zp, yp, xp, wp, bp, n, in, out, a);
+        }
+        return py::make_tuple(z, y);
+      },
+      "x"_a.noconvert(), "w"_a.noconvert(), "b"_a.noconvert(), "act"_a);
+
+  m.def(
+      "dense_backward",
+      [](carray<T> dy, carray<T> x, carray<T> w, carray<T> z, carray<T> y, int act) {
+        require<T>(w, "w", {-1, -1});
+        const index_t out = w.shape(0), in = w.shape(1);
+        require<T>(x, "x", {-1, in});
+        const index_t n = x.shape(0);
+        require<T>(dy, "dy", {n, out});
+        require<T>(z, "z", {n, out});
+        require<T>(y, "y", {n, out});
+        carray<T> dx({n, in}), dw({out, in}), db({out}), dz({n, out});
+        T *dxp = dx.mutable_data(), *dwp = dw.mutable_data(), *dbp = db.mutable_data(),
+          *dzp = dz.mutable_data();
+        const T *dyp = dy.data(), *xp = x.data(), *wp = w.data(), *zp = z.data(), *yp = y.data();
+        const Act a = to_act(act);
+        {
+          py::gil_scoped_release nogil;
+          dense_backward<T>(dxp, dwp, dbp, dzp, dyp, xp, wp, zp, yp, n, in, out, a);
+        }
+        return py::make_tuple(dx, dw, db, dz);
+      },
+      "dy"_a.noconvert(), "x"_a.noconvert(), "w"_a.noconvert(), "z"_a.noconvert(),
+      "y"_a.noconvert(), "act"_a);
+
+  // loss_output + loss_forward_backward: returns (loss, y, d).
+  auto loss_fn = [](int loss, carray<T> z, std::optional<carray<T>> y_in, const T* dense,
+                    const int32_t* labels) {
+    const index_t n = z.shape(0), k = z.shape(1);
+    const Loss L = to_loss(loss);
+    carray<T> y({n, k}), d({n, k});
+    T *yp = y.mutable_data(), *dp = d.mutable_data();
+    const T* zp = z.data();
+    const T* yin = y_in ? y_in->data() : nullptr;
+    double value;
+    {
+      py::gil_scoped_release nogil;
+      AlignedBuffer<double> rows(n);
+      if (L == Loss::mse)
+        std::copy(yin, yin + n * k, yp);
+      else
+        loss_output<T>(L, yp, zp, n, k);
+      Target<T> t;
+      t.dense = dense;
+      t.labels = labels;
+      value = loss_forward_backward<T>(L, dp, zp, yp, t, n, k, rows.data());
+    }
+    return py::make_tuple(value, y, d);
+  };
+  m.def(
+      "loss_forward_backward",
+      [loss_fn](int loss, carray<T> z, carray<T> y, carray<T> t) {
+        require<T>(z, "z", {-1, -1});
+        const index_t n = z.shape(0), k = z.shape(1);
+        require<T>(y, "y", {n, k});
+        require<T>(t, "target", {n, k});
+        return loss_fn(loss, z, y, t.data(), nullptr);
+      },
+      "loss"_a, "z"_a.noconvert(), "y"_a.noconvert(), "target"_a.noconvert());
+  m.def(
+      "loss_forward_backward",
+      [loss_fn](int loss, carray<T> z, carray<T> y, carray<int32_t> labels) {
+        require<T>(z, "z", {-1, -1});
+        const index_t n = z.shape(0), k = z.shape(1);
+        require<T>(y, "y", {n, k});
+        require<int32_t>(labels, "target", {n});
+        if (to_loss(loss) != Loss::cross_entropy)
+          throw py::value_error("target: class ids are only for cross_entropy");
+        for (index_t i = 0; i < n; ++i)
+          if (labels.data()[i] < 0 || labels.data()[i] >= k)
+            throw py::value_error("target: class id " + std::to_string(labels.data()[i]) +
+                                  " out of range [0, " + std::to_string(k) + ")");
+        return loss_fn(loss, z, y, nullptr, labels.data());
+      },
+      "loss"_a, "z"_a.noconvert(), "y"_a.noconvert(), "target"_a.noconvert());
+
+  m.def(
+      "sgd_step",
+      [](carray<T> p, carray<T> g, std::optional<carray<T>> buf, double lr, double momentum,
+         bool nesterov, double weight_decay, bool first_step) {
+        const index_t n = p.size();
+        T* pp = require_mut<T>(p, "p", {n});
+        const T* gp = require<T>(g, "g", {n});
+        T* bp = nullptr;
+        if (momentum != 0.0) {
+          if (!buf) throw py::value_error("buf: required when momentum != 0");
+          bp = require_mut<T>(*buf, "buf", {n});
+        }
+        SgdConfig<T> cfg{T(lr), T(momentum), nesterov, T(weight_decay)};
+        py::gil_scoped_release nogil;
+        sgd_step<T>(pp, gp, bp, n, cfg, first_step);
+      },
+      "p"_a.noconvert(), "g"_a.noconvert(), "buf"_a.noconvert() = py::none(), "lr"_a,
+      "momentum"_a = 0.0, "nesterov"_a = false, "weight_decay"_a = 0.0, "first_step"_a = true);
+}
+
+}  // namespace
+
+void bind_ops(py::module_& m) {
+  bind_typed<float>(m);
+  bind_typed<double>(m);
+  m.def("permutation", [](index_t n, uint64_t seed, uint32_t epoch) {
+    if (n < 0) throw py::value_error("n: must be >= 0");
+    carray<int64_t> out({n});
+    int64_t* o = out.mutable_data();
+    py::gil_scoped_release nogil;
+    permutation(o, n, seed, epoch);
+    return out;
+  }, "n"_a, "seed"_a, "epoch"_a);
+}
+
+}  // namespace fastmlp::bind

@@ -1,0 +1,48 @@
+// Thin OpenMP layer: the thread count fastmlp uses, and helpers that compile
+// to serial code when the compiler has no OpenMP.
+//
+// fastmlp keeps its own thread count instead of calling omp_set_num_threads,
+// so that set_num_threads() changes fastmlp only, not other OpenMP code in the
+// same process. Every parallel region passes it in num_threads().
+#pragma once
+
+#include "common/types.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace fastmlp {
+
+int num_threads();          // threads a parallel region may use (>= 1)
+void set_num_threads(int);  // n >= 1; validated by the caller
+bool have_openmp();
+
+inline int thread_id() {
+#if defined(_OPENMP)
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+inline int team_size() {
+#if defined(_OPENMP)
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// Threads worth using for `work` multiply-adds: a parallel region costs a few
+// microseconds to open, so small problems run on the calling thread. The
+// answer never changes a result, only its speed (see the determinism rule in
+// gemm.h: work is split over output tiles, never over a reduction).
+inline int threads_for(double work, double min_work_per_thread = 32768.0) {
+  int nt = num_threads();
+  if (nt <= 1) return 1;
+  double by_work = work / min_work_per_thread;
+  if (by_work < 2.0) return 1;
+  return by_work < nt ? static_cast<int>(by_work) : nt;
+}
+
+}  // namespace fastmlp

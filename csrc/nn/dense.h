@@ -1,0 +1,33 @@
+// One dense (fully connected) layer, forward and backward.
+// Python twin: fastmlp.reference.dense_forward / dense_backward.
+//
+// Row-major. x (n, in), w (out, in) as torch.nn.Linear, b (out); z, y (n, out).
+//   forward:  z = x w^T + b,  y = act(z)        one GEMM, bias and act in its epilogue
+//   backward: dz = dy * act'(z)                 one pass, which also sums db
+//             dw = dz^T x,  db = sum_rows(dz),  dx = dz w
+// Every output is written, never accumulated.
+#pragma once
+
+#include "common/types.h"
+
+namespace fastmlp {
+
+// y may equal z (act == identity, or to keep only y). b may be nullptr (no bias).
+template <class T>
+void dense_forward(T* z, T* y, const T* x, const T* w, const T* b, index_t n, index_t in,
+                   index_t out, Act act);
+
+// dy (n, out) -> dz (n, out), dw (out, in), db (out), dx (n, in).
+// dz may equal dy (computed in place); dx may be nullptr (first layer: no
+// gradient with respect to the data is needed); db may be nullptr.
+template <class T>
+void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T* w, const T* z,
+                    const T* y, index_t n, index_t in, index_t out, Act act);
+
+// dz = dy * act'(z) and db = sum over rows of dz, in one sweep. The row sum
+// runs in increasing row order for every column, whatever the thread count.
+template <class T>
+void dense_dz_db(T* dz, T* db, const T* dy, const T* z, const T* y, index_t n, index_t out,
+                 Act act);
+
+}  // namespace fastmlp

@@ -1,0 +1,43 @@
+// Losses, each the mean over the batch as PyTorch defines it, and their
+// gradients. Python twin: fastmlp.reference.*_loss / *_backward.
+//
+//   mse                   mean over all n*k elements of (y - t)^2      (MSELoss)
+//                         dL/dy = 2 (y - t) / (n k)
+//   cross_entropy         mean over rows of -log softmax(z)[label]     (CrossEntropyLoss)
+//                         dL/dz = (softmax(z) - onehot) / n
+//                         soft targets t (n, k): -sum_j t_j log softmax(z)_j,
+//                         dL/dz = (softmax(z) * sum_j t_j - t) / n
+//   binary_cross_entropy  mean over n*k of max(z,0) - z t + log(1 + e^-|z|)  (BCEWithLogitsLoss)
+//                         dL/dz = (sigmoid(z) - t) / (n k)
+//
+// Cross-entropy and binary cross-entropy own the output transform and take
+// the logits z, which is both stable (log-sum-exp, no log of a rounded
+// probability) and cheap (the gradient is y - t). mse takes the output layer's
+// activation output y; the layer's act'(z) is then applied as for any layer.
+#pragma once
+
+#include <cstdint>
+
+#include "common/types.h"
+
+namespace fastmlp {
+
+template <class T>
+struct Target {
+  const T* dense = nullptr;           // (n, k): values, probabilities or 0/1 targets
+  const int32_t* labels = nullptr;    // (n): class ids (cross_entropy only)
+};
+
+// y = softmax(z) (cross_entropy) or sigmoid(z) (binary_cross_entropy), row-wise;
+// for mse nothing is done (y is the output layer's act(z)).
+template <class T>
+void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k);
+
+// Mean loss of the batch. If d != nullptr, also writes the gradient: dL/dy for
+// mse, dL/dz otherwise. row_loss: scratch of n doubles (per-row sums, added in
+// row order so that the result is independent of the thread count).
+template <class T>
+double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
+                             index_t n, index_t k, double* row_loss);
+
+}  // namespace fastmlp

@@ -1,0 +1,56 @@
+"""fastmlp: fast, exact training of dense feed-forward networks on the CPU.
+
+    import fastmlp as fm
+    model = fm.MLP([64, 32, 10], activation="relu", loss="cross_entropy")
+    model.compile(optimizer=fm.optim.SGD(lr=0.1))
+    history = model.fit(X, y, epochs=20, batch_size=32)
+    model.predict(X)
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _core, ops, optim, reference
+from .callbacks import History
+from .layers import Dense, Layer
+from .model import MLP
+
+__version__ = _core.__version__
+
+__all__ = [
+    "MLP",
+    "Dense",
+    "History",
+    "Layer",
+    "get_num_threads",
+    "ops",
+    "optim",
+    "reference",
+    "set_num_threads",
+    "show_config",
+]
+
+
+def set_num_threads(n):
+    """Threads the core may use (it uses fewer on small problems). Affects
+    fastmlp only, not NumPy or other OpenMP code in the process."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected a positive integer, got {n!r}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    return _core.get_num_threads()
+
+
+def show_config():
+    """What this build and this machine use."""
+    return {
+        "version": __version__,
+        "compiler": _core.compiler,
+        "openmp": bool(_core.have_openmp()),
+        "isa": _core.gemm_kernel(),
+        "num_threads": _core.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }

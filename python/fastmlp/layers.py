@@ -1,0 +1,64 @@
+"""Layer specifications (fm.Dense) and the views of a built model's layers."""
+
+from __future__ import annotations
+
+from ._enums import activation_name
+from ._validation import check_float, check_positive_int
+
+
+class Dense:
+    """A fully connected layer: y = act(x W^T + b), W of shape (units, inputs).
+
+    activation=None takes the model's hidden activation for a hidden layer and
+    the identity for the output layer (the loss applies softmax or sigmoid).
+    """
+
+    def __init__(self, units, activation=None, dropout=0.0, batch_norm=False):
+        self.units = check_positive_int(units, "units")
+        self.activation = None if activation is None else activation_name(activation)
+        self.dropout = check_float(dropout, "dropout", minimum=0.0, maximum=1.0, max_inclusive=False)
+        self.batch_norm = bool(batch_norm)
+
+    def __repr__(self):
+        parts = [str(self.units)]
+        if self.activation is not None:
+            parts.append(f"activation={self.activation!r}")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
+        if self.batch_norm:
+            parts.append("batch_norm=True")
+        return f"Dense({', '.join(parts)})"
+
+
+class Layer:
+    """One layer of a built model. W (units, inputs) and b (units,) are
+    zero-copy, writable views of the model's parameter buffer: writing into
+    them changes the model."""
+
+    def __init__(self, net, index, activation):
+        self._net = net
+        self.index = index
+        self.in_features, self.units, _ = net.layer_spec(index)
+        self.activation = activation
+
+    @property
+    def W(self):
+        return self._net.weight(self.index)
+
+    @W.setter
+    def W(self, value):
+        self.W[...] = value
+
+    @property
+    def b(self):
+        return self._net.bias(self.index)
+
+    @b.setter
+    def b(self, value):
+        self.b[...] = value
+
+    def __repr__(self):
+        return (
+            f"Layer({self.index}: {self.in_features} -> {self.units}, "
+            f"activation={self.activation!r})"
+        )

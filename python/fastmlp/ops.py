@@ -1,0 +1,116 @@
+"""Low-level kernels of the core, one function per C++ kernel, with the names
+and argument order of fastmlp.reference, for tests and benchmarks.
+
+Inputs are converted once to C-contiguous float32 or float64 (float32 only
+when every floating input is float32); results are new arrays, except
+matmul's optional ``out``, which must already be C-contiguous, of the result
+dtype and shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._enums import act_id, loss_id
+
+__all__ = [
+    "activation_backward",
+    "activation_forward",
+    "dense_backward",
+    "dense_forward",
+    "loss_forward_backward",
+    "matmul",
+    "permutation",
+    "sgd_step",
+]
+
+
+def _common_dtype(arrays, names):
+    dts = []
+    for a, name in zip(arrays, names):
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+        dts.append(a.dtype)
+    return np.float32 if all(d == np.float32 for d in dts) else np.float64
+
+
+def _prepare(named, ndims):
+    arrays = [np.asarray(a) for a in named.values()]
+    dtype = _common_dtype(arrays, named.keys())
+    out = []
+    for (name, a), nd in zip(named.items(), ndims):
+        if a.ndim != nd:
+            raise ValueError(f"{name}: expected a {nd}-D array, got shape {a.shape}")
+        out.append(np.ascontiguousarray(a, dtype=dtype))
+    return out
+
+
+def matmul(a, b, trans_a=False, trans_b=False, out=None, naive=False):
+    """op(a) @ op(b) through the core's GEMM (naive=True: its triple-loop twin)."""
+    a, b = _prepare({"a": a, "b": b}, (2, 2))
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
+        if out.dtype != a.dtype:
+            raise TypeError(f"out: expected dtype {a.dtype}, got {out.dtype}")
+        if not out.flags.c_contiguous:
+            raise ValueError("out: expected a C-contiguous array")
+    return _core.matmul(a, b, bool(trans_a), bool(trans_b), out, bool(naive))
+
+
+def activation_forward(z, act):
+    (z,) = _prepare({"z": z}, (2,))
+    return _core.activation_forward(z, act_id(act))
+
+
+def activation_backward(dy, z, y, act):
+    dy, z, y = _prepare({"dy": dy, "z": z, "y": y}, (2, 2, 2))
+    return _core.activation_backward(dy, z, y, act_id(act))
+
+
+def dense_forward(x, w, b, act):
+    """(z, y) = (x w^T + b, act(z))."""
+    x, w, b = _prepare({"x": x, "w": w, "b": b}, (2, 2, 1))
+    return _core.dense_forward(x, w, b, act_id(act))
+
+
+def dense_backward(dy, x, w, z, y, act):
+    """(dx, dw, db, dz) of one dense layer."""
+    dy, x, w, z, y = _prepare({"dy": dy, "x": x, "w": w, "z": z, "y": y}, (2, 2, 2, 2, 2))
+    return _core.dense_backward(dy, x, w, z, y, act_id(act))
+
+
+def loss_forward_backward(loss, z, y, target):
+    """(mean loss, output y, gradient) of a loss on one batch.
+
+    z: the output layer's pre-activation (n, k); y: its activation output
+    (used by mse only); target: (n, k), or (n,) integer class ids for
+    cross_entropy. The gradient is dL/dy for mse, dL/dz otherwise.
+    """
+    lid = loss_id(loss)
+    z, y = _prepare({"z": z, "y": y}, (2, 2))
+    t = np.asarray(target)
+    if t.ndim == 1 and t.dtype.kind in "biu":
+        t = np.ascontiguousarray(t, dtype=np.int32)
+    else:
+        t = np.ascontiguousarray(t, dtype=z.dtype)
+    return _core.loss_forward_backward(lid, z, y, t)
+
+
+def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None):
+    """(p_new, buf_new) after one torch.optim.SGD step; buf None on the first step."""
+    p, g = _prepare({"p": p, "g": g}, (1, 1))
+    p = p.copy()
+    first = buf is None
+    if momentum != 0.0:
+        buf = np.zeros_like(p) if buf is None else np.array(buf, dtype=p.dtype, order="C", copy=True)
+    else:
+        buf = None
+    _core.sgd_step(p, g, buf, float(lr), float(momentum), bool(nesterov), float(weight_decay), first)
+    return p, buf
+
+
+def permutation(n, seed, epoch=0):
+    """The core's seeded shuffle of range(n) (counter-based, thread-independent)."""
+    return _core.permutation(int(n), int(seed), int(epoch))

@@ -1,0 +1,841 @@
+"""Pure-NumPy reference for fastmlp: the network mathematics, written to be read.
+
+This module is the oracle that the C++ core is tested against and, at the same
+time, the project's explanation of backpropagation. Every function here has a
+twin in ``csrc/`` with the same name, argument order and shapes; a parity test
+that fails therefore points at exactly one kernel. Nothing here is fast, and
+nothing here is clever: each line is meant to be checked against a formula.
+
+Notation
+--------
+Arrays are row-major with the batch first. For one dense layer::
+
+    x  (n, in)    the layer's input: n samples, one per row
+    w  (out, in)  the weight matrix, laid out like torch.nn.Linear.weight
+    b  (out,)     the bias
+    z  (n, out)   the pre-activation
+    y  (n, out)   the post-activation, which is the next layer's x
+
+A ``d`` in front of a name means "derivative of the scalar loss L with respect
+to that array", with the same shape as the array: ``dy[i, j] = dL/dy[i, j]``.
+
+Backpropagation in four equations
+---------------------------------
+The forward pass of a layer is::
+
+    z = x @ w.T + b          z[i, j] = sum_k x[i, k] * w[j, k] + b[j]
+    y = act(z)               applied element by element
+
+Backpropagation is the chain rule applied to these two lines in reverse. It
+receives dy from the layer above (or from the loss) and produces everything
+the layer needs plus the dy of the layer below:
+
+1. Through the activation. y[i, j] depends on z[i, j] alone, so the Jacobian
+   dy/dz is diagonal and the chain rule collapses to a product::
+
+       dz = dy * act'(z)                                  (n, out)
+
+2. Into the weights. w[j, k] touches every sample i through z[i, j], with
+   dz[i, j]/dw[j, k] = x[i, k]; summing the contributions over the batch::
+
+       dw[j, k] = sum_i dz[i, j] * x[i, k]   i.e.  dw = dz.T @ x     (out, in)
+
+3. Into the bias. dz[i, j]/db[j] = 1 for every sample, so::
+
+       db[j] = sum_i dz[i, j]                i.e.  db = dz.sum(axis=0)  (out,)
+
+4. Into the input, which becomes the dy of the layer below. x[i, k] feeds
+   every unit j of the same sample i, with dz[i, j]/dx[i, k] = w[j, k]::
+
+       dx[i, k] = sum_j dz[i, j] * w[j, k]   i.e.  dx = dz @ w        (n, in)
+
+A network is a stack of layers, so the backward pass starts at the loss with
+dy (or directly dz, see below) of the output layer and applies 1-4 from the
+last layer to the first. Each layer only needs its own x, z and y from the
+forward pass, which is why both the forward pass here and the core's
+workspace keep z and y for every layer.
+
+The loss is a mean over the batch, so every loss gradient carries a factor
+1/n (or 1/(n*k) for element-wise means); it enters once, at the top, and then
+flows through all of 1-4 unchanged. The weight gradients are therefore
+gradients of the *mean* loss, as in PyTorch.
+
+Losses that own the output transform
+------------------------------------
+Softmax followed by cross entropy, and sigmoid followed by binary cross
+entropy, have far simpler and far more stable derivatives together than
+apart: d/dz of the combination is ``softmax(z) - t`` (resp.
+``sigmoid(z) - t``), divided by the batch size, whereas going through dy and
+then act'(z) divides by probabilities that may be 0. So, exactly like
+torch.nn.CrossEntropyLoss and BCEWithLogitsLoss, those losses take the output
+layer's pre-activation z ("logits") and return dz directly; the output layer
+then has the identity activation. Mean squared error has no such transform: it
+takes the output y of the last layer (whatever its activation) and returns dy,
+which goes through step 1 like any other layer.
+
+Where the C++ twins live
+------------------------
+=====================================================  ===========================
+this module                                            C++
+=====================================================  ===========================
+sigmoid, softmax, log_softmax, activation_forward,     csrc/nn/activations.h
+activation_backward
+dense_forward, dense_backward                          csrc/nn/dense.h
+mse_*, cross_entropy_*, binary_cross_entropy_*,        csrc/nn/losses.h
+output_transform, loss_forward, loss_backward
+sgd_step                                               csrc/optim/sgd.h
+Network                                                csrc/network/network.h
+matmul                                                 csrc/gemm/gemm.h
+=====================================================  ===========================
+
+Conventions
+-----------
+* Functions return new arrays and never modify their inputs, with two
+  documented exceptions: ``numerical_gradient`` perturbs and restores its
+  array, and ``Network.sgd_step`` updates the network's parameters in place.
+* Arithmetic happens in the dtype of the inputs: float32 in, float32 out.
+  Constants are Python floats, which NumPy treats as "weak" and never lets
+  widen an array's dtype.
+* Definitions are PyTorch's documented ones: leaky_relu slope 0.01, elu
+  alpha 1, softplus beta 1, gelu in its exact erf form, losses averaged as
+  torch's default ``reduction='mean'`` averages them, SGD as torch.optim.SGD.
+* Nothing overflows for large |z| (say z = +-1000): every exponential is
+  taken of a non-positive number. Such exponentials may *underflow* to 0,
+  which is harmless and which NumPy ignores by default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "LOSSES",
+    "Network",
+    "activation_backward",
+    "activation_forward",
+    "binary_cross_entropy_backward",
+    "binary_cross_entropy_loss",
+    "cross_entropy_backward",
+    "cross_entropy_loss",
+    "dense_backward",
+    "dense_forward",
+    "log_softmax",
+    "loss_backward",
+    "loss_forward",
+    "matmul",
+    "mse_backward",
+    "mse_loss",
+    "numerical_gradient",
+    "output_transform",
+    "sgd_step",
+    "sigmoid",
+    "softmax",
+]
+
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+
+_LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU default negative_slope
+_SQRT1_2 = math.sqrt(0.5)  # 1/sqrt(2), as M_SQRT1_2 in torch's gelu kernel
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)  # normalises the standard normal density
+
+# math.erf applied element by element. It evaluates in double precision; the
+# result is cast back to the input's dtype by _erf below.
+_erf_f64 = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _erf(z):
+    return _erf_f64(z).astype(z.dtype, copy=False)
+
+
+def _check_activation(act):
+    if act not in ACTIVATIONS:
+        msg = f"act: expected one of {ACTIVATIONS}, got {act!r}"
+        raise ValueError(msg)
+
+
+def _check_loss(loss):
+    if loss not in LOSSES:
+        msg = f"loss: expected one of {LOSSES}, got {loss!r}"
+        raise ValueError(msg)
+
+
+def _check_same_shape(a, a_name, b, b_name):
+    # Without this check, y of shape (n, 1) against t of shape (n,) would
+    # broadcast to (n, n) and give a plausible-looking but wrong loss.
+    if a.shape != b.shape:
+        msg = f"{b_name}: expected shape {a.shape} (the shape of {a_name}), got {b.shape}"
+        raise ValueError(msg)
+
+
+def _check_2d(a, name):
+    if a.ndim != 2:
+        msg = f"{name}: expected a 2-D array, got shape {a.shape}"
+        raise ValueError(msg)
+
+
+# ---------------------------------------------------------------------------
+# Stable building blocks                               (csrc/nn/activations.h)
+# ---------------------------------------------------------------------------
+
+
+def sigmoid(z):
+    """Logistic function 1 / (1 + exp(-z)), element-wise; C++: csrc/nn/activations.h.
+
+    Written with e = exp(-|z|), which lies in (0, 1] and cannot overflow::
+
+        z >= 0:  1 / (1 + exp(-z))          = 1 / (1 + e)
+        z <  0:  exp(z) / (exp(z) + 1)      = e / (1 + e)
+
+    Both branches are the same function; each is the form whose exponential
+    has a non-positive argument.
+    """
+    z = np.asarray(z)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def log_softmax(z):
+    """Row-wise log(softmax(z)) for z (n, k); C++: csrc/nn/activations.h.
+
+    log softmax(z)_j = z_j - log(sum_m exp(z_m)). Subtracting the row maximum
+    c first changes nothing mathematically (the c cancels) but makes every
+    exponent <= 0, so the sum is in [1, k] and its log is safe::
+
+        log softmax(z)_j = (z_j - c) - log(sum_m exp(z_m - c))
+    """
+    z = np.asarray(z)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(z):
+    """Row-wise softmax exp(z_j) / sum_m exp(z_m) for z (n, k); C++: csrc/nn/activations.h.
+
+    The row maximum is subtracted first, as in log_softmax: every exponent is
+    then <= 0 and the largest is exactly exp(0) = 1, so the denominator is at
+    least 1 and nothing overflows.
+    """
+    z = np.asarray(z)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------
+# Activations                                          (csrc/nn/activations.h)
+# ---------------------------------------------------------------------------
+
+
+def activation_forward(z, act):
+    """y = act(z), element-wise, any shape; C++: csrc/nn/activations.h.
+
+    identity    z
+    sigmoid     1 / (1 + exp(-z))
+    tanh        tanh(z)
+    relu        max(z, 0)
+    leaky_relu  z if z > 0 else 0.01 * z
+    elu         z if z > 0 else exp(z) - 1          (alpha = 1)
+    gelu        z * Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2, the normal CDF
+    softplus    log(1 + exp(z))                     (beta = 1)
+    """
+    _check_activation(act)
+    z = np.asarray(z)
+    if act == "identity":
+        return z.copy()
+    if act == "sigmoid":
+        return sigmoid(z)
+    if act == "tanh":
+        return np.tanh(z)
+    if act == "relu":
+        return np.maximum(z, 0.0)
+    if act == "leaky_relu":
+        return np.where(z > 0, z, _LEAKY_SLOPE * z)
+    if act == "elu":
+        # expm1 is exact near 0 where exp(z) - 1 would cancel. It is evaluated
+        # on min(z, 0) so that the branch np.where discards (z > 0) cannot
+        # overflow for large z.
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
+    if act == "gelu":
+        return 0.5 * z * (1.0 + _erf(z * _SQRT1_2))
+    # softplus. For z > 0, log(1 + exp(z)) = z + log(1 + exp(-z)); for z <= 0
+    # it is log(1 + exp(z)) directly. Both read max(z, 0) + log1p(exp(-|z|)),
+    # whose exponential cannot overflow and whose log1p keeps full precision
+    # when exp(-|z|) is tiny.
+    return np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0.0)
+
+
+def activation_backward(dy, z, y, act):
+    """dz = dy * act'(z), element-wise; C++: csrc/nn/activations.h.
+
+    Step 1 of backpropagation. z is the pre-activation and y = act(z) the
+    post-activation saved by the forward pass; each derivative reads whichever
+    of the two gives it exactly and cheaply:
+
+    identity    1
+    sigmoid     y * (1 - y)            since s' = s (1 - s)
+    tanh        1 - y * y              since tanh' = 1 - tanh^2
+    relu        1 if z > 0 else 0      (0 at z == 0, as torch)
+    leaky_relu  1 if z > 0 else 0.01
+    elu         1 if z > 0 else y + 1  since (exp(z) - 1)' = exp(z) = y + 1
+    gelu        Phi(z) + z * phi(z)    product rule on z * Phi(z); phi = Phi'
+                                       is the normal density exp(-z^2/2)/sqrt(2 pi)
+    softplus    sigmoid(z)             since log(1 + e^z)' = e^z / (1 + e^z)
+
+    All arrays share one shape; returns a new array of that shape.
+    """
+    _check_activation(act)
+    dy = np.asarray(dy)
+    z = np.asarray(z)
+    y = np.asarray(y)
+    if act == "identity":
+        return dy.copy()
+    if act == "sigmoid":
+        return dy * (y * (1.0 - y))
+    if act == "tanh":
+        return dy * (1.0 - y * y)
+    if act == "relu":
+        # A select rather than dy * (z > 0): it passes dy through untouched
+        # where z > 0 and writes an exact 0 elsewhere, as torch's threshold
+        # backward does (a product would turn an inf or NaN in dy into NaN).
+        return np.where(z > 0, dy, 0.0)
+    if act == "leaky_relu":
+        return np.where(z > 0, dy, _LEAKY_SLOPE * dy)
+    if act == "elu":
+        # y + 1 equals exp(z) to within one rounding of 1 (absolute error
+        # <= eps/2), with no second exponential.
+        return np.where(z > 0, dy, dy * (y + 1.0))
+    if act == "gelu":
+        cdf = 0.5 * (1.0 + _erf(z * _SQRT1_2))
+        pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)  # exponent <= 0: underflows, never overflows
+        return dy * (cdf + z * pdf)
+    # softplus
+    return dy * sigmoid(z)
+
+
+# ---------------------------------------------------------------------------
+# Dense layer                                                (csrc/nn/dense.h)
+# ---------------------------------------------------------------------------
+
+
+def dense_forward(x, w, b, act):
+    """One dense layer forward; C++: csrc/nn/dense.h.
+
+    x (n, in), w (out, in), b (out,)  ->  z (n, out), y (n, out)
+
+        z = x @ w.T + b      (b broadcasts over the n rows)
+        y = act(z)
+
+    Both z and y are returned because backward needs them: the derivative of
+    each activation reads one or the other (see activation_backward).
+    """
+    x = np.asarray(x)
+    w = np.asarray(w)
+    b = np.asarray(b)
+    _check_2d(x, "x")
+    _check_2d(w, "w")
+    if x.shape[1] != w.shape[1]:
+        msg = f"x: expected shape (n, {w.shape[1]}) to match w {w.shape}, got {x.shape}"
+        raise ValueError(msg)
+    if b.shape != (w.shape[0],):
+        msg = f"b: expected shape ({w.shape[0]},), got {b.shape}"
+        raise ValueError(msg)
+    z = x @ w.T + b
+    y = activation_forward(z, act)
+    return z, y
+
+
+def dense_backward(dy, x, w, z, y, act):
+    """One dense layer backward; C++: csrc/nn/dense.h.
+
+    dy (n, out), x (n, in), w (out, in), z (n, out), y (n, out)
+    ->  dx (n, in), dw (out, in), db (out,), dz (n, out)
+
+    The four equations of the module docstring, in order:
+
+        dz = dy * act'(z)        through the activation (element-wise)
+        dw = dz.T @ x            (out, n) @ (n, in): sums over the batch
+        db = dz.sum(axis=0)      every sample adds its dz row to the bias
+        dx = dz @ w              (n, out) @ (out, in): the dy of the layer below
+
+    dz is returned as well; the core keeps it in its workspace and the parity
+    tests compare it.
+    """
+    dz = activation_backward(dy, z, y, act)
+    dw = dz.T @ x
+    db = dz.sum(axis=0)
+    dx = dz @ w
+    return dx, dw, db, dz
+
+
+# ---------------------------------------------------------------------------
+# Losses                                                    (csrc/nn/losses.h)
+# ---------------------------------------------------------------------------
+
+
+def mse_loss(y, t):
+    """Mean squared error over all elements, as torch.nn.MSELoss(); C++: csrc/nn/losses.h.
+
+    y, t (n, k):  L = (1 / (n k)) * sum_ij (y_ij - t_ij)^2
+    """
+    y = np.asarray(y)
+    t = np.asarray(t)
+    _check_same_shape(y, "y", t, "t")
+    d = y - t
+    return float(np.mean(d * d))
+
+
+def mse_backward(y, t):
+    """Gradient of mse_loss with respect to y; C++: csrc/nn/losses.h.
+
+    dL/dy_ij = 2 (y_ij - t_ij) / (n k): the derivative of a square, times the
+    1/(n k) of the mean. Returns dy (n, k), which the output layer then takes
+    through its activation's derivative.
+    """
+    y = np.asarray(y)
+    t = np.asarray(t)
+    _check_same_shape(y, "y", t, "t")
+    return 2.0 * (y - t) / y.size
+
+
+def _class_ids(target, n, k):
+    """Validated integer class ids (n,) from a 1-D target."""
+    if target.shape != (n,):
+        msg = f"target: expected class ids of shape ({n},), got {target.shape}"
+        raise ValueError(msg)
+    # Accept floats that hold whole numbers (labels often arrive as such);
+    # refuse anything else rather than truncate it silently.
+    is_int = np.issubdtype(target.dtype, np.integer)
+    if not is_int and not (np.all(np.isfinite(target)) and np.all(target == np.round(target))):
+        msg = "target: expected integer class ids, got non-integer values"
+        raise ValueError(msg)
+    ids = target.astype(np.intp)
+    if n and (ids.min() < 0 or ids.max() >= k):
+        msg = (
+            f"target: expected class ids in [0, {k - 1}], got values in [{ids.min()}, {ids.max()}]"
+        )
+        raise ValueError(msg)
+    return ids
+
+
+def _ce_target(z, target):
+    """Split cross-entropy targets into ("ids", ids (n,)) or ("probs", t (n, k))."""
+    _check_2d(z, "z")
+    n, k = z.shape
+    target = np.asarray(target)
+    if target.ndim == 1:
+        return "ids", _class_ids(target, n, k)
+    _check_same_shape(z, "z", target, "target")
+    return "probs", target
+
+
+def cross_entropy_loss(z, target):
+    """Softmax cross entropy from logits, as torch.nn.CrossEntropyLoss(); C++: csrc/nn/losses.h.
+
+    z (n, k) are logits (the output layer's pre-activation). target is either
+
+    * class ids (n,) of an integer dtype:
+          L = (1/n) sum_i -log_softmax(z)[i, target_i]
+    * class probabilities or one-hot rows (n, k) of a float dtype:
+          L = (1/n) sum_i -sum_j t_ij log_softmax(z)[i, j]
+
+    log_softmax is used rather than log(softmax): a probability that
+    underflows to 0 would make log(0) = -inf, while log_softmax is finite.
+    """
+    z = np.asarray(z)
+    kind, t = _ce_target(z, target)
+    logp = log_softmax(z)
+    n = z.shape[0]
+    if kind == "ids":
+        return float(-logp[np.arange(n), t].sum() / n)
+    return float(-(t * logp).sum() / n)
+
+
+def cross_entropy_backward(z, target):
+    """Gradient of cross_entropy_loss with respect to the logits z; C++: csrc/nn/losses.h.
+
+    For one row, with p = softmax(z) and s = sum_j t_j:
+
+        L_row = -sum_j t_j (z_j - log sum_m exp(z_m))
+              = -sum_j t_j z_j + s * log sum_m exp(z_m)
+        dL_row/dz_j = -t_j + s * p_j
+
+    since d/dz_j of log sum_m exp(z_m) is exactly p_j. With the 1/n of the
+    mean this gives dz = (p * s - t) / n, shape (n, k). For one-hot rows or
+    class ids s = 1 and it is the familiar (p - onehot) / n; keeping s makes
+    it exact for target rows that do not sum to 1 as well.
+    """
+    z = np.asarray(z)
+    kind, t = _ce_target(z, target)
+    p = softmax(z)
+    n = z.shape[0]
+    if kind == "ids":
+        onehot = np.zeros_like(z)
+        onehot[np.arange(n), t] = 1.0
+        return (p - onehot) / n
+    return (p * t.sum(axis=1, keepdims=True) - t) / n
+
+
+def binary_cross_entropy_loss(z, t):
+    """Binary cross entropy from logits, as torch.nn.BCEWithLogitsLoss(); C++: csrc/nn/losses.h.
+
+    z, t (n, k). With p = sigmoid(z), each element contributes
+    -t log p - (1 - t) log(1 - p). Using log p = -softplus(-z) and
+    log(1 - p) = -softplus(z) this is softplus(z) - t z, computed stably as
+
+        max(z, 0) - z t + log1p(exp(-|z|))
+
+    and L is its mean over all n k elements. No log of a probability is ever
+    taken, so p rounding to 0 or 1 does no harm.
+    """
+    z = np.asarray(z)
+    t = np.asarray(t)
+    _check_same_shape(z, "z", t, "t")
+    elem = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    return float(np.mean(elem))
+
+
+def binary_cross_entropy_backward(z, t):
+    """Gradient of binary_cross_entropy_loss with respect to z; C++: csrc/nn/losses.h.
+
+    d/dz of softplus(z) - t z is sigmoid(z) - t; the mean adds 1/(n k):
+    dz = (sigmoid(z) - t) / (n k), shape (n, k).
+    """
+    z = np.asarray(z)
+    t = np.asarray(t)
+    _check_same_shape(z, "z", t, "t")
+    return (sigmoid(z) - t) / z.size
+
+
+def output_transform(z, loss):
+    """What the network reports as its output, given the last layer's z; C++: csrc/nn/losses.h.
+
+    mse                   z unchanged (a copy). An mse network applies its
+                          output activation in the layer itself; Network
+                          reports that layer's y.
+    cross_entropy         softmax(z), class probabilities per row
+    binary_cross_entropy  sigmoid(z), a probability per element
+    """
+    _check_loss(loss)
+    z = np.asarray(z)
+    if loss == "mse":
+        return z.copy()
+    if loss == "cross_entropy":
+        return softmax(z)
+    return sigmoid(z)
+
+
+def loss_forward(z, y, t, loss):
+    """Mean loss of the output layer; C++: csrc/nn/losses.h.
+
+    z and y are the output layer's pre- and post-activation. mse reads y; the
+    two losses that own their output transform read the logits z.
+    """
+    _check_loss(loss)
+    if loss == "mse":
+        return mse_loss(y, t)
+    if loss == "cross_entropy":
+        return cross_entropy_loss(z, t)
+    return binary_cross_entropy_loss(z, t)
+
+
+def loss_backward(z, y, t, loss):
+    """Start of the backward pass; C++: csrc/nn/losses.h.
+
+    mse:                           returns dL/dy (n, k), to be taken through
+                                   the output activation's derivative.
+    cross_entropy, binary_cross_entropy:
+                                   returns dL/dz (n, k) directly; the output
+                                   activation is the identity, so dz = dy.
+    """
+    _check_loss(loss)
+    if loss == "mse":
+        return mse_backward(y, t)
+    if loss == "cross_entropy":
+        return cross_entropy_backward(z, t)
+    return binary_cross_entropy_backward(z, t)
+
+
+# ---------------------------------------------------------------------------
+# Optimizer                                                 (csrc/optim/sgd.h)
+# ---------------------------------------------------------------------------
+
+
+def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None):
+    """One step of torch.optim.SGD (dampening 0) on one array; C++: csrc/optim/sgd.h.
+
+    p, g and buf share one shape. Returns (p_new, buf_new), where buf_new is
+    None when momentum == 0; p, g and buf are left untouched.
+
+        g   = g + weight_decay * p                (L2 penalty, folded into g)
+        buf = g                   on the first step (buf is None)
+        buf = momentum * buf + g  afterwards
+        g   = g + momentum * buf  with nesterov, else g = buf
+        p   = p - lr * g
+
+    Why the first step sets buf = g: torch creates the momentum buffer lazily
+    as a copy of the first gradient instead of starting from zeros. With
+    dampening 0, as here, a zero buffer would give the same first step
+    (momentum * 0 + g = g), so a core that zero-fills its flat buffer once
+    matches bitwise. The convention matters for torch's dampened form, where
+    buf = momentum * buf + (1 - dampening) * g would shrink the very first
+    step; seeding with g makes the first step a plain gradient step. We follow
+    it so that "no buffer yet" (None) means exactly what it means in torch.
+    """
+    if lr < 0.0:
+        msg = f"lr: expected >= 0, got {lr}"
+        raise ValueError(msg)
+    if momentum < 0.0:
+        msg = f"momentum: expected >= 0, got {momentum}"
+        raise ValueError(msg)
+    if weight_decay < 0.0:
+        msg = f"weight_decay: expected >= 0, got {weight_decay}"
+        raise ValueError(msg)
+    if nesterov and momentum == 0.0:
+        msg = "nesterov: requires momentum > 0, got momentum=0"
+        raise ValueError(msg)
+    p = np.asarray(p)
+    g = np.asarray(g)
+    if g.shape != p.shape:
+        msg = f"g: expected shape {p.shape} (the shape of p), got {g.shape}"
+        raise ValueError(msg)
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    buf_new = None
+    if momentum != 0.0:
+        if buf is None:
+            buf_new = g.copy()
+        else:
+            buf = np.asarray(buf)
+            if buf.shape != p.shape:
+                msg = f"buf: expected shape {p.shape} (the shape of p), got {buf.shape}"
+                raise ValueError(msg)
+            buf_new = momentum * buf + g
+        g = g + momentum * buf_new if nesterov else buf_new
+    p_new = p - lr * g
+    return p_new, buf_new
+
+
+# ---------------------------------------------------------------------------
+# GEMM                                                      (csrc/gemm/gemm.h)
+# ---------------------------------------------------------------------------
+
+
+def matmul(a, b, trans_a=False, trans_b=False):
+    """op(a) @ op(b), op being the transpose when asked for; C++: csrc/gemm/gemm.h.
+
+    op(a) (m, k), op(b) (k, n) -> (m, n). The three GEMMs of a dense layer
+    are matmul(x, w, trans_b=True) forward, and in backward
+    matmul(dz, x, trans_a=True) for dw and matmul(dz, w) for dx.
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    _check_2d(a, "a")
+    _check_2d(b, "b")
+    opa = a.T if trans_a else a
+    opb = b.T if trans_b else b
+    if opa.shape[1] != opb.shape[0]:
+        msg = (
+            f"b: expected op(b) with {opa.shape[1]} rows to match op(a) {opa.shape}, "
+            f"got op(b) {opb.shape}"
+        )
+        raise ValueError(msg)
+    return opa @ opb
+
+
+# ---------------------------------------------------------------------------
+# The whole network                                    (csrc/network/network.h)
+# ---------------------------------------------------------------------------
+
+
+class Network:
+    """The whole network, forward and backward, as the core's layer loop does it.
+
+    C++: csrc/network/network.h. Layer l (0-based, L layers) has
+
+        weights[l]  (out_l, in_l)   with in_{l+1} == out_l
+        biases[l]   (out_l,)
+        activations[l], one name per layer, the output layer included
+
+    After forward (and backward, which runs forward itself) the per-layer
+    workspace is kept under the core's names:
+
+        self.xs[l]   (n, in_l)    input of layer l (xs[0] is the batch)
+        self.zs[l]   (n, out_l)   pre-activation
+        self.ys[l]   (n, out_l)   post-activation, = xs[l + 1]
+        self.dzs[l]  (n, out_l)   dL/dz of layer l (after backward)
+
+    The parameter arrays are held, not copied: sgd_step writes into them.
+    """
+
+    def __init__(self, weights, biases, activations, loss):
+        _check_loss(loss)
+        weights = [np.asarray(w) for w in weights]
+        biases = [np.asarray(b) for b in biases]
+        activations = list(activations)
+        n_layers = len(weights)
+        if n_layers == 0:
+            msg = "weights: expected at least one layer, got none"
+            raise ValueError(msg)
+        if len(biases) != n_layers:
+            msg = f"biases: expected {n_layers} arrays (one per layer), got {len(biases)}"
+            raise ValueError(msg)
+        if len(activations) != n_layers:
+            msg = (
+                f"activations: expected {n_layers} names (one per layer, output included), "
+                f"got {len(activations)}"
+            )
+            raise ValueError(msg)
+        for li, (w, b, act) in enumerate(zip(weights, biases, activations, strict=True)):
+            _check_activation(act)
+            _check_2d(w, f"weights[{li}]")
+            if li > 0 and w.shape[1] != weights[li - 1].shape[0]:
+                msg = (
+                    f"weights[{li}]: expected {weights[li - 1].shape[0]} input columns "
+                    f"(the outputs of layer {li - 1}), got shape {w.shape}"
+                )
+                raise ValueError(msg)
+            if b.shape != (w.shape[0],):
+                msg = f"biases[{li}]: expected shape ({w.shape[0]},), got {b.shape}"
+                raise ValueError(msg)
+        if loss != "mse" and activations[-1] != "identity":
+            msg = (
+                f"activations[-1]: expected 'identity' for loss {loss!r}, which applies "
+                f"{'softmax' if loss == 'cross_entropy' else 'sigmoid'} itself; "
+                f"got {activations[-1]!r}"
+            )
+            raise ValueError(msg)
+        self.weights = weights
+        self.biases = biases
+        self.activations = activations
+        self.loss_name = loss
+        self.xs = []
+        self.zs = []
+        self.ys = []
+        self.dzs = []
+        self.output = None
+        self._sgd_bufs = None  # per layer {"W": buf, "b": buf}, created by the first sgd_step
+
+    def forward(self, x):
+        """Run every layer on x (n, in_0); return the network output (n, out_{L-1}).
+
+        The output is output_transform of the last layer: its y for mse,
+        softmax(z) for cross_entropy, sigmoid(z) for binary_cross_entropy.
+        """
+        x = np.asarray(x)
+        _check_2d(x, "x")
+        if x.shape[1] != self.weights[0].shape[1]:
+            msg = f"x: expected shape (n, {self.weights[0].shape[1]}), got {x.shape}"
+            raise ValueError(msg)
+        self.xs, self.zs, self.ys = [], [], []
+        for w, b, act in zip(self.weights, self.biases, self.activations, strict=True):
+            z, y = dense_forward(x, w, b, act)
+            self.xs.append(x)
+            self.zs.append(z)
+            self.ys.append(y)
+            x = y  # this layer's output is the next layer's input
+        if self.loss_name == "mse":
+            self.output = self.ys[-1].copy()
+        else:
+            self.output = output_transform(self.zs[-1], self.loss_name)
+        return self.output
+
+    def loss(self, x, t):
+        """Mean loss on the batch (x, t); no gradients, no update."""
+        self.forward(x)
+        return loss_forward(self.zs[-1], self.ys[-1], t, self.loss_name)
+
+    def backward(self, x, t):
+        """Forward, then backward through every layer; returns (loss, grads).
+
+        grads[l] = {"W": dW (out_l, in_l), "b": db (out_l,)}, gradients of the
+        mean loss over the batch.
+
+        The loss hands down dy of the output layer (mse) or its dz directly
+        (the other two, whose output activation is the identity, so that
+        dense_backward's dz = dy * 1 passes it through unchanged). Then each
+        layer, last to first, turns its dy into dz, dW, db and the dy of the
+        layer below, which is its dx.
+        """
+        loss = self.loss(x, t)
+        d = loss_backward(self.zs[-1], self.ys[-1], t, self.loss_name)
+        n_layers = len(self.weights)
+        grads = [None] * n_layers
+        self.dzs = [None] * n_layers
+        dy = d
+        for li in reversed(range(n_layers)):
+            # The core skips dx for layer 0 (nothing below consumes it); here it
+            # is computed and dropped, to keep the loop body one call.
+            dx, dw, db, dz = dense_backward(
+                dy, self.xs[li], self.weights[li], self.zs[li], self.ys[li], self.activations[li]
+            )
+            grads[li] = {"W": dw, "b": db}
+            self.dzs[li] = dz
+            dy = dx
+        return loss, grads
+
+    def sgd_step(self, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        """Apply sgd_step to every W and b, writing the results into them in place.
+
+        Momentum buffers are kept on the network between calls, one per
+        parameter array, and start as None (see sgd_step for why).
+        """
+        if len(grads) != len(self.weights):
+            msg = f"grads: expected {len(self.weights)} layers, got {len(grads)}"
+            raise ValueError(msg)
+        if self._sgd_bufs is None:
+            self._sgd_bufs = [{"W": None, "b": None} for _ in self.weights]
+        for li, grad in enumerate(grads):
+            for key, param in (("W", self.weights[li]), ("b", self.biases[li])):
+                p_new, buf_new = sgd_step(
+                    param,
+                    grad[key],
+                    lr,
+                    momentum=momentum,
+                    nesterov=nesterov,
+                    weight_decay=weight_decay,
+                    buf=self._sgd_bufs[li][key],
+                )
+                param[...] = p_new
+                self._sgd_bufs[li][key] = buf_new
+
+
+# ---------------------------------------------------------------------------
+# Gradient checking
+# ---------------------------------------------------------------------------
+
+
+def numerical_gradient(f, p, eps=1e-6):
+    """Central finite differences of the scalar f() with respect to each element of p.
+
+    f takes no arguments and reads p (for example through a Network holding
+    it). Each element is perturbed in place, f is evaluated at p_i + eps and
+    p_i - eps, and p_i is restored to its exact original value afterwards.
+    Returns a float64 array of p's shape:
+
+        grad_i = (f(p_i + eps) - f(p_i - eps)) / (2 eps)
+
+    Why central differences: by Taylor's theorem the one-sided quotient
+    (f(p + eps) - f(p)) / eps is off by eps f''/2, an O(eps) error, while in
+    the central one the even terms cancel and the error is eps^2 f'''/6,
+    O(eps^2). With eps = 1e-6 that truncation error is ~1e-12.
+
+    Why float64: the difference f(p + eps) - f(p - eps) is small next to f
+    itself, so the rounding error of f (about machine epsilon times |f|) is
+    divided by 2 eps. In float64 that is ~1e-16 / 1e-6 = 1e-10, far below the
+    gradients being checked; in float32 it would be ~1e-7 / 1e-6, i.e. noise
+    of the size of the answer (and eps = 1e-6 is below float32's resolution
+    near 1). Give this function float64 parameters.
+    """
+    grad = np.zeros(p.shape, dtype=np.float64)
+    for idx in np.ndindex(p.shape):
+        original = p[idx]
+        p[idx] = original + eps
+        f_plus = f()
+        p[idx] = original - eps
+        f_minus = f()
+        p[idx] = original  # exact restore, not "+ eps": no drift from rounding
+        grad[idx] = (f_plus - f_minus) / (2.0 * eps)
+    return grad
