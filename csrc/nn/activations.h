@@ -40,7 +40,7 @@ FM_ALWAYS_INLINE T act_scalar(Act act, T z) {
     case Act::relu: return z > T(0) ? z : T(0);
     case Act::leaky_relu: return z > T(0) ? z : T(0.01) * z;
     case Act::elu: return z > T(0) ? z : std::expm1(z);
-    case Act::gelu: return T(0.5) * z * (T(1) + std::erf(z * T(0.70710678118654752440)));
+    case Act::gelu: return T(0.5) * z * std::erfc(-z * T(0.70710678118654752440));
     case Act::softplus: return softplus_scalar(z);
   }
   return z;
@@ -57,8 +57,8 @@ FM_ALWAYS_INLINE T act_deriv_scalar(Act act, T z, T y) {
     case Act::leaky_relu: return z > T(0) ? T(1) : T(0.01);
     case Act::elu: return z > T(0) ? T(1) : y + T(1);
     case Act::gelu: {
-      // d/dz [z Phi(z)] = Phi(z) + z phi(z)
-      T cdf = T(0.5) * (T(1) + std::erf(z * T(0.70710678118654752440)));
+      // d/dz [z Phi(z)] = Phi(z) + z phi(z). Phi via erfc: 1 + erf(x) cancels for x << 0.
+      T cdf = T(0.5) * std::erfc(-z * T(0.70710678118654752440));
       T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * z * z);
       return cdf + z * pdf;
     }

@@ -142,13 +142,16 @@ _LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU default negative_slope
 _SQRT1_2 = math.sqrt(0.5)  # 1/sqrt(2), as M_SQRT1_2 in torch's gelu kernel
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)  # normalises the standard normal density
 
-# math.erf applied element by element. It evaluates in double precision; the
-# result is cast back to the input's dtype by _erf below.
-_erf_f64 = np.vectorize(math.erf, otypes=[np.float64])
+# math.erfc applied element by element. It evaluates in double precision; the
+# result is cast back to the input's dtype by _erfc below. The normal CDF is
+# written Phi(z) = erfc(-z / sqrt 2) / 2 rather than (1 + erf(z / sqrt 2)) / 2:
+# the two are equal, but for z << 0 the second subtracts two numbers close to
+# 1 and keeps only a few correct digits, while erfc is accurate everywhere.
+_erfc_f64 = np.vectorize(math.erfc, otypes=[np.float64])
 
 
-def _erf(z):
-    return _erf_f64(z).astype(z.dtype, copy=False)
+def _erfc(z):
+    return _erfc_f64(z).astype(z.dtype, copy=False)
 
 
 def _check_activation(act):
@@ -238,7 +241,7 @@ def activation_forward(z, act):
     relu        max(z, 0)
     leaky_relu  z if z > 0 else 0.01 * z
     elu         z if z > 0 else exp(z) - 1          (alpha = 1)
-    gelu        z * Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2, the normal CDF
+    gelu        z * Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2 = erfc(-z / sqrt 2) / 2, the normal CDF
     softplus    log(1 + exp(z))                     (beta = 1)
     """
     _check_activation(act)
@@ -259,7 +262,7 @@ def activation_forward(z, act):
         # overflow for large z.
         return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
     if act == "gelu":
-        return 0.5 * z * (1.0 + _erf(z * _SQRT1_2))
+        return 0.5 * z * _erfc(-z * _SQRT1_2)
     # softplus. For z > 0, log(1 + exp(z)) = z + log(1 + exp(-z)); for z <= 0
     # it is log(1 + exp(z)) directly. Both read max(z, 0) + log1p(exp(-|z|)),
     # whose exponential cannot overflow and whose log1p keeps full precision
@@ -308,7 +311,7 @@ def activation_backward(dy, z, y, act):
         # <= eps/2), with no second exponential.
         return np.where(z > 0, dy, dy * (y + 1.0))
     if act == "gelu":
-        cdf = 0.5 * (1.0 + _erf(z * _SQRT1_2))
+        cdf = 0.5 * _erfc(-z * _SQRT1_2)
         pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)  # exponent <= 0: underflows, never overflows
         return dy * (cdf + z * pdf)
     # softplus
