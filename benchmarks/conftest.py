@@ -1,0 +1,9 @@
+"""Benchmarks: pytest benchmarks --benchmark-only --benchmark-group-by=group"""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

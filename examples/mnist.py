@@ -1,0 +1,41 @@
+"""MNIST handwritten digits with a 784-256-128-10 ReLU network.
+
+    python examples/mnist.py [--data FOLDER_WITH_THE_IDX_FILES] [--epochs 10]
+
+Looks for the files in --data, $FASTMLP_DATA/mnist or ../shared/data/mnist.
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import fastmlp as fm
+from fastmlp.datasets import load_mnist
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--data", default=None)
+parser.add_argument("--epochs", type=int, default=10)
+parser.add_argument("--batch-size", type=int, default=128)
+parser.add_argument("--threads", type=int, default=None)
+args = parser.parse_args()
+if args.threads:
+    fm.set_num_threads(args.threads)
+path = args.data
+if path is None and not os.environ.get("FASTMLP_DATA"):
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+(Xtr, ytr), (Xte, yte) = load_mnist(path)
+Xtr = Xtr.astype(np.float32) / 255.0
+Xte = Xte.astype(np.float32) / 255.0
+
+model = fm.MLP([784, 256, 128, 10], activation="relu", loss="cross_entropy", seed=0)
+model.compile(optimizer=fm.optim.SGD(lr=0.05, momentum=0.9))
+t0 = time.perf_counter()
+history = model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
+                    validation_data=(Xte, yte), verbose=1)
+secs = time.perf_counter() - t0
+print(f"{args.epochs} epochs in {secs:.1f} s ({secs / args.epochs:.2f} s per epoch); "
+      f"test accuracy {model.score(Xte, yte):.4f}")
