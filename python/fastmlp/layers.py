@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._enums import activation_name
 from ._validation import check_float, check_positive_int
 
@@ -30,6 +32,19 @@ class Dense:
         return f"Dense({', '.join(parts)})"
 
 
+def _assign(view, value, name):
+    """Copy value into a parameter view after checking it: a failed check
+    leaves the parameters as they were."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.shape != view.shape:
+        raise ValueError(f"{name}: expected shape {view.shape}, got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains NaN or infinity")
+    view[...] = arr
+
+
 class Layer:
     """One layer of a built model. W (units, inputs) and b (units,) are
     zero-copy, writable views of the model's parameter buffer: writing into
@@ -47,7 +62,7 @@ class Layer:
 
     @W.setter
     def W(self, value):
-        self.W[...] = value
+        _assign(self.W, value, f"layers[{self.index}].W")
 
     @property
     def b(self):
@@ -55,7 +70,7 @@ class Layer:
 
     @b.setter
     def b(self, value):
-        self.b[...] = value
+        _assign(self.b, value, f"layers[{self.index}].b")
 
     def __repr__(self):
         return (
