@@ -1,6 +1,10 @@
 // fastmlp._core: the compiled core. Python-facing checks live in
 // python/fastmlp; this module only guards the core against mis-read arrays.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
 
 #include "common/parallel.h"
 #include "gemm/gemm.h"
@@ -28,6 +32,22 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &fastmlp::num_threads);
   m.def("have_openmp", &fastmlp::have_openmp);
   m.def("gemm_kernel", &fastmlp::gemm_kernel_name);
+  m.def("supported_isas", &fastmlp::supported_gemm_isas);
+  m.def("best_isa", &fastmlp::best_gemm_isa);
+  m.def("set_isa", [](const std::string& isa) {
+    try {
+      fastmlp::set_gemm_isa(isa);
+    } catch (const std::invalid_argument& e) {
+      // The same message, naming the argument of this call.
+      std::string msg = e.what();
+      if (msg.rfind("FASTMLP_ISA: ", 0) == 0) msg = "isa: " + msg.substr(13);
+      throw py::value_error(msg);
+    }
+  }, py::arg("isa"));
+  m.def("fma_peak", [](const std::string& isa, bool dbl, int threads, double seconds) {
+    py::gil_scoped_release nogil;
+    return fastmlp::fma_peak_gflops(isa, dbl, threads, seconds);
+  }, py::arg("isa"), py::arg("double"), py::arg("threads"), py::arg("seconds"));
 #if defined(__clang__)
   m.attr("compiler") = "clang " __clang_version__;
 #elif defined(__GNUC__)
@@ -37,6 +57,9 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("compiler") = "unknown";
 #endif
+  // Apply FASTMLP_ISA (or pick the best path) now, so that a bad value fails
+  // the import with its message instead of surfacing in the first product.
+  fastmlp::init_gemm_dispatch();
   fastmlp::bind::bind_ops(m);
   fastmlp::bind::bind_networks(m);
 }

@@ -1,18 +1,119 @@
-// Chooses the micro-kernel once per process. Only the portable kernel exists
-// so far; the ISA-specific ones plug in here, selected from cpuid + xgetbv
-// and overridable with FASTMLP_ISA.
+// Chooses the micro-kernels once per process from what the CPU and the OS
+// support (cpuid + xgetbv, through the compiler's __builtin_cpu_supports),
+// unless FASTMLP_ISA names one: generic, avx2 or avx512. Naming a path this
+// machine cannot run is an error, reported when the module is imported.
+// set_gemm_isa() switches paths at run time, so that the tests can check
+// every supported path in one process.
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
 #include "gemm/gemm.h"
 #include "gemm/ukr.h"
 
 namespace fastmlp {
+namespace {
+
+struct KernelPair {
+  const GemmKernel<float>* s;
+  const GemmKernel<double>* d;
+};
+
+std::atomic<const GemmKernel<float>*> g_sgemm{nullptr};
+std::atomic<const GemmKernel<double>*> g_dgemm{nullptr};
+
+bool cpu_has(const std::string& isa) {
+  if (isa == "generic") return true;
+#if defined(FASTMLP_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("fma");
+#endif
+  return false;
+}
+
+KernelPair kernels_for(const std::string& isa) {
+#if defined(FASTMLP_HAVE_X86_KERNELS)
+  if (isa == "avx512") return {&avx512::kSgemm, &avx512::kDgemm};
+  if (isa == "avx2") return {&avx2::kSgemm, &avx2::kDgemm};
+#endif
+  (void)isa;
+  return {&generic::kSgemm, &generic::kDgemm};
+}
+
+const char* const kKnown[] = {"generic", "avx2", "avx512"};
+
+void install(const std::string& isa) {
+  KernelPair k = kernels_for(isa);
+  g_sgemm.store(k.s, std::memory_order_release);
+  g_dgemm.store(k.d, std::memory_order_release);
+}
+
+void ensure_selected() {
+  if (g_sgemm.load(std::memory_order_acquire)) return;
+  const char* env = std::getenv("FASTMLP_ISA");
+  if (env && *env) {
+    set_gemm_isa(env);
+    return;
+  }
+  install(best_gemm_isa());
+}
+
+}  // namespace
+
+std::vector<std::string> supported_gemm_isas() {
+  std::vector<std::string> out;
+  for (const char* isa : kKnown)
+    if (cpu_has(isa)) out.push_back(isa);
+  return out;
+}
+
+std::string best_gemm_isa() {
+  if (cpu_has("avx512")) return "avx512";
+  if (cpu_has("avx2")) return "avx2";
+  return "generic";
+}
+
+void set_gemm_isa(const std::string& isa) {
+  bool known = false;
+  for (const char* k : kKnown) known = known || isa == k;
+  if (!known)
+    throw std::invalid_argument("FASTMLP_ISA: expected one of generic, avx2, avx512, got '" + isa +
+                                "'");
+  if (!cpu_has(isa)) {
+#if defined(FASTMLP_HAVE_X86_KERNELS)
+    throw std::invalid_argument("FASTMLP_ISA: this CPU (or OS) does not support " + isa +
+                                "; supported here: " + best_gemm_isa() + " and below");
+#else
+    throw std::invalid_argument("FASTMLP_ISA: " + isa +
+                                " kernels are not part of this build (not an x86-64 build)");
+#endif
+  }
+  install(isa);
+}
+
+void init_gemm_dispatch() { ensure_selected(); }
 
 template <>
 const GemmKernel<float>& active_gemm_kernel<float>() {
-  return generic::kSgemm;
+  const GemmKernel<float>* k = g_sgemm.load(std::memory_order_acquire);
+  if (!k) {
+    ensure_selected();
+    k = g_sgemm.load(std::memory_order_acquire);
+  }
+  return *k;
 }
 template <>
 const GemmKernel<double>& active_gemm_kernel<double>() {
-  return generic::kDgemm;
+  const GemmKernel<double>* k = g_dgemm.load(std::memory_order_acquire);
+  if (!k) {
+    ensure_selected();
+    k = g_dgemm.load(std::memory_order_acquire);
+  }
+  return *k;
 }
 
 const char* gemm_kernel_name() { return active_gemm_kernel<float>().name; }

@@ -18,6 +18,9 @@
 // y = act(C) if y is given (C keeps the pre-activation z).
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "common/types.h"
 
 namespace fastmlp {
@@ -40,7 +43,20 @@ template <class T>
 void gemm_naive(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
                 index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc);
 
-// Name of the micro-kernel in use ("generic", ...), for show_config().
+// Name of the micro-kernel in use ("generic", "avx2", "avx512"), for show_config().
 const char* gemm_kernel_name();
+
+// Instruction-set paths: those this CPU runs, the best of them, and a switch
+// (std::invalid_argument naming FASTMLP_ISA for an unknown or unsupported
+// path). init_gemm_dispatch() applies FASTMLP_ISA or the best path; the
+// module calls it at import so that a bad FASTMLP_ISA fails there.
+std::vector<std::string> supported_gemm_isas();
+std::string best_gemm_isa();
+void set_gemm_isa(const std::string& isa);
+void init_gemm_dispatch();
+
+// Measured FMA throughput of one path: `threads` threads each run
+// independent FMA chains for about `seconds`; returns GFLOP/s (all threads).
+double fma_peak_gflops(const std::string& isa, bool dbl, int threads, double seconds);
 
 }  // namespace fastmlp

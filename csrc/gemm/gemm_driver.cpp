@@ -6,12 +6,13 @@
 //         for (jr, ir) micro-tiles      split over threads; B sliver kc x NR in L1
 //           micro-kernel MR x NR
 //
-// Packing and the micro-tile loop are work-shared with `omp for`; their
-// implicit barriers order pack -> compute -> next pack. Threads never split pc
-// or the k loop inside a micro-kernel, which keeps results independent of the
-// thread count. Pack buffers are per calling thread (thread_local), so two
-// Python threads that call into the core with the GIL released never share
-// one, and a step after the first allocates nothing.
+// Threads own disjoint rectangles of C (a grid chosen per shape) and run these
+// loops on their own rectangle with their own pack buffers, so there is no
+// barrier inside a product. Threads never split pc or the k loop inside a
+// micro-kernel, which keeps results independent of the thread count. Pack
+// buffers are per thread (thread_local), so two Python threads that call into
+// the core with the GIL released never share one, and a step after the first
+// allocates nothing.
 #include <algorithm>
 
 #include "common/aligned.h"
@@ -99,6 +100,211 @@ PackBuffers<T>& pack_buffers() {
   return bufs;
 }
 
+
+// The blocked product of one rectangle of C, rows [i_beg, i_end) and
+// columns [j_beg, j_end), on the calling thread with its own pack buffers.
+//
+// Full tiles read an operand in place whenever its layout lets the kernel
+// stream it: B when op(B) = B (rows along j), A always (row-major kernel for
+// op(A) = A, k-major kernel for op(A) = A^T). Only op(B) = B^T (the forward
+// product X W^T) and edge tiles are packed. Packing never changes a value,
+// so which tiles are packed does not change the result.
+//
+// With transposed_c the caller has swapped the operands (computing
+// C^T = op(B)^T op(A)^T, see gemm()) so that the kernel's vector dimension runs
+// along the longer side of C: each micro-tile is then formed in a small
+// buffer and written to C transposed, with the epilogue applied in C's own
+// coordinates.
+template <class T>
+void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, index_t i_beg,
+               index_t i_end, index_t j_beg, index_t j_end, index_t k, T alpha, const T* a,
+               index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc,
+               const Epilogue<T>* ep, bool transposed_c) {
+  const int MR = U.mr, NR = U.nr;
+  const index_t MC = K.mc, KC = K.kc, NC = K.nc;
+  const index_t m = i_end - i_beg, n = j_end - j_beg;
+  // In place along k (each k step a new row of the operand) only while the
+  // operand is small enough to stay cached: beyond that, every k step of a
+  // micro-kernel touches a new page and packing is cheaper than the misses.
+  const double kDirectBytes = 512.0 * 1024.0;
+  const bool a_rows = K.direct && ta == Trans::N;
+  const bool a_kstrided = K.direct && ta == Trans::T && double(k) * lda * sizeof(T) <= kDirectBytes;
+  const bool b_direct = K.direct && tb == Trans::N && double(k) * ldb * sizeof(T) <= kDirectBytes;
+  PackBuffers<T>& bufs = pack_buffers<T>();
+  const bool a_direct = a_rows || a_kstrided;
+  bufs.a.reserve((a_direct ? MR : std::min(MC, (m + MR - 1) / MR * MR)) * std::min(KC, k));
+  bufs.b.reserve((b_direct ? NR : std::min(NC, (n + NR - 1) / NR * NR)) * std::min(KC, k));
+  T* const apack = bufs.a.data();
+  T* const bpack = bufs.b.data();
+  alignas(64) T tile[kMaxTile];
+
+  for (index_t jc = j_beg; jc < j_end; jc += NC) {
+    const index_t nc = std::min(NC, j_end - jc);
+    const index_t n_jr = (nc + NR - 1) / NR;
+    for (index_t pc = 0; pc < k; pc += KC) {
+      const index_t kc = std::min(KC, k - pc);
+      const T beta_blk = pc == 0 ? beta : T(1);
+      const bool last_k = pc + kc == k;
+      if (!b_direct)
+        for (index_t jr = 0; jr < n_jr; ++jr) {
+          const index_t j0 = jr * NR, nr = std::min<index_t>(NR, nc - j0);
+          if (tb == Trans::T && K.pack_bt)
+            K.pack_bt(bpack + jr * NR * kc, b, ldb, pc, kc, jc + j0, nr, NR);
+          else
+            pack_b_sliver(bpack + jr * NR * kc, tb, b, ldb, pc, kc, jc + j0, nr, NR);
+        }
+      for (index_t ic = i_beg; ic < i_end; ic += MC) {
+        const index_t mc = std::min(MC, i_end - ic);
+        const index_t n_ir = (mc + MR - 1) / MR;
+        if (!a_direct) {
+          for (index_t ir = 0; ir < n_ir; ++ir) {
+            const index_t i0 = ir * MR;
+            pack_a_sliver(apack + ir * MR * kc, ta, a, lda, ic + i0,
+                          std::min<index_t>(MR, mc - i0), pc, kc, MR);
+          }
+        } else if (mc % MR) {  // read in place, but the edge sliver is packed, once
+          pack_a_sliver(apack, ta, a, lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, MR);
+        }
+        // ir runs fastest, so consecutive tiles reuse the B sliver from L1/L2.
+        for (index_t jr = 0; jr < n_jr; ++jr) {
+          const index_t j0 = jc + jr * NR;
+          const index_t nr = std::min<index_t>(NR, j_end - j0);
+          const T* bp;
+          index_t bstride;
+          if (!b_direct) {
+            bp = bpack + jr * NR * kc;
+            bstride = NR;
+          } else if (nr == NR) {
+            bp = b + pc * ldb + j0;
+            bstride = ldb;
+          } else {
+            pack_b_sliver(bpack, tb, b, ldb, pc, kc, j0, nr, NR);
+            bp = bpack;
+            bstride = NR;
+          }
+          for (index_t ir = 0; ir < n_ir; ++ir) {
+            const index_t i0 = ic + ir * MR;
+            const index_t mr = std::min<index_t>(MR, i_end - i0);
+            UkrFn<T> f;
+            const T* ap;
+            index_t astride;
+            if (!a_direct) {
+              f = U.kmajor;
+              ap = apack + ir * MR * kc;
+              astride = MR;
+            } else if (mr < MR) {
+              f = U.kmajor;
+              ap = apack;
+              astride = MR;
+            } else if (ta == Trans::N) {
+              f = U.rowmajor;
+              ap = a + i0 * lda + pc;
+              astride = lda;
+            } else {
+              f = U.kmajor;
+              ap = a + pc * lda + i0;
+              astride = lda;
+            }
+            if (!transposed_c) {
+              f(kc, ap, astride, bp, bstride, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
+              if (last_k && ep) apply_epilogue(*ep, c, ldc, i0, mr, j0, nr);
+            } else {
+              // tile(r, s) = C(j0 + s, i0 + r): rows of the tile are columns of C.
+              f(kc, ap, astride, bp, bstride, tile, NR, mr, nr, alpha, T(0));
+              for (index_t s = 0; s < nr; ++s) {
+                T* cs = c + (j0 + s) * ldc + i0;
+                if (beta_blk == T(0))
+                  for (index_t r = 0; r < mr; ++r) cs[r] = tile[r * NR + s];
+                else if (beta_blk == T(1))
+                  for (index_t r = 0; r < mr; ++r) cs[r] += tile[r * NR + s];
+                else
+                  for (index_t r = 0; r < mr; ++r) cs[r] = tile[r * NR + s] + beta_blk * cs[r];
+              }
+              if (last_k && ep) apply_epilogue(*ep, c, ldc, j0, nr, i0, mr);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// How nt threads split an m x n result: a grid of tm x tn rectangles whose
+// edges fall on register-tile boundaries. Each thread packs the A rows and B
+// columns of its own rectangle (A is packed tn times over, B tm times), so
+// the cost of a split is its largest rectangle's multiply-adds (padded to
+// whole tiles) plus its packing.
+struct Split {
+  int tm = 1, tn = 1;
+};
+
+inline Split choose_split(index_t m, index_t n, index_t k, int MR, int NR, int nt) {
+  const index_t mt = (m + MR - 1) / MR, ntl = (n + NR - 1) / NR;
+  Split best;
+  double best_cost = -1.0;
+  for (int tm = 1; tm <= nt; ++tm) {
+    if (nt % tm) continue;
+    const int tn = nt / tm;
+    if (tm > mt || tn > ntl) continue;
+    const double rows = double((mt + tm - 1) / tm * MR), cols = double((ntl + tn - 1) / tn * NR);
+    const double cost = rows * cols * double(k) + 4.0 * (rows + cols) * double(k);
+    if (best_cost < 0.0 || cost < best_cost) {
+      best_cost = cost;
+      best.tm = tm;
+      best.tn = tn;
+    }
+  }
+  return best;
+}
+
+// Threads work on disjoint rectangles of C with no barrier between them
+// (only the final join), so a thread that the OS preempts delays only its own
+// share; each element of C is still summed by one thread in k order.
+template <class T>
+void gemm_blocked(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, index_t m,
+                  index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b, index_t ldb,
+                  T beta, T* c, index_t ldc, const Epilogue<T>* ep, bool transposed_c) {
+  int nt = threads_for(double(m) * double(n) * double(k));
+  Split sp = choose_split(m, n, k, U.mr, U.nr, nt);
+  // Fewer tiles than threads: use as many threads as the split can feed.
+  while (nt > 1 && sp.tm * sp.tn != nt) sp = choose_split(m, n, k, U.mr, U.nr, --nt);
+  if (nt <= 1) {
+    gemm_rect(K, U, ta, tb, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep, transposed_c);
+    return;
+  }
+  const index_t mt = (m + U.mr - 1) / U.mr, ntl = (n + U.nr - 1) / U.nr;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nt)
+#endif
+  {
+    const int t = thread_id();
+    const int r = t / sp.tn, s = t % sp.tn;
+    // Tiles split as evenly as possible: the first (mt % tm) parts get one more.
+    auto part = [](index_t tiles, int parts, int idx, int width, index_t limit, index_t* beg,
+                   index_t* end) {
+      const index_t base = tiles / parts, extra = tiles % parts;
+      const index_t t0 = idx * base + std::min<index_t>(idx, extra);
+      const index_t t1 = t0 + base + (idx < extra ? 1 : 0);
+      *beg = std::min(limit, t0 * width);
+      *end = std::min(limit, t1 * width);
+    };
+    index_t i0, i1, j0, j1;
+    part(mt, sp.tm, r, U.mr, m, &i0, &i1);
+    part(ntl, sp.tn, s, U.nr, n, &j0, &j1);
+    if (i0 < i1 && j0 < j1)
+      gemm_rect(K, U, ta, tb, i0, i1, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, ep,
+                transposed_c);
+  }
+}
+
+// Fraction of the register tiles' lanes that hold real elements of an m x n
+// result: 1 when both divide evenly.
+inline double tile_fill(index_t m, index_t n, int mr, int nr) {
+  const double fm = double(m) / double((m + mr - 1) / mr * mr);
+  const double fn = double(n) / double((n + nr - 1) / nr * nr);
+  return fm * fn;
+}
+
 }  // namespace
 
 template <class T>
@@ -111,70 +317,23 @@ void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T*
     return;
   }
   const GemmKernel<T>& K = active_gemm_kernel<T>();
-  const int MR = K.mr, NR = K.nr;
-  const index_t MC = K.mc, KC = K.kc, NC = K.nc;
-
-  const index_t nc_max = std::min(NC, (n + NR - 1) / NR * NR);
-  const index_t kc_max = std::min(KC, k);
-  const index_t mc_max = std::min(MC, (m + MR - 1) / MR * MR);
-  PackBuffers<T>& bufs = pack_buffers<T>();
-  bufs.a.reserve(mc_max * kc_max);
-  bufs.b.reserve(nc_max * kc_max);
-  T* const apack = bufs.a.data();
-  T* const bpack = bufs.b.data();
-
-  const int nt = threads_for(double(m) * double(n) * double(k));
-  (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-  {
-    for (index_t jc = 0; jc < n; jc += NC) {
-      const index_t nc = std::min(NC, n - jc);
-      const index_t n_jr = (nc + NR - 1) / NR;
-      for (index_t pc = 0; pc < k; pc += KC) {
-        const index_t kc = std::min(KC, k - pc);
-        const T beta_blk = pc == 0 ? beta : T(1);
-        const bool last_k = pc + kc == k;
-
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (index_t jr = 0; jr < n_jr; ++jr) {
-          const index_t j0 = jr * NR;
-          pack_b_sliver(bpack + jr * NR * kc, tb, b, ldb, pc, kc, jc + j0,
-                        std::min<index_t>(NR, nc - j0), NR);
-        }
-
-        for (index_t ic = 0; ic < m; ic += MC) {
-          const index_t mc = std::min(MC, m - ic);
-          const index_t n_ir = (mc + MR - 1) / MR;
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-          for (index_t ir = 0; ir < n_ir; ++ir) {
-            const index_t i0 = ir * MR;
-            pack_a_sliver(apack + ir * MR * kc, ta, a, lda, ic + i0, std::min<index_t>(MR, mc - i0),
-                          pc, kc, MR);
-          }
-
-          // ir runs fastest, so consecutive tiles of one thread reuse the B sliver in L1.
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-          for (index_t t = 0; t < n_jr * n_ir; ++t) {
-            const index_t jr = t / n_ir, ir = t % n_ir;
-            const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
-            const index_t mr = std::min<index_t>(MR, m - i0);
-            const index_t nr = std::min<index_t>(NR, n - j0);
-            K.ukr(kc, apack + ir * MR * kc, bpack + jr * NR * kc, c + i0 * ldc + j0, ldc, mr, nr,
-                  alpha, beta_blk);
-            if (last_k && ep) apply_epilogue(*ep, c, ldc, i0, mr, j0, nr);
-          }
-        }
-      }
-    }
+  // A thin C (an output layer's 10 columns against a batch of 128 rows) fills
+  // a wide register tile badly. Two remedies, chosen by how full the tiles
+  // are: the one-vector-wide kernel, or C^T = op(B)^T op(A)^T, which puts the
+  // long side along the vector lanes (its write-back is slower and op(A)^T
+  // may need packing, so it must win clearly). The choice depends on the
+  // shape only, never on the thread count.
+  const Ukr<T>& U = tile_fill(m, n, K.narrow.mr, K.narrow.nr) >
+                            1.25 * tile_fill(m, n, K.wide.mr, K.wide.nr)
+                        ? K.narrow
+                        : K.wide;
+  if (tile_fill(n, m, K.wide.mr, K.wide.nr) > 1.5 * tile_fill(m, n, U.mr, U.nr)) {
+    const Trans fa = tb == Trans::N ? Trans::T : Trans::N;
+    const Trans fb = ta == Trans::N ? Trans::T : Trans::N;
+    gemm_blocked(K, K.wide, fa, fb, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc, ep, true);
+    return;
   }
+  gemm_blocked(K, U, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep, false);
 }
 
 template <class T>

@@ -1,11 +1,19 @@
-// Micro-kernel contract and the blocking table of each kernel.
+// Micro-kernel contract and the blocking table of each instruction set.
 //
-// A micro-kernel computes one MR x NR tile of C from packed panels:
-//   a: kc x MR, stored k-major (a[p*MR + i] = op(A)(i, p)), zero-padded rows
-//   b: kc x NR, stored k-major (b[p*NR + j] = op(B)(p, j)), zero-padded cols
-//   C[i][j] = alpha * sum_p a[p][i] * b[p][j] + beta * C[i][j]
-// for i < m <= MR and j < n <= NR (edge tiles are masked on write-back);
-// beta == 0 never reads C. The sum over p runs in increasing p.
+// A micro-kernel computes one MR x NR tile of C:
+//   C[i][j] = alpha * sum_p A(i, p) * B(p, j) + beta * C[i][j]
+// for i < m <= MR and j < n <= NR (edge tiles are masked on write-back;
+// beta == 0 never reads C). The sum over p runs in increasing p.
+//
+// B(p, j) = b[p*ldb + j] for j < NR: a packed sliver (ldb = NR, zero-padded
+// columns) or, for a full-width tile, rows of a row-major operand read in
+// place. A comes in two layouts, one kernel each:
+//   k-major   A(i, p) = a[p*lda + i]  (packed sliver: lda = MR; or op(A) = A^T
+//                                      read in place)
+//   row-major A(i, p) = a[i*lda + p]  (op(A) = A read in place)
+// Read in place, A and B must hold all MR rows / NR columns (full tiles);
+// edge tiles are packed with zero padding, so a kernel never reads outside
+// the operands.
 #pragma once
 
 #include "common/types.h"
@@ -13,14 +21,29 @@
 namespace fastmlp {
 
 template <class T>
-using UkrFn = void (*)(index_t kc, const T* a, const T* b, T* c, index_t ldc, index_t m,
-                       index_t n, T alpha, T beta);
+using UkrFn = void (*)(index_t kc, const T* a, index_t lda, const T* b, index_t ldb, T* c,
+                       index_t ldc, index_t m, index_t n, T alpha, T beta);
+
+template <class T>
+struct Ukr {
+  UkrFn<T> kmajor;  // A(i, p) = a[p*lda + i]
+  UkrFn<T> rowmajor;  // A(i, p) = a[i*lda + p]
+  int mr, nr;       // register tile
+};
+
+// Packs op(B) = B^T (B row-major n x k): dst[p*NR + j] = b[(j0 + j)*ldb + p0 + p]
+// for p < kc, j < nr, zero for nr <= j < NR. nullptr: the driver's scalar loop.
+template <class T>
+using PackBtFn = void (*)(T* dst, const T* b, index_t ldb, index_t p0, index_t kc, index_t j0,
+                          index_t nr, int NR);
 
 template <class T>
 struct GemmKernel {
-  UkrFn<T> ukr;
-  int mr, nr;              // register tile
-  index_t mc, kc, nc;      // cache blocks: A block mc x kc in L2, B panel kc x nc in L3
+  Ukr<T> wide;           // the main tile
+  Ukr<T> narrow;         // one vector wide, for results with few columns
+  index_t mc, kc, nc;    // cache blocks: A block mc x kc (L2), B panel kc x nc (L3)
+  bool direct;           // full tiles may read operands in place (see gemm_rect)
+  PackBtFn<T> pack_bt;   // vectorized transposing pack of B, or nullptr
   const char* name;
 };
 
@@ -28,9 +51,28 @@ struct GemmKernel {
 template <class T>
 const GemmKernel<T>& active_gemm_kernel();
 
+// Largest MR x NR of any kernel (the transposed write-back's tile buffer).
+constexpr int kMaxTile = 12 * 32;
+
+// One namespace per instruction set, each compiled in its own file with its
+// own flags. fma_probe runs `iters` rounds of independent FMA chains on the
+// calling thread, sets *flops to the flops done and returns a value that
+// depends on all of them.
 namespace generic {
 extern const GemmKernel<float> kSgemm;
 extern const GemmKernel<double> kDgemm;
 }  // namespace generic
+#if defined(FASTMLP_HAVE_X86_KERNELS)
+namespace avx2 {
+extern const GemmKernel<float> kSgemm;
+extern const GemmKernel<double> kDgemm;
+double fma_probe(bool dbl, long long iters, double* flops);
+}  // namespace avx2
+namespace avx512 {
+extern const GemmKernel<float> kSgemm;
+extern const GemmKernel<double> kDgemm;
+double fma_probe(bool dbl, long long iters, double* flops);
+}  // namespace avx512
+#endif
 
 }  // namespace fastmlp

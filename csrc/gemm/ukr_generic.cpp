@@ -8,17 +8,16 @@ namespace fastmlp {
 namespace generic {
 namespace {
 
-template <class T, int MR, int NR>
-void ukr(index_t kc, const T* FM_RESTRICT a, const T* FM_RESTRICT b, T* FM_RESTRICT c,
-         index_t ldc, index_t m, index_t n, T alpha, T beta) {
+template <class T, int MR, int NR, bool ROWS>
+void ukr(index_t kc, const T* FM_RESTRICT a, index_t lda, const T* FM_RESTRICT b, index_t ldb,
+         T* FM_RESTRICT c, index_t ldc, index_t m, index_t n, T alpha, T beta) {
   T acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = T(0);
   for (index_t p = 0; p < kc; ++p) {
-    const T* ap = a + p * MR;
-    const T* bp = b + p * NR;
+    const T* bp = b + p * ldb;
     for (int i = 0; i < MR; ++i) {
-      const T ai = ap[i];
+      const T ai = ROWS ? a[i * lda + p] : a[p * lda + i];
       for (int j = 0; j < NR; ++j) acc[i][j] += ai * bp[j];
     }
   }
@@ -31,10 +30,16 @@ void ukr(index_t kc, const T* FM_RESTRICT a, const T* FM_RESTRICT b, T* FM_RESTR
   }
 }
 
+template <class T, int MR, int NR>
+constexpr Ukr<T> ukr_pair() {
+  return {&ukr<T, MR, NR, false>, &ukr<T, MR, NR, true>, MR, NR};
+}
+
 }  // namespace
 
-const GemmKernel<float> kSgemm = {&ukr<float, 4, 8>, 4, 8, 128, 256, 2048, "generic"};
-const GemmKernel<double> kDgemm = {&ukr<double, 4, 4>, 4, 4, 96, 256, 2048, "generic"};
+const GemmKernel<float> kSgemm = {ukr_pair<float, 4, 8>(), ukr_pair<float, 4, 4>(), 128, 256, 2048, false, nullptr, "generic"};
+const GemmKernel<double> kDgemm = {ukr_pair<double, 4, 4>(), ukr_pair<double, 4, 2>(), 96, 256,
+                                   2048, false, nullptr, "generic"};
 
 }  // namespace generic
 }  // namespace fastmlp

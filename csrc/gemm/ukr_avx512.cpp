@@ -1,0 +1,74 @@
+// AVX-512F micro-kernels (512-bit registers, 32 of them), compiled with
+// -mavx512f -mfma for this file only and selected at run time (dispatch.cpp).
+//
+// float: 12 x 32 tile (24 zmm accumulators, 2 B loads and 12 broadcasts per
+// k step); double: 12 x 16. Both leave room for the B vectors and a broadcast
+// in the 32-register file, and 24 independent chains cover the FMA latency
+// on cores with one or two 512-bit FMA ports.
+#include <immintrin.h>
+
+#include "common/restrict.h"
+#include "gemm/ukr.h"
+
+namespace fastmlp {
+namespace avx512 {
+namespace {
+
+struct F32 {
+  using T = float;
+  using R = __m512;
+  static constexpr int W = 16;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R load(const T* p) { return _mm512_loadu_ps(p); }
+  static R bcast(const T* p) { return _mm512_set1_ps(*p); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static void store(T* p, R r) { _mm512_storeu_ps(p, r); }
+  static __mmask16 mask(int n) { return __mmask16((1u << n) - 1u); }
+  static R load_n(const T* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store_n(T* p, R r, int n) { _mm512_mask_storeu_ps(p, mask(n), r); }
+};
+
+struct F64 {
+  using T = double;
+  using R = __m512d;
+  static constexpr int W = 8;
+  static R zero() { return _mm512_setzero_pd(); }
+  static R load(const T* p) { return _mm512_loadu_pd(p); }
+  static R bcast(const T* p) { return _mm512_set1_pd(*p); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
+  static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static void store(T* p, R r) { _mm512_storeu_pd(p, r); }
+  static __mmask8 mask(int n) { return __mmask8((1u << n) - 1u); }
+  static R load_n(const T* p, int n) { return _mm512_maskz_loadu_pd(mask(n), p); }
+  static void store_n(T* p, R r, int n) { _mm512_mask_storeu_pd(p, mask(n), r); }
+};
+
+#include "gemm/ukr_simd.h"
+#include "gemm/pack_avx2.h"
+
+template <class V, int MR, int NV>
+constexpr Ukr<typename V::T> ukr_pair() {
+  return {&ukr_simd<V, MR, NV, false>, &ukr_simd<V, MR, NV, true>, MR, NV * V::W};
+}
+
+}  // namespace
+
+const GemmKernel<float> kSgemm = {ukr_pair<F32, 12, 2>(), ukr_pair<F32, 12, 1>(), 192, 384, 4096, true,
+    &pack_bt_sliver, "avx512"};
+const GemmKernel<double> kDgemm = {ukr_pair<F64, 12, 2>(), ukr_pair<F64, 12, 1>(), 192, 256, 4096, true,
+    &pack_bt_sliver, "avx512"};
+
+double fma_probe(bool dbl, long long iters, double* flops) {
+  if (dbl) {
+    *flops = double(iters) * 24 * 2 * F64::W;
+    return fma_chains<F64, 24>(iters);
+  }
+  *flops = double(iters) * 24 * 2 * F32::W;
+  return fma_chains<F32, 24>(iters);
+}
+
+}  // namespace avx512
+}  // namespace fastmlp
