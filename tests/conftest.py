@@ -57,6 +57,18 @@ def rel_error(actual, expected):
     return float(np.max(np.abs(actual - expected))) / denom if expected.size else 0.0
 
 
+ISAS = fm.ops.supported_isas()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Runs a test once per GEMM instruction-set path this CPU supports
+    (generic, avx2, avx512), restoring the path in use afterwards."""
+    previous = fm.ops.set_isa(request.param)
+    yield request.param
+    fm.ops.set_isa(previous)
+
+
 @pytest.fixture(autouse=True)
 def _restore_threads():
     n = fm.get_num_threads()

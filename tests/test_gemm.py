@@ -10,6 +10,9 @@ from conftest import rel_error
 
 import fastmlp as fm
 
+# Every check runs on every instruction-set path this CPU supports.
+pytestmark = pytest.mark.usefixtures("isa")
+
 TRANS = list(itertools.product([False, True], [False, True]))
 # Around the register tile (4x8 / 4x4), the k block (256) and awkward primes.
 MS = [1, 3, 4, 5, 17, 129]

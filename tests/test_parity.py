@@ -27,6 +27,9 @@ from conftest import rel_error
 import fastmlp as fm
 from fastmlp import reference as ref
 
+# Every check runs on every instruction-set path this CPU supports.
+pytestmark = pytest.mark.usefixtures("isa")
+
 ARCHS = [[1, 3, 1], [17, 129, 3], [3, 17, 129, 17]]
 BATCHES = [1, 257]
 

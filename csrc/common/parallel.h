@@ -37,7 +37,7 @@ inline int team_size() {
 // microseconds to open, so small problems run on the calling thread. The
 // answer never changes a result, only its speed (see the determinism rule in
 // gemm.h: work is split over output tiles, never over a reduction).
-inline int threads_for(double work, double min_work_per_thread = 32768.0) {
+inline int threads_for(double work, double min_work_per_thread = 262144.0) {
   int nt = num_threads();
   if (nt <= 1) return 1;
   double by_work = work / min_work_per_thread;

@@ -68,13 +68,14 @@ void pack_b_sliver(T* FM_RESTRICT dst, Trans tb, const T* b, index_t ldb, index_
 template <class T>
 void apply_epilogue(const Epilogue<T>& ep, T* c, index_t ldc, index_t i0, index_t rows,
                     index_t j0, index_t cols) {
+  const GemmKernel<T>& K = active_gemm_kernel<T>();
   for (index_t i = i0; i < i0 + rows; ++i) {
     T* ci = c + i * ldc + j0;
     if (ep.bias) {
       const T* bj = ep.bias + j0;
       for (index_t j = 0; j < cols; ++j) ci[j] += bj[j];
     }
-    if (ep.y) act_forward_run(ep.y + i * ep.ldy + j0, ci, cols, ep.act);
+    if (ep.y) act_forward_fast(K, ep.y + i * ep.ldy + j0, ci, cols, ep.act);
   }
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 
 #include "common/types.h"
+#include "nn/activations.h"
 
 namespace fastmlp {
 
@@ -37,6 +38,12 @@ template <class T>
 using PackBtFn = void (*)(T* dst, const T* b, index_t ldb, index_t p0, index_t kc, index_t j0,
                           index_t nr, int NR);
 
+// y[i] = act(z[i]) for i < len (y may equal z), at the unit's vector width,
+// for act tanh or sigmoid only (the ones worth it). nullptr: the baseline
+// loops of nn/activations.h, which give the same values.
+template <class T>
+using ActRunFn = void (*)(T* y, const T* z, index_t len, Act act);
+
 template <class T>
 struct GemmKernel {
   Ukr<T> wide;           // the main tile
@@ -44,12 +51,22 @@ struct GemmKernel {
   index_t mc, kc, nc;    // cache blocks: A block mc x kc (L2), B panel kc x nc (L3)
   bool direct;           // full tiles may read operands in place (see gemm_rect)
   PackBtFn<T> pack_bt;   // vectorized transposing pack of B, or nullptr
+  ActRunFn<T> act_run;   // activation forward at this ISA's width, or nullptr
   const char* name;
 };
 
 // The kernel chosen for this machine (see dispatch.cpp).
 template <class T>
 const GemmKernel<T>& active_gemm_kernel();
+
+// act_forward_run at the active ISA's width where it has a faster loop.
+template <class T>
+inline void act_forward_fast(const GemmKernel<T>& K, T* y, const T* z, index_t len, Act act) {
+  if (K.act_run && (act == Act::tanh || act == Act::sigmoid))
+    K.act_run(y, z, len, act);
+  else
+    act_forward_run(y, z, len, act);
+}
 
 // Largest MR x NR of any kernel (the transposed write-back's tile buffer).
 constexpr int kMaxTile = 12 * 32;

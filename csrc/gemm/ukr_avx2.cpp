@@ -6,8 +6,14 @@
 // 4-5 cycles of latency.
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #include "common/restrict.h"
 #include "gemm/ukr.h"
+#include "nn/activations.h"
 
 namespace fastmlp {
 namespace avx2 {
@@ -57,6 +63,15 @@ struct F64 {
 #include "gemm/ukr_simd.h"
 #include "gemm/pack_avx2.h"
 
+// tanh and sigmoid at this unit's width (the static float helpers of
+// nn/activations.h, compiled here). Only those two: the callers send no other.
+void act_run_f32(float* y, const float* z, index_t len, Act act) {
+  if (act == Act::tanh)
+    for (index_t i = 0; i < len; ++i) y[i] = tanh_f32(z[i]);
+  else
+    for (index_t i = 0; i < len; ++i) y[i] = sigmoid_f32(z[i]);
+}
+
 template <class V, int MR, int NV>
 constexpr Ukr<typename V::T> ukr_pair() {
   return {&ukr_simd<V, MR, NV, false>, &ukr_simd<V, MR, NV, true>, MR, NV * V::W};
@@ -65,9 +80,9 @@ constexpr Ukr<typename V::T> ukr_pair() {
 }  // namespace
 
 const GemmKernel<float> kSgemm = {ukr_pair<F32, 6, 2>(), ukr_pair<F32, 6, 1>(), 144, 256, 4096, true,
-    &pack_bt_sliver, "avx2"};
+    &pack_bt_sliver, &act_run_f32, "avx2"};
 const GemmKernel<double> kDgemm = {ukr_pair<F64, 6, 2>(), ukr_pair<F64, 6, 1>(), 96, 256, 4096, true,
-    &pack_bt_sliver, "avx2"};
+    &pack_bt_sliver, nullptr, "avx2"};
 
 double fma_probe(bool dbl, long long iters, double* flops) {
   if (dbl) {

@@ -7,8 +7,14 @@
 // on cores with one or two 512-bit FMA ports.
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #include "common/restrict.h"
 #include "gemm/ukr.h"
+#include "nn/activations.h"
 
 namespace fastmlp {
 namespace avx512 {
@@ -49,6 +55,15 @@ struct F64 {
 #include "gemm/ukr_simd.h"
 #include "gemm/pack_avx2.h"
 
+// tanh and sigmoid at this unit's width (the static float helpers of
+// nn/activations.h, compiled here). Only those two: the callers send no other.
+void act_run_f32(float* y, const float* z, index_t len, Act act) {
+  if (act == Act::tanh)
+    for (index_t i = 0; i < len; ++i) y[i] = tanh_f32(z[i]);
+  else
+    for (index_t i = 0; i < len; ++i) y[i] = sigmoid_f32(z[i]);
+}
+
 template <class V, int MR, int NV>
 constexpr Ukr<typename V::T> ukr_pair() {
   return {&ukr_simd<V, MR, NV, false>, &ukr_simd<V, MR, NV, true>, MR, NV * V::W};
@@ -57,9 +72,9 @@ constexpr Ukr<typename V::T> ukr_pair() {
 }  // namespace
 
 const GemmKernel<float> kSgemm = {ukr_pair<F32, 12, 2>(), ukr_pair<F32, 12, 1>(), 192, 384, 4096, true,
-    &pack_bt_sliver, "avx512"};
+    &pack_bt_sliver, &act_run_f32, "avx512"};
 const GemmKernel<double> kDgemm = {ukr_pair<F64, 12, 2>(), ukr_pair<F64, 12, 1>(), 192, 256, 4096, true,
-    &pack_bt_sliver, "avx512"};
+    &pack_bt_sliver, nullptr, "avx512"};
 
 double fma_probe(bool dbl, long long iters, double* flops) {
   if (dbl) {

@@ -37,9 +37,9 @@ constexpr Ukr<T> ukr_pair() {
 
 }  // namespace
 
-const GemmKernel<float> kSgemm = {ukr_pair<float, 4, 8>(), ukr_pair<float, 4, 4>(), 128, 256, 2048, false, nullptr, "generic"};
+const GemmKernel<float> kSgemm = {ukr_pair<float, 4, 8>(), ukr_pair<float, 4, 4>(), 128, 256, 2048, false, nullptr, nullptr, "generic"};
 const GemmKernel<double> kDgemm = {ukr_pair<double, 4, 4>(), ukr_pair<double, 4, 2>(), 96, 256,
-                                   2048, false, nullptr, "generic"};
+                                   2048, false, nullptr, nullptr, "generic"};
 
 }  // namespace generic
 }  // namespace fastmlp

@@ -1,6 +1,7 @@
 #include "nn/activations.h"
 
 #include "common/parallel.h"
+#include "gemm/ukr.h"
 
 namespace fastmlp {
 
@@ -8,10 +9,11 @@ template <class T>
 void activation_forward(T* y, const T* z, index_t rows, index_t cols, Act act) {
   const int nt = threads_for(double(rows) * cols * 4.0);
   (void)nt;
+  const GemmKernel<T>& K = active_gemm_kernel<T>();
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
 #endif
-  for (index_t i = 0; i < rows; ++i) act_forward_run(y + i * cols, z + i * cols, cols, act);
+  for (index_t i = 0; i < rows; ++i) act_forward_fast(K, y + i * cols, z + i * cols, cols, act);
 }
 
 template <class T>

@@ -9,11 +9,73 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "common/restrict.h"
 #include "common/types.h"
 
 namespace fastmlp {
+
+// float32 elementary functions written without branches or calls, so that
+// the loops over a row vectorize; float64 keeps the C library's functions
+// (the exact path used for gradient checks). They are `static`: the ISA units
+// (csrc/gemm/ukr_avx*.cpp) compile their own copies at their own width, and
+// internal linkage keeps those copies from replacing the baseline ones.
+//
+// exp_f32: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, then a degree-6
+// polynomial for e^r (the classic single-precision minimax coefficients) and
+// 2^n from the exponent bits. Relative error below 2 ulp over [-87, 88];
+// arguments outside are clamped (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38), which only
+// the saturated ends of sigmoid and tanh ever reach.
+static FM_ALWAYS_INLINE float exp_f32(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float t = x * 1.44269504088896341f + shifter;
+  const float n = t - shifter;
+  float r = x - n * 0.693359375f;       // ln2, high part (exact in a few bits)
+  r = r - n * -2.12194440e-4f;          // ln2 - high part
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return er * scale;
+}
+
+// tanh_f32: the odd Taylor polynomial through z^13 for |z| < 0.4 (truncation
+// below 5e-9 relative), 1 - 2 / (e^{2|z|} + 1) above (absolute error about one
+// ulp of 1, i.e. a few ulp of the result near 0.4 and less beyond), sign
+// restored. Clamping |z| at 44 keeps e^{2|z|} finite; tanh is 1 there in float.
+static FM_ALWAYS_INLINE float tanh_f32(float z) {
+  const float a0 = std::fabs(z);
+  const float a = a0 > 44.0f ? 44.0f : a0;
+  const float s = a * a;
+  float p = 21844.0f / 6081075.0f;
+  p = p * s - 1382.0f / 155925.0f;
+  p = p * s + 62.0f / 2835.0f;
+  p = p * s - 17.0f / 315.0f;
+  p = p * s + 2.0f / 15.0f;
+  p = p * s - 1.0f / 3.0f;
+  const float small = a + a * s * p;
+  const float big = 1.0f - 2.0f / (exp_f32(2.0f * a) + 1.0f);
+  const float t = a < 0.4f ? small : big;
+  return std::copysign(t, z);
+}
+
+// sigmoid_f32: e = e^{-|z|} never overflows; 1/(1+e) for z >= 0, e/(1+e) below.
+static FM_ALWAYS_INLINE float sigmoid_f32(float z) {
+  const float e = exp_f32(-std::fabs(z));
+  const float inv = 1.0f / (1.0f + e);
+  return z >= 0.0f ? inv : e * inv;
+}
 
 template <class T>
 FM_ALWAYS_INLINE T sigmoid_scalar(T z) {
@@ -70,6 +132,16 @@ FM_ALWAYS_INLINE T act_deriv_scalar(Act act, T z, T y) {
 // y[i] = act(z[i]) for one contiguous run. y may equal z (in place).
 template <class T>
 inline void act_forward_run(T* y, const T* z, index_t len, Act act) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (act == Act::tanh) {
+      for (index_t i = 0; i < len; ++i) y[i] = tanh_f32(z[i]);
+      return;
+    }
+    if (act == Act::sigmoid) {
+      for (index_t i = 0; i < len; ++i) y[i] = sigmoid_f32(z[i]);
+      return;
+    }
+  }
   switch (act) {
     case Act::identity:
       if (y != z)
@@ -96,7 +168,10 @@ inline void act_backward_run(T* dz, const T* dy, const T* z, const T* y, index_t
         for (index_t i = 0; i < len; ++i) dz[i] = dy[i];
       return;
     case Act::relu:
-      for (index_t i = 0; i < len; ++i) dz[i] = z[i] > T(0) ? dy[i] : T(0);
+      for (index_t i = 0; i < len; ++i) {
+        const T d = dy[i];  // read unconditionally, so the select vectorizes
+        dz[i] = z[i] > T(0) ? d : T(0);
+      }
       return;
     case Act::tanh:
       for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * (T(1) - y[i] * y[i]);

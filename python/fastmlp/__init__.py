@@ -51,6 +51,7 @@ def show_config():
         "compiler": _core.compiler,
         "openmp": bool(_core.have_openmp()),
         "isa": _core.gemm_kernel(),
+        "isa_supported": list(_core.supported_isas()),
         "num_threads": _core.get_num_threads(),
         "cpu_count": os.cpu_count(),
     }

@@ -15,6 +15,9 @@ from . import _core
 from ._enums import act_id, loss_id
 
 __all__ = [
+    "fma_peak",
+    "set_isa",
+    "supported_isas",
     "activation_backward",
     "activation_forward",
     "dense_backward",
@@ -24,6 +27,9 @@ __all__ = [
     "permutation",
     "sgd_step",
 ]
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _common_dtype(arrays, names):
@@ -48,6 +54,13 @@ def _prepare(named, ndims):
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, naive=False):
     """op(a) @ op(b) through the core's GEMM (naive=True: its triple-loop twin)."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2
+            and a.dtype in _FLOATS and a.dtype == b.dtype
+            and a.flags.c_contiguous and b.flags.c_contiguous
+            and (out is None or (type(out) is np.ndarray and out.dtype == a.dtype
+                                 and out.flags.c_contiguous))):
+        # Already in the core's form: no conversion (the core checks the shapes).
+        return _core.matmul(a, b, bool(trans_a), bool(trans_b), out, bool(naive))
     a, b = _prepare({"a": a, "b": b}, (2, 2))
     if out is not None:
         if not isinstance(out, np.ndarray):
@@ -114,3 +127,34 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
 def permutation(n, seed, epoch=0):
     """The core's seeded shuffle of range(n) (counter-based, thread-independent)."""
     return _core.permutation(int(n), int(seed), int(epoch))
+
+
+def supported_isas():
+    """The GEMM instruction-set paths this CPU runs, e.g. ['generic', 'avx2', 'avx512']."""
+    return list(_core.supported_isas())
+
+
+def set_isa(isa):
+    """Switch the GEMM path for this process ('generic', 'avx2' or 'avx512'),
+    as FASTMLP_ISA does at import. Returns the previous path. For tests and
+    benchmarks: every path computes the same products, at different speeds."""
+    if not isinstance(isa, str):
+        raise TypeError(f"isa: expected a string, got {isa!r}")
+    previous = _core.gemm_kernel()
+    _core.set_isa(isa)
+    return previous
+
+
+def fma_peak(dtype="float32", threads=1, seconds=0.3, isa=None):
+    """Measured multiply-add throughput in GFLOP/s: `threads` threads each run
+    independent FMA chains of the given path (default: the one in use) for
+    about `seconds`. The yardstick for "fraction of peak" in the benchmarks."""
+    from ._validation import check_float, check_positive_int, resolve_dtype
+
+    dt = resolve_dtype(dtype)
+    threads = check_positive_int(threads, "threads")
+    seconds = check_float(seconds, "seconds", minimum=0.0, min_inclusive=False)
+    isa = _core.gemm_kernel() if isa is None else isa
+    if isa not in _core.supported_isas():
+        raise ValueError(f"isa: expected one of {_core.supported_isas()}, got {isa!r}")
+    return float(_core.fma_peak(isa, dt == np.float64, threads, seconds))

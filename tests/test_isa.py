@@ -1,0 +1,137 @@
+"""The GEMM's instruction-set paths: selection, FASTMLP_ISA, and the shapes
+that take each of the driver's routes (operands read in place or packed,
+narrow kernel, swapped operands, edge tiles), on every path this CPU runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ISAS
+
+import fastmlp as fm
+
+
+def _run(code, **env):
+    full = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full,
+                          timeout=120)
+
+
+def test_supported_paths_and_config():
+    assert ISAS[0] == "generic"
+    assert set(ISAS) <= {"generic", "avx2", "avx512"}
+    cfg = fm.show_config()
+    assert cfg["isa"] in ISAS and cfg["isa_supported"] == ISAS
+
+
+@pytest.mark.parametrize("name", ISAS)
+def test_fastmlp_isa_forces_a_path(name):
+    r = _run("import fastmlp as fm; print(fm.show_config()['isa'])", FASTMLP_ISA=name)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == name
+
+
+@pytest.mark.parametrize("value", ["avx1024", "AVX2", "sse"])
+def test_fastmlp_isa_unknown_is_a_clear_error(value):
+    r = _run("import fastmlp", FASTMLP_ISA=value)
+    assert r.returncode != 0
+    assert "FASTMLP_ISA: expected one of generic, avx2, avx512" in r.stderr
+
+
+@pytest.mark.skipif("avx512" in ISAS, reason="this CPU runs every path")
+def test_fastmlp_isa_unsupported_is_a_clear_error():
+    missing = "avx512" if "avx2" in ISAS else "avx2"
+    r = _run("import fastmlp", FASTMLP_ISA=missing)
+    assert r.returncode != 0 and f"does not support {missing}" in r.stderr
+
+
+def test_set_isa_rejects_bad_values():
+    with pytest.raises(ValueError, match="^isa:"):
+        fm.ops.set_isa("avx1024")
+    with pytest.raises(TypeError, match="^isa:"):
+        fm.ops.set_isa(2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fma_peak_is_positive(dtype):
+    assert fm.ops.fma_peak(dtype, threads=1, seconds=0.02) > 0.1
+
+
+# Shapes chosen to route through each branch of the driver: tiny, exact
+# tiles, thin results (narrow kernel / swapped operands), k above the cache
+# block, operands above the read-in-place size limit, edges everywhere.
+ROUTES = [
+    (1, 1, 1), (12, 32, 7), (24, 64, 384), (13, 33, 385), (128, 10, 256), (10, 128, 256),
+    (3, 200, 50), (200, 3, 50), (128, 256, 10), (96, 300, 700), (700, 40, 300), (37, 16, 1025),
+]
+
+
+@pytest.mark.parametrize("shape", ROUTES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_route_on_every_path(isa, rng, dtype, shape):
+    m, n, k = shape
+    for ta in (False, True):
+        for tb in (False, True):
+            a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+            b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+            opa = (a.T if ta else a).astype(np.float64)
+            opb = (b.T if tb else b).astype(np.float64)
+            exact = opa @ opb
+            # |c - exact| <= k eps (|A||B|)_ij, elementwise (Higham, sec. 3.5), with
+            # c = 2 for the rounding of the reference itself.
+            bound = 2.0 * k * np.finfo(dtype).eps * (np.abs(opa) @ np.abs(opb))
+            c = fm.ops.matmul(a, b, trans_a=ta, trans_b=tb)
+            assert c.dtype == dtype
+            err = np.abs(c - exact)
+            assert (err <= bound + np.finfo(dtype).tiny).all(), (isa, ta, tb, float(err.max()))
+
+
+def test_paths_agree_closely(rng):
+    # Every path computes the same sums; FMA versus separate multiply-add
+    # rounding is the only difference, within the bound above.
+    a = rng.standard_normal((70, 90))
+    b = rng.standard_normal((90, 50))
+    results = {}
+    for name in ISAS:
+        prev = fm.ops.set_isa(name)
+        try:
+            results[name] = fm.ops.matmul(a, b)
+        finally:
+            fm.ops.set_isa(prev)
+    ref = a @ b
+    for name, c in results.items():
+        np.testing.assert_allclose(c, ref, rtol=0, atol=1e-12 * np.abs(ref).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_vector_activation_matches_reference(isa, rng, act):
+    # float32 tanh and sigmoid run through branch-free approximations (see
+    # nn/activations.h): within 4 ulp of 1 absolutely, and within 8 float32
+    # ulps relatively where the value is not tiny.
+    z = np.concatenate([rng.standard_normal(5000) * 4, np.linspace(-30, 30, 2001),
+                        [0.0, -0.0, 1e-30, -1e-30, 0.3999, 0.4, 0.4001, 88.0, -88.0, 200.0, -200.0]])
+    z32 = z.astype(np.float32).reshape(1, -1)
+    y = fm.ops.activation_forward(z32, act).astype(np.float64)
+    exact = fm.reference.activation_forward(z32.astype(np.float64), act)
+    eps = np.finfo(np.float32).eps
+    assert np.abs(y - exact).max() <= 4 * eps
+    big = np.abs(exact) > 1e-3
+    assert (np.abs(y - exact)[big] <= 8 * eps * np.abs(exact)[big]).all()
+
+
+def test_training_identical_across_threads_on_every_path(isa, rng):
+    X = rng.standard_normal((300, 50)).astype(np.float32)
+    y = rng.integers(0, 10, 300)
+
+    def run(threads):
+        fm.set_num_threads(threads)
+        m = fm.MLP([50, 160, 140, 10], activation="tanh", seed=2)
+        m.compile(optimizer=fm.optim.SGD(lr=0.05, momentum=0.9))
+        m.fit(X, y, epochs=2, batch_size=100, verbose=0)
+        return [lay.W.tobytes() + lay.b.tobytes() for lay in m.layers]
+
+    assert run(1) == run(2)
