@@ -1,62 +1,49 @@
-"""GEMM: fastmlp's core against NumPy's matmul (OpenBLAS) on the same operands.
+"""GEMM: fastmlp's core against NumPy's matmul (OpenBLAS) and torch.mm on the
+same operands, each writing into a preallocated output.
 
-Each case checks its result once outside the timed call, then times it.
-GFLOP/s = 2 m n k / time, shown in extra_info.
+Square sizes 256..2048 in float32 and float64, and the products of the M
+configuration's layers (784-256-256-10, batch 128): forward X W^T (N,T),
+weight gradient dZ^T X (T,N) and input gradient dZ W (N,N), the thin output
+layer (n = 10) included. Each case checks its result once against float64
+NumPy outside the timed call, then times it; GFLOP/s = 2 m n k / time, shown
+in extra_info.
 """
 
 import numpy as np
 import pytest
+from _peers import GEMM_LIBRARIES, build_gemm, gemm_operands, mlp_gemm_shapes
 
-import fastmlp as fm
-
-SQUARE = [256, 512, 1024]
-# (m, n, k, trans_a, trans_b): the three products of a 784-256-256-10 layer
-# stack at batch 128: forward X W^T, weight gradient dZ^T X, input gradient dZ W.
-MLP_SHAPES = [
-    (128, 256, 784, False, True),
-    (256, 784, 128, True, False),
-    (128, 10, 256, False, True),
-    (128, 256, 10, False, False),
-]
+SQUARE = [256, 512, 1024, 2048]
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+LIBS = pytest.mark.parametrize("lib", GEMM_LIBRARIES)
 
 
-def _case(rng, m, n, k, ta, tb, dtype):
-    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
-    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
-    return a, b
-
-
-def _run(benchmark, lib, a, b, ta, tb, flops):
-    opa = a.T if ta else a
-    opb = b.T if tb else b
-    if lib == "fastmlp":
-        out = np.empty((opa.shape[0], opb.shape[1]), dtype=a.dtype)
-        res = fm.ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out)
-        fn = lambda: fm.ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out)  # noqa: E731
-    else:
-        out = np.empty((opa.shape[0], opb.shape[1]), dtype=a.dtype)
-        res = np.matmul(opa, opb, out=out)
-        fn = lambda: np.matmul(opa, opb, out=out)  # noqa: E731
-    tol = 1e-3 if a.dtype == np.float32 else 1e-10
-    np.testing.assert_allclose(res, opa.astype(np.float64) @ opb.astype(np.float64),
-                               rtol=tol, atol=tol * np.sqrt(a.shape[0] * a.shape[1]))
+def _run(benchmark, lib, m, n, k, ta, tb, dtype):
+    if lib == "torch":
+        pytest.importorskip("torch")
+    a, b = gemm_operands(m, n, k, ta, tb, dtype)
+    fn = build_gemm(lib, a, b, ta, tb)  # checks the result once
     benchmark(fn)
-    benchmark.extra_info["gflops"] = flops / benchmark.stats.stats.mean / 1e9
+    benchmark.extra_info["gflops"] = 2.0 * m * n * k / benchmark.stats.stats.mean / 1e9
 
 
-@pytest.mark.parametrize("lib", ["fastmlp", "numpy"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@LIBS
+@DTYPES
 @pytest.mark.parametrize("size", SQUARE)
-def test_gemm_square(benchmark, rng, lib, dtype, size):
+def test_gemm_square(benchmark, lib, dtype, size):
     benchmark.group = f"gemm-square-{np.dtype(dtype).name}-{size}"
-    a, b = _case(rng, size, size, size, False, False, dtype)
-    _run(benchmark, lib, a, b, False, False, 2.0 * size**3)
+    _run(benchmark, lib, size, size, size, False, False, dtype)
 
 
-@pytest.mark.parametrize("lib", ["fastmlp", "numpy"])
-@pytest.mark.parametrize("shape", MLP_SHAPES, ids=lambda s: "x".join(map(str, s[:3])) + f"-{'T' if s[3] else 'N'}{'T' if s[4] else 'N'}")
-def test_gemm_mlp_shapes(benchmark, rng, lib, shape):
-    m, n, k, ta, tb = shape
-    benchmark.group = f"gemm-mlp-f32-{m}x{n}x{k}"
-    a, b = _case(rng, m, n, k, ta, tb, np.float32)
-    _run(benchmark, lib, a, b, ta, tb, 2.0 * m * n * k)
+def _shape_id(s):
+    m, n, k, ta, tb, label = s
+    return f"{label}-{m}x{n}x{k}-{'T' if ta else 'N'}{'T' if tb else 'N'}"
+
+
+@LIBS
+@DTYPES
+@pytest.mark.parametrize("shape", mlp_gemm_shapes(), ids=_shape_id)
+def test_gemm_mlp_shapes(benchmark, lib, dtype, shape):
+    m, n, k, ta, tb, label = shape
+    benchmark.group = f"gemm-mlp-{np.dtype(dtype).name}-{_shape_id(shape)}"
+    _run(benchmark, lib, m, n, k, ta, tb, dtype)
