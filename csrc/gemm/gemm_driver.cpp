@@ -128,7 +128,9 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
   // operand is small enough to stay cached: beyond that, every k step of a
   // micro-kernel touches a new page and packing is cheaper than the misses.
   const double kDirectBytes = 512.0 * 1024.0;
-  const bool a_rows = K.direct && ta == Trans::N;
+  // Row-major A streams well in place while its block stays in L2-sized
+  // reach; a larger A is packed, so that the ic block is contiguous.
+  const bool a_rows = K.direct && ta == Trans::N && double(m) * lda * sizeof(T) <= 4 * kDirectBytes;
   const bool a_kstrided = K.direct && ta == Trans::T && double(k) * lda * sizeof(T) <= kDirectBytes;
   const bool b_direct = K.direct && tb == Trans::N && double(k) * ldb * sizeof(T) <= kDirectBytes;
   PackBuffers<T>& bufs = pack_buffers<T>();
