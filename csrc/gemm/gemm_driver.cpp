@@ -66,9 +66,8 @@ void pack_b_sliver(T* FM_RESTRICT dst, Trans tb, const T* b, index_t ldb, index_
 }
 
 template <class T>
-void apply_epilogue(const Epilogue<T>& ep, T* c, index_t ldc, index_t i0, index_t rows,
-                    index_t j0, index_t cols) {
-  const GemmKernel<T>& K = active_gemm_kernel<T>();
+void apply_epilogue(const GemmKernel<T>& K, const Epilogue<T>& ep, T* c, index_t ldc, index_t i0,
+                    index_t rows, index_t j0, index_t cols) {
   for (index_t i = i0; i < i0 + rows; ++i) {
     T* ci = c + i * ldc + j0;
     if (ep.bias) {
@@ -210,7 +209,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
             }
             if (!transposed_c) {
               f(kc, ap, astride, bp, bstride, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
-              if (last_k && ep) apply_epilogue(*ep, c, ldc, i0, mr, j0, nr);
+              if (last_k && ep) apply_epilogue(K, *ep, c, ldc, i0, mr, j0, nr);
             } else {
               // tile(r, s) = C(j0 + s, i0 + r): rows of the tile are columns of C.
               f(kc, ap, astride, bp, bstride, tile, NR, mr, nr, alpha, T(0));
@@ -223,7 +222,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
                 else
                   for (index_t r = 0; r < mr; ++r) cs[r] = tile[r * NR + s] + beta_blk * cs[r];
               }
-              if (last_k && ep) apply_epilogue(*ep, c, ldc, j0, nr, i0, mr);
+              if (last_k && ep) apply_epilogue(K, *ep, c, ldc, j0, nr, i0, mr);
             }
           }
         }
@@ -316,7 +315,7 @@ void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T*
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == T(0)) {
     scale_c(beta, c, ldc, m, n);
-    if (ep) apply_epilogue(*ep, c, ldc, 0, m, 0, n);
+    if (ep) apply_epilogue(active_gemm_kernel<T>(), *ep, c, ldc, 0, m, 0, n);
     return;
   }
   const GemmKernel<T>& K = active_gemm_kernel<T>();

@@ -63,20 +63,6 @@ struct F64 {
 #include "gemm/ukr_simd.h"
 #include "gemm/pack_avx2.h"
 
-// tanh and sigmoid at this unit's width (the static float helpers of
-// nn/activations.h, compiled here). Only those two: the callers send no other.
-void act_run_f32(float* y, const float* z, index_t len, Act act) {
-  if (act == Act::tanh)
-    for (index_t i = 0; i < len; ++i) y[i] = tanh_f32(z[i]);
-  else
-    for (index_t i = 0; i < len; ++i) y[i] = sigmoid_f32(z[i]);
-}
-
-template <class V, int MR, int NV>
-constexpr Ukr<typename V::T> ukr_pair() {
-  return {&ukr_simd<V, MR, NV, false>, &ukr_simd<V, MR, NV, true>, MR, NV * V::W};
-}
-
 }  // namespace
 
 const GemmKernel<float> kSgemm = {ukr_pair<F32, 6, 2>(), ukr_pair<F32, 6, 1>(), 144, 256, 4096, true,
@@ -85,12 +71,7 @@ const GemmKernel<double> kDgemm = {ukr_pair<F64, 6, 2>(), ukr_pair<F64, 6, 1>(),
     &pack_bt_sliver, nullptr, "avx2"};
 
 double fma_probe(bool dbl, long long iters, double* flops) {
-  if (dbl) {
-    *flops = double(iters) * 12 * 2 * F64::W;
-    return fma_chains<F64, 12>(iters);
-  }
-  *flops = double(iters) * 12 * 2 * F32::W;
-  return fma_chains<F32, 12>(iters);
+  return fma_probe_with<F32, F64, 12>(dbl, iters, flops);
 }
 
 }  // namespace avx2

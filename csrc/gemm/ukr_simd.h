@@ -139,3 +139,29 @@ typename V::T fma_chains(long long iters) {
   V::store(out, s);
   return out[0];
 }
+
+// tanh and sigmoid at this unit's width (the static float helpers of
+// nn/activations.h, compiled here). Only those two: the callers send no other.
+inline void act_run_f32(float* y, const float* z, index_t len, Act act) {
+  if (act == Act::tanh)
+    for (index_t i = 0; i < len; ++i) y[i] = tanh_f32(z[i]);
+  else
+    for (index_t i = 0; i < len; ++i) y[i] = sigmoid_f32(z[i]);
+}
+
+// The k-major and row-major kernels of one tile shape.
+template <class V, int MR, int NV>
+constexpr Ukr<typename V::T> ukr_pair() {
+  return {&ukr_simd<V, MR, NV, false>, &ukr_simd<V, MR, NV, true>, MR, NV * V::W};
+}
+
+// The unit's fma_probe (see ukr.h) with NACC chains of F32 or F64 registers.
+template <class F32, class F64, int NACC>
+double fma_probe_with(bool dbl, long long iters, double* flops) {
+  if (dbl) {
+    *flops = double(iters) * NACC * 2 * F64::W;
+    return fma_chains<F64, NACC>(iters);
+  }
+  *flops = double(iters) * NACC * 2 * F32::W;
+  return fma_chains<F32, NACC>(iters);
+}
