@@ -57,9 +57,9 @@ struct F64 {
 
 }  // namespace
 
-const GemmKernel<float> kSgemm = {ukr_pair<F32, 12, 2>(), ukr_pair<F32, 12, 1>(), 192, 384, 4096, true,
+const GemmKernel<float> kSgemm = {ukr_pair<F32, 12, 2>(), ukr_pair<F32, 12, 1>(), 96, 1024, 4096, true,
     &pack_bt_sliver, &act_run_f32, "avx512"};
-const GemmKernel<double> kDgemm = {ukr_pair<F64, 12, 2>(), ukr_pair<F64, 12, 1>(), 192, 256, 4096, true,
+const GemmKernel<double> kDgemm = {ukr_pair<F64, 12, 2>(), ukr_pair<F64, 12, 1>(), 144, 512, 4096, true,
     &pack_bt_sliver, nullptr, "avx512"};
 
 double fma_probe(bool dbl, long long iters, double* flops) {
