@@ -14,6 +14,8 @@ namespace py = pybind11;
 namespace fastmlp::bind {
 void bind_ops(py::module_& m);
 void bind_networks(py::module_& m);
+void bind_optim(py::module_& m);
+void bind_nn(py::module_& m);
 }  // namespace fastmlp::bind
 
 #ifndef FASTMLP_VERSION
@@ -62,4 +64,6 @@ PYBIND11_MODULE(_core, m) {
   fastmlp::init_gemm_dispatch();
   fastmlp::bind::bind_ops(m);
   fastmlp::bind::bind_networks(m);
+  fastmlp::bind::bind_optim(m);
+  fastmlp::bind::bind_nn(m);
 }

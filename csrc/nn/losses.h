@@ -10,6 +10,16 @@
 //   binary_cross_entropy  mean over n*k of max(z,0) - z t + log(1 + e^-|z|)  (BCEWithLogitsLoss)
 //                         dL/dz = (sigmoid(z) - t) / (n k)
 //
+// Weights (both optional, Target::sample_weight s (n) and class_weight c):
+//   mse                   sum_ij s_i (y - t)^2 / (n k)             (class weights: not allowed)
+//   cross_entropy labels  sum_i s_i c_{y_i} l_i / sum_i c_{y_i}    (torch's weighted mean;
+//                         with s only: sum_i s_i l_i / n, as Keras' sample_weight)
+//   cross_entropy soft    sum_i s_i (-sum_j c_j t_ij log p_ij) / n  (torch, probability targets)
+//   binary_cross_entropy  sum_ij s_i w_ij l_ij / (n k), w_ij = c_0 (1 - t_ij) + c_1 t_ij
+//                         (c has 2 entries: the weights of targets 0 and 1)
+// Gradients follow from these by the same rules (every row term scaled by its
+// weight, the same denominator).
+//
 // Cross-entropy and binary cross-entropy own the output transform and take
 // the logits z, which is both stable (log-sum-exp, no log of a rounded
 // probability) and cheap (the gradient is y - t). mse takes the output layer's
@@ -26,6 +36,8 @@ template <class T>
 struct Target {
   const T* dense = nullptr;           // (n, k): values, probabilities or 0/1 targets
   const int32_t* labels = nullptr;    // (n): class ids (cross_entropy only)
+  const T* sample_weight = nullptr;   // (n) per-row weights >= 0, or null (all ones)
+  const T* class_weight = nullptr;    // (k) cross_entropy, (2) binary_cross_entropy, or null
 };
 
 // y = softmax(z) (cross_entropy) or sigmoid(z) (binary_cross_entropy), row-wise;
