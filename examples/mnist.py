@@ -1,8 +1,10 @@
-"""MNIST handwritten digits with a 784-256-128-10 ReLU network.
+"""MNIST handwritten digits: 784-256-128-10 ReLU, Adam, dropout, cosine schedule.
 
-    python examples/mnist.py [--data FOLDER_WITH_THE_IDX_FILES] [--epochs 10]
+    python examples/mnist.py [--data FOLDER_WITH_THE_IDX_FILES] [--epochs 10] [--seed 0]
 
 Looks for the files in --data, $FASTMLP_DATA/mnist or ../shared/data/mnist.
+The recipe (Adam lr 1e-3, batch 128, dropout 0.2 on the hidden layers, cosine
+annealing over the run) reaches about 98% test accuracy in 10 epochs.
 """
 
 import argparse
@@ -19,6 +21,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--data", default=None)
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--batch-size", type=int, default=128)
+parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--threads", type=int, default=None)
 args = parser.parse_args()
 if args.threads:
@@ -31,8 +34,10 @@ if path is None and not os.environ.get("FASTMLP_DATA"):
 Xtr = Xtr.astype(np.float32) / 255.0
 Xte = Xte.astype(np.float32) / 255.0
 
-model = fm.MLP([784, 256, 128, 10], activation="relu", loss="cross_entropy", seed=0)
-model.compile(optimizer=fm.optim.SGD(lr=0.05, momentum=0.9))
+model = fm.MLP([784, 256, 128, 10], activation="relu", loss="cross_entropy", dropout=0.2,
+               seed=args.seed)
+model.compile(optimizer=fm.optim.Adam(lr=1e-3),
+              lr_schedule=fm.optim.CosineAnnealingLR(T_max=args.epochs))
 t0 = time.perf_counter()
 history = model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
                     validation_data=(Xte, yte), verbose=1)

@@ -4,10 +4,13 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <memory>
+#include <optional>
 #include <tuple>
 
 #include "bindings/arrays.h"
+#include "bindings/opt_config.h"
 #include "network/network.h"
 
 namespace fastmlp::bind {
@@ -62,13 +65,62 @@ const T* input_of(const Network<T>& net, const carray<T>& x) {
   return require<T>(x, "X", {-1, net.input_size()});
 }
 
+// Optional per-row and per-class weights of the loss, checked here (shape,
+// dtype, finite, >= 0); the Python layer has converted them already.
+template <class T>
+void add_weights(const Network<T>& net, Target<T>& t, index_t n, const py::object& sw,
+                 const py::object& cw) {
+  auto check = [](const T* p, index_t len, const char* name) {
+    for (index_t i = 0; i < len; ++i)
+      if (!(p[i] >= T(0)) || !std::isfinite(double(p[i])))
+        throw py::value_error(std::string(name) + ": weights must be finite and >= 0, got " +
+                              std::to_string(double(p[i])) + " at index " + std::to_string(i));
+  };
+  if (!sw.is_none()) {
+    if (!py::isinstance<carray<T>>(sw) || !(py::array(sw).flags() & py::array::c_style))
+      throw py::type_error(std::string("sample_weight: expected a C-contiguous ") + dtype_name<T>() +
+                           " array");
+    auto a = py::reinterpret_borrow<carray<T>>(sw);
+    t.sample_weight = require<T>(a, "sample_weight", {n});
+    check(t.sample_weight, n, "sample_weight");
+  }
+  if (!cw.is_none()) {
+    if (net.loss_kind() == Loss::mse)
+      throw py::value_error("class_weight: not defined for the mse loss");
+    if (!py::isinstance<carray<T>>(cw) || !(py::array(cw).flags() & py::array::c_style))
+      throw py::type_error(std::string("class_weight: expected a C-contiguous ") + dtype_name<T>() +
+                           " array");
+    auto a = py::reinterpret_borrow<carray<T>>(cw);
+    const index_t len = net.loss_kind() == Loss::cross_entropy ? net.output_size() : 2;
+    t.class_weight = require<T>(a, "class_weight", {len});
+    check(t.class_weight, len, "class_weight");
+  }
+}
+
+template <class T>
+py::array param_view(py::object self, index_t l, const char* what, bool grad) {
+  Network<T>& n = net_of<T>(self);
+  if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
+  const LayerSpec& s = n.layer(l);
+  T* base = grad ? n.grads() : n.params();
+  const std::string w(what);
+  if (w == "W") return view<T>(self, base + n.w_offset(l), {s.out, s.in});
+  if (w == "b") return view<T>(self, base + n.b_offset(l), {s.out});
+  if (!s.batch_norm) throw py::value_error("layer " + std::to_string(l) + " has no batch norm");
+  if (w == "gamma") return view<T>(self, base + n.gamma_offset(l), {s.out});
+  if (w == "beta") return view<T>(self, base + n.beta_offset(l), {s.out});
+  throw py::value_error("what: expected W, b, gamma or beta, got " + w);
+}
+
 template <class T>
 void bind_network(py::module_& m, const char* name) {
   using Net = Network<T>;
+  using Layers = std::vector<std::tuple<index_t, index_t, int, double, bool>>;
   py::class_<Net>(m, name)
-      .def(py::init([](const std::vector<std::tuple<index_t, index_t, int>>& layers, int loss) {
+      .def(py::init([](const Layers& layers, int loss) {
              std::vector<LayerSpec> specs;
-             for (const auto& [in, out, act] : layers) specs.push_back({in, out, Act(act)});
+             for (const auto& [in, out, act, drop, bn] : layers)
+               specs.push_back({in, out, Act(act), drop, bn});
              return std::make_unique<Net>(std::move(specs), Loss(loss));
            }),
            "layers"_a, "loss"_a)
@@ -81,31 +133,39 @@ void bind_network(py::module_& m, const char* name) {
            [](const Net& n, index_t l) {
              if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
              const LayerSpec& s = n.layer(l);
-             return py::make_tuple(s.in, s.out, int(s.act));
+             return py::make_tuple(s.in, s.out, int(s.act), s.dropout, s.batch_norm);
            })
-      .def("weight",
+      .def("param", [](py::object self, index_t l, const std::string& what) {
+             return param_view<T>(self, l, what.c_str(), false);
+           })
+      .def("grad", [](py::object self, index_t l, const std::string& what) {
+             return param_view<T>(self, l, what.c_str(), true);
+           })
+      .def("weight", [](py::object self, index_t l) { return param_view<T>(self, l, "W", false); })
+      .def("bias", [](py::object self, index_t l) { return param_view<T>(self, l, "b", false); })
+      .def("weight_grad", [](py::object self, index_t l) { return param_view<T>(self, l, "W", true); })
+      .def("bias_grad", [](py::object self, index_t l) { return param_view<T>(self, l, "b", true); })
+      .def("running_stats",
            [](py::object self, index_t l) {
              Net& n = net_of<T>(self);
              if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
-             return view<T>(self, n.params() + n.w_offset(l), {n.layer(l).out, n.layer(l).in});
+             if (!n.layer(l).batch_norm) return py::tuple(py::make_tuple(py::none(), py::none()));
+             const index_t out = n.layer(l).out;
+             return py::tuple(py::make_tuple(view<T>(self, n.running_mean(l), {out}),
+                                             view<T>(self, n.running_var(l), {out})));
            })
-      .def("bias",
-           [](py::object self, index_t l) {
+      .def("params_flat",
+           [](py::object self) {
              Net& n = net_of<T>(self);
-             if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
-             return view<T>(self, n.params() + n.b_offset(l), {n.layer(l).out});
+             return view<T>(self, n.params(), {n.buffer_size()});
            })
-      .def("weight_grad",
-           [](py::object self, index_t l) {
+      .def("optimizer_state",
+           [](py::object self) {
              Net& n = net_of<T>(self);
-             if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
-             return view<T>(self, n.grads() + n.w_offset(l), {n.layer(l).out, n.layer(l).in});
-           })
-      .def("bias_grad",
-           [](py::object self, index_t l) {
-             Net& n = net_of<T>(self);
-             if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
-             return view<T>(self, n.grads() + n.b_offset(l), {n.layer(l).out});
+             py::list out;
+             for (int i = 0; i < n.optimizer_state_count(); ++i)
+               out.append(view<T>(self, n.optimizer_state(i), {n.buffer_size()}));
+             return out;
            })
       .def("initialize",
            [](Net& n, const std::vector<int>& schemes, uint64_t seed) {
@@ -115,48 +175,61 @@ void bind_network(py::module_& m, const char* name) {
              n.initialize(s, seed);
            },
            "schemes"_a, "seed"_a)
+      .def_property("seed", &Net::seed, &Net::set_seed)
       .def("forward",
-           [](Net& n, carray<T> x) {
+           [](Net& n, carray<T> x, bool training) {
              const T* xp = input_of(n, x);
              const index_t rows = x.shape(0), k = n.output_size();
              carray<T> out({rows, k});
              T* op = out.mutable_data();
-             py::gil_scoped_release nogil;
-             const T* y = n.forward(xp, rows);
-             std::copy(y, y + rows * k, op);
+             {
+               py::gil_scoped_release nogil;
+               const T* y = n.forward(xp, rows, training);
+               std::copy(y, y + rows * k, op);
+             }
              return out;
            },
-           "X"_a.noconvert())
+           "X"_a.noconvert(), "training"_a = false)
       .def("loss",
-           [](Net& n, carray<T> x, py::array y) {
+           [](Net& n, carray<T> x, py::array y, bool training, py::object sw, py::object cw) {
              const T* xp = input_of(n, x);
-             const Target<T> t = make_target(n, y, x.shape(0));
+             Target<T> t = make_target(n, y, x.shape(0));
+             add_weights(n, t, x.shape(0), sw, cw);
              py::gil_scoped_release nogil;
-             return n.loss(xp, t, x.shape(0));
+             return n.loss(xp, t, x.shape(0), training);
            },
-           "X"_a.noconvert(), "y"_a)
+           "X"_a.noconvert(), "y"_a, "training"_a = false, "sample_weight"_a = py::none(),
+           "class_weight"_a = py::none())
       .def("compute_gradients",
-           [](Net& n, carray<T> x, py::array y) {
+           [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
              const T* xp = input_of(n, x);
-             const Target<T> t = make_target(n, y, x.shape(0));
+             Target<T> t = make_target(n, y, x.shape(0));
+             add_weights(n, t, x.shape(0), sw, cw);
              py::gil_scoped_release nogil;
              return n.compute_gradients(xp, t, x.shape(0));
            },
-           "X"_a.noconvert(), "y"_a)
+           "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       .def("train_step",
-           [](Net& n, carray<T> x, py::array y) {
+           [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
              const T* xp = input_of(n, x);
-             const Target<T> t = make_target(n, y, x.shape(0));
-             py::gil_scoped_release nogil;
-             return n.train_step(xp, t, x.shape(0));
+             Target<T> t = make_target(n, y, x.shape(0));
+             add_weights(n, t, x.shape(0), sw, cw);
+             StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               r = n.train_step(xp, t, x.shape(0));
+             }
+             return py::make_tuple(r.loss, r.ok, r.bad_layer);
            },
-           "X"_a.noconvert(), "y"_a)
+           "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       .def("train_epoch",
            [](Net& n, carray<T> x, py::array y, std::optional<carray<int64_t>> perm,
-              index_t batch_size, bool check_signals) {
+              index_t batch_size, index_t start, index_t max_batches, py::object sw, py::object cw,
+              bool check_signals) {
              const T* xp = input_of(n, x);
              const index_t rows = x.shape(0);
-             const Target<T> t = make_target(n, y, rows);
+             Target<T> t = make_target(n, y, rows);
+             add_weights(n, t, rows, sw, cw);
              const int64_t* pp = nullptr;
              if (perm) {
                pp = require<int64_t>(*perm, "perm", {rows});
@@ -164,6 +237,7 @@ void bind_network(py::module_& m, const char* name) {
                  if (pp[i] < 0 || pp[i] >= rows) throw py::value_error("perm: index out of range");
              }
              if (batch_size <= 0) throw py::value_error("batch_size: must be a positive integer");
+             if (start < 0) throw py::value_error("start: must be >= 0");
              std::unique_ptr<py::error_already_set> pending;
              std::function<bool()> poll;
              if (check_signals)
@@ -178,20 +252,34 @@ void bind_network(py::module_& m, const char* name) {
              EpochResult r;
              {
                py::gil_scoped_release nogil;
-               r = n.train_epoch(xp, t, rows, pp, batch_size, poll);
+               n.train_epoch(xp, t, rows, pp, batch_size, start, max_batches, poll, r);
              }
              if (pending) throw *pending;
              py::dict d;
              d["loss_sum"] = r.loss_sum;
              d["rows"] = r.rows;
              d["batches"] = r.batches;
+             d["correct"] = r.correct;
+             d["predictions"] = r.predictions;
+             d["grad_norm_sum"] = r.grad_norm_sum;
              d["interrupted"] = r.interrupted;
              d["diverged"] = r.diverged;
              d["bad_batch"] = r.bad_batch;
+             d["bad_layer"] = r.bad_layer;
+             d["bad_loss"] = r.bad_loss;
              return d;
            },
-           "X"_a.noconvert(), "y"_a, "perm"_a.noconvert(), "batch_size"_a,
+           "X"_a.noconvert(), "y"_a, "perm"_a.noconvert(), "batch_size"_a, "start"_a = 0,
+           "max_batches"_a = -1, "sample_weight"_a = py::none(), "class_weight"_a = py::none(),
            "check_signals"_a = true)
+      .def("grad_norms",
+           [](const Net& n) {
+             std::vector<double> v;
+             for (index_t l = 0; l < n.num_layers(); ++l) v.push_back(std::sqrt(n.grad_sumsq(l)));
+             return v;
+           })
+      .def("reset_unit_activity", &Net::reset_unit_activity)
+      .def("dead_fraction", &Net::dead_fraction)
       .def("layer_state",
            [](Net& n, index_t l) {
              // Copies of z, y and d of layer l after the last forward/backward.
@@ -204,11 +292,17 @@ void bind_network(py::module_& m, const char* name) {
              };
              return py::make_tuple(copy(n.z(l)), copy(n.y(l)), copy(n.d(l)));
            })
-      .def("set_sgd",
-           [](Net& n, double lr, double momentum, bool nesterov, double weight_decay) {
-             n.set_sgd(SgdConfig<T>{T(lr), T(momentum), nesterov, T(weight_decay)});
+      .def("set_optimizer",
+           [](Net& n, const py::dict& cfg) { n.set_optimizer(opt_config_from_dict(cfg)); },
+           "config"_a)
+      .def("optimizer_config", [](const Net& n) { return opt_config_to_dict(n.optimizer()); })
+      .def("set_lr", &Net::set_lr, "lr"_a)
+      .def_property("optimizer_steps", &Net::optimizer_steps, &Net::set_optimizer_steps)
+      .def("set_regularization",
+           [](Net& n, double l1, double l2, double clip_value, double clip_norm) {
+             n.set_regularization(Regularization{l1, l2, clip_value, clip_norm});
            },
-           "lr"_a, "momentum"_a = 0.0, "nesterov"_a = false, "weight_decay"_a = 0.0)
+           "l1"_a = 0.0, "l2"_a = 0.0, "clip_value"_a = 0.0, "clip_norm"_a = 0.0)
       .def_property("step_count", &Net::step_count, &Net::set_step_count);
 }
 

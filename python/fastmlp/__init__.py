@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 
-from . import _core, ops, optim, reference
-from .callbacks import History
+from . import _core, callbacks, ops, optim, reference
+from .callbacks import Callback, EarlyStopping, History
+from .io import load
 from .layers import Dense, Layer
 from .model import MLP
 
@@ -20,9 +21,13 @@ __version__ = _core.__version__
 
 __all__ = [
     "MLP",
+    "Callback",
     "Dense",
+    "EarlyStopping",
     "History",
     "Layer",
+    "callbacks",
+    "load",
     "get_num_threads",
     "ops",
     "optim",

@@ -53,7 +53,7 @@ class Layer:
     def __init__(self, net, index, activation):
         self._net = net
         self.index = index
-        self.in_features, self.units, _ = net.layer_spec(index)
+        self.in_features, self.units, _, self.dropout, self.batch_norm = net.layer_spec(index)
         self.activation = activation
 
     @property
@@ -72,8 +72,46 @@ class Layer:
     def b(self, value):
         _assign(self.b, value, f"layers[{self.index}].b")
 
+    def _bn(self, what):
+        if not self.batch_norm:
+            raise AttributeError(f"layers[{self.index}].{what}: the layer has no batch normalization")
+        return self._net.param(self.index, what)
+
+    @property
+    def gamma(self):
+        """Batch-norm scale (units,), a writable view; batch-normalized layers only."""
+        return self._bn("gamma")
+
+    @gamma.setter
+    def gamma(self, value):
+        _assign(self._bn("gamma"), value, f"layers[{self.index}].gamma")
+
+    @property
+    def beta(self):
+        """Batch-norm shift (units,), a writable view; batch-normalized layers only."""
+        return self._bn("beta")
+
+    @beta.setter
+    def beta(self, value):
+        _assign(self._bn("beta"), value, f"layers[{self.index}].beta")
+
+    @property
+    def running_mean(self):
+        self._bn("gamma")
+        return self._net.running_stats(self.index)[0]
+
+    @property
+    def running_var(self):
+        self._bn("gamma")
+        return self._net.running_stats(self.index)[1]
+
     def __repr__(self):
+        extra = ""
+        if self.dropout:
+            extra += f", dropout={self.dropout}"
+        if self.batch_norm:
+            extra += ", batch_norm=True"
         return (
             f"Layer({self.index}: {self.in_features} -> {self.units}, "
-            f"activation={self.activation!r})"
+            f"activation={self.activation!r}{extra})"
         )

@@ -7,6 +7,7 @@ core's results into NumPy arrays and a History. All arithmetic is in the core.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -16,11 +17,15 @@ import numpy as np
 from . import _core
 from ._enums import INIT_ID, LOSS_ID, RELU_LIKE, act_id, activation_name, loss_name
 from ._validation import check_float, check_positive_int, check_X, check_y, resolve_dtype
-from .callbacks import History
+from . import optim as _optim
+from .callbacks import Callback, EarlyStopping, History
 from .layers import Dense, Layer
 from .optim import SGD, Optimizer
 
-_NOT_YET = "arrives with the training-engine work (optimizers, regularization, dropout, batch norm)"
+_REMEDIES = (
+    "Try a lower learning rate, gradient clipping (compile(clip_norm=1.0)), standardized inputs "
+    "or batch normalization."
+)
 
 
 def _check_seed(seed):
@@ -63,11 +68,18 @@ class MLP:
         self.batch_norm = bool(batch_norm)
         self.seed = _check_seed(seed)
         self._n_inputs, self._specs = self._parse_layers(layers)
-        if self.dropout or self.batch_norm or any(s.dropout or s.batch_norm for s in self._specs):
-            raise NotImplementedError(f"dropout and batch_norm: not available yet; {_NOT_YET}")
+        last = self._specs[-1]
+        if last.dropout or last.batch_norm:
+            raise ValueError(
+                "layers: dropout and batch_norm apply to hidden layers; the output layer "
+                f"{last!r} cannot have them"
+            )
         self._net = None
         self._layers = None
         self._optimizer: Optimizer = SGD()
+        self._reg = {"l1": 0.0, "l2": 0.0, "clip_norm": None, "clip_value": None}
+        self._schedule = None
+        self._schedule_started = False
         self._epochs_done = 0
         self._lock = threading.RLock()
         if self._n_inputs is not None:
@@ -113,7 +125,12 @@ class MLP:
                 f"to the logits itself; got {acts[-1]!r}"
             )
         sizes = [n_inputs] + [s.units for s in self._specs]
-        spec = [(sizes[i], sizes[i + 1], act_id(a)) for i, a in enumerate(acts)]
+        spec = []
+        for i, a in enumerate(acts):
+            hidden = i < last
+            d = self._specs[i].dropout or (self.dropout if hidden else 0.0)
+            bn = bool(self._specs[i].batch_norm or (self.batch_norm and hidden))
+            spec.append((sizes[i], sizes[i + 1], act_id(a), float(d), bn))
         core_cls = _core.Network32 if self.dtype == np.float32 else _core.Network64
         net = core_cls(spec, LOSS_ID[self.loss_name])
         schemes = []
@@ -123,10 +140,12 @@ class MLP:
                 name = "he_uniform" if a in RELU_LIKE else "glorot_uniform"
             schemes.append(INIT_ID[name])
         net.initialize(schemes, self.seed)
-        self._optimizer._apply(net)
+        net.set_optimizer(self._optimizer._core_config())
+        self._apply_regularization(net)
         self._net = net
         self._acts = acts
         self._sizes = sizes
+        self._layer_spec = spec
         self._layers = [Layer(net, i, a) for i, a in enumerate(acts)]
 
     def _ensure_built(self, X):
@@ -178,22 +197,52 @@ class MLP:
     # -- configuration ----------------------------------------------------
     def compile(self, optimizer=None, l1=0.0, l2=0.0, clip_norm=None, clip_value=None,
                 lr_schedule=None):
-        """Choose the optimizer (fm.optim.SGD for now). Returns the model."""
+        """Choose the optimizer (an fm.optim optimizer or its name, e.g.
+        "adam"), L1/L2 penalties, gradient clipping and a learning-rate
+        schedule. A new optimizer starts from fresh state. Returns the model.
+
+        l1, l2: loss += l1 * sum|W| + l2 * sum W^2 over every weight matrix
+        (not biases or batch-norm parameters), with gradient
+        l1 * sign(W) + 2 * l2 * W -- the penalty form of Keras' regularizers,
+        distinct from the optimizers' weight_decay. clip_value clamps every
+        gradient element to [-clip_value, clip_value]; clip_norm then scales
+        all gradients together so that their global 2-norm is at most
+        clip_norm (torch.nn.utils.clip_grad_value_ / clip_grad_norm_).
+        lr_schedule: an fm.optim schedule, stepped once per epoch by fit.
+        """
         if optimizer is None:
             optimizer = SGD()
+        if isinstance(optimizer, str):
+            optimizer = _optim.optimizer_by_name(optimizer)
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer: expected an fm.optim optimizer, got {optimizer!r}")
-        if check_float(l1, "l1", minimum=0.0) or check_float(l2, "l2", minimum=0.0):
-            raise NotImplementedError(f"l1/l2: not available yet; {_NOT_YET}")
-        if clip_norm is not None or clip_value is not None:
-            raise NotImplementedError(f"clip_norm/clip_value: not available yet; {_NOT_YET}")
-        if lr_schedule is not None:
-            raise NotImplementedError(f"lr_schedule: not available yet; {_NOT_YET}")
+            raise TypeError(f"optimizer: expected an fm.optim optimizer or its name, got {optimizer!r}")
+        reg = {
+            "l1": check_float(l1, "l1", minimum=0.0),
+            "l2": check_float(l2, "l2", minimum=0.0),
+            "clip_norm": None if clip_norm is None else check_float(
+                clip_norm, "clip_norm", minimum=0.0, min_inclusive=False),
+            "clip_value": None if clip_value is None else check_float(
+                clip_value, "clip_value", minimum=0.0, min_inclusive=False),
+        }
+        if lr_schedule is not None and not isinstance(lr_schedule, _optim.LRSchedule):
+            raise TypeError(f"lr_schedule: expected an fm.optim schedule, got {lr_schedule!r}")
         with self._lock:
             self._optimizer = optimizer
+            self._reg = reg
+            self._schedule = lr_schedule
+            self._schedule_started = False
             if self._net is not None:
-                optimizer._apply(self._net)
+                self._net.set_optimizer(optimizer._core_config())
+                self._apply_regularization(self._net)
         return self
+
+    def _apply_regularization(self, net):
+        r = self._reg
+        net.set_regularization(r["l1"], r["l2"], r["clip_value"] or 0.0, r["clip_norm"] or 0.0)
+
+    @property
+    def lr_schedule(self):
+        return self._schedule
 
     # -- computation ------------------------------------------------------
     def _X(self, X, name="X"):
@@ -206,65 +255,124 @@ class MLP:
     def forward(self, X, training=False):
         """The network's output for X, (n, outputs): class probabilities for
         cross_entropy (softmax) and binary_cross_entropy (sigmoid), the last
-        layer's activation output for mse."""
+        layer's activation output for mse. training=True uses batch
+        statistics and the dropout masks of the next training step (nothing
+        is updated)."""
         X = self._X(X)
         with self._lock:
-            return self._net.forward(X)
+            return self._net.forward(X, bool(training))
 
-    def loss(self, X, y):
-        """Mean loss over the rows of X; changes nothing."""
+    def _weights(self, sample_weight, class_weight, y, n):
+        sw = None if sample_weight is None else _sample_weight(sample_weight, n, self.dtype)
+        cw = None if class_weight is None else _class_weight(
+            class_weight, self.loss_name, self._sizes[-1], y, self.dtype)
+        return sw, cw
+
+    def loss(self, X, y, training=False, sample_weight=None, class_weight=None):
+        """Mean loss over the rows of X plus the L1/L2 penalty; changes nothing.
+        training=True: batch statistics and dropout, as a training step sees it."""
         X = self._X(X)
         y = self._y(y, X.shape[0])
+        sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
         with self._lock:
-            return float(self._net.loss(X, y))
+            return float(self._net.loss(X, y, bool(training), sw, cw))
 
-    def gradients(self, X, y):
-        """Gradients of the mean loss, per layer {"W": dW, "b": db}; changes no parameter."""
+    def gradients(self, X, y, sample_weight=None, class_weight=None):
+        """Gradients of the training loss (penalty included, before clipping),
+        per layer {"W": dW, "b": db} plus "gamma"/"beta" for batch-normalized
+        layers; changes no parameter. Dropout uses the masks of the next step."""
         X = self._X(X)
         y = self._y(y, X.shape[0])
+        sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
         net = self._net
         with self._lock:
-            net.compute_gradients(X, y)
-            return [
-                {"W": net.weight_grad(i).copy(), "b": net.bias_grad(i).copy()}
-                for i in range(net.num_layers)
-            ]
+            net.compute_gradients(X, y, sw, cw)
+            out = []
+            for i in range(net.num_layers):
+                g = {"W": net.grad(i, "W").copy(), "b": net.grad(i, "b").copy()}
+                if self._layer_spec[i][4]:
+                    g["gamma"] = net.grad(i, "gamma").copy()
+                    g["beta"] = net.grad(i, "beta").copy()
+                out.append(g)
+            return out
 
-    def train_step(self, X, y):
-        """One optimizer step on this batch. Returns the batch's loss (before the step)."""
+    def train_step(self, X, y, sample_weight=None, class_weight=None):
+        """One optimizer step on this batch (with clipping and the current
+        learning rate). Returns the batch's loss (before the step)."""
         X = self._X(X)
         y = self._y(y, X.shape[0])
+        sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
         with self._lock:
-            value = float(self._net.train_step(X, y))
-        if not np.isfinite(value):
+            value, ok, bad_layer = self._net.train_step(X, y, sw, cw)
+        if not ok:
             raise FloatingPointError(
-                f"train_step: the loss is {value}; the parameters were left as they were. "
-                "Try a lower learning rate or standardized inputs."
+                f"train_step: {self._divergence(value, bad_layer)} The parameters were left as "
+                f"they were. {_REMEDIES}"
             )
-        return value
+        return float(value)
+
+    def _divergence(self, loss_value, bad_layer):
+        if bad_layer is not None and bad_layer >= 0:
+            where = f"the gradient of layer {bad_layer} ({self._layers[bad_layer]!r}) is not finite"
+        else:
+            where = "the gradients are finite"
+        return f"the loss is {loss_value} and {where}."
+
+    # -- state snapshots (early stopping) -----------------------------------
+    def _snapshot(self):
+        net = self._net
+        stats = [tuple(None if a is None else a.copy() for a in net.running_stats(i))
+                 for i in range(net.num_layers)]
+        return net.params_flat().copy(), stats
+
+    def _restore(self, snap):
+        params, stats = snap
+        net = self._net
+        with self._lock:
+            net.params_flat()[...] = params
+            for i, (m, v) in enumerate(stats):
+                if m is not None:
+                    rm, rv = net.running_stats(i)
+                    rm[...] = m
+                    rv[...] = v
 
     def fit(self, X, y, epochs=10, batch_size=32, shuffle=True, validation_data=None,
-            validation_split=0.0, early_stopping=None, verbose=1, callbacks=(), seed=None):
-        """Train by mini-batch gradient descent. Each epoch runs entirely in
-        the core with the GIL released; Ctrl-C stops it between two batches
-        (KeyboardInterrupt, parameters intact). Returns a History."""
+            validation_split=0.0, early_stopping=None, verbose=1, callbacks=(), seed=None,
+            sample_weight=None, class_weight=None):
+        """Train by mini-batch gradient descent with the compiled optimizer.
+
+        Each epoch runs entirely in the core with the GIL released (shuffle,
+        gather, forward, backward, clipping, update, metrics); it returns to
+        Python at the epoch's end, or every N batches when a callback sets
+        every_n_batches. Ctrl-C stops between two batches (KeyboardInterrupt,
+        parameters intact). validation_data=(X_val, y_val[, sample_weight]) or
+        validation_split (the last fraction of the rows, before shuffling).
+        early_stopping: an fm.callbacks.EarlyStopping, or an int patience on
+        val_loss (loss without validation data). sample_weight (n,): per-row
+        loss weights; class_weight: {class: weight}, a sequence, or
+        "balanced" (n / (classes * count)). Returns a History.
+        """
         epochs = check_positive_int(epochs, "epochs", minimum=0)
         batch_size = check_positive_int(batch_size, "batch_size")
         split = check_float(validation_split, "validation_split", minimum=0.0, maximum=1.0,
                             max_inclusive=False)
-        if early_stopping is not None or tuple(callbacks):
-            raise NotImplementedError(f"early_stopping/callbacks: not available yet; {_NOT_YET}")
+        callbacks = _check_callbacks(callbacks)
         shuffle_seed = self.seed if seed is None else _check_seed(seed)
         X = self._X(X)
         y = self._y(y, X.shape[0])
-        Xv = yv = None
+        sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
+        Xv = yv = swv = None
         if validation_data is not None:
             if split:
                 raise ValueError("validation_split: give validation_data or validation_split, not both")
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data: expected a tuple (X_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("validation_data: expected a tuple (X_val, y_val) or "
+                                "(X_val, y_val, sample_weight_val)")
             Xv = self._X(validation_data[0], name="validation_data[0]")
             yv = self._y(validation_data[1], Xv.shape[0], name="validation_data[1]")
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                swv = _sample_weight(validation_data[2], Xv.shape[0], self.dtype,
+                                     name="validation_data[2]")
         elif split:
             cut = int(X.shape[0] * (1.0 - split))
             if cut <= 0 or cut >= X.shape[0]:
@@ -273,34 +381,103 @@ class MLP:
                     f"out of {X.shape[0]}"
                 )
             X, Xv, y, yv = X[:cut], X[cut:], y[:cut], y[cut:]
-        n = X.shape[0]
-        history = History()
-        for _ in range(epochs):
-            t0 = time.perf_counter()
-            perm = _core.permutation(n, shuffle_seed, self._epochs_done) if shuffle else None
-            with self._lock:
-                r = self._net.train_epoch(X, y, perm, batch_size)
-            if r["diverged"]:
-                raise FloatingPointError(
-                    f"fit: training diverged at epoch {self._epochs_done + 1}, batch "
-                    f"{r['bad_batch'] + 1}: the loss became {r['loss_sum']}. The parameters are "
-                    "those before that batch. Try a lower learning rate, standardized inputs "
-                    "or a smaller network."
+            if sw is not None:
+                sw, swv = sw[:cut], sw[cut:]
+        if early_stopping is not None:
+            if isinstance(early_stopping, EarlyStopping):
+                stopper = early_stopping
+            else:
+                patience = check_positive_int(early_stopping, "early_stopping", minimum=0)
+                stopper = EarlyStopping("val_loss" if Xv is not None else "loss", patience)
+            if stopper.monitor.startswith("val_") and Xv is None:
+                raise ValueError(
+                    f"early_stopping: monitors {stopper.monitor!r} but fit has no validation data; "
+                    "give validation_data or validation_split, or monitor 'loss'"
                 )
-            record = {"loss": r["loss_sum"] / r["rows"]}
-            if Xv is not None:
-                record.update(self._evaluate(Xv, yv, prefix="val_"))
-            self._epochs_done += 1
-            history._record(self._epochs_done, **record)
-            if verbose:
-                items = "  ".join(f"{k} {v:.5g}" for k, v in record.items())
-                print(f"epoch {self._epochs_done}  {items}  ({time.perf_counter() - t0:.3f} s)",
-                      file=sys.stdout, flush=True)
+            callbacks = callbacks + [stopper]
+        if any(self._layer_spec[i][4] for i in range(len(self._layer_spec))) and (
+                batch_size == 1 or X.shape[0] % batch_size == 1 or X.shape[0] == 1):
+            raise ValueError(
+                f"batch_size: {batch_size} leaves a last batch of 1 row out of {X.shape[0]}, "
+                "which batch normalization cannot train on; choose another batch size"
+            )
+        every = [c.every_n_batches for c in callbacks if c.every_n_batches]
+        chunk = min(every) if every else -1
+        n = X.shape[0]
+        net = self._net
+        history = History()
+        if self._schedule is not None and not self._schedule_started:
+            net.set_lr(self._schedule.start(self._optimizer.lr))
+            self._schedule_started = True
+        relu_layers = [i for i, a in enumerate(self._acts[:-1]) if a == "relu"]
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        stop = False
+        try:
+            for _ in range(epochs):
+                t0 = time.perf_counter()
+                lr_now = net.optimizer_config()["lr"]
+                perm = _core.permutation(n, shuffle_seed, self._epochs_done) if shuffle else None
+                net.reset_unit_activity()
+                r = None
+                start = 0
+                while start < n:
+                    with self._lock:
+                        part = net.train_epoch(X, y, perm, batch_size, start, chunk, sw, cw)
+                    r = part if r is None else _merge(r, part)
+                    if part["diverged"]:
+                        b = start // batch_size + part["bad_batch"] + 1
+                        raise FloatingPointError(
+                            f"fit: training diverged at epoch {self._epochs_done + 1}, batch {b}: "
+                            f"{self._divergence(part['bad_loss'], part['bad_layer'])} The "
+                            f"parameters are those before that batch. {_REMEDIES}"
+                        )
+                    start += part["batches"] * batch_size
+                    if part["batches"] == 0:
+                        break
+                    if chunk > 0 and start < n:
+                        logs = {"loss": r["loss_sum"] / max(r["rows"], 1)}
+                        batch_no = start // batch_size
+                        for cb in callbacks:
+                            if cb.every_n_batches and batch_no % cb.every_n_batches == 0:
+                                stop = bool(cb.on_batch_end(batch_no, logs)) or stop
+                        if stop:
+                            break
+                record = {"loss": r["loss_sum"] / max(r["rows"], 1)}
+                if self.is_classifier and r["predictions"]:
+                    record["accuracy"] = r["correct"] / r["predictions"]
+                if Xv is not None:
+                    record.update(self._evaluate(Xv, yv, prefix="val_", sample_weight=swv,
+                                                 class_weight=cw))
+                record["lr"] = lr_now
+                for i, g in enumerate(r["grad_norm_sum"]):
+                    record[f"grad_norm_{i}"] = g / max(r["batches"], 1)
+                for i in relu_layers:
+                    record[f"dead_relu_{i}"] = net.dead_fraction(i)
+                self._epochs_done += 1
+                record["time"] = time.perf_counter() - t0
+                history._record(self._epochs_done, **record)
+                if self._schedule is not None:
+                    metric = record.get("val_loss", record["loss"])
+                    net.set_lr(self._schedule.step(metric))
+                if verbose:
+                    items = "  ".join(
+                        f"{k} {v:.5g}" for k, v in record.items()
+                        if not k.startswith(("grad_norm_", "dead_relu_")) and k != "time")
+                    print(f"epoch {self._epochs_done}  {items}  ({record['time']:.3f} s)",
+                          file=sys.stdout, flush=True)
+                for cb in callbacks:
+                    stop = bool(cb.on_epoch_end(self._epochs_done, dict(record))) or stop
+                if stop:
+                    break
+        finally:
+            for cb in callbacks:
+                cb.on_train_end(self, history)
         return history
 
-    def _evaluate(self, X, y, prefix=""):
+    def _evaluate(self, X, y, prefix="", sample_weight=None, class_weight=None):
         with self._lock:
-            out = {prefix + "loss": float(self._net.loss(X, y))}
+            out = {prefix + "loss": float(self._net.loss(X, y, False, sample_weight, class_weight))}
             if self.loss_name == "cross_entropy":
                 proba = self._net.forward(X)
                 truth = y if y.ndim == 1 else y.argmax(axis=1)
@@ -309,6 +486,37 @@ class MLP:
                 proba = self._net.forward(X)
                 out[prefix + "accuracy"] = float(np.mean((proba > 0.5) == (y > 0.5)))
         return out
+
+    # -- persistence ------------------------------------------------------
+    def save(self, path):
+        """Save architecture, parameters, batch-norm statistics, optimizer
+        and schedule state to one .npz file (fm.load reads it back). Returns
+        the path written."""
+        from . import io
+
+        with self._lock:
+            return io.save(self, path)
+
+    def __getstate__(self):
+        from . import io
+
+        if self._net is None:
+            state = dict(self.__dict__)
+            state.pop("_lock", None)
+            return {"unbuilt": state}
+        with self._lock:
+            return {"npz": io.to_bytes(self)}
+
+    def __setstate__(self, state):
+        from . import io
+
+        if "unbuilt" in state:
+            self.__dict__.update(state["unbuilt"])
+            self._lock = threading.RLock()
+            return
+        other = io.from_bytes(state["npz"])
+        self.__dict__.update(other.__dict__)
+        self._layers = [Layer(self._net, i, a) for i, a in enumerate(self._acts)]
 
     def predict(self, X):
         """Class ids (cross_entropy), 0/1 labels (binary_cross_entropy) or
@@ -336,3 +544,69 @@ class MLP:
         ss_res = float(((y - pred) ** 2).sum())
         ss_tot = float(((y - y.mean(axis=0)) ** 2).sum())
         return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+
+
+def _merge(a, b):
+    out = dict(b)
+    for key in ("loss_sum", "rows", "batches", "correct", "predictions"):
+        out[key] = a[key] + b[key]
+    out["grad_norm_sum"] = [x + y for x, y in zip(a["grad_norm_sum"], b["grad_norm_sum"])] \
+        if a["grad_norm_sum"] else b["grad_norm_sum"]
+    return out
+
+
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    out = list(callbacks)
+    for i, cb in enumerate(out):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks[{i}]: expected an fm.callbacks.Callback, got {cb!r}")
+        if cb.every_n_batches is not None:
+            check_positive_int(cb.every_n_batches, f"callbacks[{i}].every_n_batches")
+    return out
+
+
+def _sample_weight(w, n, dtype, name="sample_weight"):
+    arr = np.asarray(w)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},), one weight per row, got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"{name}: weights must be finite and >= 0")
+    return arr
+
+
+def _class_weight(cw, loss, k, y, dtype):
+    if loss == "mse":
+        raise ValueError("class_weight: not defined for the mse loss (use sample_weight)")
+    n_classes = k if loss == "cross_entropy" else 2
+    if isinstance(cw, str):
+        if cw != "balanced":
+            raise ValueError(f"class_weight: expected 'balanced', a dict or a sequence, got {cw!r}")
+        if loss == "cross_entropy":
+            ids = y if y.ndim == 1 else np.argmax(y, axis=1)
+            counts = np.bincount(ids, minlength=k).astype(np.float64)
+        else:
+            ones = float(np.sum(y > 0.5))
+            counts = np.array([y.size - ones, ones])
+        total = counts.sum()
+        with np.errstate(divide="ignore"):
+            arr = np.where(counts > 0, total / (n_classes * np.maximum(counts, 1)), 0.0)
+    elif isinstance(cw, dict):
+        arr = np.ones(n_classes)
+        for key, value in cw.items():
+            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < n_classes:
+                raise ValueError(f"class_weight: keys must be class ids in [0, {n_classes}), got {key!r}")
+            arr[int(key)] = check_float(value, f"class_weight[{key}]", minimum=0.0)
+    else:
+        arr = np.asarray(cw, dtype=np.float64)
+        if arr.shape != (n_classes,):
+            raise ValueError(f"class_weight: expected {n_classes} weights, got shape {arr.shape}")
+        if not np.isfinite(arr).all() or (arr < 0).any():
+            raise ValueError("class_weight: weights must be finite and >= 0")
+    return np.ascontiguousarray(arr, dtype=dtype)
