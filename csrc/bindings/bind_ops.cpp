@@ -3,6 +3,9 @@
 // computation runs with it released.
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <string>
+
 #include "bindings/arrays.h"
 #include "common/parallel.h"
 #include "gemm/gemm.h"
@@ -25,6 +28,35 @@ Act to_act(int a) {
 Loss to_loss(int l) {
   if (l < 0 || l >= kNumLosses) throw py::value_error("loss: unknown loss id " + std::to_string(l));
   return Loss(l);
+}
+
+// A loss weight vector: None (all ones: returns nullptr), or a C-contiguous
+// 1-D array of T with `len` finite entries >= 0. The core trusts these, so
+// they are checked here, once, while the GIL is held. `of` says what the
+// entries are counted against, for the message.
+template <class T>
+const T* weight_array(const py::object& obj, const char* name, index_t len, const char* of) {
+  if (obj.is_none()) return nullptr;
+  const std::string nm(name);
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(nm + ": expected a numpy array of " + dtype_name<T>() + " or None, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().equal(py::dtype::of<T>()))
+    throw py::type_error(nm + ": expected dtype " + dtype_name<T>() + " (the dtype of z), got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 1 || a.shape(0) != len)
+    throw py::value_error(nm + ": expected shape (" + std::to_string(len) + ",) (one weight per " +
+                          of + "), got " + shape_str(a));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(nm + ": expected a C-contiguous array");
+  const T* p = static_cast<const T*>(a.data());
+  for (index_t i = 0; i < len; ++i)
+    if (!(std::isfinite(p[i]) && p[i] >= T(0)))  // also refuses NaN, which fails every compare
+      throw py::value_error(nm + ": expected finite weights >= 0, got " +
+                            py::str(py::float_(double(p[i]))).cast<std::string>() + " at index " +
+                            std::to_string(i));
+  return p;
 }
 
 template <class T>
@@ -134,11 +166,22 @@ void bind_typed(py::module_& m) {
       "dy"_a.noconvert(), "x"_a.noconvert(), "w"_a.noconvert(), "z"_a.noconvert(),
       "y"_a.noconvert(), "act"_a);
 
-  // loss_output + loss_forward_backward: returns (loss, y, d).
-  auto loss_fn = [](int loss, carray<T> z, std::optional<carray<T>> y_in, const T* dense,
-                    const int32_t* labels) {
+  // loss_output + loss_forward_backward: returns (loss, y, d). Weights are
+  // plain objects rather than typed arrays so that a wrong one is named in a
+  // ValueError/TypeError of our own instead of failing overload resolution.
+  auto loss_fn = [](Loss L, carray<T> z, std::optional<carray<T>> y_in, const T* dense,
+                    const int32_t* labels, const py::object& sample_weight,
+                    const py::object& class_weight) {
     const index_t n = z.shape(0), k = z.shape(1);
-    const Loss L = to_loss(loss);
+    if (L == Loss::mse && !class_weight.is_none())
+      throw py::value_error(
+          "class_weight: expected None for mse (class weights are for classification; "
+          "use sample_weight)");
+    const index_t nc = L == Loss::binary_cross_entropy ? 2 : k;
+    const T* sw = weight_array<T>(sample_weight, "sample_weight", n, "rows of z");
+    const T* cw = weight_array<T>(class_weight, "class_weight", nc,
+                                  L == Loss::binary_cross_entropy ? "targets 0 and 1"
+                                                                  : "classes, the columns of z");
     carray<T> y({n, k}), d({n, k});
     T *yp = y.mutable_data(), *dp = d.mutable_data();
     const T* zp = z.data();
@@ -154,23 +197,28 @@ void bind_typed(py::module_& m) {
       Target<T> t;
       t.dense = dense;
       t.labels = labels;
+      t.sample_weight = sw;
+      t.class_weight = cw;
       value = loss_forward_backward<T>(L, dp, zp, yp, t, n, k, rows.data());
     }
     return py::make_tuple(value, y, d);
   };
   m.def(
       "loss_forward_backward",
-      [loss_fn](int loss, carray<T> z, carray<T> y, carray<T> t) {
+      [loss_fn](int loss, carray<T> z, carray<T> y, carray<T> t, py::object sample_weight,
+                py::object class_weight) {
         require<T>(z, "z", {-1, -1});
         const index_t n = z.shape(0), k = z.shape(1);
         require<T>(y, "y", {n, k});
         require<T>(t, "target", {n, k});
-        return loss_fn(loss, z, y, t.data(), nullptr);
+        return loss_fn(to_loss(loss), z, y, t.data(), nullptr, sample_weight, class_weight);
       },
-      "loss"_a, "z"_a.noconvert(), "y"_a.noconvert(), "target"_a.noconvert());
+      "loss"_a, "z"_a.noconvert(), "y"_a.noconvert(), "target"_a.noconvert(),
+      "sample_weight"_a = py::none(), "class_weight"_a = py::none());
   m.def(
       "loss_forward_backward",
-      [loss_fn](int loss, carray<T> z, carray<T> y, carray<int32_t> labels) {
+      [loss_fn](int loss, carray<T> z, carray<T> y, carray<int32_t> labels,
+                py::object sample_weight, py::object class_weight) {
         require<T>(z, "z", {-1, -1});
         const index_t n = z.shape(0), k = z.shape(1);
         require<T>(y, "y", {n, k});
@@ -181,9 +229,11 @@ void bind_typed(py::module_& m) {
           if (labels.data()[i] < 0 || labels.data()[i] >= k)
             throw py::value_error("target: class id " + std::to_string(labels.data()[i]) +
                                   " out of range [0, " + std::to_string(k) + ")");
-        return loss_fn(loss, z, y, nullptr, labels.data());
+        return loss_fn(Loss::cross_entropy, z, y, nullptr, labels.data(), sample_weight,
+                       class_weight);
       },
-      "loss"_a, "z"_a.noconvert(), "y"_a.noconvert(), "target"_a.noconvert());
+      "loss"_a, "z"_a.noconvert(), "y"_a.noconvert(), "target"_a.noconvert(),
+      "sample_weight"_a = py::none(), "class_weight"_a = py::none());
 
   m.def(
       "sgd_step",

@@ -1,5 +1,6 @@
 #include "nn/losses.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/parallel.h"
@@ -34,12 +35,26 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k) {
   }
 }
 
-template <class T>
-double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
-                             index_t n, index_t k, double* row_loss) {
-  if (n <= 0) return 0.0;
-  const T inv_n = T(1) / T(n);
-  const T inv_nk = T(1) / (T(n) * T(k));
+namespace {
+
+// Per-row loss sums into row_loss and, if d != nullptr, the gradient. inv_den
+// is 1 / the loss's denominator (n, n k, or sum_i c_{y_i}).
+//
+// One body serves both cases so that they round alike: Weighted = false is the
+// plain mean, with every weight term removed at compile time (the hot path
+// pays nothing for weights); Weighted = true scales each row's gradient by
+// g = w_i * inv_den and its loss sum by w_i, where w_i = s_i (times c_{y_i}
+// for class ids). A weight of exactly 1 changes no bit: 1 * inv_den and
+// double(1) * li are exact, and (1 - t) + t == 1 for every t in [0, 1]
+// (BCE's class weight with c = (1, 1)), so all-ones weights reproduce the
+// unweighted result bitwise.
+template <class T, bool Weighted>
+void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, index_t n,
+               index_t k, T inv_den, double* row_loss) {
+  const T* sw = t.sample_weight;
+  const T* cw = t.class_weight;
+  (void)sw;
+  (void)cw;
   const int nt = threads_for(double(n) * k * 16.0);
   (void)nt;
 #if defined(_OPENMP)
@@ -49,23 +64,39 @@ double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Targ
     const T* zi = z + i * k;
     const T* yi = y + i * k;
     T* di = d ? d + i * k : nullptr;
+    T wi = T(1);  // the row's weight; stays 1 (and is folded away) when unweighted
+    if constexpr (Weighted) {
+      if (sw) wi = sw[i];
+    }
     double li = 0.0;
     switch (loss) {
       case Loss::mse: {
+        // class_weight has no meaning for regression; the bindings refuse it.
+        const T g = Weighted ? wi * inv_den : inv_den;
         const T* ti = t.dense + i * k;
         for (index_t j = 0; j < k; ++j) {
           const T r = yi[j] - ti[j];
           li += double(r) * double(r);
-          if (di) di[j] = T(2) * r * inv_nk;
+          if (di) di[j] = T(2) * r * g;
         }
         break;
       }
       case Loss::binary_cross_entropy: {
+        const T g = Weighted ? wi * inv_den : inv_den;
         const T* ti = t.dense + i * k;
         for (index_t j = 0; j < k; ++j) {
           const T zj = zi[j];
-          li += double((zj > T(0) ? zj : T(0)) - zj * ti[j] + std::log1p(std::exp(-std::fabs(zj))));
-          if (di) di[j] = (yi[j] - ti[j]) * inv_nk;
+          const T e = (zj > T(0) ? zj : T(0)) - zj * ti[j] + std::log1p(std::exp(-std::fabs(zj)));
+          if constexpr (Weighted) {
+            // The element's weight depends on its target only, so it scales
+            // the gradient sigmoid(z) - t as it scales the loss.
+            const T w = cw ? cw[0] * (T(1) - ti[j]) + cw[1] * ti[j] : T(1);
+            li += double(w) * double(e);
+            if (di) di[j] = (yi[j] - ti[j]) * (w * g);
+          } else {
+            li += double(e);
+            if (di) di[j] = (yi[j] - ti[j]) * g;
+          }
         }
         break;
       }
@@ -78,31 +109,75 @@ double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Targ
         const T lse = mx + std::log(s);
         if (t.labels) {
           const int32_t c = t.labels[i];
+          if constexpr (Weighted) {
+            if (cw) wi *= cw[c];
+          }
+          const T g = Weighted ? wi * inv_den : inv_den;
           li = double(lse - zi[c]);
           if (di) {
-            for (index_t j = 0; j < k; ++j) di[j] = yi[j] * inv_n;
-            di[c] -= inv_n;
+            for (index_t j = 0; j < k; ++j) di[j] = yi[j] * g;
+            di[c] -= g;
           }
         } else {
+          // Class weights enter as the weighted target u_j = c_j t_j: the row
+          // loss is -sum_j u_j log p_j, whose gradient is p sum_j u_j - u.
+          const T g = Weighted ? wi * inv_den : inv_den;
           const T* ti = t.dense + i * k;
+          auto u = [&](index_t j) { return Weighted && cw ? cw[j] * ti[j] : ti[j]; };
           T tsum = T(0);
           double acc = 0.0;
           for (index_t j = 0; j < k; ++j) {
-            tsum += ti[j];
-            acc += double(ti[j]) * double(lse - zi[j]);
+            const T uj = u(j);
+            tsum += uj;
+            acc += double(uj) * double(lse - zi[j]);
           }
           li = acc;
           if (di)
-            for (index_t j = 0; j < k; ++j) di[j] = (yi[j] * tsum - ti[j]) * inv_n;
+            for (index_t j = 0; j < k; ++j) di[j] = (yi[j] * tsum - u(j)) * g;
         }
         break;
       }
     }
-    row_loss[i] = li;
+    row_loss[i] = Weighted ? double(wi) * li : li;
+  }
+}
+
+}  // namespace
+
+// Weighted losses (definitions in losses.h). Branching once here keeps the
+// unweighted loop exactly what it was. The denominators are n k (mse, binary
+// cross-entropy), n (cross-entropy with dense targets, or with class ids and
+// no class weights) and W = sum_i c_{y_i} (class ids with class weights),
+// summed in row order before the parallel loop so that it is thread-count
+// independent. W == 0 (every row's class has weight 0) makes the loss 0/0;
+// we return loss 0 and gradient 0, the limit of a batch that contributes
+// nothing (torch returns NaN there), so that one such batch cannot poison
+// training.
+template <class T>
+double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
+                             index_t n, index_t k, double* row_loss) {
+  if (n <= 0) return 0.0;
+  const bool ce = loss == Loss::cross_entropy;
+  double den = ce ? double(n) : double(n) * double(k);
+  T inv_den = ce ? T(1) / T(n) : T(1) / (T(n) * T(k));
+  const bool weighted = t.sample_weight || (t.class_weight && loss != Loss::mse);
+  if (!weighted) {
+    loss_rows<T, false>(loss, d, z, y, t, n, k, inv_den, row_loss);
+  } else {
+    if (ce && t.labels && t.class_weight) {
+      den = 0.0;
+      for (index_t i = 0; i < n; ++i) den += double(t.class_weight[t.labels[i]]);
+      if (den == 0.0) {
+        if (d) std::fill(d, d + n * k, T(0));
+        return 0.0;
+      }
+      inv_den = T(1) / T(den);
+    }
+    loss_rows<T, true>(loss, d, z, y, t, n, k, inv_den, row_loss);
   }
   double total = 0.0;
   for (index_t i = 0; i < n; ++i) total += row_loss[i];
-  return loss == Loss::cross_entropy ? total / double(n) : total / (double(n) * double(k));
+  return total / den;
 }
 
 template void loss_output<float>(Loss, float*, const float*, index_t, index_t);

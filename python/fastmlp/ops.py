@@ -94,12 +94,32 @@ def dense_backward(dy, x, w, z, y, act):
     return _core.dense_backward(dy, x, w, z, y, act_id(act))
 
 
-def loss_forward_backward(loss, z, y, target):
+def _loss_weight(w, name, dtype):
+    """None, or w as a C-contiguous 1-D array of the computation's dtype."""
+    if w is None:
+        return None
+    w = np.asarray(w)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {w.dtype}")
+    if w.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {w.shape}")
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def loss_forward_backward(loss, z, y, target, sample_weight=None, class_weight=None):
     """(mean loss, output y, gradient) of a loss on one batch.
 
     z: the output layer's pre-activation (n, k); y: its activation output
     (used by mse only); target: (n, k), or (n,) integer class ids for
     cross_entropy. The gradient is dL/dy for mse, dL/dz otherwise.
+
+    sample_weight (n,) and class_weight ((k,) for cross_entropy, (2,) for the
+    weights of targets 0 and 1 in binary_cross_entropy; not for mse) are
+    optional, finite and >= 0, and converted once to z's dtype; None means all
+    ones. They weight the loss as fastmlp.reference.loss_forward documents
+    (torch's weighted means); with class ids and class weights the mean is
+    over sum_i class_weight[target_i], and a batch where that sum is 0 has
+    loss 0 and gradient 0.
     """
     lid = loss_id(loss)
     z, y = _prepare({"z": z, "y": y}, (2, 2))
@@ -108,7 +128,9 @@ def loss_forward_backward(loss, z, y, target):
         t = np.ascontiguousarray(t, dtype=np.int32)
     else:
         t = np.ascontiguousarray(t, dtype=z.dtype)
-    return _core.loss_forward_backward(lid, z, y, t)
+    sw = _loss_weight(sample_weight, "sample_weight", z.dtype)
+    cw = _loss_weight(class_weight, "class_weight", z.dtype)
+    return _core.loss_forward_backward(lid, z, y, t, sw, cw)
 
 
 def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None):

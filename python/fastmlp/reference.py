@@ -376,31 +376,92 @@ def dense_backward(dy, x, w, z, y, act):
 # ---------------------------------------------------------------------------
 # Losses                                                    (csrc/nn/losses.h)
 # ---------------------------------------------------------------------------
+#
+# Every loss takes two optional keyword arguments, as in csrc/nn/losses.h:
+#
+#   sample_weight  s (n,): weighs row i (sample i) by s_i
+#   class_weight   c: (k,) per class for cross_entropy, (2,) for the targets 0
+#                  and 1 of binary_cross_entropy; not defined for mse
+#
+# None means all ones, which gives the plain means above bit for bit (every
+# weight enters as a product with 1, which is exact). Weights must be finite
+# and >= 0.
 
 
-def mse_loss(y, t):
+def _float_dtype(a):
+    """The dtype weights are cast to: a's, if it is a float dtype."""
+    return a.dtype if np.issubdtype(a.dtype, np.floating) else np.dtype(np.float64)
+
+
+def _weights(w, name, length, what, dtype):
+    """w as `length` finite weights >= 0 in `dtype`, one per `what`."""
+    w = np.asarray(w)
+    if w.dtype.kind not in "biuf":
+        msg = f"{name}: expected a numeric array, got dtype {w.dtype}"
+        raise TypeError(msg)
+    if w.shape != (length,):
+        msg = f"{name}: expected shape ({length},) (one weight per {what}), got {w.shape}"
+        raise ValueError(msg)
+    w = w.astype(dtype)
+    bad = ~(np.isfinite(w) & (w >= 0))  # NaN fails both tests
+    if bad.any():
+        i = int(np.argmax(bad))
+        msg = f"{name}: expected finite weights >= 0, got {w[i]} at index {i}"
+        raise ValueError(msg)
+    return w
+
+
+def _sample_weight(sample_weight, a):
+    """Row weights s (n,) for a (n, ...), all ones when None."""
+    if sample_weight is None:
+        return np.ones(a.shape[:1], dtype=_float_dtype(a))
+    if a.ndim == 0:
+        msg = f"sample_weight: expected None for an input without rows, got {sample_weight!r}"
+        raise ValueError(msg)
+    return _weights(sample_weight, "sample_weight", a.shape[0], "row", _float_dtype(a))
+
+
+def _per_row(s, a):
+    """s (n,) shaped to broadcast over the rows of a: (n, 1) for a (n, k)."""
+    return s.reshape(s.shape + (1,) * (a.ndim - 1))
+
+
+def mse_loss(y, t, *, sample_weight=None, class_weight=None):
     """Mean squared error over all elements, as torch.nn.MSELoss(); C++: csrc/nn/losses.h.
 
-    y, t (n, k):  L = (1 / (n k)) * sum_ij (y_ij - t_ij)^2
+    y, t (n, k):  L = (1 / (n k)) * sum_ij s_i (y_ij - t_ij)^2
+
+    with s = sample_weight (n,), all ones by default (the plain mean). The
+    denominator stays n k whatever the weights: torch's unreduced
+    MSELoss(reduction="none") times s, then averaged. Regression has no
+    classes, so class_weight must be None.
     """
     y = np.asarray(y)
     t = np.asarray(t)
     _check_same_shape(y, "y", t, "t")
+    if class_weight is not None:
+        msg = "class_weight: expected None for mse (class weights are for classification)"
+        raise ValueError(msg)
+    s = _per_row(_sample_weight(sample_weight, y), y)
     d = y - t
-    return float(np.mean(d * d))
+    return float(np.sum(s * d * d) / y.size)
 
 
-def mse_backward(y, t):
+def mse_backward(y, t, *, sample_weight=None, class_weight=None):
     """Gradient of mse_loss with respect to y; C++: csrc/nn/losses.h.
 
-    dL/dy_ij = 2 (y_ij - t_ij) / (n k): the derivative of a square, times the
-    1/(n k) of the mean. Returns dy (n, k), which the output layer then takes
-    through its activation's derivative.
+    dL/dy_ij = 2 s_i (y_ij - t_ij) / (n k): the derivative of a square, times
+    the row's weight and the 1/(n k) of the mean. Returns dy (n, k), which the
+    output layer then takes through its activation's derivative.
     """
     y = np.asarray(y)
     t = np.asarray(t)
     _check_same_shape(y, "y", t, "t")
-    return 2.0 * (y - t) / y.size
+    if class_weight is not None:
+        msg = "class_weight: expected None for mse (class weights are for classification)"
+        raise ValueError(msg)
+    s = _per_row(_sample_weight(sample_weight, y), y)
+    return 2.0 * s * (y - t) / y.size
 
 
 def _class_ids(target, n, k):
@@ -434,82 +495,140 @@ def _ce_target(z, target):
     return "probs", target
 
 
-def cross_entropy_loss(z, target):
+def _ce_weights(z, sample_weight, class_weight):
+    """(s (n,), c (k,)) for cross entropy, all ones where None."""
+    k = z.shape[1]
+    s = _sample_weight(sample_weight, z)
+    if class_weight is None:
+        return s, np.ones(k, dtype=_float_dtype(z))
+    return s, _weights(class_weight, "class_weight", k, "class, a column of z", _float_dtype(z))
+
+
+def cross_entropy_loss(z, target, *, sample_weight=None, class_weight=None):
     """Softmax cross entropy from logits, as torch.nn.CrossEntropyLoss(); C++: csrc/nn/losses.h.
 
-    z (n, k) are logits (the output layer's pre-activation). target is either
+    z (n, k) are logits (the output layer's pre-activation). With s =
+    sample_weight (n,) and c = class_weight (k,), both all ones by default,
+    target is either
 
     * class ids (n,) of an integer dtype:
-          L = (1/n) sum_i -log_softmax(z)[i, target_i]
+          L = sum_i s_i c_{y_i} l_i / sum_i c_{y_i},   l_i = -log_softmax(z)[i, y_i]
+      which is CrossEntropyLoss(weight=c) when s is all ones (a mean weighted
+      by the class weights) and Keras' sample_weight mean (sum_i s_i l_i / n)
+      when c is all ones. If sum_i c_{y_i} = 0 (every row's class weighs 0),
+      L = 0 rather than torch's 0/0 = NaN: such a batch contributes nothing.
     * class probabilities or one-hot rows (n, k) of a float dtype:
-          L = (1/n) sum_i -sum_j t_ij log_softmax(z)[i, j]
+          L = (1/n) sum_i s_i (-sum_j c_j t_ij log_softmax(z)[i, j])
+      as CrossEntropyLoss(weight=c) defines it for probability targets (the
+      denominator is n whatever the weights).
 
     log_softmax is used rather than log(softmax): a probability that
     underflows to 0 would make log(0) = -inf, while log_softmax is finite.
     """
     z = np.asarray(z)
     kind, t = _ce_target(z, target)
+    s, c = _ce_weights(z, sample_weight, class_weight)
     logp = log_softmax(z)
     n = z.shape[0]
     if kind == "ids":
-        return float(-logp[np.arange(n), t].sum() / n)
-    return float(-(t * logp).sum() / n)
+        c_y = c[t]  # each row's class weight
+        nll = -logp[np.arange(n), t]
+        denominator = c_y.sum()
+        if denominator == 0:
+            return 0.0
+        return float((s * c_y * nll).sum() / denominator)
+    return float((s[:, None] * -(c * t * logp)).sum() / n)
 
 
-def cross_entropy_backward(z, target):
+def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     """Gradient of cross_entropy_loss with respect to the logits z; C++: csrc/nn/losses.h.
 
-    For one row, with p = softmax(z) and s = sum_j t_j:
+    For one row, with p = softmax(z) and u_j = c_j t_j (the class-weighted
+    target; u = t without class weights):
 
-        L_row = -sum_j t_j (z_j - log sum_m exp(z_m))
-              = -sum_j t_j z_j + s * log sum_m exp(z_m)
-        dL_row/dz_j = -t_j + s * p_j
+        L_row = -sum_j u_j (z_j - log sum_m exp(z_m))
+              = -sum_j u_j z_j + (sum_j u_j) * log sum_m exp(z_m)
+        dL_row/dz_j = -u_j + (sum_j u_j) * p_j
 
-    since d/dz_j of log sum_m exp(z_m) is exactly p_j. With the 1/n of the
-    mean this gives dz = (p * s - t) / n, shape (n, k). For one-hot rows or
-    class ids s = 1 and it is the familiar (p - onehot) / n; keeping s makes
-    it exact for target rows that do not sum to 1 as well.
+    since d/dz_j of log sum_m exp(z_m) is exactly p_j. The row's weight and
+    the mean's denominator then scale it:
+
+    * class ids: u is c_{y_i} times the one-hot row, so
+          dz_i = s_i c_{y_i} (p_i - onehot_i) / sum_m c_{y_m}
+      (zero for every row when sum_m c_{y_m} = 0, as the loss is 0 then).
+    * probabilities: dz_i = s_i (p_i * sum_j u_ij - u_i) / n.
+
+    Without weights this is the familiar (p - onehot) / n; keeping sum_j u_j
+    makes it exact for target rows that do not sum to 1 as well.
     """
     z = np.asarray(z)
     kind, t = _ce_target(z, target)
+    s, c = _ce_weights(z, sample_weight, class_weight)
     p = softmax(z)
     n = z.shape[0]
     if kind == "ids":
         onehot = np.zeros_like(z)
         onehot[np.arange(n), t] = 1.0
-        return (p - onehot) / n
-    return (p * t.sum(axis=1, keepdims=True) - t) / n
+        c_y = c[t]
+        denominator = c_y.sum()
+        if denominator == 0:
+            return np.zeros_like(p)
+        return (p - onehot) * (s * c_y)[:, None] / denominator
+    u = c * t
+    return (p * u.sum(axis=1, keepdims=True) - u) * s[:, None] / n
 
 
-def binary_cross_entropy_loss(z, t):
+def _bce_weights(z, t, sample_weight, class_weight):
+    """The weight s_i w_ij of every element, broadcastable against z.
+
+    w_ij = c_0 (1 - t_ij) + c_1 t_ij: c_0 weighs the targets 0 and c_1 the
+    targets 1 (and a soft target in between, linearly). Without class weights
+    w is exactly 1, for any t.
+    """
+    s = _per_row(_sample_weight(sample_weight, z), z)
+    if class_weight is None:
+        return s
+    c = _weights(class_weight, "class_weight", 2, "target value 0 and 1", _float_dtype(z))
+    return s * (c[0] * (1.0 - t) + c[1] * t)
+
+
+def binary_cross_entropy_loss(z, t, *, sample_weight=None, class_weight=None):
     """Binary cross entropy from logits, as torch.nn.BCEWithLogitsLoss(); C++: csrc/nn/losses.h.
 
     z, t (n, k). With p = sigmoid(z), each element contributes
-    -t log p - (1 - t) log(1 - p). Using log p = -softplus(-z) and
+    l_ij = -t log p - (1 - t) log(1 - p). Using log p = -softplus(-z) and
     log(1 - p) = -softplus(z) this is softplus(z) - t z, computed stably as
 
         max(z, 0) - z t + log1p(exp(-|z|))
 
-    and L is its mean over all n k elements. No log of a probability is ever
-    taken, so p rounding to 0 or 1 does no harm.
+    and, with s = sample_weight (n,) and c = class_weight (2,),
+
+        L = (1 / (n k)) sum_ij s_i w_ij l_ij,   w_ij = c_0 (1 - t_ij) + c_1 t_ij
+
+    i.e. BCEWithLogitsLoss(weight=s_i w_ij); all ones by default, the plain
+    mean over all n k elements. No log of a probability is ever taken, so p
+    rounding to 0 or 1 does no harm.
     """
     z = np.asarray(z)
     t = np.asarray(t)
     _check_same_shape(z, "z", t, "t")
+    w = _bce_weights(z, t, sample_weight, class_weight)
     elem = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
-    return float(np.mean(elem))
+    return float(np.sum(w * elem) / z.size)
 
 
-def binary_cross_entropy_backward(z, t):
+def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None):
     """Gradient of binary_cross_entropy_loss with respect to z; C++: csrc/nn/losses.h.
 
-    d/dz of softplus(z) - t z is sigmoid(z) - t; the mean adds 1/(n k):
-    dz = (sigmoid(z) - t) / (n k), shape (n, k).
+    d/dz of softplus(z) - t z is sigmoid(z) - t; the element's weight does
+    not depend on z, so it multiplies as in the loss, and the mean adds
+    1/(n k): dz = s_i w_ij (sigmoid(z) - t) / (n k), shape (n, k).
     """
     z = np.asarray(z)
     t = np.asarray(t)
     _check_same_shape(z, "z", t, "t")
-    return (sigmoid(z) - t) / z.size
+    w = _bce_weights(z, t, sample_weight, class_weight)
+    return (sigmoid(z) - t) * w / z.size
 
 
 def output_transform(z, loss):
@@ -530,21 +649,25 @@ def output_transform(z, loss):
     return sigmoid(z)
 
 
-def loss_forward(z, y, t, loss):
+def loss_forward(z, y, t, loss, *, sample_weight=None, class_weight=None):
     """Mean loss of the output layer; C++: csrc/nn/losses.h.
 
     z and y are the output layer's pre- and post-activation. mse reads y; the
     two losses that own their output transform read the logits z.
+    sample_weight (n,) and class_weight ((k,) for cross_entropy, (2,) for
+    binary_cross_entropy, None for mse) weigh the mean as mse_loss,
+    cross_entropy_loss and binary_cross_entropy_loss define.
     """
     _check_loss(loss)
+    weights = {"sample_weight": sample_weight, "class_weight": class_weight}
     if loss == "mse":
-        return mse_loss(y, t)
+        return mse_loss(y, t, **weights)
     if loss == "cross_entropy":
-        return cross_entropy_loss(z, t)
-    return binary_cross_entropy_loss(z, t)
+        return cross_entropy_loss(z, t, **weights)
+    return binary_cross_entropy_loss(z, t, **weights)
 
 
-def loss_backward(z, y, t, loss):
+def loss_backward(z, y, t, loss, *, sample_weight=None, class_weight=None):
     """Start of the backward pass; C++: csrc/nn/losses.h.
 
     mse:                           returns dL/dy (n, k), to be taken through
@@ -552,13 +675,16 @@ def loss_backward(z, y, t, loss):
     cross_entropy, binary_cross_entropy:
                                    returns dL/dz (n, k) directly; the output
                                    activation is the identity, so dz = dy.
+
+    The weights are those of loss_forward.
     """
     _check_loss(loss)
+    weights = {"sample_weight": sample_weight, "class_weight": class_weight}
     if loss == "mse":
-        return mse_backward(y, t)
+        return mse_backward(y, t, **weights)
     if loss == "cross_entropy":
-        return cross_entropy_backward(z, t)
-    return binary_cross_entropy_backward(z, t)
+        return cross_entropy_backward(z, t, **weights)
+    return binary_cross_entropy_backward(z, t, **weights)
 
 
 # ---------------------------------------------------------------------------
