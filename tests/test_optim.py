@@ -438,7 +438,8 @@ def test_bad_hyper_parameters_raise(case):
 
 
 BAD_CONFIGS = {
-    "lr negative": ({"kind": 1, "lr": -1.0}, ValueError, r"^lr: expected a finite value >= 0, got -1$"),
+    "lr negative": ({"kind": 1, "lr": -1.0}, ValueError,
+                    r"^lr: expected a finite value >= 0, got -1$"),
     "lr nan": ({"kind": 0, "lr": float("nan")}, ValueError, r"^lr:"),
     "beta1 one": ({"kind": 1, "beta1": 1.0}, ValueError, r"^beta1: expected a value in \[0, 1\)"),
     "beta2 negative": ({"kind": 2, "beta2": -0.5}, ValueError, r"^beta2:"),
@@ -504,7 +505,8 @@ BAD_ARRAYS = {
     "p strided": (lambda p, g, s: (np.ones(8)[::2], g, s, 1), ValueError, r"^p: .*C-contiguous"),
     "p read-only": (lambda p, g, s: (_read_only(p), g, s, 1), ValueError,
                     r"^p: array is read-only"),
-    "g float32": (lambda p, g, s: (p, g.astype(np.float32), s, 1), TypeError, r"^g: expected dtype float64"),
+    "g float32": (lambda p, g, s: (p, g.astype(np.float32), s, 1), TypeError,
+                  r"^g: expected dtype float64"),
     "g short": (lambda p, g, s: (p, g[:3], s, 1), ValueError, r"^g: expected shape \(4,\)"),
     "g is p": (lambda p, g, s: (p, p, s, 1), ValueError, r"^g: shares memory with p"),
     "states missing one": (lambda p, g, s: (p, g, s[:1], 1), ValueError, r"^states: expected 2"),

@@ -63,6 +63,10 @@ std::string known_keys() {
 
 std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
 
+std::string dtype_str(py::handle h) {
+  return py::str(py::reinterpret_borrow<py::array>(h).dtype());
+}
+
 // A real number: Python or NumPy int/float, never bool (True is not a rate).
 bool is_number(py::handle h) {
   PyObject* o = h.ptr();
@@ -84,7 +88,7 @@ carray<T> as_carray(py::handle h, const std::string& name, const char* dtype_of)
     throw py::type_error(name + ": expected a numpy array, got " + type_name(h));
   if (!py::isinstance<py::array_t<T>>(h))
     throw py::type_error(name + ": expected dtype " + dtype_name<T>() + dtype_of + ", got " +
-                         std::string(py::str(py::reinterpret_borrow<py::array>(h).dtype())));
+                         dtype_str(h));
   if (!py::isinstance<carray<T>>(h))
     throw py::value_error(name + ": expected a C-contiguous array");
   return py::reinterpret_borrow<carray<T>>(h);
@@ -239,7 +243,7 @@ void bind_optim(py::module_& m) {
           init_typed<double>(cfg, states, count);
         else if (py::isinstance<py::array>(first))
           throw py::type_error("states[0]: expected dtype float32 or float64, got " +
-                               std::string(py::str(py::reinterpret_borrow<py::array>(first).dtype())));
+                               dtype_str(first));
         else
           throw py::type_error("states[0]: expected a numpy array, got " + type_name(first));
       },
@@ -260,8 +264,7 @@ void bind_optim(py::module_& m) {
         else if (py::isinstance<py::array_t<double>>(p))
           step_typed<double>(cfg, p, g, states, step);
         else if (py::isinstance<py::array>(p))
-          throw py::type_error("p: expected dtype float32 or float64, got " +
-                               std::string(py::str(py::reinterpret_borrow<py::array>(p).dtype())));
+          throw py::type_error("p: expected dtype float32 or float64, got " + dtype_str(p));
         else
           throw py::type_error("p: expected a numpy array, got " + type_name(p));
       },
