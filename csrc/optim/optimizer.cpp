@@ -1,1 +1,341 @@
+// The optimizers of optimizer.h, each one fused element-wise pass over the
+// flat buffers. Python twins: fastmlp.reference.{sgd,adam,rmsprop,adagrad}_step
+// and fastmlp.reference.optimizer_step.
+//
+// Each loop repeats torch.optim's single-tensor CPU path (torch 2.13,
+// foreach=False) operation by operation, in its order, so that float64
+// agrees with torch to rounding: every tensor op there (mul_, add_ with
+// alpha, addcmul_, addcdiv_, lerp_, sqrt) becomes one rounded T operation
+// here, and every Python-float scalar (1 - beta, lr / bias_correction, ...)
+// is computed in double and converted to T once, as torch converts a Python
+// scalar to the tensor's dtype inside the kernel. torch's vectorised kernels
+// fuse some products into FMAs (add with alpha, lerp); a portable build has
+// no FMA, so float32 agrees with torch to a few ulps per step, not bitwise.
+//
+// State buffers, in order (optimizer_state_count says how many):
+//   sgd      momentum_buffer                     (momentum != 0)
+//   adam(w)  exp_avg, exp_avg_sq, max_exp_avg_sq (the last with amsgrad)
+//   rmsprop  square_avg, grad_avg (centered), momentum_buffer (momentum > 0)
+//   adagrad  sum
+//
+// Element-wise only: a thread's chunk never reads another's elements, so the
+// result is bitwise the same for any thread count.
 #include "optim/optimizer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "common/parallel.h"
+#include "common/restrict.h"
+
+#if defined(_OPENMP)
+// `nt` is the thread count chosen by the caller of the loop.
+#define FM_OPT_LOOP _Pragma("omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)")
+#else
+#define FM_OPT_LOOP
+#endif
+
+namespace fastmlp {
+
+namespace {
+
+// Shortest text that reads back as v, so a message shows the value given.
+std::string num_str(double v) {
+  char buf[40];
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+void check(bool ok, const char* field, const char* expected, double got) {
+  if (!ok)
+    throw std::invalid_argument(std::string(field) + ": expected " + expected + ", got " +
+                                num_str(got));
+}
+
+// torch's lerp (ATen Lerp.h): start + w (end - start) for |w| < 0.5, else
+// end - (end - start)(1 - w), which is exact at w = 1. `small` and `one_minus_w`
+// are hoisted out of the loop; 1 - w is taken in T, as torch's opmath does.
+template <class T>
+FM_ALWAYS_INLINE T lerp(T start, T end, T w, bool small, T one_minus_w) {
+  return small ? start + w * (end - start) : end - (end - start) * one_minus_w;
+}
+
+// Threads for `count` elements of a loop costing about `weight` SGD updates each.
+int threads_for_update(index_t count, double weight) {
+  return threads_for(double(count) * weight, 65536.0);
+}
+
+// ----------------------------------------------------------------- SGD
+// torch: grad = grad.add(param, alpha=wd); buf = grad.clone() (first step) or
+// buf.mul_(mu).add_(grad, alpha=1 - dampening); grad = grad.add(buf, alpha=mu)
+// (nesterov) or buf; param.add_(grad, alpha=-lr).
+template <class T, bool kMomentum>
+void sgd_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
+              T* FM_RESTRICT buf, index_t n, int64_t step) {
+  const T neg_lr = T(-c.lr), wd = T(c.weight_decay), mu = T(c.momentum);
+  const T keep_g = T(1.0 - c.dampening);
+  const bool decay = c.weight_decay != 0.0, nesterov = c.nesterov, first = step == 1;
+  const int nt = threads_for_update(n, 1.0);
+  (void)nt;
+  FM_OPT_LOOP
+  for (index_t i = 0; i < n; ++i) {
+    T gi = g[i];
+    if (decay) gi = gi + wd * p[i];
+    if (kMomentum) {
+      // torch seeds the buffer with the first gradient (no dampening on it).
+      const T b = first ? gi : buf[i] * mu + keep_g * gi;
+      buf[i] = b;
+      gi = nesterov ? gi + mu * b : b;
+    }
+    p[i] = p[i] + neg_lr * gi;
+  }
+}
+
+// ---------------------------------------------------------- Adam, AdamW
+// torch (_single_tensor_adam, not capturable):
+//   decoupled: param.mul_(1 - lr wd)  else grad = grad.add(param, alpha=wd)
+//   exp_avg.lerp_(grad, 1 - beta1)
+//   exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+//   step_size = lr / (1 - beta1^t); bc2_sqrt = (1 - beta2^t)^0.5   (Python floats)
+//   amsgrad: max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq), used below
+//   denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+//   param.addcdiv_(exp_avg, denom, value=-step_size)
+template <class T, bool kAmsgrad>
+void adam_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
+               T* FM_RESTRICT m, T* FM_RESTRICT v, T* FM_RESTRICT vmax, index_t n,
+               int64_t step) {
+  const bool decoupled = c.kind == OptKind::adamw;
+  const bool scale_p = decoupled && c.weight_decay != 0.0;
+  const bool decay_g = !decoupled && c.weight_decay != 0.0;
+  const T keep_p = T(1.0 - c.lr * c.weight_decay), wd = T(c.weight_decay);
+  const T w1 = T(1.0 - c.beta1);
+  const bool w1_small = std::abs(w1) < T(0.5);
+  const T one_minus_w1 = T(1) - w1;
+  const T b2 = T(c.beta2), one_minus_b2 = T(1.0 - c.beta2);
+  // torch reads the step back from a float tensor as a Python float.
+  const double t = double(step);
+  const double bias_correction1 = 1.0 - std::pow(c.beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(c.beta2, t);
+  const T neg_step_size = T(-(c.lr / bias_correction1));
+  // torch writes bias_correction2**0.5, i.e. pow, not sqrt.
+  const T bc2_sqrt = T(std::pow(bias_correction2, 0.5));
+  const T eps = T(c.eps);
+  const int nt = threads_for_update(n, 4.0);
+  (void)nt;
+  FM_OPT_LOOP
+  for (index_t i = 0; i < n; ++i) {
+    T pi = p[i];
+    T gi = g[i];
+    if (scale_p) pi = pi * keep_p;
+    if (decay_g) gi = gi + wd * pi;
+    const T mi = lerp(m[i], gi, w1, w1_small, one_minus_w1);
+    const T vi = v[i] * b2 + one_minus_b2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    T vd = vi;
+    if (kAmsgrad) {
+      // torch.maximum: NaN in either argument propagates.
+      const T vm = vmax[i];
+      vd = (vi > vm || vi != vi) ? vi : vm;
+      vmax[i] = vd;
+    }
+    const T denom = std::sqrt(vd) / bc2_sqrt + eps;
+    p[i] = pi + neg_step_size * mi / denom;
+  }
+}
+
+// ------------------------------------------------------------- RMSprop
+// torch (_single_tensor_rmsprop):
+//   grad = grad.add(param, alpha=wd)
+//   square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+//   centered: grad_avg.lerp_(grad, 1 - alpha);
+//             avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+//   else      avg = square_avg.sqrt()
+//   avg.add_(eps)
+//   momentum > 0: buf.mul_(momentum).addcdiv_(grad, avg); param.add_(buf, alpha=-lr)
+//   else          param.addcdiv_(grad, avg, value=-lr)
+template <class T, bool kCentered, bool kMomentum>
+void rmsprop_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
+                  T* FM_RESTRICT sq, T* FM_RESTRICT ga, T* FM_RESTRICT buf, index_t n) {
+  const bool decay = c.weight_decay != 0.0;
+  const T wd = T(c.weight_decay), alpha = T(c.alpha), one_minus_alpha = T(1.0 - c.alpha);
+  const T w = one_minus_alpha;
+  const bool w_small = std::abs(w) < T(0.5);
+  const T one_minus_w = T(1) - w;
+  const T eps = T(c.eps), mu = T(c.momentum), neg_lr = T(-c.lr);
+  const int nt = threads_for_update(n, 4.0);
+  (void)nt;
+  FM_OPT_LOOP
+  for (index_t i = 0; i < n; ++i) {
+    T gi = g[i];
+    if (decay) gi = gi + wd * p[i];
+    const T si = sq[i] * alpha + one_minus_alpha * gi * gi;
+    sq[i] = si;
+    T avg;
+    if (kCentered) {
+      const T gai = lerp(ga[i], gi, w, w_small, one_minus_w);
+      ga[i] = gai;
+      // value=-1: si + (-gai) gai rounds exactly as si - gai gai.
+      avg = std::sqrt(si - gai * gai);
+    } else {
+      avg = std::sqrt(si);
+    }
+    avg = avg + eps;
+    if (kMomentum) {
+      const T b = buf[i] * mu + gi / avg;
+      buf[i] = b;
+      p[i] = p[i] + neg_lr * b;
+    } else {
+      p[i] = p[i] + neg_lr * gi / avg;
+    }
+  }
+}
+
+// ------------------------------------------------------------- Adagrad
+// torch (_single_tensor_adagrad, dense):
+//   clr = lr / (1 + (t - 1) lr_decay)                       (Python floats)
+//   grad = grad.add(param, alpha=wd)
+//   state_sum.addcmul_(grad, grad, value=1); std = state_sum.sqrt().add_(eps)
+//   param.addcdiv_(grad, std, value=-clr)
+template <class T>
+void adagrad_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
+                  T* FM_RESTRICT sum, index_t n, int64_t step) {
+  const bool decay = c.weight_decay != 0.0;
+  const T wd = T(c.weight_decay), eps = T(c.eps);
+  const double clr = c.lr / (1.0 + (double(step) - 1.0) * c.lr_decay);
+  const T neg_clr = T(-clr);
+  const int nt = threads_for_update(n, 3.0);
+  (void)nt;
+  FM_OPT_LOOP
+  for (index_t i = 0; i < n; ++i) {
+    T gi = g[i];
+    if (decay) gi = gi + wd * p[i];
+    const T si = sum[i] + gi * gi;
+    sum[i] = si;
+    const T sd = std::sqrt(si) + eps;
+    p[i] = p[i] + neg_clr * gi / sd;
+  }
+}
+
+}  // namespace
+
+void validate(const OptConfig& c) {
+  const int kind = int(c.kind);
+  if (kind < 0 || kind >= kNumOptKinds)
+    throw std::invalid_argument("kind: expected an optimizer id in [0, " +
+                                std::to_string(kNumOptKinds) + "), got " + std::to_string(kind));
+  auto finite = [](double v) { return std::isfinite(v); };
+  check(finite(c.lr) && c.lr >= 0.0, "lr", "a finite value >= 0", c.lr);
+  check(finite(c.weight_decay) && c.weight_decay >= 0.0, "weight_decay", "a finite value >= 0",
+        c.weight_decay);
+  check(finite(c.momentum) && c.momentum >= 0.0, "momentum", "a finite value >= 0", c.momentum);
+  check(finite(c.dampening), "dampening", "a finite value", c.dampening);
+  check(finite(c.beta1) && c.beta1 >= 0.0 && c.beta1 < 1.0, "beta1", "a value in [0, 1)", c.beta1);
+  check(finite(c.beta2) && c.beta2 >= 0.0 && c.beta2 < 1.0, "beta2", "a value in [0, 1)", c.beta2);
+  check(finite(c.eps) && c.eps >= 0.0, "eps", "a finite value >= 0", c.eps);
+  check(finite(c.alpha) && c.alpha >= 0.0 && c.alpha <= 1.0, "alpha", "a value in [0, 1]",
+        c.alpha);
+  check(finite(c.lr_decay) && c.lr_decay >= 0.0, "lr_decay", "a finite value >= 0", c.lr_decay);
+  check(finite(c.initial_accumulator) && c.initial_accumulator >= 0.0, "initial_accumulator",
+        "a finite value >= 0", c.initial_accumulator);
+  if (c.nesterov && c.kind == OptKind::sgd) {
+    if (c.momentum <= 0.0)
+      throw std::invalid_argument("nesterov: requires momentum > 0, got momentum " +
+                                  num_str(c.momentum));
+    if (c.dampening != 0.0)
+      throw std::invalid_argument("nesterov: requires dampening 0, got dampening " +
+                                  num_str(c.dampening));
+  }
+}
+
+int optimizer_state_count(const OptConfig& c) {
+  switch (c.kind) {
+    case OptKind::sgd:
+      return c.momentum != 0.0 ? 1 : 0;
+    case OptKind::adam:
+    case OptKind::adamw:
+      return c.amsgrad ? 3 : 2;
+    case OptKind::rmsprop:
+      return 1 + (c.centered ? 1 : 0) + (c.momentum > 0.0 ? 1 : 0);
+    case OptKind::adagrad:
+      return 1;
+  }
+  throw std::invalid_argument("kind: expected an optimizer id in [0, " +
+                              std::to_string(kNumOptKinds) + "), got " +
+                              std::to_string(int(c.kind)));
+}
+
+template <class T>
+void optimizer_init_state(const OptConfig& cfg, T* const* state, index_t count) {
+  const int ns = optimizer_state_count(cfg);
+  // torch.full_like(param, initial_accumulator_value) for Adagrad's sum;
+  // zeros everywhere else (SGD's buffer is overwritten on step 1 anyway).
+  const T first = cfg.kind == OptKind::adagrad ? T(cfg.initial_accumulator) : T(0);
+  for (int s = 0; s < ns; ++s) {
+    T* FM_RESTRICT b = state[s];
+    const T value = s == 0 ? first : T(0);
+    for (index_t i = 0; i < count; ++i) b[i] = value;
+  }
+}
+
+template <class T>
+void optimizer_step(const OptConfig& cfg, T* p, const T* g, T* const* state, index_t count,
+                    int64_t step) {
+  if (step < 1)
+    throw std::invalid_argument("step: expected a 1-based step number >= 1, got " +
+                                std::to_string(step));
+  if (count <= 0) return;
+  switch (cfg.kind) {
+    case OptKind::sgd:
+      if (cfg.momentum != 0.0)
+        sgd_loop<T, true>(cfg, p, g, state[0], count, step);
+      else
+        sgd_loop<T, false>(cfg, p, g, nullptr, count, step);
+      return;
+    case OptKind::adam:
+    case OptKind::adamw:
+      if (cfg.amsgrad)
+        adam_loop<T, true>(cfg, p, g, state[0], state[1], state[2], count, step);
+      else
+        adam_loop<T, false>(cfg, p, g, state[0], state[1], nullptr, count, step);
+      return;
+    case OptKind::rmsprop: {
+      T* sq = state[0];
+      T* ga = cfg.centered ? state[1] : nullptr;
+      T* buf = cfg.momentum > 0.0 ? state[cfg.centered ? 2 : 1] : nullptr;
+      if (cfg.centered) {
+        if (buf)
+          rmsprop_loop<T, true, true>(cfg, p, g, sq, ga, buf, count);
+        else
+          rmsprop_loop<T, true, false>(cfg, p, g, sq, ga, nullptr, count);
+      } else {
+        if (buf)
+          rmsprop_loop<T, false, true>(cfg, p, g, sq, nullptr, buf, count);
+        else
+          rmsprop_loop<T, false, false>(cfg, p, g, sq, nullptr, nullptr, count);
+      }
+      return;
+    }
+    case OptKind::adagrad:
+      adagrad_loop<T>(cfg, p, g, state[0], count, step);
+      return;
+  }
+  throw std::invalid_argument("kind: expected an optimizer id in [0, " +
+                              std::to_string(kNumOptKinds) + "), got " +
+                              std::to_string(int(cfg.kind)));
+}
+
+template void optimizer_init_state<float>(const OptConfig&, float* const*, index_t);
+template void optimizer_init_state<double>(const OptConfig&, double* const*, index_t);
+template void optimizer_step<float>(const OptConfig&, float*, const float*, float* const*, index_t,
+                                    int64_t);
+template void optimizer_step<double>(const OptConfig&, double*, const double*, double* const*,
+                                     index_t, int64_t);
+
+}  // namespace fastmlp

@@ -146,6 +146,45 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
     return p, buf
 
 
+def optimizer_step(optimizer, p, g, state=None, step=1):
+    """(p_new, state_new) after one update by the core's optimizer kernel.
+
+    optimizer: an fm.optim optimizer or its _core_config() dict. state: the
+    list of state arrays in the core's order (fm.reference.optimizer_step
+    lists it), or None before the first step; step: this update's 1-based
+    number. Inputs are copied, never modified.
+    """
+    from .optim import Optimizer
+
+    if isinstance(optimizer, Optimizer):
+        config = optimizer._core_config()
+    elif isinstance(optimizer, dict):
+        config = dict(optimizer)
+    else:
+        raise TypeError(
+            f"optimizer: expected an fm.optim optimizer or its _core_config() dict, "
+            f"got {type(optimizer).__name__}"
+        )
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step: expected an integer, got {step!r}")
+    count = _core.optimizer_state_count(config)
+    p, g = _prepare({"p": p, "g": g}, (1, 1))
+    p = p.copy()
+    if state is None:
+        state = [np.empty_like(p) for _ in range(count)]
+        _core.optimizer_init_state(config, state)
+    else:
+        state = list(state)
+        if len(state) != count:
+            raise ValueError(f"state: expected {count} arrays for this optimizer, got {len(state)}")
+        state = [np.array(s, dtype=p.dtype, order="C", copy=True) for s in state]
+        for i, s in enumerate(state):
+            if s.shape != p.shape:
+                raise ValueError(f"state: expected arrays of shape {p.shape}, got {s.shape} at {i}")
+    _core.optimizer_step(config, p, g, state, int(step))
+    return p, state
+
+
 def permutation(n, seed, epoch=0):
     """The core's seeded shuffle of range(n) (counter-based, thread-independent)."""
     return _core.permutation(int(n), int(seed), int(epoch))

@@ -747,6 +747,271 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
     return p_new, buf_new
 
 
+# The optimizers of csrc/optim/optimizer.h. Each function below is written
+# from the definition of its rule (torch.optim's documented algorithm), as
+# formulas on whole arrays; none repeats the core's operation order. They
+# take and return the optimizer's state as a list of arrays in the core's
+# order (see optimizer_step), None meaning "no step taken yet".
+
+OPTIMIZER_KINDS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")  # OptKind ids 0..4
+
+# OptConfig's defaults (csrc/optim/optimizer.h), for keys a config dict omits.
+_OPT_DEFAULTS = {
+    "lr": 0.01,
+    "weight_decay": 0.0,
+    "momentum": 0.0,
+    "dampening": 0.0,
+    "nesterov": False,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "amsgrad": False,
+    "eps": 1e-8,
+    "alpha": 0.99,
+    "centered": False,
+    "lr_decay": 0.0,
+    "initial_accumulator": 0.0,
+}
+
+
+def _check_step(step):
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+        msg = f"step: expected the 1-based number of this update (an integer >= 1), got {step!r}"
+        raise ValueError(msg)
+    return int(step)
+
+
+def _check_state(state, n, p, names):
+    """state as a list of n arrays of p's shape, or None (fresh start)."""
+    if state is None:
+        return None
+    state = [np.asarray(s) for s in state]
+    if len(state) != n:
+        msg = f"state: expected {n} arrays ({', '.join(names)}), got {len(state)}"
+        raise ValueError(msg)
+    for name, s in zip(names, state):
+        if s.shape != p.shape:
+            msg = f"state: {name} has shape {s.shape}, expected {p.shape} (the shape of p)"
+            raise ValueError(msg)
+    return state
+
+
+def _check_p_g(p, g):
+    p = np.asarray(p)
+    g = np.asarray(g)
+    if g.shape != p.shape:
+        msg = f"g: expected shape {p.shape} (the shape of p), got {g.shape}"
+        raise ValueError(msg)
+    return p, g
+
+
+def adam_step(p, g, state, step, lr, beta1, beta2, eps, weight_decay=0.0, amsgrad=False,
+              decoupled=False):
+    """One step of torch.optim.Adam (decoupled=False) or AdamW (decoupled=True).
+
+    C++: csrc/optim/optimizer.h (kinds adam, adamw). state is [m, v] or, with
+    amsgrad, [m, v, v_max], or None before the first step (all zeros); step
+    is this update's number t = 1, 2, ... Returns (p_new, state_new).
+
+        g     = g + weight_decay * p           (Adam: coupled L2, part of g)
+        p     = p * (1 - lr * weight_decay)    (AdamW: decoupled, shrinks p)
+        m     = beta1 * m + (1 - beta1) * g    first moment, running mean of g
+        v     = beta2 * v + (1 - beta2) * g^2  second moment, of g^2
+        m_hat = m / (1 - beta1^t)              bias corrections
+        v_hat = v / (1 - beta2^t)              (amsgrad: v_max = max(v_max, v)
+                                                takes v's place here)
+        p     = p - lr * m_hat / (sqrt(v_hat) + eps)
+
+    Bias correction: m and v start at 0, so after t steps they are averages
+    whose weights (1 - beta) beta^(t-1-i) sum to 1 - beta^t, not 1; dividing
+    by that sum turns them into proper weighted means. Without it the first
+    steps would be scaled down by (1 - beta1) / sqrt(1 - beta2) ~ 3.2x.
+
+    Coupled vs decoupled decay: Adam adds weight_decay * p to g, so the
+    decay is divided by sqrt(v_hat) like the gradient, and parameters with
+    large gradients are barely decayed. AdamW instead shrinks p by the factor
+    1 - lr * weight_decay before the Adam step, the same for every parameter
+    (Loshchilov and Hutter, "Decoupled Weight Decay Regularization").
+
+    AMSGrad (Reddi et al.) divides by the largest v seen so far, so the
+    effective step size lr / sqrt(v_hat) never grows.
+
+    eps is added to sqrt(v_hat), not to v_hat, as torch does (and as the
+    Adam paper writes it); this is not scikit-learn's folded form.
+    """
+    step = _check_step(step)
+    p, g = _check_p_g(p, g)
+    names = ("m", "v", "v_max") if amsgrad else ("m", "v")
+    state = _check_state(state, len(names), p, names)
+    if state is None:
+        state = [np.zeros_like(p) for _ in names]
+    m, v = state[0], state[1]
+    if weight_decay != 0.0:
+        if decoupled:
+            p = p * (1.0 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+    m = beta1 * m + (1.0 - beta1) * g
+    v = beta2 * v + (1.0 - beta2) * g * g
+    new_state = [m, v]
+    if amsgrad:
+        v = np.maximum(state[2], v)
+        new_state.append(v)
+    m_hat = m / (1.0 - beta1**step)
+    v_hat = v / (1.0 - beta2**step)
+    p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return p, new_state
+
+
+def rmsprop_step(p, g, state, step, lr, alpha, eps, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+    """One step of torch.optim.RMSprop; C++: csrc/optim/optimizer.h (kind rmsprop).
+
+    state is [v], then g_avg if centered, then buf if momentum > 0, in that
+    order; None before the first step (all zeros). The rule does not depend on
+    the step number (it is accepted for symmetry). Returns (p_new, state_new).
+
+        g     = g + weight_decay * p            (coupled L2)
+        v     = alpha * v + (1 - alpha) * g^2   running mean of g^2
+        g_avg = alpha * g_avg + (1 - alpha) * g (centered only)
+        d     = sqrt(v - g_avg^2) + eps  if centered, else sqrt(v) + eps
+        buf   = momentum * buf + g / d;  p = p - lr * buf   (momentum > 0)
+        p     = p - lr * g / d                              (otherwise)
+
+    Dividing by the root mean square of recent gradients gives every
+    parameter a step of about lr whatever its gradient's scale. The centered
+    form divides by an estimate of the gradient's standard deviation instead
+    (v - g_avg^2 is a variance). Unlike Adam there is no bias correction, so
+    the first steps are larger: v starts at 0 and d at sqrt(1 - alpha) |g|.
+    Momentum, when used, accumulates the normalised step g / d.
+    """
+    _check_step(step)
+    p, g = _check_p_g(p, g)
+    names = ["v"]
+    if centered:
+        names.append("g_avg")
+    if momentum > 0.0:
+        names.append("buf")
+    state = _check_state(state, len(names), p, names)
+    if state is None:
+        state = [np.zeros_like(p) for _ in names]
+    s = dict(zip(names, state))
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    v = alpha * s["v"] + (1.0 - alpha) * g * g
+    new = {"v": v}
+    if centered:
+        g_avg = alpha * s["g_avg"] + (1.0 - alpha) * g
+        new["g_avg"] = g_avg
+        d = np.sqrt(v - g_avg * g_avg) + eps
+    else:
+        d = np.sqrt(v) + eps
+    if momentum > 0.0:
+        buf = momentum * s["buf"] + g / d
+        new["buf"] = buf
+        p = p - lr * buf
+    else:
+        p = p - lr * g / d
+    return p, [new[k] for k in names]
+
+
+def adagrad_step(p, g, state, step, lr, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator=0.0, eps=1e-10):
+    """One step of torch.optim.Adagrad; C++: csrc/optim/optimizer.h (kind adagrad).
+
+    state is [s] (the running sum of squared gradients), or None before the
+    first step, when s starts at initial_accumulator. step is this update's
+    number t = 1, 2, ... Returns (p_new, state_new).
+
+        lr_t = lr / (1 + (t - 1) * lr_decay)   the step size decays with t
+        g    = g + weight_decay * p            (coupled L2)
+        s    = s + g^2
+        p    = p - lr_t * g / (sqrt(s) + eps)
+
+    s only grows, so each parameter's step shrinks like 1/sqrt(t) for
+    gradients of steady size, and faster for parameters that are updated
+    often: frequent features learn slowly, rare ones keep large steps. eps
+    is added to sqrt(s), after the root, and guards the division while s is
+    still 0 (initial_accumulator 0 and a zero gradient).
+    """
+    step = _check_step(step)
+    p, g = _check_p_g(p, g)
+    state = _check_state(state, 1, p, ("s",))
+    s = np.full_like(p, initial_accumulator) if state is None else state[0]
+    lr_t = lr / (1.0 + (step - 1) * lr_decay)
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    s = s + g * g
+    p = p - lr_t * g / (np.sqrt(s) + eps)
+    return p, [s]
+
+
+def _sgd_general_step(p, g, state, step, lr, momentum, dampening, nesterov, weight_decay):
+    """torch.optim.SGD with dampening: sgd_step's rule, but for t > 1
+
+        buf = momentum * buf + (1 - dampening) * g
+
+    (the first step still sets buf = g: torch copies the first gradient into
+    the buffer undamped). Nesterov requires dampening 0, so it goes through
+    sgd_step, like every dampening-0 case."""
+    buf = None if (state is None or step == 1 or momentum == 0.0) else state[0]
+    if dampening == 0.0 or momentum == 0.0:
+        p_new, buf_new = sgd_step(p, g, lr, momentum, nesterov, weight_decay, buf)
+        return p_new, [] if buf_new is None else [buf_new]
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    buf_new = g.copy() if buf is None else momentum * buf + (1.0 - dampening) * g
+    return p - lr * buf_new, [buf_new]
+
+
+def optimizer_step(config, p, g, state=None, step=1):
+    """One update by any optimizer of csrc/optim/optimizer.h, from its config.
+
+    config is the dict that fastmlp.optim.<Optimizer>._core_config() returns:
+    "kind" (0 sgd, 1 adam, 2 adamw, 3 rmsprop, 4 adagrad, or the name) plus
+    hyper-parameters named as OptConfig's fields; missing ones take
+    OptConfig's defaults. state is the list of state arrays, in the core's
+    order, or None before the first step; step is this update's number
+    t = 1, 2, ... Returns (p_new, state_new); inputs are not modified.
+
+    State, in order:  sgd      [buf] if momentum != 0, else []
+                      adam(w)  [m, v] (+ [v_max] with amsgrad)
+                      rmsprop  [v] (+ [g_avg] if centered) (+ [buf] if momentum > 0)
+                      adagrad  [s]
+    """
+    if not isinstance(config, dict):
+        msg = f"config: expected a dict, got {type(config).__name__}"
+        raise TypeError(msg)
+    unknown = sorted(set(config) - set(_OPT_DEFAULTS) - {"kind"})
+    if unknown:
+        msg = f"config: unknown key {unknown[0]!r}"
+        raise ValueError(msg)
+    kind = config.get("kind")
+    if isinstance(kind, str) and kind in OPTIMIZER_KINDS:
+        kind = OPTIMIZER_KINDS.index(kind)
+    if isinstance(kind, bool) or not isinstance(kind, (int, np.integer)) or not (
+        0 <= kind < len(OPTIMIZER_KINDS)
+    ):
+        msg = f"kind: expected one of {OPTIMIZER_KINDS} or its id 0..4, got {kind!r}"
+        raise ValueError(msg)
+    c = {**_OPT_DEFAULTS, **{k: v for k, v in config.items() if k != "kind"}}
+    step = _check_step(step)
+    p, g = _check_p_g(p, g)
+    name = OPTIMIZER_KINDS[kind]
+    if name == "sgd":
+        n = 1 if c["momentum"] != 0.0 else 0
+        state = _check_state(state, n, p, ("buf",) * n)
+        return _sgd_general_step(p, g, state, step, c["lr"], c["momentum"], c["dampening"],
+                                 c["nesterov"], c["weight_decay"])
+    if name in ("adam", "adamw"):
+        return adam_step(p, g, state, step, c["lr"], c["beta1"], c["beta2"], c["eps"],
+                         c["weight_decay"], c["amsgrad"], decoupled=name == "adamw")
+    if name == "rmsprop":
+        return rmsprop_step(p, g, state, step, c["lr"], c["alpha"], c["eps"],
+                            c["weight_decay"], c["momentum"], c["centered"])
+    return adagrad_step(p, g, state, step, c["lr"], c["lr_decay"], c["weight_decay"],
+                        c["initial_accumulator"], c["eps"])
+
+
 # ---------------------------------------------------------------------------
 # GEMM                                                      (csrc/gemm/gemm.h)
 # ---------------------------------------------------------------------------
