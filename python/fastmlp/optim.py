@@ -294,6 +294,19 @@ def optimizer_from_config(class_name, config):
     return _from_config(_OPTIMIZERS, "an fm.optim optimizer", class_name, config)
 
 
+def optimizer_by_name(name):
+    """The optimizer called `name` ("sgd", "adam", "adamw", "rmsprop",
+    "adagrad"; any case) with its default settings."""
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer: expected an fm.optim optimizer or its name, got {name!r}")
+    table = {cls.__name__.lower(): cls for cls in _OPTIMIZERS.values()}
+    key = name.lower()
+    if key not in table:
+        raise ValueError(f"optimizer: expected an fm.optim optimizer or one of {sorted(table)}, "
+                         f"got {name!r}")
+    return table[key]()
+
+
 # ---------------------------------------------------------------------------
 # Learning-rate schedules
 # ---------------------------------------------------------------------------
@@ -628,6 +641,7 @@ def schedule_from_config(class_name, config):
 
 __all__ = [
     "SGD",
+    "optimizer_by_name",
     "Adagrad",
     "Adam",
     "AdamW",
