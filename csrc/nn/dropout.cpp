@@ -70,7 +70,7 @@ struct Threshold {
 // a 32-bit word: uint32_t suits SSE2/NEON (four words per vector, the high
 // half of a product by the widening-multiply idiom); uint64_t suits AVX-512,
 // where the product is one 64-bit lane multiply and its halves a shift and a
-// mask, with no shuffling of even and odd words (about 3x faster there, and
+// mask, with no shuffling of even and odd words (about 2x faster there, and
 // slower than uint32_t on SSE2, hence the choice per copy).
 template <class T, class W>
 FM_ALWAYS_INLINE void mask_batch(T* FM_RESTRICT out, uint64_t b, uint32_t c1, uint32_t c2,
