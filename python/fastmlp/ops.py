@@ -190,6 +190,105 @@ def permutation(n, seed, epoch=0):
     return _core.permutation(int(n), int(seed), int(epoch))
 
 
+def _check_shape(shape):
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise TypeError(f"shape: expected an int or a tuple of ints, got {shape!r}") from None
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+            raise ValueError(f"shape: expected non-negative ints, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def dropout_mask(shape, p, seed, step, layer, dtype="float32"):
+    """The core's inverted-dropout mask for (seed, step, layer): an array of
+    `shape`, each element 0 or 1/(1 - p); bitwise equal to
+    fastmlp.reference.dropout_mask (the stream is documented in csrc/nn/dropout.h)."""
+    from ._validation import check_float, resolve_dtype
+
+    dt = resolve_dtype(dtype)
+    p = check_float(p, "p", minimum=0.0, maximum=1.0, max_inclusive=False)
+    out = np.empty(_check_shape(shape), dtype=dt)
+    _core.dropout_mask(out.reshape(-1), p, seed, step, layer)
+    return out
+
+
+def apply_mask(x, mask):
+    """x * mask element by element (dropout forward, and backward with dy for x)."""
+    x, mask = np.asarray(x), np.asarray(mask)
+    dtype = _common_dtype((x, mask), ("x", "mask"))
+    x = np.ascontiguousarray(x, dtype=dtype)
+    mask = np.ascontiguousarray(mask, dtype=dtype)
+    return _core.apply_mask(x, mask)
+
+
+def batch_norm_forward(x, gamma, beta, eps=1e-5, training=True, running_mean=None,
+                       running_var=None, momentum=0.1):
+    """Batch normalization of x (n, f) per column through the core, as torch.nn.BatchNorm1d.
+
+    Returns (y, cache). training=True: batch statistics; cache is a dict
+    {"training": True, "xhat", "invstd", "gamma", "mean", "var" (biased),
+    "running_mean", "running_var"} for batch_norm_backward (and readable by
+    fastmlp.reference.batch_norm_backward). When running_mean and running_var
+    are given, cache["running_mean"] / cache["running_var"] are *updated
+    copies* (momentum rule with the unbiased variance, n >= 2); the arrays
+    passed in are never modified. Otherwise both are None.
+    training=False: normalizes with running_mean and running_var (required);
+    cache is None (the core has no eval backward: the layer is then affine).
+    """
+    from ._validation import check_float
+
+    eps = check_float(eps, "eps", minimum=0.0)
+    momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_var: expected running_mean and running_var together, "
+                         "got only one of them")
+    named = {"x": x, "gamma": gamma, "beta": beta}
+    if running_mean is not None:
+        named.update(running_mean=running_mean, running_var=running_var)
+    arrays = _prepare(named, (2,) + (1,) * (len(named) - 1))
+    x, gamma, beta = arrays[:3]
+    for name, a in zip(("running_mean", "running_var"), arrays[3:]):
+        if a.shape != (x.shape[1],):
+            raise ValueError(f"{name}: expected shape ({x.shape[1]},) (one value per column of x), "
+                             f"got {a.shape}")
+    if not training:
+        if running_mean is None:
+            raise ValueError("running_mean: expected the running statistics for training=False, "
+                             "got None")
+        return _core.batchnorm_forward_eval(x, gamma, beta, arrays[3], arrays[4], eps), None
+    y, xhat, mean, var, invstd = _core.batchnorm_forward_train(x, gamma, beta, eps)
+    cache = {"training": True, "xhat": xhat, "invstd": invstd, "gamma": gamma, "mean": mean,
+             "var": var, "running_mean": None, "running_var": None}
+    if running_mean is not None:
+        rm, rv = arrays[3].copy(), arrays[4].copy()  # _prepare may return the caller's arrays
+        _core.batchnorm_update_running(rm, rv, mean, var, x.shape[0], momentum)
+        cache["running_mean"], cache["running_var"] = rm, rv
+    return y, cache
+
+
+def batch_norm_backward(dy, cache):
+    """(dx, dgamma, dbeta) of the training forward, from dy (n, f) and the
+    cache that batch_norm_forward(training=True) returned."""
+    if not isinstance(cache, dict) or not cache.get("training") or not {
+            "xhat", "gamma", "invstd"} <= cache.keys():
+        raise TypeError("cache: expected the cache of batch_norm_forward(training=True)")
+    dy, xhat, gamma, invstd = _prepare(
+        {"dy": dy, "xhat": cache["xhat"], "gamma": cache["gamma"], "invstd": cache["invstd"]},
+        (2, 2, 1, 1))
+    return tuple(_core.batchnorm_backward(dy, xhat, gamma, invstd))
+
+
+__all__ += [
+    "apply_mask",
+    "batch_norm_backward",
+    "batch_norm_forward",
+    "dropout_mask",
+]
+
+
 def supported_isas():
     """The GEMM instruction-set paths this CPU runs, e.g. ['generic', 'avx2', 'avx512']."""
     return list(_core.supported_isas())

@@ -1040,6 +1040,377 @@ def matmul(a, b, trans_a=False, trans_b=False):
 
 
 # ---------------------------------------------------------------------------
+# Dropout                                     (csrc/nn/dropout.h, csrc/nn/rng.h)
+# ---------------------------------------------------------------------------
+
+_U32 = np.uint64(0xFFFFFFFF)
+_PHILOX_M0 = np.uint64(0xD2511F53)  # multiplies counter word 0
+_PHILOX_M1 = np.uint64(0xCD9E8D57)  # multiplies counter word 2
+_PHILOX_W0 = 0x9E3779B9  # key increments per round (golden ratio, sqrt(3) - 1)
+_PHILOX_W1 = 0xBB67AE85
+_DROPOUT_STREAM = 3  # RngStream::dropout in csrc/nn/rng.h
+_MAX_LAYER = (1 << 24) - 1  # the layer shares counter word 2 with the 8-bit stream id
+
+
+def _check_uint(v, name, bits):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        msg = f"{name}: expected an int, got {type(v).__name__}"
+        raise TypeError(msg)
+    v = int(v)
+    if not 0 <= v < (1 << bits):
+        msg = f"{name}: expected an int in [0, 2**{bits}), got {v}"
+        raise ValueError(msg)
+    return v
+
+
+def philox4x32(counters, seed):
+    """Philox4x32-10 of every row of counters (N, 4) uint32 under key = seed; C++: csrc/nn/rng.h.
+
+    Returns (N, 4) uint32. Philox (Salmon et al., "Parallel random numbers:
+    as easy as 1, 2, 3", SC'11) is a keyed bijection of 128-bit counters:
+    ten rounds of ::
+
+        hi0:lo0 = 0xD2511F53 * c0          (32 x 32 -> 64-bit products)
+        hi1:lo1 = 0xCD9E8D57 * c2
+        (c0, c1, c2, c3) = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
+        k0 += 0x9E3779B9; k1 += 0xBB67AE85  (mod 2^32)
+
+    with (k0, k1) = (low, high) 32 bits of the 64-bit seed. Because a draw is
+    a pure function of (seed, counter), the core can hand any element to any
+    thread. All arithmetic is in uint64, where a product of two 32-bit words
+    cannot overflow, and every word is masked back to 32 bits.
+    """
+    seed = _check_uint(seed, "seed", 64)
+    c = np.asarray(counters)
+    if c.ndim != 2 or c.shape[1] != 4:
+        msg = f"counters: expected shape (N, 4), got {c.shape}"
+        raise ValueError(msg)
+    if c.dtype != np.uint32:
+        msg = f"counters: expected dtype uint32, got {c.dtype}"
+        raise TypeError(msg)
+    c = c.astype(np.uint64)
+    c0, c1, c2, c3 = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+    k0, k1 = seed & 0xFFFFFFFF, seed >> 32
+    for _ in range(10):
+        p0 = _PHILOX_M0 * c0
+        p1 = _PHILOX_M1 * c2
+        c0, c1, c2, c3 = (
+            (p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0),
+            p1 & _U32,
+            (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1),
+            p0 & _U32,
+        )
+        k0 = (k0 + _PHILOX_W0) & 0xFFFFFFFF
+        k1 = (k1 + _PHILOX_W1) & 0xFFFFFFFF
+    return np.stack([c0, c1, c2, c3], axis=1).astype(np.uint32)
+
+
+def dropout_mask(shape, p, seed, step, layer, dtype="float32"):
+    """Inverted-dropout mask of one layer's output; C++: csrc/nn/dropout.h.
+
+    shape: the output's shape, (n, units) for a layer; returns an array of it
+    in `dtype`, each element 0 (dropped) or 1 / (1 - p) (kept), so that the
+    expected value of y * mask is y and nothing needs rescaling at eval time.
+
+    Element e (row-major index) takes word e % 4 of the Philox block with
+    counter (e // 4, step mod 2^32, 3 | layer << 8, step >> 32) under key
+    seed; with w that word and u = w * 2^-32 in [0, 1), it is kept when
+    u >= p. So the mask depends on (seed, step, layer, e) only: one mask per
+    optimizer step and layer, the same for any thread count, and backward
+    reuses it. 1 / (1 - p) is computed in float64 and rounded once to dtype.
+    p == 0 gives all ones (u >= 0 always holds).
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        msg = f"dtype: expected 'float32' or 'float64', got {dtype!r}"
+        raise TypeError(msg) from None
+    if dt not in (np.float32, np.float64):
+        msg = f"dtype: expected 'float32' or 'float64', got {dtype!r}"
+        raise ValueError(msg)
+    p = float(p)
+    if not 0.0 <= p < 1.0:
+        msg = f"p: expected 0 <= p < 1, got {p}"
+        raise ValueError(msg)
+    seed = _check_uint(seed, "seed", 64)
+    step = _check_uint(step, "step", 64)
+    layer = _check_uint(layer, "layer", 24)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    count = math.prod(shape)
+    n_blocks = -(-count // 4)
+    counters = np.empty((n_blocks, 4), dtype=np.uint32)
+    counters[:, 0] = np.arange(n_blocks, dtype=np.uint64) & _U32  # uint32(e / 4)
+    counters[:, 1] = step & 0xFFFFFFFF
+    counters[:, 2] = _DROPOUT_STREAM | (layer << 8)
+    counters[:, 3] = step >> 32
+    words = philox4x32(counters, seed).reshape(-1)[:count]
+    u = words.astype(np.float64) * 2.0**-32  # exact: w < 2^32 has 32 significant bits
+    scale = dt.type(1.0 / (1.0 - p))
+    return np.where(u >= p, scale, dt.type(0)).astype(dt).reshape(shape)
+
+
+# ---------------------------------------------------------------------------
+# Batch normalization                                    (csrc/nn/batchnorm.h)
+# ---------------------------------------------------------------------------
+
+
+def _check_features(a, name, f):
+    a = np.asarray(a)
+    if a.shape != (f,):
+        msg = f"{name}: expected shape ({f},) (one value per column of x), got {a.shape}"
+        raise ValueError(msg)
+    return a
+
+
+def batch_norm_forward(x, gamma, beta, eps=1e-5, training=True, running_mean=None,
+                       running_var=None, momentum=0.1):
+    """Batch normalization of x (n, f) per column, as torch.nn.BatchNorm1d; C++: csrc/nn/batchnorm.h.
+
+    Returns (y, cache, new_running_mean, new_running_var); the inputs are not
+    modified.
+
+    training=True normalizes with the statistics of this batch::
+
+        mean = x.mean(axis=0)                      (f,)
+        var  = ((x - mean) ** 2).mean(axis=0)      (f,) biased: divides by n
+        invstd = 1 / sqrt(var + eps)
+        xhat = (x - mean) * invstd                 (n, f) zero mean, unit variance
+        y    = gamma * xhat + beta                 (n, f)
+
+    and, when running_mean and running_var are given, returns them updated
+    as torch does, with the *unbiased* variance (n >= 2 rows needed)::
+
+        new_running_mean = (1 - momentum) running_mean + momentum mean
+        new_running_var  = (1 - momentum) running_var + momentum var n / (n - 1)
+
+    (None, None when they are not given). training=False normalizes with the
+    running statistics instead, which are then required and returned
+    unchanged (as copies)::
+
+        invstd = 1 / sqrt(running_var + eps);  xhat = (x - running_mean) * invstd
+
+    cache (for batch_norm_backward) is a dict: training, xhat, invstd, gamma,
+    mean and var (the batch's, or the running ones in eval).
+
+    Why the two-pass variance (mean first, then squared deviations):
+    mean(x^2) - mean(x)^2 subtracts two nearly equal numbers when |mean| is
+    large against the spread, and can even come out negative.
+    """
+    x = np.asarray(x)
+    _check_2d(x, "x")
+    n, f = x.shape
+    gamma = _check_features(gamma, "gamma", f)
+    beta = _check_features(beta, "beta", f)
+    if not (math.isfinite(eps) and eps >= 0.0):
+        msg = f"eps: expected a finite number >= 0, got {eps}"
+        raise ValueError(msg)
+    if not 0.0 <= momentum <= 1.0:
+        msg = f"momentum: expected 0 <= momentum <= 1, got {momentum}"
+        raise ValueError(msg)
+    if (running_mean is None) != (running_var is None):
+        msg = "running_var: expected running_mean and running_var together, got only one of them"
+        raise ValueError(msg)
+    if running_mean is not None:
+        running_mean = _check_features(running_mean, "running_mean", f)
+        running_var = _check_features(running_var, "running_var", f)
+    if training:
+        if n < 1:
+            msg = f"x: expected at least one row, got shape {x.shape}"
+            raise ValueError(msg)
+        mean = x.mean(axis=0)
+        var = ((x - mean) ** 2).mean(axis=0)
+        invstd = 1.0 / np.sqrt(var + eps)
+        new_mean = new_var = None
+        if running_mean is not None:
+            if n < 2:
+                msg = (f"x: expected at least 2 rows to update the running variance "
+                       f"(it divides by n - 1), got shape {x.shape}")
+                raise ValueError(msg)
+            new_mean = (1.0 - momentum) * running_mean + momentum * mean
+            new_var = (1.0 - momentum) * running_var + momentum * (var * (n / (n - 1)))
+    else:
+        if running_mean is None:
+            msg = "running_mean: expected the running statistics for training=False, got None"
+            raise ValueError(msg)
+        mean, var = running_mean.copy(), running_var.copy()
+        invstd = 1.0 / np.sqrt(var + eps)
+        new_mean, new_var = running_mean.copy(), running_var.copy()
+    xhat = (x - mean) * invstd
+    y = gamma * xhat + beta
+    cache = {"training": bool(training), "xhat": xhat, "invstd": invstd, "gamma": gamma,
+             "mean": mean, "var": var}
+    return y, cache, new_mean, new_var
+
+
+def batch_norm_backward(dy, cache):
+    """Gradients of batch_norm_forward; C++: csrc/nn/batchnorm.h.
+
+    dy (n, f) = dL/dy -> (dx (n, f), dgamma (f,), dbeta (f,)).
+
+    y = gamma xhat + beta gives at once, summing over the rows that share a
+    column's gamma and beta::
+
+        dbeta  = sum_i dy_i            dgamma = sum_i dy_i xhat_i
+        dxhat_i = gamma dy_i
+
+    In training mode xhat_i = (x_i - mu) s with s = (var + eps)^(-1/2), and
+    both mu = mean_k x_k and var = mean_k (x_k - mu)^2 depend on every x_i of
+    the column, so the chain rule has three paths (per column; i, k rows)::
+
+        dL/dx_i = dxhat_i s  +  dL/dvar dvar/dx_i  +  dL/dmu dmu/dx_i
+
+        dL/dvar = sum_k dxhat_k (x_k - mu) (-1/2) (var + eps)^(-3/2)
+                = -(s^2 / 2) sum_k dxhat_k xhat_k
+        dvar/dx_i = 2 (x_i - mu) / n     (its path through mu is
+                                          -(2/n) sum_k (x_k - mu) = 0)
+        dL/dmu  = -s sum_k dxhat_k       (the var path again carries
+                                          sum_k (x_k - mu) = 0)
+        dmu/dx_i = 1 / n
+
+    Adding them, with (x_i - mu) s = xhat_i::
+
+        dx_i = s (dxhat_i - mean_k(dxhat_k) - xhat_i mean_k(dxhat_k xhat_k))
+             = gamma s (dy_i - mean(dy) - xhat_i mean(dy xhat))
+
+    The two means project out of dy what normalization cannot see: a shift
+    of the column (so each column of dx sums to 0) and, when eps = 0, a
+    rescaling of it (dx is then also orthogonal to xhat in each column).
+
+    In eval mode mean and var are constants (the running statistics), the
+    layer is affine, and dx = gamma s dy.
+    """
+    dy = np.asarray(dy)
+    xhat = cache["xhat"]
+    _check_same_shape(xhat, "the cached xhat", dy, "dy")
+    gamma, invstd = cache["gamma"], cache["invstd"]
+    dbeta = dy.sum(axis=0)
+    dgamma = (dy * xhat).sum(axis=0)
+    if not cache["training"]:
+        return gamma * invstd * dy, dgamma, dbeta
+    n = dy.shape[0]
+    dx = (gamma * invstd) * (dy - dbeta / n - xhat * (dgamma / n))
+    return dx, dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------
+# Regularization and gradient clipping
+# ---------------------------------------------------------------------------
+
+
+def _check_nonneg(v, name):
+    v = float(v)
+    if not (math.isfinite(v) and v >= 0.0):
+        msg = f"{name}: expected a finite number >= 0, got {v}"
+        raise ValueError(msg)
+    return v
+
+
+def l1_l2_penalty(weights, l1, l2):
+    """l1 * sum |W| + l2 * sum W^2 over the weight matrices in `weights`, as a float.
+
+    The penalty Keras' l1_l2 regularizer adds to the loss. Only weight
+    matrices take part: biases, and batch norm's gamma and beta, are not
+    penalized (shrinking a bias or a scale toward 0 does not reduce capacity).
+    Its gradient is l1_l2_gradient. This differs from torch.optim's
+    weight_decay, which adds wd * p to the gradient of every parameter and
+    no term to the loss (with wd = 2 * l2 it gives the same step as the L2
+    part here), and from decoupled decay (AdamW), which shrinks p outside
+    the adaptive update altogether.
+    """
+    l1 = _check_nonneg(l1, "l1")
+    l2 = _check_nonneg(l2, "l2")
+    total = 0.0
+    for w in weights:
+        w = np.asarray(w, dtype=np.float64)
+        total += l1 * float(np.abs(w).sum()) + l2 * float((w * w).sum())
+    return total
+
+
+def l1_l2_gradient(w, l1, l2):
+    """d/dW of l1_l2_penalty for one weight matrix: l1 sign(W) + 2 l2 W.
+
+    |w| has no derivative at 0; sign(0) = 0 is the subgradient that torch's
+    abs backward and Keras use, and it keeps exact zeros at zero.
+    """
+    l1 = _check_nonneg(l1, "l1")
+    l2 = _check_nonneg(l2, "l2")
+    w = np.asarray(w)
+    return l1 * np.sign(w) + (2.0 * l2) * w
+
+
+def _flatten_grads(grads, name):
+    """[(index, key or None, array)] of a list of arrays or of per-layer dicts."""
+    items = []
+    for i, g in enumerate(grads):
+        if isinstance(g, dict):
+            items.extend((i, k, np.asarray(v)) for k, v in g.items())
+        else:
+            items.append((i, None, np.asarray(g)))
+    for i, k, a in items:
+        if a.dtype.kind != "f":
+            where = f"{name}[{i}]" + (f"[{k!r}]" if k is not None else "")
+            msg = f"{where}: expected a floating-point array, got dtype {a.dtype}"
+            raise TypeError(msg)
+    return items
+
+
+def _unflatten_grads(grads, items, arrays):
+    out = [dict(g) if isinstance(g, dict) else None for g in grads]
+    for (i, k, _), a in zip(items, arrays, strict=True):
+        if k is None:
+            out[i] = a
+        else:
+            out[i][k] = a
+    return out
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale gradients to a total 2-norm of at most max_norm, as torch.nn.utils.clip_grad_norm_.
+
+    grads: a list of arrays, or the per-layer dicts that Network.backward
+    returns. Returns (clipped, total_norm): clipped has the structure of
+    grads (new arrays; grads is not modified), total_norm is the norm before
+    clipping, a float::
+
+        total_norm = || (||g_1||_2, ||g_2||_2, ...) ||_2   (the norm of all elements together)
+        coef = min(max_norm / (total_norm + 1e-6), 1)
+        g_i  = g_i * coef                                   for every i
+
+    The 1e-6 keeps the division finite for a zero gradient; torch multiplies
+    by the clamped coefficient even when it is 1, which changes no value.
+    """
+    max_norm = _check_nonneg(max_norm, "max_norm")
+    items = _flatten_grads(grads, "grads")
+    norms = [float(np.sqrt((a.astype(np.float64) ** 2).sum())) for _, _, a in items]
+    total = float(np.sqrt(np.sum(np.square(norms)))) if norms else 0.0
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    return _unflatten_grads(grads, items, [a * a.dtype.type(coef) for _, _, a in items]), total
+
+
+def clip_grad_value(grads, clip_value):
+    """Clamp every gradient element to [-clip_value, clip_value], as torch.nn.utils.clip_grad_value_.
+
+    grads: a list of arrays or of per-layer dicts; returns the same structure
+    with new arrays.
+    """
+    clip_value = _check_nonneg(clip_value, "clip_value")
+    items = _flatten_grads(grads, "grads")
+    return _unflatten_grads(grads, items, [np.clip(a, -clip_value, clip_value) for _, _, a in items])
+
+
+__all__ += [  # the sections above, appended here to keep their additions in one place
+    "batch_norm_backward",
+    "batch_norm_forward",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "dropout_mask",
+    "l1_l2_gradient",
+    "l1_l2_penalty",
+    "philox4x32",
+]
+
+
+# ---------------------------------------------------------------------------
 # The whole network                                    (csrc/network/network.h)
 # ---------------------------------------------------------------------------
 
@@ -1053,18 +1424,46 @@ class Network:
         biases[l]   (out_l,)
         activations[l], one name per layer, the output layer included
 
+    and, optionally (keyword arguments, hidden layers only):
+
+        dropout      a rate p (every hidden layer) or one rate per layer, the
+                     output layer's 0: inverted dropout of the layer's output
+                     after its activation, in training mode only
+        batch_norm   a bool (every hidden layer) or one per layer, the output
+                     layer's False: z = batch_norm(x W^T + b), then the
+                     activation, as Linear -> BatchNorm1d -> activation in torch
+        l1, l2       penalty l1 * sum|W| + l2 * sum W^2 over the weight
+                     matrices, added to the loss (l1_l2_penalty)
+        bn_eps, bn_momentum   batch norm's eps (1e-5) and momentum (0.1)
+
+    A batch-norm layer holds gammas[l] (ones), betas[l] (zeros), and the
+    buffers running_means[l] (zeros) and running_vars[l] (ones), in the
+    dtype of weights[l]; the four are None for other layers.
+
     After forward (and backward, which runs forward itself) the per-layer
     workspace is kept under the core's names:
 
-        self.xs[l]   (n, in_l)    input of layer l (xs[0] is the batch)
-        self.zs[l]   (n, out_l)   pre-activation
-        self.ys[l]   (n, out_l)   post-activation, = xs[l + 1]
-        self.dzs[l]  (n, out_l)   dL/dz of layer l (after backward)
+        self.xs[l]    (n, in_l)    input of layer l (xs[0] is the batch)
+        self.lins[l]  (n, out_l)   x W^T + b; the same array as zs[l] without batch norm
+        self.zs[l]    (n, out_l)   pre-activation (after batch norm, if any)
+        self.ys[l]    (n, out_l)   post-activation act(zs[l]), before dropout
+        self.masks[l] (n, out_l)   the dropout mask, or None; xs[l + 1] = ys[l] * masks[l]
+        self.bn_caches[l]          batch_norm_forward's cache, or None
+        self.dzs[l]   (n, out_l)   dL/dz of layer l (after backward)
+
+    Modes: forward(x, training=True, step, seed) uses batch statistics and
+    the dropout masks of (seed, step, l); training=False (the default of
+    forward and loss) uses the running statistics and no dropout. backward
+    defaults to training=True, since gradients are taken for training. The
+    running statistics change only when a training forward is asked to
+    (update_stats=True): a loss evaluated many times over, as by
+    numerical_gradient, leaves them alone.
 
     The parameter arrays are held, not copied: sgd_step writes into them.
     """
 
-    def __init__(self, weights, biases, activations, loss):
+    def __init__(self, weights, biases, activations, loss, *, dropout=0.0, batch_norm=False,
+                 l1=0.0, l2=0.0, bn_eps=1e-5, bn_momentum=0.1):
         _check_loss(loss)
         weights = [np.asarray(w) for w in weights]
         biases = [np.asarray(b) for b in biases]
@@ -1105,84 +1504,203 @@ class Network:
         self.biases = biases
         self.activations = activations
         self.loss_name = loss
+        self.dropout = self._per_hidden_layer(dropout, "dropout", 0.0, float)
+        for li, p in enumerate(self.dropout):
+            if not 0.0 <= p < 1.0:
+                msg = f"dropout: expected rates in [0, 1), got {p} for layer {li}"
+                raise ValueError(msg)
+        self.batch_norm = self._per_hidden_layer(batch_norm, "batch_norm", False, bool)
+        self.l1 = _check_nonneg(l1, "l1")
+        self.l2 = _check_nonneg(l2, "l2")
+        self.bn_eps = float(bn_eps)
+        self.bn_momentum = float(bn_momentum)
+        self.gammas, self.betas, self.running_means, self.running_vars = [], [], [], []
+        for w, bn in zip(weights, self.batch_norm, strict=True):
+            out, dt = w.shape[0], w.dtype
+            self.gammas.append(np.ones(out, dtype=dt) if bn else None)
+            self.betas.append(np.zeros(out, dtype=dt) if bn else None)
+            self.running_means.append(np.zeros(out, dtype=dt) if bn else None)
+            self.running_vars.append(np.ones(out, dtype=dt) if bn else None)
         self.xs = []
+        self.lins = []
         self.zs = []
         self.ys = []
+        self.masks = []
+        self.bn_caches = []
         self.dzs = []
         self.output = None
-        self._sgd_bufs = None  # per layer {"W": buf, "b": buf}, created by the first sgd_step
+        self._sgd_bufs = None  # per layer {"W": buf, "b": buf, ...}, created by the first sgd_step
 
-    def forward(self, x):
+    def _per_hidden_layer(self, value, name, off, kind):
+        """One value per layer from a scalar (hidden layers) or a per-layer list."""
+        n_layers = len(self.weights)
+        if isinstance(value, (list, tuple, np.ndarray)):
+            values = [kind(v) for v in value]
+            if len(values) != n_layers:
+                msg = f"{name}: expected {n_layers} values (one per layer), got {len(values)}"
+                raise ValueError(msg)
+            if values[-1] != off:
+                msg = (f"{name}: expected {off!r} for the output layer (hidden layers only), "
+                       f"got {values[-1]!r}")
+                raise ValueError(msg)
+            return values
+        return [kind(value)] * (n_layers - 1) + [off]
+
+    def forward(self, x, training=False, step=0, seed=0, update_stats=False):
         """Run every layer on x (n, in_0); return the network output (n, out_{L-1}).
 
         The output is output_transform of the last layer: its y for mse,
         softmax(z) for cross_entropy, sigmoid(z) for binary_cross_entropy.
+
+        training=True: batch norm normalizes with this batch's statistics and
+        each hidden layer l with a dropout rate multiplies its output by
+        dropout_mask((n, out_l), p_l, seed, step, l). update_stats=True
+        (training only) also moves running_means/running_vars toward this
+        batch's statistics, in place, as one torch training forward does.
+        training=False: running statistics, no dropout; seed and step unused.
         """
         x = np.asarray(x)
         _check_2d(x, "x")
         if x.shape[1] != self.weights[0].shape[1]:
             msg = f"x: expected shape (n, {self.weights[0].shape[1]}), got {x.shape}"
             raise ValueError(msg)
-        self.xs, self.zs, self.ys = [], [], []
-        for w, b, act in zip(self.weights, self.biases, self.activations, strict=True):
-            z, y = dense_forward(x, w, b, act)
+        if update_stats and not training:
+            msg = "update_stats: running statistics are only updated in training mode (training=True)"
+            raise ValueError(msg)
+        self.xs, self.lins, self.zs, self.ys, self.masks, self.bn_caches = [], [], [], [], [], []
+        for li, (w, b, act) in enumerate(zip(self.weights, self.biases, self.activations,
+                                             strict=True)):
+            cache = None
+            if self.batch_norm[li]:
+                lin, _ = dense_forward(x, w, b, "identity")
+                keep_stats = not training or update_stats
+                z, cache, new_mean, new_var = batch_norm_forward(
+                    lin, self.gammas[li], self.betas[li], eps=self.bn_eps, training=training,
+                    running_mean=self.running_means[li] if keep_stats else None,
+                    running_var=self.running_vars[li] if keep_stats else None,
+                    momentum=self.bn_momentum,
+                )
+                if training and update_stats:
+                    self.running_means[li][...] = new_mean
+                    self.running_vars[li][...] = new_var
+                y = activation_forward(z, act)
+            else:
+                z, y = dense_forward(x, w, b, act)
+                lin = z
+            mask = None
+            if training and self.dropout[li] > 0.0:
+                mask = dropout_mask(y.shape, self.dropout[li], seed, step, li, dtype=y.dtype)
             self.xs.append(x)
+            self.lins.append(lin)
             self.zs.append(z)
             self.ys.append(y)
-            x = y  # this layer's output is the next layer's input
+            self.masks.append(mask)
+            self.bn_caches.append(cache)
+            x = y if mask is None else y * mask  # this layer's output is the next layer's input
         if self.loss_name == "mse":
             self.output = self.ys[-1].copy()
         else:
             self.output = output_transform(self.zs[-1], self.loss_name)
         return self.output
 
-    def loss(self, x, t):
-        """Mean loss on the batch (x, t); no gradients, no update."""
-        self.forward(x)
-        return loss_forward(self.zs[-1], self.ys[-1], t, self.loss_name)
+    def penalty(self):
+        """l1 * sum|W| + l2 * sum W^2 over the weight matrices (0.0 without l1/l2)."""
+        if self.l1 == 0.0 and self.l2 == 0.0:
+            return 0.0
+        return l1_l2_penalty(self.weights, self.l1, self.l2)
 
-    def backward(self, x, t):
+    def loss(self, x, t, training=False, step=0, seed=0, update_stats=False):
+        """Mean loss on the batch (x, t) plus the l1/l2 penalty; no gradients, no update.
+
+        training, step, seed and update_stats as in forward (eval by default).
+        """
+        self.forward(x, training=training, step=step, seed=seed, update_stats=update_stats)
+        loss = loss_forward(self.zs[-1], self.ys[-1], t, self.loss_name)
+        return loss + self.penalty() if (self.l1 or self.l2) else loss
+
+    def backward(self, x, t, training=True, step=0, seed=0, update_stats=False):
         """Forward, then backward through every layer; returns (loss, grads).
 
-        grads[l] = {"W": dW (out_l, in_l), "b": db (out_l,)}, gradients of the
-        mean loss over the batch.
+        grads[l] = {"W": dW (out_l, in_l), "b": db (out_l,)}, plus
+        "gamma" and "beta" (out_l,) for a batch-norm layer: gradients of the
+        mean loss over the batch plus the penalty (whose gradient,
+        l1_l2_gradient, enters dW only). The forward pass runs with training
+        (default True), step, seed and update_stats as in forward.
 
         The loss hands down dy of the output layer (mse) or its dz directly
         (the other two, whose output activation is the identity, so that
         dense_backward's dz = dy * 1 passes it through unchanged). Then each
         layer, last to first, turns its dy into dz, dW, db and the dy of the
-        layer below, which is its dx.
+        layer below, which is its dx:
+
+            dy = dy * mask                    dropout: x_{l+1} = y * mask
+            dz = dy * act'(z)                 through the activation
+            dlin, dgamma, dbeta = batch_norm_backward(dz)   with batch norm
+                                              (else dlin = dz)
+            dW = dlin^T x, db = sum_rows(dlin), dx = dlin W
+            dW += l1 sign(W) + 2 l2 W         the penalty
         """
-        loss = self.loss(x, t)
+        loss = self.loss(x, t, training=training, step=step, seed=seed, update_stats=update_stats)
         d = loss_backward(self.zs[-1], self.ys[-1], t, self.loss_name)
         n_layers = len(self.weights)
         grads = [None] * n_layers
         self.dzs = [None] * n_layers
         dy = d
         for li in reversed(range(n_layers)):
+            if self.masks[li] is not None:
+                dy = dy * self.masks[li]
             # The core skips dx for layer 0 (nothing below consumes it); here it
             # is computed and dropped, to keep the loop body one call.
-            dx, dw, db, dz = dense_backward(
-                dy, self.xs[li], self.weights[li], self.zs[li], self.ys[li], self.activations[li]
-            )
-            grads[li] = {"W": dw, "b": db}
+            if self.batch_norm[li]:
+                dz = activation_backward(dy, self.zs[li], self.ys[li], self.activations[li])
+                dlin, dgamma, dbeta = batch_norm_backward(dz, self.bn_caches[li])
+                dx, dw, db, _ = dense_backward(dlin, self.xs[li], self.weights[li],
+                                               self.lins[li], self.lins[li], "identity")
+                grads[li] = {"W": dw, "b": db, "gamma": dgamma, "beta": dbeta}
+            else:
+                dx, dw, db, dz = dense_backward(
+                    dy, self.xs[li], self.weights[li], self.zs[li], self.ys[li],
+                    self.activations[li]
+                )
+                grads[li] = {"W": dw, "b": db}
+            if self.l1 or self.l2:
+                grads[li]["W"] = dw + l1_l2_gradient(self.weights[li], self.l1, self.l2)
             self.dzs[li] = dz
             dy = dx
         return loss, grads
 
+    def parameters(self):
+        """Per layer {"W", "b"} (+ {"gamma", "beta"} with batch norm): the held arrays,
+        keyed like the gradients of backward."""
+        params = []
+        for li in range(len(self.weights)):
+            p = {"W": self.weights[li], "b": self.biases[li]}
+            if self.batch_norm[li]:
+                p["gamma"] = self.gammas[li]
+                p["beta"] = self.betas[li]
+            params.append(p)
+        return params
+
     def sgd_step(self, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        """Apply sgd_step to every W and b, writing the results into them in place.
+        """Apply sgd_step to every parameter (W, b, and gamma, beta with batch
+        norm), writing the results into them in place.
 
         Momentum buffers are kept on the network between calls, one per
-        parameter array, and start as None (see sgd_step for why).
+        parameter array, and start as None (see sgd_step for why). grads may
+        have been clipped first (clip_grad_norm / clip_grad_value take and
+        return this list of dicts).
         """
         if len(grads) != len(self.weights):
             msg = f"grads: expected {len(self.weights)} layers, got {len(grads)}"
             raise ValueError(msg)
+        params = self.parameters()
         if self._sgd_bufs is None:
-            self._sgd_bufs = [{"W": None, "b": None} for _ in self.weights]
+            self._sgd_bufs = [dict.fromkeys(p) for p in params]
         for li, grad in enumerate(grads):
-            for key, param in (("W", self.weights[li]), ("b", self.biases[li])):
+            if set(grad) != set(params[li]):
+                msg = f"grads[{li}]: expected keys {sorted(params[li])}, got {sorted(grad)}"
+                raise ValueError(msg)
+            for key, param in params[li].items():
                 p_new, buf_new = sgd_step(
                     param,
                     grad[key],
