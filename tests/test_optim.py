@@ -366,19 +366,6 @@ def test_core_config_kinds():
         "initial_accumulator"] == 0.5
 
 
-def test_only_sgd_has_the_set_sgd_path():
-    class Net:
-        def set_sgd(self, *args):
-            self.args = args
-
-    net = Net()
-    fm.optim.SGD(lr=0.1, momentum=0.9)._apply(net)
-    assert net.args == (0.1, 0.9, False, 0.0)
-    for cls in ALL_CLASSES[1:]:
-        with pytest.raises(NotImplementedError):
-            cls()._apply(net)
-
-
 # ---------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------

@@ -61,7 +61,9 @@ def test_fit_history_and_learning(rng):
     h = m.fit(X, y, epochs=12, batch_size=32, validation_split=0.2, verbose=0)
     assert isinstance(h, fm.History)
     assert len(h) == 12 and h.epochs == list(range(1, 13))
-    assert set(h.keys()) == {"loss", "val_loss", "val_accuracy"}
+    assert set(h.keys()) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "time",
+                             "grad_norm_0", "grad_norm_1", "dead_relu_0"}
+    assert h["lr"] == [0.05] * 12
     assert all(len(v) == 12 for v in h.history.values())
     assert h["loss"][-1] < 0.5 * h["loss"][0]
     assert h["val_accuracy"][-1] >= 0.95

@@ -13,7 +13,6 @@
 #include "nn/activations.h"
 #include "nn/dense.h"
 #include "nn/losses.h"
-#include "optim/sgd.h"
 
 namespace fastmlp::bind {
 
@@ -234,25 +233,6 @@ void bind_typed(py::module_& m) {
       },
       "loss"_a, "z"_a.noconvert(), "y"_a.noconvert(), "target"_a.noconvert(),
       "sample_weight"_a = py::none(), "class_weight"_a = py::none());
-
-  m.def(
-      "sgd_step",
-      [](carray<T> p, carray<T> g, std::optional<carray<T>> buf, double lr, double momentum,
-         bool nesterov, double weight_decay, bool first_step) {
-        const index_t n = p.size();
-        T* pp = require_mut<T>(p, "p", {n});
-        const T* gp = require<T>(g, "g", {n});
-        T* bp = nullptr;
-        if (momentum != 0.0) {
-          if (!buf) throw py::value_error("buf: required when momentum != 0");
-          bp = require_mut<T>(*buf, "buf", {n});
-        }
-        SgdConfig<T> cfg{T(lr), T(momentum), nesterov, T(weight_decay)};
-        py::gil_scoped_release nogil;
-        sgd_step<T>(pp, gp, bp, n, cfg, first_step);
-      },
-      "p"_a.noconvert(), "g"_a.noconvert(), "buf"_a.noconvert() = py::none(), "lr"_a,
-      "momentum"_a = 0.0, "nesterov"_a = false, "weight_decay"_a = 0.0, "first_step"_a = true);
 }
 
 }  // namespace

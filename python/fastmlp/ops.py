@@ -134,16 +134,21 @@ def loss_forward_backward(loss, z, y, target, sample_weight=None, class_weight=N
 
 
 def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None):
-    """(p_new, buf_new) after one torch.optim.SGD step; buf None on the first step."""
+    """(p_new, buf_new) after one torch.optim.SGD step; buf None on the first step.
+    Runs the core's SGD kernel (optimizer_step with kind sgd)."""
     p, g = _prepare({"p": p, "g": g}, (1, 1))
     p = p.copy()
-    first = buf is None
+    config = {"kind": 0, "lr": float(lr), "momentum": float(momentum),
+              "nesterov": bool(nesterov), "weight_decay": float(weight_decay)}
+    states = []
     if momentum != 0.0:
-        buf = np.zeros_like(p) if buf is None else np.array(buf, dtype=p.dtype, order="C", copy=True)
-    else:
-        buf = None
-    _core.sgd_step(p, g, buf, float(lr), float(momentum), bool(nesterov), float(weight_decay), first)
-    return p, buf
+        states = [np.zeros_like(p) if buf is None
+                  else np.array(buf, dtype=p.dtype, order="C", copy=True)]
+        if states[0].shape != p.shape:
+            raise ValueError(f"buf: expected shape {p.shape}, got {states[0].shape}")
+    # step 1 seeds the momentum buffer with g, as torch does on its first step
+    _core.optimizer_step(config, p, g, states, 1 if buf is None else 2)
+    return p, (states[0] if states else None)
 
 
 def optimizer_step(optimizer, p, g, state=None, step=1):
@@ -282,6 +287,7 @@ def batch_norm_backward(dy, cache):
 
 
 __all__ += [
+    "optimizer_step",
     "apply_mask",
     "batch_norm_backward",
     "batch_norm_forward",

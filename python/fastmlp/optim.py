@@ -97,11 +97,6 @@ class Optimizer:
         """State buffers the optimizer keeps, each as long as the parameters."""
         return int(_core.optimizer_state_count(self._core_config()))
 
-    def _apply(self, net):
-        raise NotImplementedError(
-            f"{type(self).__name__}: the model runs it through _core_config(); "
-            "only SGD has the older set_sgd path"
-        )
 
     def __repr__(self):
         args = ", ".join(f"{k}={_repr_value(v)}" for k, v in self.get_config().items())
@@ -152,14 +147,6 @@ class SGD(Optimizer):
             "nesterov": self.nesterov,
             "weight_decay": self.weight_decay,
         }
-
-    def _apply(self, net):
-        if self.dampening != 0.0:
-            raise NotImplementedError(
-                "dampening: the model's set_sgd path has no dampening; it comes with "
-                "_core_config()"
-            )
-        net.set_sgd(self.lr, self.momentum, self.nesterov, self.weight_decay)
 
 
 def _check_betas(betas):

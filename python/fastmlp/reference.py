@@ -83,7 +83,12 @@ activation_backward
 dense_forward, dense_backward                          csrc/nn/dense.h
 mse_*, cross_entropy_*, binary_cross_entropy_*,        csrc/nn/losses.h
 output_transform, loss_forward, loss_backward
-sgd_step                                               csrc/optim/sgd.h
+sgd_step, adam_step, rmsprop_step, adagrad_step,      csrc/optim/optimizer.h
+optimizer_step
+dropout_mask, philox4x32                               csrc/nn/dropout.h, csrc/nn/rng.h
+batch_norm_forward, batch_norm_backward                csrc/nn/batchnorm.h
+l1_l2_penalty, l1_l2_gradient, clip_grad_norm,         csrc/optim/regularize.h
+clip_grad_value
 Network                                                csrc/network/network.h
 matmul                                                 csrc/gemm/gemm.h
 =====================================================  ===========================
@@ -688,12 +693,12 @@ def loss_backward(z, y, t, loss, *, sample_weight=None, class_weight=None):
 
 
 # ---------------------------------------------------------------------------
-# Optimizer                                                 (csrc/optim/sgd.h)
+# Optimizers                                          (csrc/optim/optimizer.h)
 # ---------------------------------------------------------------------------
 
 
 def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None):
-    """One step of torch.optim.SGD (dampening 0) on one array; C++: csrc/optim/sgd.h.
+    """One step of torch.optim.SGD (dampening 0) on one array; C++: csrc/optim/optimizer.h.
 
     p, g and buf share one shape. Returns (p_new, buf_new), where buf_new is
     None when momentum == 0; p, g and buf are left untouched.
@@ -1399,6 +1404,10 @@ def clip_grad_value(grads, clip_value):
 
 
 __all__ += [  # the sections above, appended here to keep their additions in one place
+    "adam_step",
+    "adagrad_step",
+    "optimizer_step",
+    "rmsprop_step",
     "batch_norm_backward",
     "batch_norm_forward",
     "clip_grad_norm",
