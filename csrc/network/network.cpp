@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/parallel.h"
 #include "nn/activations.h"
 #include "nn/batchnorm.h"
 #include "nn/dense.h"
@@ -424,7 +425,13 @@ void Network<T>::train_epoch(const T* X, const Target<T>& t, index_t rows, const
     if (t.dense) tb.dense = t.dense + pos * k;
     if (t.sample_weight) tb.sample_weight = t.sample_weight + pos;
     if (perm) {
-      // Gather the batch so that every kernel reads contiguous rows.
+      // Gather the batch so that every kernel reads contiguous rows. The
+      // copy is bound by the latency of scattered rows, so threads help.
+      const int nt = threads_for(double(nb) * double(in + k), 32768.0);
+      (void)nt;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#endif
       for (index_t i = 0; i < nb; ++i) {
         const int64_t src = perm[pos + i];
         std::memcpy(xb_.data() + i * in, X + src * in, sizeof(T) * std::size_t(in));
@@ -436,6 +443,22 @@ void Network<T>::train_epoch(const T* X, const Target<T>& t, index_t rows, const
       if (t.labels) tb.labels = lb_.data();
       if (t.dense) tb.dense = tb_.data();
       if (t.sample_weight) tb.sample_weight = swb_.data();
+    }
+    if (perm) {
+      // The next batch's rows are scattered over X: ask for them now, so that
+      // their cache misses overlap this batch's GEMMs instead of stalling the
+      // next gather (one prefetch per 64-byte line, into the outer caches).
+      const index_t next = pos + nb, nn = std::min(bs, rows - next);
+      const std::size_t row_bytes = sizeof(T) * std::size_t(in);
+      for (index_t i = 0; i < nn && next < rows; ++i) {
+        const char* src = reinterpret_cast<const char*>(X + perm[next + i] * in);
+#if defined(__GNUC__)
+        for (std::size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(src + off, 0, 1);
+#else
+        (void)src;
+        (void)row_bytes;
+#endif
+      }
     }
     const StepResult s = train_step(xb, tb, nb);
     if (!s.ok) {

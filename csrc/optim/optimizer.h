@@ -16,6 +16,11 @@
 //            mu > 0: buf = mu buf + g / avg, p -= lr buf;  else p -= lr g / avg
 //   adagrad  clr = lr / (1 + (t - 1) lr_decay); g += wd p; s += g^2;
 //            p -= clr g / (sqrt(s) + eps)       (s starts at initial_accumulator)
+//
+// One deliberate difference from torch: state values (momentum buffers,
+// moments) below the smallest normal number are stored as 0, because
+// subnormal arithmetic is ~100x slower on x86 and decaying state reaches it
+// (see flush_tiny in optimizer.cpp); parameters are unaffected in practice.
 #pragma once
 
 #include <cstdint>
