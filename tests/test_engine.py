@@ -251,6 +251,7 @@ def test_divergence_names_epoch_batch_layer_and_keeps_params(rng):
         m.fit(X, t, epochs=50, batch_size=16, verbose=0)
     msg = str(info.value)
     assert "epoch" in msg and "batch" in msg and "learning rate" in msg
+    assert "layer" in msg and "clip" in msg
     for layer in m.layers:
         assert np.isfinite(layer.W).all() and np.isfinite(layer.b).all()
 

@@ -380,6 +380,9 @@ StepResult Network<T>::train_step(const T* x, const Target<T>& t, index_t n) {
   }
   if (!std::isfinite(r.loss) || !std::isfinite(total)) {
     r.ok = false;
+    if (r.bad_layer < 0)  // finite gradients, non-finite loss: blame the largest one
+      for (index_t l = 0; l < num_layers(); ++l)
+        if (r.bad_layer < 0 || gsq_[l] > gsq_[r.bad_layer]) r.bad_layer = l;
     return r;
   }
   const index_t count = params_.size();

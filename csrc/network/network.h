@@ -54,7 +54,8 @@ struct Regularization {
 struct StepResult {
   double loss = 0.0;         // batch loss, penalty included
   bool ok = true;            // loss and every gradient finite; the step was taken
-  index_t bad_layer = -1;    // when !ok: the layer whose gradient is not finite (highest index)
+  index_t bad_layer = -1;    // when !ok: the highest layer whose gradient is not finite, or
+                             // the one with the largest gradient norm if all are finite
 };
 
 struct EpochResult {

@@ -312,10 +312,14 @@ class MLP:
         return float(value)
 
     def _divergence(self, loss_value, bad_layer):
-        if bad_layer is not None and bad_layer >= 0:
+        norms = self._net.grad_norms()
+        if bad_layer is None or bad_layer < 0:
+            where = "no gradient could be computed"
+        elif not np.isfinite(norms[bad_layer]):
             where = f"the gradient of layer {bad_layer} ({self._layers[bad_layer]!r}) is not finite"
         else:
-            where = "the gradients are finite"
+            where = (f"layer {bad_layer} ({self._layers[bad_layer]!r}) has the largest gradient "
+                     f"norm, {norms[bad_layer]:.3g}")
         return f"the loss is {loss_value} and {where}."
 
     # -- state snapshots (early stopping) -----------------------------------
