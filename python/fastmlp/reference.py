@@ -1618,16 +1618,21 @@ class Network:
             return 0.0
         return l1_l2_penalty(self.weights, self.l1, self.l2)
 
-    def loss(self, x, t, training=False, step=0, seed=0, update_stats=False):
+    def loss(self, x, t, training=False, step=0, seed=0, update_stats=False, *,
+             sample_weight=None, class_weight=None):
         """Mean loss on the batch (x, t) plus the l1/l2 penalty; no gradients, no update.
 
         training, step, seed and update_stats as in forward (eval by default).
+        sample_weight (n,) and class_weight weigh the mean as loss_forward
+        defines (None: unweighted); the penalty is not weighted.
         """
         self.forward(x, training=training, step=step, seed=seed, update_stats=update_stats)
-        loss = loss_forward(self.zs[-1], self.ys[-1], t, self.loss_name)
+        loss = loss_forward(self.zs[-1], self.ys[-1], t, self.loss_name,
+                            sample_weight=sample_weight, class_weight=class_weight)
         return loss + self.penalty() if (self.l1 or self.l2) else loss
 
-    def backward(self, x, t, training=True, step=0, seed=0, update_stats=False):
+    def backward(self, x, t, training=True, step=0, seed=0, update_stats=False, *,
+                 sample_weight=None, class_weight=None):
         """Forward, then backward through every layer; returns (loss, grads).
 
         grads[l] = {"W": dW (out_l, in_l), "b": db (out_l,)}, plus
@@ -1640,7 +1645,8 @@ class Network:
         (the other two, whose output activation is the identity, so that
         dense_backward's dz = dy * 1 passes it through unchanged). Then each
         layer, last to first, turns its dy into dz, dW, db and the dy of the
-        layer below, which is its dx:
+        layer below, which is its dx (sample_weight and class_weight weigh
+        the loss and its gradient as in loss):
 
             dy = dy * mask                    dropout: x_{l+1} = y * mask
             dz = dy * act'(z)                 through the activation
@@ -1649,8 +1655,10 @@ class Network:
             dW = dlin^T x, db = sum_rows(dlin), dx = dlin W
             dW += l1 sign(W) + 2 l2 W         the penalty
         """
-        loss = self.loss(x, t, training=training, step=step, seed=seed, update_stats=update_stats)
-        d = loss_backward(self.zs[-1], self.ys[-1], t, self.loss_name)
+        weights = {"sample_weight": sample_weight, "class_weight": class_weight}
+        loss = self.loss(x, t, training=training, step=step, seed=seed, update_stats=update_stats,
+                         **weights)
+        d = loss_backward(self.zs[-1], self.ys[-1], t, self.loss_name, **weights)
         n_layers = len(self.weights)
         grads = [None] * n_layers
         self.dzs = [None] * n_layers
