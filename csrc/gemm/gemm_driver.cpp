@@ -189,6 +189,12 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
             bp = bpack;
             bstride = NR;
           }
+          // An edge column tile at most half as wide as the register tile runs
+          // the one-vector kernel of the same height (it reads the same B
+          // panel through its stride): half the multiply-adds, same result.
+          const Ukr<T>& UJ = (nr * 2 <= NR && K.narrow.mr == MR && K.narrow.nr * 2 == NR)
+                                 ? K.narrow
+                                 : U;
           for (index_t ir = 0; ir < n_ir; ++ir) {
             const index_t i0 = ic + ir * MR;
             const index_t mr = std::min<index_t>(MR, i_end - i0);
@@ -196,19 +202,19 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
             const T* ap;
             index_t astride;
             if (!a_direct) {
-              f = U.kmajor;
+              f = UJ.kmajor;
               ap = apack + ir * MR * kc;
               astride = MR;
             } else if (mr < MR) {
-              f = U.kmajor;
+              f = UJ.kmajor;
               ap = apack;
               astride = MR;
             } else if (ta == Trans::N) {
-              f = U.rowmajor;
+              f = UJ.rowmajor;
               ap = a + i0 * lda + pc;
               astride = lda;
             } else {
-              f = U.kmajor;
+              f = UJ.kmajor;
               ap = a + pc * lda + i0;
               astride = lda;
             }

@@ -50,12 +50,23 @@ double add_penalty(const T* FM_RESTRICT w, T* FM_RESTRICT gw, index_t count, dou
   });
 }
 
+// Within a chunk, 32 independent partial sums in T (so the loop runs at the
+// vector width with enough chains to hide the add latency), folded in a
+// fixed order and then into double. A float32 chunk sum carries a relative
+// error of about 8192/32 * eps32 ~ 3e-5 at worst, harmless for a norm used
+// to clip or to report; float64 sums are as exact as torch's.
 template <class T>
 double sum_squares(const T* FM_RESTRICT g, index_t count) {
   return chunked_sum(count, [&](index_t i0, index_t i1) {
+    constexpr int kLanes = 32;
+    T acc[kLanes] = {};
+    index_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes)
+#pragma omp simd
+      for (int j = 0; j < kLanes; ++j) acc[j] += g[i + j] * g[i + j];
     double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (index_t i = i0; i < i1; ++i) s += double(g[i]) * double(g[i]);
+    for (int j = 0; j < kLanes; ++j) s += double(acc[j]);
+    for (; i < i1; ++i) s += double(g[i]) * double(g[i]);
     return s;
   });
 }
