@@ -182,6 +182,62 @@ def test_callback_every_n_batches_and_stop(rng):
     assert len(h) == 1
 
 
+def test_callbacks_with_different_periods_each_see_their_multiples(rng):
+    X, y = _blobs(rng, n=320)  # 10 batches of 32
+    seen = {2: [], 3: [], 5: []}
+
+    def every(n):
+        class Every(fm.Callback):
+            every_n_batches = n
+
+            def on_batch_end(self, batch, logs):
+                seen[n].append(batch)
+        return Every()
+
+    _model().fit(X, y, epochs=1, batch_size=32, verbose=0,
+                 callbacks=[every(3), every(5), every(2)])
+    assert seen == {2: [2, 4, 6, 8], 3: [3, 6, 9], 5: [5]}
+
+
+def test_interrupted_fit_keeps_current_weights_despite_restore_best(rng):
+    # The "best" epoch by this monitor is the first one (highest loss), so a
+    # restore would visibly roll the model back; Ctrl-C must not do that.
+    X, y = _blobs(rng, n=300)
+    m = _model().compile(fm.optim.Adam(0.01))
+    at_interrupt = []
+
+    class Interrupt(fm.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 4:
+                at_interrupt.append(_params(m))
+                raise KeyboardInterrupt
+
+    stopper = fm.EarlyStopping("loss", mode="max", patience=100, restore_best_weights=True)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(X, y, epochs=10, batch_size=16, verbose=0, callbacks=[Interrupt()],
+              early_stopping=stopper)
+    assert _same(_params(m), at_interrupt[0])
+    # ... while a fit that ends normally does restore the best (first) epoch.
+    m2 = _model().compile(fm.optim.Adam(0.01))
+    m2.fit(X, y, epochs=3, batch_size=16, verbose=0,
+           early_stopping=fm.EarlyStopping("loss", mode="max", patience=100,
+                                           restore_best_weights=True))
+    m3 = _model().compile(fm.optim.Adam(0.01))
+    m3.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    assert _same(_params(m2), _params(m3))
+
+
+def test_validation_loss_ignores_class_weight(rng):
+    X, y = _blobs(rng, n=300)
+    Xv, yv = _blobs(rng, n=90)
+    m = _model()
+    h = m.fit(X, y, epochs=2, batch_size=32, verbose=0, validation_data=(Xv, yv),
+              class_weight={0: 5.0, 1: 1.0, 2: 0.2})
+    assert h["val_loss"][-1] == pytest.approx(m.loss(Xv, yv), rel=1e-13)
+    assert h["val_loss"][-1] != pytest.approx(
+        m.loss(Xv, yv, class_weight={0: 5.0, 1: 1.0, 2: 0.2}), rel=1e-6)
+
+
 def test_chunked_epoch_equals_whole_epoch(rng):
     X, y = _blobs(rng, n=320)
 
@@ -256,6 +312,29 @@ def test_divergence_names_epoch_batch_layer_and_keeps_params(rng):
         assert np.isfinite(layer.W).all() and np.isfinite(layer.b).all()
 
 
+@pytest.mark.parametrize("every", [None, 2, 3])
+def test_divergence_names_the_batch_it_happened_in(rng, every):
+    # float32 MSE against a target of 3e38 overflows the loss in the batch
+    # holding row 45 (batch 5 of 10-row batches, unshuffled).
+    X = rng.standard_normal((100, 4))
+    t = rng.standard_normal(100)
+    t[45] = 3e38
+    m = fm.MLP([4, 8, 1], loss="mse", dtype="float32", seed=0).compile(fm.optim.SGD(lr=1e-3))
+    cbs = []
+    if every:
+        class Every(fm.Callback):
+            every_n_batches = every
+        cbs = [Every()]
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 5\b"):
+        m.fit(X, t, epochs=1, batch_size=10, shuffle=False, verbose=0, callbacks=cbs)
+
+
+@pytest.mark.parametrize("opt", ["Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_dividing_optimizers_refuse_eps_zero(opt):
+    with pytest.raises(ValueError, match="eps"):
+        getattr(fm.optim, opt)(eps=0.0)
+
+
 @pytest.mark.parametrize("make_opt", OPTIMIZERS)
 def test_save_load_resumes_bitwise(rng, tmp_path, make_opt):
     X, y = _blobs(rng)
@@ -312,3 +391,27 @@ def test_compile_by_name_and_bad_arguments():
         m.compile(lr_schedule=3)
     with pytest.raises(ValueError, match="layers"):
         fm.MLP([4, fm.Dense(3), fm.Dense(2, dropout=0.5)])
+
+
+@pytest.mark.parametrize("tamper, match", [
+    (lambda d, m: d.__setitem__("running_var_0", -np.abs(d["running_var_0"]) - 1), "negative"),
+    (lambda d, m: d.__setitem__("running_mean_0", np.full_like(d["running_mean_0"], np.nan)), "running_mean_0"),
+    (lambda d, m: d.__setitem__("optimizer_state_0", np.full_like(d["optimizer_state_0"], np.inf)),
+     "optimizer state 0"),
+    (lambda d, m: m.__setitem__("optimizer_steps", -3), "optimizer_steps"),
+    (lambda d, m: m.__setitem__("layers", [7]), "corrupt"),
+])
+def test_load_rejects_tampered_state(rng, tmp_path, tamper, match):
+    import json
+    X, y = _blobs(rng)
+    m = fm.MLP([6, Dense(8, batch_norm=True), 3], seed=1).compile(fm.optim.Adam(1e-2))
+    m.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    path = m.save(tmp_path / "m")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    meta = json.loads(str(data.pop("meta")))
+    tamper(data, meta)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, meta=np.array(json.dumps(meta)), **data)
+    with pytest.raises(ValueError, match=match):
+        fm.load(bad)

@@ -246,7 +246,7 @@ def test_adamw_decays_p_before_the_step():
 
 
 def test_adagrad_initial_accumulator_and_lr_decay():
-    opt = fm.optim.Adagrad(lr=0.5, lr_decay=1.0, initial_accumulator_value=3.0, eps=0.0)
+    opt = fm.optim.Adagrad(lr=0.5, lr_decay=1.0, initial_accumulator_value=3.0, eps=1e-37)
     g = np.array([1.0, -1.0])
     p, state = fm.ops.optimizer_step(opt, np.zeros(2), g, step=1)
     np.testing.assert_allclose(state[0], [4.0, 4.0], rtol=0)

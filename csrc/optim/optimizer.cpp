@@ -253,7 +253,13 @@ void validate(const OptConfig& c) {
   check(finite(c.dampening), "dampening", "a finite value", c.dampening);
   check(finite(c.beta1) && c.beta1 >= 0.0 && c.beta1 < 1.0, "beta1", "a value in [0, 1)", c.beta1);
   check(finite(c.beta2) && c.beta2 >= 0.0 && c.beta2 < 1.0, "beta2", "a value in [0, 1)", c.beta2);
-  check(finite(c.eps) && c.eps >= 0.0, "eps", "a finite value >= 0", c.eps);
+  // eps = 0 would divide 0 by 0 wherever a gradient has always been zero, the
+  // padding between parameter blocks included: the dividing optimizers need
+  // eps > 0, and large enough to stay non-zero in float32.
+  if (c.kind == OptKind::sgd)
+    check(finite(c.eps) && c.eps >= 0.0, "eps", "a finite value >= 0", c.eps);
+  else
+    check(finite(c.eps) && c.eps >= 1e-37, "eps", "a finite value >= 1e-37", c.eps);
   check(finite(c.alpha) && c.alpha >= 0.0 && c.alpha <= 1.0, "alpha", "a value in [0, 1]",
         c.alpha);
   check(finite(c.lr_decay) && c.lr_decay >= 0.0, "lr_decay", "a finite value >= 0", c.lr_decay);

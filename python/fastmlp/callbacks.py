@@ -22,6 +22,10 @@ class History:
     vanishing and exploding gradients show up per layer; "dead_relu_<l>" is
     the fraction of layer l's ReLU units that gave 0 for every training row of
     the epoch. "time" is the epoch's wall time in seconds.
+
+    ``interrupted`` is True when fit ended by an exception (Ctrl-C, a
+    diverging loss): the model then keeps the parameters it had at that
+    point, and EarlyStopping does not restore its best weights.
     """
 
     def __init__(self):
@@ -152,7 +156,7 @@ class EarlyStopping(Callback):
         if self.stopped_epoch is not None:
             history.stopped_early = True
         history.best_epoch = self.best_epoch
-        if self.restore_best_weights and self._snapshot is not None:
+        if self.restore_best_weights and self._snapshot is not None and not history.interrupted:
             model._restore(self._snapshot)
         self._snapshot = None
 

@@ -105,7 +105,7 @@ def _read(source, name):
     return meta, data
 
 
-def _build(meta, data, name):
+def _build_unchecked(meta, data, name):
     from . import optim
     from .layers import Dense
     from .model import MLP
@@ -132,14 +132,25 @@ def _build(meta, data, name):
     for i in range(net.num_layers):
         rm, rv = net.running_stats(i)
         if rm is not None:
-            rm[...] = data[f"running_mean_{i}"]
-            rv[...] = data[f"running_var_{i}"]
+            for key, dst in ((f"running_mean_{i}", rm), (f"running_var_{i}", rv)):
+                src = data.get(key)
+                if src is None or src.shape != dst.shape or not np.isfinite(src).all():
+                    raise ValueError(f"{name}: {key} is missing, misshapen or not finite")
+                if key.startswith("running_var") and (src < 0).any():
+                    raise ValueError(f"{name}: {key} has negative variances")
+                dst[...] = src
     states = net.optimizer_state()
     for j, st in enumerate(states):
         key = f"optimizer_state_{j}"
         if key not in data or data[key].shape != st.shape:
             raise ValueError(f"{name}: optimizer state {j} is missing or has the wrong shape")
+        if not np.isfinite(data[key]).all():
+            raise ValueError(f"{name}: optimizer state {j} contains NaN or infinity")
         st[...] = data[key]
+    for key in ("optimizer_steps", "step_count", "epochs_done"):
+        v = meta.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name}: {key} must be a count >= 0, got {v!r}")
     net.optimizer_steps = meta["optimizer_steps"]
     net.step_count = meta["step_count"]
     net.set_lr(meta["lr"])
@@ -148,6 +159,15 @@ def _build(meta, data, name):
         sched.set_state(meta["schedule"]["state"])
         model._schedule_started = True
     return model
+
+
+def _build(meta, data, name):
+    try:
+        return _build_unchecked(meta, data, name)
+    except KeyError as e:
+        raise ValueError(f"{name}: incomplete model file (missing {e})") from None
+    except (TypeError, AttributeError, IndexError) as e:
+        raise ValueError(f"{name}: corrupt model description ({e})") from None
 
 
 def load(path):
@@ -159,10 +179,7 @@ def load(path):
     if not os.path.exists(p):
         raise FileNotFoundError(f"path: no such file {p!r}")
     meta, data = _read(p, name)
-    try:
-        return _build(meta, data, name)
-    except KeyError as e:
-        raise ValueError(f"{name}: incomplete model file (missing {e})") from None
+    return _build(meta, data, name)
 
 
 def from_bytes(blob):

@@ -8,6 +8,7 @@ core's results into NumPy arrays and a History. All arithmetic is in the core.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 import time
@@ -406,7 +407,9 @@ class MLP:
                 "which batch normalization cannot train on; choose another batch size"
             )
         every = [c.every_n_batches for c in callbacks if c.every_n_batches]
-        chunk = min(every) if every else -1
+        # Return to Python every gcd(...) batches, so each callback sees every
+        # multiple of its own period.
+        chunk = math.gcd(*every) if every else -1
         n = X.shape[0]
         net = self._net
         history = History()
@@ -417,6 +420,7 @@ class MLP:
         for cb in callbacks:
             cb.on_train_begin(self)
         stop = False
+        completed = False
         try:
             for _ in range(epochs):
                 t0 = time.perf_counter()
@@ -430,7 +434,7 @@ class MLP:
                         part = net.train_epoch(X, y, perm, batch_size, start, chunk, sw, cw)
                     r = part if r is None else _merge(r, part)
                     if part["diverged"]:
-                        b = start // batch_size + part["bad_batch"] + 1
+                        b = part["bad_batch"] + 1  # counted from the epoch's start
                         raise FloatingPointError(
                             f"fit: training diverged at epoch {self._epochs_done + 1}, batch {b}: "
                             f"{self._divergence(part['bad_loss'], part['bad_layer'])} The "
@@ -451,8 +455,9 @@ class MLP:
                 if self.is_classifier and r["predictions"]:
                     record["accuracy"] = r["correct"] / r["predictions"]
                 if Xv is not None:
-                    record.update(self._evaluate(Xv, yv, prefix="val_", sample_weight=swv,
-                                                 class_weight=cw))
+                    # As in Keras, class_weight weights training only; the
+                    # validation rows carry their own sample weights, if any.
+                    record.update(self._evaluate(Xv, yv, prefix="val_", sample_weight=swv))
                 record["lr"] = lr_now
                 for i, g in enumerate(r["grad_norm_sum"]):
                     record[f"grad_norm_{i}"] = g / max(r["batches"], 1)
@@ -474,7 +479,11 @@ class MLP:
                     stop = bool(cb.on_epoch_end(self._epochs_done, dict(record))) or stop
                 if stop:
                     break
+            completed = True
         finally:
+            # Ctrl-C or divergence: the model keeps the parameters it has now
+            # (callbacks see history.interrupted and must not replace them).
+            history.interrupted = not completed
             for cb in callbacks:
                 cb.on_train_end(self, history)
         return history

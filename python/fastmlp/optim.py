@@ -28,6 +28,13 @@ import numpy as np
 from . import _core
 from ._validation import check_float, check_positive_int
 
+
+def _check_eps(eps):
+    # Adam, RMSprop and Adagrad divide by (root + eps): with eps = 0 a parameter
+    # whose gradient has always been zero would become 0/0. Unlike torch, which
+    # lets that NaN through, eps must be positive (and non-zero in float32).
+    return check_float(eps, "eps", minimum=1e-37)
+
 # csrc/optim/optimizer.h, enum class OptKind.
 _KIND_ID = {"sgd": 0, "adam": 1, "adamw": 2, "rmsprop": 3, "adagrad": 4}
 
@@ -171,7 +178,7 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
         self.lr = _check_lr(lr)
         self.betas = _check_betas(betas)
-        self.eps = check_float(eps, "eps", minimum=0.0)
+        self.eps = _check_eps(eps)
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
         self.amsgrad = _check_bool(amsgrad, "amsgrad")
 
@@ -217,7 +224,7 @@ class RMSprop(Optimizer):
                  centered=False):
         self.lr = _check_lr(lr)
         self.alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0)
-        self.eps = check_float(eps, "eps", minimum=0.0)
+        self.eps = _check_eps(eps)
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
         self.momentum = check_float(momentum, "momentum", minimum=0.0)
         self.centered = _check_bool(centered, "centered")
@@ -252,7 +259,7 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = check_float(
             initial_accumulator_value, "initial_accumulator_value", minimum=0.0
         )
-        self.eps = check_float(eps, "eps", minimum=0.0)
+        self.eps = _check_eps(eps)
 
     def get_config(self):
         return {
