@@ -415,3 +415,12 @@ def test_load_rejects_tampered_state(rng, tmp_path, tamper, match):
     np.savez(bad, meta=np.array(json.dumps(meta)), **data)
     with pytest.raises(ValueError, match=match):
         fm.load(bad)
+
+
+def test_compile_with_an_edited_invalid_optimizer_changes_nothing(rng):
+    m = _model().compile(fm.optim.SGD(lr=0.1))
+    opt = fm.optim.Adam(1e-2)
+    opt.betas = (1.5, 0.9)
+    with pytest.raises(ValueError, match="beta1"):
+        m.compile(opt)
+    assert isinstance(m.optimizer, fm.optim.SGD)

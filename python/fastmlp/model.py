@@ -227,6 +227,10 @@ class MLP:
         }
         if lr_schedule is not None and not isinstance(lr_schedule, _optim.LRSchedule):
             raise TypeError(f"lr_schedule: expected an fm.optim schedule, got {lr_schedule!r}")
+        # The core validates the optimizer before anything changes: an
+        # optimizer object edited into an invalid state fails here, leaving
+        # the model as it was.
+        _core.optimizer_config(optimizer._core_config())
         with self._lock:
             self._optimizer = optimizer
             self._reg = reg
