@@ -34,6 +34,18 @@ MODEL_CASES = {
     "y not integer": (lambda m: m.loss(X, Y + 0.5), TypeError, r"^y: expected integer class ids"),
     "y one-hot width": (lambda m: m.gradients(X, np.eye(4)[[0, 1, 2, 3, 0, 1]]), ValueError, r"^y: expected class ids of shape"),
     "y negative probabilities": (lambda m: m.loss(X, -np.eye(3)[Y]), ValueError, r"^y: class probabilities"),
+    # train_step with arrays already in the core's layout (float32 X, int32 or
+    # int64 ids, float32 2-D targets): checked by the core, same messages.
+    "train_step X NaN": (lambda m: m.train_step(np.where(X > 0, np.nan, X), Y), ValueError, r"^X: contains NaN"),
+    "train_step X inf": (lambda m: m.train_step(np.full((6, 4), -np.inf, np.float32), Y), ValueError, r"^X: contains NaN"),
+    "train_step X no rows": (lambda m: m.train_step(X[:0], Y[:0]), ValueError, r"^X: expected at least one sample"),
+    "train_step X wrong width": (lambda m: m.train_step(np.ones((6, 5), np.float32), Y), ValueError, r"^X: expected"),
+    "train_step int64 id too large": (lambda m: m.train_step(X, Y + 1), ValueError, r"^y: class ids must lie in \[0, 3\)"),
+    "train_step int64 id huge": (lambda m: m.train_step(X, Y + 2**40), ValueError, r"^y: class ids must lie in \[0, 3\)"),
+    "train_step int32 id negative": (lambda m: m.train_step(X, (Y - 1).astype(np.int32)), ValueError, r"^y: class ids must lie"),
+    "train_step y too short": (lambda m: m.train_step(X, Y[:5]), ValueError, r"^y: expected"),
+    "train_step probabilities negative": (lambda m: m.train_step(X, -np.eye(3, dtype=np.float32)[Y]), ValueError, r"^y: class probabilities"),
+    "train_step probabilities NaN": (lambda m: m.train_step(X, np.full((6, 3), np.nan, np.float32)), ValueError, r"^y: contains NaN"),
     "epochs negative": (lambda m: m.fit(X, Y, epochs=-1), ValueError, r"^epochs:"),
     "epochs float": (lambda m: m.fit(X, Y, epochs=1.5), TypeError, r"^epochs:"),
     "batch_size 0": (lambda m: m.fit(X, Y, batch_size=0), ValueError, r"^batch_size:"),
@@ -163,3 +175,39 @@ def test_lazy_model_rejects_1d_first_input_without_building():
     with pytest.raises(ValueError, match=r"^X: expected a 2-D"):
         m.fit(np.ones(8), np.zeros(8, int), verbose=0)
     assert m.sizes is None
+
+
+@pytest.mark.parametrize("loss, bad, pattern", [
+    ("binary_cross_entropy", 1.5, r"^y: binary_cross_entropy targets must lie in \[0, 1\]"),
+    ("binary_cross_entropy", -0.1, r"^y: binary_cross_entropy targets must lie"),
+    ("mse", np.nan, r"^y: contains NaN"),
+    ("mse", np.inf, r"^y: contains NaN"),
+])
+def test_train_step_dense_targets_checked_by_the_core(loss, bad, pattern):
+    m = fm.MLP([4, 5, 2], loss=loss, dtype="float32").compile(fm.optim.SGD(lr=0.5))
+    before = [lay.W.copy() for lay in m.layers]
+    t = np.full((6, 2), 0.5, np.float32)
+    t[3, 1] = bad
+    with pytest.raises(ValueError, match=pattern):
+        m.train_step(X, t)
+    for W, lay in zip(before, m.layers):
+        np.testing.assert_array_equal(lay.W, W)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_train_step_core_layout_and_converted_inputs_step_alike(dtype):
+    rng = np.random.default_rng(4)
+    Xf = rng.standard_normal((16, 4))
+    ids = rng.integers(0, 3, 16)
+    models = [fm.MLP([4, 8, 3], dtype=dtype, seed=2).compile(fm.optim.Adam(1e-2)) for _ in range(4)]
+    inputs = [
+        (Xf.astype(dtype), ids.astype(np.int64)),   # core layout, int64 ids
+        (Xf.astype(dtype), ids.astype(np.int32)),   # core layout, int32 ids
+        (Xf.tolist(), ids.tolist()),                # converted in Python
+        (np.asfortranarray(Xf), ids.astype(np.uint8)),
+    ]
+    losses = [[m.train_step(x, y) for _ in range(3)] for m, (x, y) in zip(models, inputs)]
+    assert all(l == losses[0] for l in losses)
+    for m in models[1:]:
+        for a, b in zip(m.layers, models[0].layers):
+            np.testing.assert_array_equal(a.W, b.W)

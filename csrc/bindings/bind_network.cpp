@@ -5,9 +5,13 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <tuple>
+#include <type_traits>
+#include <vector>
 
 #include "bindings/arrays.h"
 #include "bindings/opt_config.h"
@@ -35,6 +39,12 @@ Network<T>& net_of(py::object& self) {
   return self.cast<Network<T>&>();
 }
 
+inline py::value_error bad_class_id(int64_t id, index_t k) {
+  const std::string ks = std::to_string(k);
+  return py::value_error("y: class ids must lie in [0, " + ks + ") for a network with " + ks +
+                         " outputs, got " + std::to_string(id));
+}
+
 // Builds a Target from a (n,) int32 class-id array or a (n, k) float array.
 template <class T>
 Target<T> make_target(const Network<T>& net, const py::array& t, index_t n) {
@@ -47,8 +57,7 @@ Target<T> make_target(const Network<T>& net, const py::array& t, index_t n) {
     const int32_t* p = require<int32_t>(a, "y", {n});
     for (index_t i = 0; i < n; ++i)
       if (p[i] < 0 || p[i] >= k)
-        throw py::value_error("y: class id " + std::to_string(p[i]) + " out of range [0, " +
-                              std::to_string(k) + ")");
+        throw bad_class_id(p[i], k);
     out.labels = p;
   } else if (py::isinstance<carray<T>>(t) && (t.flags() & py::array::c_style)) {
     auto a = py::reinterpret_borrow<carray<T>>(t);
@@ -58,6 +67,39 @@ Target<T> make_target(const Network<T>& net, const py::array& t, index_t n) {
                          dtype_name<T>() + " (n, k) array");
   }
   return out;
+}
+
+template <class T>
+void check_finite(const T* p, index_t count, const char* name) {
+  // Infinity and NaN have every exponent bit set; an integer OR-reduction
+  // vectorizes where a branch per element would not.
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr U kExp = sizeof(T) == 8 ? U(0x7ff0000000000000ull) : U(0x7f800000u);
+  U bad = 0;
+  for (index_t i = 0; i < count; ++i) {
+    U bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    bad |= U((bits & kExp) == kExp);
+  }
+  if (bad) throw py::value_error(std::string(name) + ": contains NaN or infinity");
+}
+
+// The value rules of fastmlp._validation.check_y for (n, k) targets.
+template <class T>
+void check_dense_target(const Network<T>& net, const T* p, index_t n) {
+  const index_t count = n * net.output_size();
+  check_finite(p, count, "y");
+  const Loss loss = net.loss_kind();
+  if (loss == Loss::mse) return;
+  T lo = T(0), hi = T(0);
+  for (index_t i = 0; i < count; ++i) {
+    lo = p[i] < lo ? p[i] : lo;
+    hi = p[i] > hi ? p[i] : hi;
+  }
+  if (loss == Loss::cross_entropy && lo < T(0))
+    throw py::value_error("y: class probabilities must be finite and non-negative");
+  if (loss == Loss::binary_cross_entropy && (lo < T(0) || hi > T(1)))
+    throw py::value_error("y: binary_cross_entropy targets must lie in [0, 1]");
 }
 
 template <class T>
@@ -212,7 +254,31 @@ void bind_network(py::module_& m, const char* name) {
       .def("train_step",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
              const T* xp = input_of(n, x);
-             Target<T> t = make_target(n, y, x.shape(0));
+             // MLP.train_step hands over arrays that already have the core's
+             // layout without checking their values in Python (a per-batch
+             // cost that dominates small networks): check them here, in one
+             // pass each. int64 class ids are checked, then narrowed.
+             if (x.shape(0) == 0)
+               throw py::value_error("X: expected at least one sample, got shape " +
+                                     shape_str(x));
+             check_finite(xp, x.shape(0) * n.input_size(), "X");
+             std::vector<int32_t> ids;
+             py::array yy = y;
+             if (py::isinstance<py::array_t<int64_t>>(y) && (y.flags() & py::array::c_style) &&
+                 y.ndim() == 1 && n.loss_kind() == Loss::cross_entropy) {
+               auto a = py::reinterpret_borrow<py::array_t<int64_t>>(y);
+               const int64_t* p = a.data();
+               const index_t k = n.output_size();
+               ids.resize(std::size_t(a.shape(0)));
+               for (std::size_t i = 0; i < ids.size(); ++i) {
+                 if (p[i] < 0 || p[i] >= k)
+                   throw bad_class_id(p[i], k);
+                 ids[i] = int32_t(p[i]);
+               }
+               yy = carray<int32_t>({py::ssize_t(ids.size())}, ids.data(), py::none());
+             }
+             Target<T> t = make_target(n, yy, x.shape(0));
+             if (t.dense) check_dense_target(n, t.dense, x.shape(0));
              add_weights(n, t, x.shape(0), sw, cw);
              StepResult r;
              {

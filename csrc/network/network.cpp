@@ -431,17 +431,13 @@ void Network<T>::train_epoch(const T* X, const Target<T>& t, index_t rows, const
       // Gather the batch so that every kernel reads contiguous rows. The
       // copy is bound by the latency of scattered rows, so threads help.
       const int nt = threads_for(double(nb) * double(in + k), 32768.0);
-      (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-#endif
-      for (index_t i = 0; i < nb; ++i) {
+      parallel_for(nb, nt, [&](index_t i) {
         const int64_t src = perm[pos + i];
         std::memcpy(xb_.data() + i * in, X + src * in, sizeof(T) * std::size_t(in));
         if (t.labels) lb_[i] = t.labels[src];
         if (t.dense) std::memcpy(tb_.data() + i * k, t.dense + src * k, sizeof(T) * std::size_t(k));
         if (t.sample_weight) swb_[i] = t.sample_weight[src];
-      }
+      });
       xb = xb_.data();
       if (t.labels) tb.labels = lb_.data();
       if (t.dense) tb.dense = tb_.data();

@@ -8,24 +8,18 @@ namespace fastmlp {
 template <class T>
 void activation_forward(T* y, const T* z, index_t rows, index_t cols, Act act) {
   const int nt = threads_for(double(rows) * cols * 4.0);
-  (void)nt;
   const GemmKernel<T>& K = active_gemm_kernel<T>();
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-#endif
-  for (index_t i = 0; i < rows; ++i) act_forward_fast(K, y + i * cols, z + i * cols, cols, act);
+  parallel_for(rows, nt,
+               [&](index_t i) { act_forward_fast(K, y + i * cols, z + i * cols, cols, act); });
 }
 
 template <class T>
 void activation_backward(T* dz, const T* dy, const T* z, const T* y, index_t rows, index_t cols,
                          Act act) {
   const int nt = threads_for(double(rows) * cols * 4.0);
-  (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-#endif
-  for (index_t i = 0; i < rows; ++i)
+  parallel_for(rows, nt, [&](index_t i) {
     act_backward_run(dz + i * cols, dy + i * cols, z + i * cols, y + i * cols, cols, act);
+  });
 }
 
 template void activation_forward<float>(float*, const float*, index_t, index_t, Act);

@@ -193,9 +193,12 @@ template <class T>
 void apply_mask(T* y, const T* x, const T* mask, index_t count) {
   // y may alias x: each element is read, then written, in one iteration.
   const int nt = threads_for(double(count));
-  (void)nt;
+  if (nt <= 1) {
+    for (index_t i = 0; i < count; ++i) y[i] = x[i] * mask[i];
+    return;
+  }
 #if defined(_OPENMP)
-#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for simd num_threads(nt) schedule(static)
 #endif
   for (index_t i = 0; i < count; ++i) y[i] = x[i] * mask[i];
 }

@@ -12,11 +12,7 @@ template <class T>
 void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k) {
   if (loss == Loss::mse) return;
   const int nt = threads_for(double(n) * k * 16.0);
-  (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-#endif
-  for (index_t i = 0; i < n; ++i) {
+  parallel_for(n, nt, [&](index_t i) {
     const T* zi = z + i * k;
     T* yi = y + i * k;
     if (loss == Loss::binary_cross_entropy) {
@@ -32,7 +28,7 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k) {
       const T inv = T(1) / s;
       for (index_t j = 0; j < k; ++j) yi[j] *= inv;
     }
-  }
+  });
 }
 
 namespace {
@@ -56,11 +52,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
   (void)sw;
   (void)cw;
   const int nt = threads_for(double(n) * k * 16.0);
-  (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-#endif
-  for (index_t i = 0; i < n; ++i) {
+  parallel_for(n, nt, [&](index_t i) {
     const T* zi = z + i * k;
     const T* yi = y + i * k;
     T* di = d ? d + i * k : nullptr;
@@ -139,7 +131,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
       }
     }
     row_loss[i] = Weighted ? double(wi) * li : li;
-  }
+  });
 }
 
 }  // namespace

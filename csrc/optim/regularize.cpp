@@ -20,12 +20,9 @@ double chunked_sum(index_t count, F&& f) {
   if (chunks <= 1) return count > 0 ? f(index_t(0), count) : 0.0;
   std::vector<double> part(std::size_t(chunks), 0.0);
   const int nt = std::min<int>(threads_for(double(count), 65536.0), int(chunks));
-  (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-#endif
-  for (index_t c = 0; c < chunks; ++c)
+  parallel_for(chunks, nt, [&](index_t c) {
     part[std::size_t(c)] = f(c * kChunk, std::min(count, (c + 1) * kChunk));
+  });
   double s = 0.0;
   for (double v : part) s += v;
   return s;
@@ -75,9 +72,12 @@ template <class T>
 void clip_by_value(T* FM_RESTRICT g, index_t count, double v) {
   const T hi = T(v), lo = T(-v);
   const int nt = threads_for(double(count), 65536.0);
-  (void)nt;
+  if (nt <= 1) {
+    for (index_t i = 0; i < count; ++i) g[i] = std::min(std::max(g[i], lo), hi);
+    return;
+  }
 #if defined(_OPENMP)
-#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for simd num_threads(nt) schedule(static)
 #endif
   for (index_t i = 0; i < count; ++i) g[i] = std::min(std::max(g[i], lo), hi);
 }
@@ -86,9 +86,12 @@ template <class T>
 void scale_in_place(T* FM_RESTRICT g, index_t count, double s) {
   const T f = T(s);
   const int nt = threads_for(double(count), 65536.0);
-  (void)nt;
+  if (nt <= 1) {
+    for (index_t i = 0; i < count; ++i) g[i] *= f;
+    return;
+  }
 #if defined(_OPENMP)
-#pragma omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for simd num_threads(nt) schedule(static)
 #endif
   for (index_t i = 0; i < count; ++i) g[i] *= f;
 }

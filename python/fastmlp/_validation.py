@@ -23,6 +23,24 @@ def resolve_dtype(dtype, arg="dtype"):
     return dt
 
 
+def _scan(arr):
+    """(all finite, min, max) of arr in one pass of the core where it can,
+    else with NumPy (non-contiguous arrays, other dtypes). NaN is skipped by
+    min/max and reported by `finite`."""
+    from . import _core
+
+    r = _core.scan(arr) if arr.size else None
+    if r is not None:
+        return r
+    if arr.size == 0:
+        return True, np.inf, -np.inf
+    if arr.dtype.kind == "f":
+        finite = bool(np.isfinite(arr).all())
+        return finite, float(np.nanmin(arr)) if not np.isnan(arr).all() else np.inf, \
+            float(np.nanmax(arr)) if not np.isnan(arr).all() else -np.inf
+    return True, float(arr.min()), float(arr.max())
+
+
 def _as_numeric(a, name):
     if isinstance(a, np.ndarray):
         arr = a
@@ -51,7 +69,7 @@ def check_X(X, dtype, n_features=None, name="X"):
             f"got shape {arr.shape}"
         )
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
+    if not _scan(out)[0]:
         raise ValueError(f"{name}: contains NaN or infinity")
     return out
 
@@ -76,7 +94,7 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
                         f"{name}: expected integer class ids for cross_entropy, got non-integer "
                         f"values of dtype {arr.dtype}"
                     )
-            lo, hi = arr.min(), arr.max()
+            _, lo, hi = _scan(arr)
             if lo < 0 or hi >= n_outputs:
                 raise ValueError(
                     f"{name}: class ids must lie in [0, {n_outputs}) for a network with "
@@ -89,7 +107,8 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
                 f"shape ({n_samples}, {n_outputs}), got shape {arr.shape}"
             )
         out = np.ascontiguousarray(arr, dtype=dtype)
-        if not np.isfinite(out).all() or (out < 0).any():
+        finite, lo, _ = _scan(out)
+        if not finite or lo < 0:
             raise ValueError(f"{name}: class probabilities must be finite and non-negative")
         return out
 
@@ -101,9 +120,10 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
             f"with {n_outputs} outputs, got shape {np.shape(y)}"
         )
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
+    finite, lo, hi = _scan(out)
+    if not finite:
         raise ValueError(f"{name}: contains NaN or infinity")
-    if loss == "binary_cross_entropy" and ((out < 0).any() or (out > 1).any()):
+    if loss == "binary_cross_entropy" and (lo < 0 or hi > 1):
         raise ValueError(f"{name}: binary_cross_entropy targets must lie in [0, 1]")
     return out
 

@@ -304,11 +304,20 @@ class MLP:
     def train_step(self, X, y, sample_weight=None, class_weight=None):
         """One optimizer step on this batch (with clipping and the current
         learning rate). Returns the batch's loss (before the step)."""
-        X = self._X(X)
-        y = self._y(y, X.shape[0])
-        sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
-        with self._lock:
-            value, ok, bad_layer = self._net.train_step(X, y, sw, cw)
+        net = self._net
+        if (net is not None and sample_weight is None and class_weight is None
+                and _core_layout(X, y, self.dtype, self.loss_name)):
+            # Already in the core's layout: the core checks the values (finite
+            # X, class ids in range, target ranges) in one pass, which for a
+            # small network saves a good part of the step.
+            with self._lock:
+                value, ok, bad_layer = net.train_step(X, y, None, None)
+        else:
+            X = self._X(X)
+            y = self._y(y, X.shape[0])
+            sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
+            with self._lock:
+                value, ok, bad_layer = self._net.train_step(X, y, sw, cw)
         if not ok:
             raise FloatingPointError(
                 f"train_step: {self._divergence(value, bad_layer)} The parameters were left as "
@@ -584,6 +593,22 @@ def _check_callbacks(callbacks):
         if cb.every_n_batches is not None:
             check_positive_int(cb.every_n_batches, f"callbacks[{i}].every_n_batches")
     return out
+
+
+_ID_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _core_layout(X, y, dtype, loss):
+    """True when X and y can go to the core as they are: C-contiguous arrays
+    of the model's dtype, class ids as int32/int64 (cross_entropy) or 2-D
+    targets. Shapes and values are then checked by the core."""
+    if type(X) is not np.ndarray or type(y) is not np.ndarray:
+        return False
+    if X.dtype != dtype or X.ndim != 2 or not X.flags.c_contiguous or not y.flags.c_contiguous:
+        return False
+    if y.ndim == 1:
+        return loss == "cross_entropy" and y.dtype in _ID_DTYPES
+    return y.ndim == 2 and y.dtype == dtype
 
 
 def _sample_weight(w, n, dtype, name="sample_weight"):
