@@ -198,3 +198,19 @@ def test_permutation_is_a_seeded_permutation():
         q = fm.ops.permutation(5, seed=11, epoch=e)
         counts[np.arange(5), q] += 1
     assert np.abs(counts / 2000 - 0.2).max() < 0.05
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dense", [False, True])
+def test_network_cross_entropy_reuses_forward_lse_bitwise(dtype, dense):
+    # The network keeps each row's log-sum-exp from its softmax pass; the loss
+    # must be exactly the one that recomputes it from the logits.
+    rng = np.random.default_rng(11)
+    X = (rng.standard_normal((37, 9)) * 4).astype(dtype)
+    ids = rng.integers(0, 7, 37)
+    y = np.eye(7, dtype=dtype)[ids] * 0.8 + 0.2 / 7 if dense else ids
+    m = fm.MLP([9, 7], activation="relu", loss="cross_entropy", dtype=dtype, seed=1)
+    lay = m.layers[0]
+    z, p = fm.ops.dense_forward(X, lay.W, lay.b, "identity")
+    value, _, _ = fm.ops.loss_forward_backward("cross_entropy", z, p, y)
+    assert m.loss(X, y) == value

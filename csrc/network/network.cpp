@@ -192,6 +192,7 @@ void Network<T>::reserve_rows(index_t n) {
   swb_.resize(n);
   lb_.resize(n);
   row_loss_.resize(n);
+  lse_.resize(n);
   cap_ = n;
 }
 
@@ -231,7 +232,7 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
       out_[l] = y_[l];
     }
   }
-  loss_output<T>(loss_, y_[L - 1], z_[L - 1], n, output_size());
+  loss_output<T>(loss_, y_[L - 1], z_[L - 1], n, output_size(), lse_.data());
   last_n_ = n;
   last_training_ = training;
   return y_[L - 1];
@@ -259,7 +260,7 @@ double Network<T>::loss(const T* x, const Target<T>& t, index_t n, bool training
   forward(x, n, training);
   const index_t L = num_layers();
   return loss_forward_backward<T>(loss_, nullptr, z_[L - 1], y_[L - 1], t, n, output_size(),
-                                  row_loss_.data()) +
+                                  row_loss_.data(), lse_.data()) +
          penalty_value();
 }
 
@@ -269,7 +270,7 @@ void Network<T>::backward(const T* x, const Target<T>& t, index_t n, double* los
   T* P = params_.data();
   T* G = grads_.data();
   *loss_out = loss_forward_backward<T>(loss_, d_[L - 1], z_[L - 1], y_[L - 1], t, n,
-                                       output_size(), row_loss_.data());
+                                       output_size(), row_loss_.data(), lse_.data());
   for (index_t l = L - 1; l >= 0; --l) {
     const LayerSpec& s = layers_[l];
     T* d = d_[l];

@@ -182,6 +182,7 @@ class Network {
   AlignedBuffer<T> xb_, tb_, swb_;
   AlignedBuffer<int32_t> lb_;
   AlignedBuffer<double> row_loss_;
+  AlignedBuffer<T> lse_;  // per-row log-sum-exp of the last forward (cross_entropy)
   std::vector<double> gsq_;
   std::vector<std::vector<unsigned char>> alive_;
 

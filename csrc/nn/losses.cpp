@@ -2,14 +2,26 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "common/parallel.h"
 #include "nn/activations.h"
 
 namespace fastmlp {
 
+// e^x for the softmax: float32 uses the branch-free exp_f32 of
+// nn/activations.h (< 2 ulp; a loop of them vectorizes, a loop of expf calls
+// does not), float64 the C library. Arguments here are z - max(z) <= 0.
 template <class T>
-void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k) {
+FM_ALWAYS_INLINE T exp_loss(T x) {
+  if constexpr (std::is_same_v<T, float>)
+    return exp_f32(x);
+  else
+    return std::exp(x);
+}
+
+template <class T>
+void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
   if (loss == Loss::mse) return;
   const int nt = threads_for(double(n) * k * 16.0);
   parallel_for(n, nt, [&](index_t i) {
@@ -20,11 +32,10 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k) {
     } else {
       T mx = zi[0];
       for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
+      for (index_t j = 0; j < k; ++j) yi[j] = exp_loss(zi[j] - mx);
       T s = T(0);
-      for (index_t j = 0; j < k; ++j) {
-        yi[j] = std::exp(zi[j] - mx);
-        s += yi[j];
-      }
+      for (index_t j = 0; j < k; ++j) s += yi[j];
+      if (lse) lse[i] = mx + std::log(s);
       const T inv = T(1) / s;
       for (index_t j = 0; j < k; ++j) yi[j] *= inv;
     }
@@ -46,7 +57,7 @@ namespace {
 // unweighted result bitwise.
 template <class T, bool Weighted>
 void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, index_t n,
-               index_t k, T inv_den, double* row_loss) {
+               index_t k, T inv_den, double* row_loss, const T* lse_rows) {
   const T* sw = t.sample_weight;
   const T* cw = t.class_weight;
   (void)sw;
@@ -93,12 +104,18 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         break;
       }
       case Loss::cross_entropy: {
-        // log-sum-exp from the logits: lse = max + log(sum exp(z - max)).
-        T mx = zi[0];
-        for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
-        T s = T(0);
-        for (index_t j = 0; j < k; ++j) s += std::exp(zi[j] - mx);
-        const T lse = mx + std::log(s);
+        // log-sum-exp from the logits: lse = max + log(sum exp(z - max)),
+        // computed as loss_output computes it (or read from it).
+        T lse;
+        if (lse_rows) {
+          lse = lse_rows[i];
+        } else {
+          T mx = zi[0];
+          for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
+          T s = T(0);
+          for (index_t j = 0; j < k; ++j) s += exp_loss(zi[j] - mx);
+          lse = mx + std::log(s);
+        }
         if (t.labels) {
           const int32_t c = t.labels[i];
           if constexpr (Weighted) {
@@ -147,14 +164,14 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
 // training.
 template <class T>
 double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
-                             index_t n, index_t k, double* row_loss) {
+                             index_t n, index_t k, double* row_loss, const T* lse) {
   if (n <= 0) return 0.0;
   const bool ce = loss == Loss::cross_entropy;
   double den = ce ? double(n) : double(n) * double(k);
   T inv_den = ce ? T(1) / T(n) : T(1) / (T(n) * T(k));
   const bool weighted = t.sample_weight || (t.class_weight && loss != Loss::mse);
   if (!weighted) {
-    loss_rows<T, false>(loss, d, z, y, t, n, k, inv_den, row_loss);
+    loss_rows<T, false>(loss, d, z, y, t, n, k, inv_den, row_loss, lse);
   } else {
     if (ce && t.labels && t.class_weight) {
       den = 0.0;
@@ -165,18 +182,20 @@ double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Targ
       }
       inv_den = T(1) / T(den);
     }
-    loss_rows<T, true>(loss, d, z, y, t, n, k, inv_den, row_loss);
+    loss_rows<T, true>(loss, d, z, y, t, n, k, inv_den, row_loss, lse);
   }
   double total = 0.0;
   for (index_t i = 0; i < n; ++i) total += row_loss[i];
   return total / den;
 }
 
-template void loss_output<float>(Loss, float*, const float*, index_t, index_t);
-template void loss_output<double>(Loss, double*, const double*, index_t, index_t);
+template void loss_output<float>(Loss, float*, const float*, index_t, index_t, float*);
+template void loss_output<double>(Loss, double*, const double*, index_t, index_t, double*);
 template double loss_forward_backward<float>(Loss, float*, const float*, const float*,
-                                             const Target<float>&, index_t, index_t, double*);
+                                             const Target<float>&, index_t, index_t, double*,
+                                             const float*);
 template double loss_forward_backward<double>(Loss, double*, const double*, const double*,
-                                              const Target<double>&, index_t, index_t, double*);
+                                              const Target<double>&, index_t, index_t, double*,
+                                              const double*);
 
 }  // namespace fastmlp
