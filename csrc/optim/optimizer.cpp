@@ -32,12 +32,6 @@
 #include "common/parallel.h"
 #include "common/restrict.h"
 
-#if defined(_OPENMP)
-// `nt` is the thread count chosen by the caller of the loop.
-#define FM_OPT_LOOP _Pragma("omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)")
-#else
-#define FM_OPT_LOOP
-#endif
 
 namespace fastmlp {
 
@@ -82,6 +76,24 @@ FM_ALWAYS_INLINE T flush_tiny(T x) {
 }
 
 // Threads for `count` elements of a loop costing about `weight` SGD updates each.
+// for (i < n) body(i): on nt threads when nt > 1, else a plain loop (no
+// libgomp team for a false `if`, see common/parallel.h); either way the
+// element-wise body is vectorized.
+template <class F>
+inline void opt_for(index_t n, int nt, F&& body) {
+#if defined(_OPENMP)
+  if (nt > 1) {
+#pragma omp parallel for simd num_threads(nt) schedule(static)
+    for (index_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#else
+  (void)nt;
+#endif
+#pragma omp simd
+  for (index_t i = 0; i < n; ++i) body(i);
+}
+
 int threads_for_update(index_t count, double weight) {
   return threads_for(double(count) * weight, 65536.0);
 }
@@ -97,9 +109,7 @@ void sgd_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const T keep_g = T(1.0 - c.dampening);
   const bool decay = c.weight_decay != 0.0, nesterov = c.nesterov, first = step == 1;
   const int nt = threads_for_update(n, 1.0);
-  (void)nt;
-  FM_OPT_LOOP
-  for (index_t i = 0; i < n; ++i) {
+  opt_for(n, nt, [&](index_t i) {
     T gi = g[i];
     if (decay) gi = gi + wd * p[i];
     if (kMomentum) {
@@ -109,7 +119,7 @@ void sgd_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
       gi = nesterov ? gi + mu * b : b;
     }
     p[i] = p[i] + neg_lr * gi;
-  }
+  });
 }
 
 // ---------------------------------------------------------- Adam, AdamW
@@ -142,9 +152,7 @@ void adam_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const T bc2_sqrt = T(std::pow(bias_correction2, 0.5));
   const T eps = T(c.eps);
   const int nt = threads_for_update(n, 4.0);
-  (void)nt;
-  FM_OPT_LOOP
-  for (index_t i = 0; i < n; ++i) {
+  opt_for(n, nt, [&](index_t i) {
     T pi = p[i];
     T gi = g[i];
     if (scale_p) pi = pi * keep_p;
@@ -162,7 +170,7 @@ void adam_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
     }
     const T denom = std::sqrt(vd) / bc2_sqrt + eps;
     p[i] = pi + neg_step_size * mi / denom;
-  }
+  });
 }
 
 // ------------------------------------------------------------- RMSprop
@@ -185,9 +193,7 @@ void rmsprop_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const T one_minus_w = T(1) - w;
   const T eps = T(c.eps), mu = T(c.momentum), neg_lr = T(-c.lr);
   const int nt = threads_for_update(n, 4.0);
-  (void)nt;
-  FM_OPT_LOOP
-  for (index_t i = 0; i < n; ++i) {
+  opt_for(n, nt, [&](index_t i) {
     T gi = g[i];
     if (decay) gi = gi + wd * p[i];
     const T si = flush_tiny(sq[i] * alpha + one_minus_alpha * gi * gi);
@@ -209,7 +215,7 @@ void rmsprop_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
     } else {
       p[i] = p[i] + neg_lr * gi / avg;
     }
-  }
+  });
 }
 
 // ------------------------------------------------------------- Adagrad
@@ -226,16 +232,14 @@ void adagrad_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const double clr = c.lr / (1.0 + (double(step) - 1.0) * c.lr_decay);
   const T neg_clr = T(-clr);
   const int nt = threads_for_update(n, 3.0);
-  (void)nt;
-  FM_OPT_LOOP
-  for (index_t i = 0; i < n; ++i) {
+  opt_for(n, nt, [&](index_t i) {
     T gi = g[i];
     if (decay) gi = gi + wd * p[i];
     const T si = sum[i] + gi * gi;
     sum[i] = si;
     const T sd = std::sqrt(si) + eps;
     p[i] = p[i] + neg_clr * gi / sd;
-  }
+  });
 }
 
 }  // namespace
