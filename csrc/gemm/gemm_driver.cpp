@@ -220,7 +220,6 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
             }
             if (!transposed_c) {
               f(kc, ap, astride, bp, bstride, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
-              if (last_k && ep) apply_epilogue(K, *ep, c, ldc, i0, mr, j0, nr);
             } else {
               // tile(r, s) = C(j0 + s, i0 + r): rows of the tile are columns of C.
               f(kc, ap, astride, bp, bstride, tile, NR, mr, nr, alpha, T(0));
@@ -237,6 +236,10 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
             }
           }
         }
+        // The epilogue of this mc x nc block, one call per row over all its
+        // columns while the block is still in L2 (per micro-tile it would be
+        // one call per 32 elements, and the calls cost more than the work).
+        if (last_k && ep && !transposed_c) apply_epilogue(K, *ep, c, ldc, ic, mc, jc, nc);
       }
     }
   }

@@ -142,11 +142,27 @@ typename V::T fma_chains(long long iters) {
 
 // tanh and sigmoid at this unit's width (the static float helpers of
 // nn/activations.h, compiled here). Only those two: the callers send no other.
-inline void act_run_f32(float* y, const float* z, index_t len, Act act) {
+// A length that is not a multiple of 16 ends in a padded 16-element buffer,
+// so that every element goes through the vector loop (the compiler's own tail
+// runs the functions one element at a time, with scalar divisions).
+inline void act_block_f32(float* y, const float* z, index_t len, Act act) {
   if (act == Act::tanh)
     for (index_t i = 0; i < len; ++i) y[i] = tanh_f32(z[i]);
   else
     for (index_t i = 0; i < len; ++i) y[i] = sigmoid_f32(z[i]);
+}
+
+inline void act_run_f32(float* y, const float* z, index_t len, Act act) {
+  constexpr index_t kBlock = 16;
+  const index_t body = len / kBlock * kBlock;
+  for (index_t i = 0; i < body; i += kBlock) act_block_f32(y + i, z + i, kBlock, act);
+  if (body < len) {
+    alignas(64) float buf[kBlock] = {};
+    const index_t rest = len - body;
+    for (index_t i = 0; i < rest; ++i) buf[i] = z[body + i];
+    act_block_f32(buf, buf, kBlock, act);
+    for (index_t i = 0; i < rest; ++i) y[body + i] = buf[i];
+  }
 }
 
 // The k-major and row-major kernels of one tile shape.
