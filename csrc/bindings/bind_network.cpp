@@ -75,13 +75,23 @@ void check_finite(const T* p, index_t count, const char* name) {
   // vectorizes where a branch per element would not.
   using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
   constexpr U kExp = sizeof(T) == 8 ? U(0x7ff0000000000000ull) : U(0x7f800000u);
-  U bad = 0;
-  for (index_t i = 0; i < count; ++i) {
+  constexpr index_t kLanes = 16;
+  U bad[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= count; i += kLanes)
+    for (index_t l = 0; l < kLanes; ++l) {
+      U bits;
+      std::memcpy(&bits, p + i + l, sizeof bits);
+      bad[l] |= U((bits & kExp) == kExp);
+    }
+  for (index_t l = 0; i < count; ++i, ++l) {
     U bits;
     std::memcpy(&bits, p + i, sizeof bits);
-    bad |= U((bits & kExp) == kExp);
+    bad[l] |= U((bits & kExp) == kExp);
   }
-  if (bad) throw py::value_error(std::string(name) + ": contains NaN or infinity");
+  U any = 0;
+  for (index_t l = 0; l < kLanes; ++l) any |= bad[l];
+  if (any) throw py::value_error(std::string(name) + ": contains NaN or infinity");
 }
 
 // The value rules of fastmlp._validation.check_y for (n, k) targets.
