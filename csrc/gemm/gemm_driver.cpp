@@ -65,6 +65,31 @@ void pack_b_sliver(T* FM_RESTRICT dst, Trans tb, const T* b, index_t ldb, index_
       for (index_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
 }
 
+// The whole kc x nc panel of op(B) = B (row-major, rows along j) into NR-wide
+// slivers, dst[jr*NR*kc + p*NR + j], row by row: each source row is read once
+// from start to end (one page at a time) and scattered to the slivers, where
+// sliver by sliver the reads would stride through kc pages per sliver.
+template <class T>
+void pack_b_panel_rows(T* FM_RESTRICT dst, const T* b, index_t ldb, index_t p0, index_t kc,
+                       index_t j0, index_t nc, int NR) {
+  const index_t n_full = nc / NR, rest = nc - n_full * NR;
+  for (index_t p = 0; p < kc; ++p) {
+    const T* src = b + (p0 + p) * ldb + j0;
+    T* d = dst + p * NR;
+    for (index_t jr = 0; jr < n_full; ++jr) {
+      const T* s = src + jr * NR;
+      T* o = d + jr * NR * kc;
+      for (int j = 0; j < NR; ++j) o[j] = s[j];
+    }
+    if (rest) {
+      const T* s = src + n_full * NR;
+      T* o = d + n_full * NR * kc;
+      for (index_t j = 0; j < rest; ++j) o[j] = s[j];
+      for (index_t j = rest; j < NR; ++j) o[j] = T(0);
+    }
+  }
+}
+
 template <class T>
 void apply_epilogue(const GemmKernel<T>& K, const Epilogue<T>& ep, T* c, index_t ldc, index_t i0,
                     index_t rows, index_t j0, index_t cols) {
@@ -158,7 +183,9 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
       const index_t kc = std::min(KC, k - pc);
       const T beta_blk = pc == 0 ? beta : T(1);
       const bool last_k = pc + kc == k;
-      if (!b_direct)
+      if (!b_direct && tb == Trans::N)
+        pack_b_panel_rows(bpack, b, ldb, pc, kc, jc, nc, NR);
+      else if (!b_direct)
         for (index_t jr = 0; jr < n_jr; ++jr) {
           const index_t j0 = jr * NR, nr = std::min<index_t>(NR, nc - j0);
           if (tb == Trans::T && K.pack_bt)
