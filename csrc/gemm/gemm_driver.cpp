@@ -196,14 +196,21 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
       for (index_t ic = i_beg; ic < i_end; ic += MC) {
         const index_t mc = std::min(MC, i_end - ic);
         const index_t n_ir = (mc + MR - 1) / MR;
+        // Row-major A packs exactly as B^T does (dst[p*MR + i] = a[i*lda + p]):
+        // the ISA's transposing pack when it has one.
+        auto pack_a = [&](T* dst, index_t i0, index_t rows) {
+          if (ta == Trans::N && K.pack_bt)
+            K.pack_bt(dst, a, lda, pc, kc, i0, rows, MR);
+          else
+            pack_a_sliver(dst, ta, a, lda, i0, rows, pc, kc, MR);
+        };
         if (!a_direct) {
           for (index_t ir = 0; ir < n_ir; ++ir) {
             const index_t i0 = ir * MR;
-            pack_a_sliver(apack + ir * MR * kc, ta, a, lda, ic + i0,
-                          std::min<index_t>(MR, mc - i0), pc, kc, MR);
+            pack_a(apack + ir * MR * kc, ic + i0, std::min<index_t>(MR, mc - i0));
           }
         } else if (mc % MR) {  // read in place, but the edge sliver is packed, once
-          pack_a_sliver(apack, ta, a, lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, MR);
+          pack_a(apack, ic + (n_ir - 1) * MR, mc % MR);
         }
         // ir runs fastest, so consecutive tiles reuse the B sliver from L1/L2.
         for (index_t jr = 0; jr < n_jr; ++jr) {
