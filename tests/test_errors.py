@@ -211,3 +211,14 @@ def test_train_step_core_layout_and_converted_inputs_step_alike(dtype):
     for m in models[1:]:
         for a, b in zip(m.layers, models[0].layers):
             np.testing.assert_array_equal(a.W, b.W)
+
+
+@pytest.mark.parametrize("dtype", [">i8", ">i4", "<i8", ">f8"])
+def test_class_ids_in_any_byte_order(dtype):
+    m = fm.MLP([4, 5, 3], seed=0).compile(fm.optim.SGD(lr=0.1))
+    ids = np.array([0, 1, 2, 0, 1, 2]).astype(dtype)
+    ref = fm.MLP([4, 5, 3], seed=0).compile(fm.optim.SGD(lr=0.1))
+    assert m.train_step(X, ids) == ref.train_step(X, Y)
+    assert m.loss(X, ids) == ref.loss(X, Y)
+    with pytest.raises(ValueError, match=r"^y: class ids must lie in \[0, 3\) .* got values in \[1(\.0)?, 3(\.0)?\]"):
+        m.fit(X, (ids + 1).astype(dtype), verbose=0)

@@ -297,6 +297,8 @@ void bind_ops(py::module_& m) {
       "scan",
       [](const py::array& a) -> py::object {
         if (!(a.flags() & py::array::c_style)) return py::none();
+        const char order = a.dtype().byteorder();
+        if (order != '=' && order != '|') return py::none();  // not native: NumPy reads it
         const std::size_t n = std::size_t(a.size());
         const char kind = a.dtype().kind();
         const auto size = a.dtype().itemsize();

@@ -2,9 +2,10 @@
 // -mavx512f -mfma for this file only and selected at run time (dispatch.cpp).
 //
 // float: 12 x 32 tile (24 zmm accumulators, 2 B loads and 12 broadcasts per
-// k step); double: 12 x 16. Both leave room for the B vectors and a broadcast
-// in the 32-register file, and 24 independent chains cover the FMA latency
-// on cores with one or two 512-bit FMA ports.
+// k step); double: 6 x 32 (24 accumulators, 4 B loads and 6 broadcasts).
+// Both leave room for the B vectors and a broadcast in the 32-register file,
+// and 24 independent chains cover the FMA latency on cores with one or two
+// 512-bit FMA ports.
 #include <immintrin.h>
 
 #include <cmath>

@@ -95,6 +95,8 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
                         f"values of dtype {arr.dtype}"
                     )
             _, lo, hi = _scan(arr)
+            if arr.dtype.kind != "f":
+                lo, hi = int(lo), int(hi)
             if lo < 0 or hi >= n_outputs:
                 raise ValueError(
                     f"{name}: class ids must lie in [0, {n_outputs}) for a network with "
