@@ -22,19 +22,42 @@
 #include "gemm/ukr.h"
 #include "nn/activations.h"
 
+// Packing copies are short runs (a register tile's width); GCC would turn
+// each into a memmove call, which costs more than the copy itself.
+#if defined(__GNUC__) && !defined(__clang__)
+#define FM_NO_MEMMOVE __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define FM_NO_MEMMOVE
+#endif
+
 namespace fastmlp {
 namespace {
 
+// dst[p*W + i] = src[p*ld + i] for p < rows, i < W (W a constant).
+template <int W, class T>
+FM_NO_MEMMOVE void copy_rows(T* FM_RESTRICT dst, const T* FM_RESTRICT src, index_t ld, index_t rows) {
+  for (index_t p = 0; p < rows; ++p)
+    for (int i = 0; i < W; ++i) dst[p * W + i] = src[p * ld + i];
+}
+
 // One MR-row sliver of op(A) (rows i0.., k columns p0..p0+kc) into dst[p*MR + i].
 template <class T>
-void pack_a_sliver(T* FM_RESTRICT dst, Trans ta, const T* a, index_t lda, index_t i0, index_t mr,
+FM_NO_MEMMOVE void pack_a_sliver(T* FM_RESTRICT dst, Trans ta, const T* a, index_t lda, index_t i0, index_t mr,
                    index_t p0, index_t kc, int MR) {
   if (ta == Trans::N) {  // op(A)(i, p) = a[i*lda + p]: read rows, scatter by MR
     for (index_t i = 0; i < mr; ++i) {
       const T* src = a + (i0 + i) * lda + p0;
       for (index_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
     }
-  } else {  // op(A)(i, p) = a[p*lda + i]: contiguous in i
+  } else if (mr == MR && (MR == 12 || MR == 6)) {
+    // op(A)(i, p) = a[p*lda + i]: contiguous in i. Full slivers of the usual
+    // heights copy with a constant length: inline moves, not a memmove call
+    // per 12 elements.
+    if (MR == 12)
+      copy_rows<12>(dst, a + p0 * lda + i0, lda, kc);
+    else
+      copy_rows<6>(dst, a + p0 * lda + i0, lda, kc);
+  } else {
     for (index_t p = 0; p < kc; ++p) {
       const T* src = a + (p0 + p) * lda + i0;
       for (index_t i = 0; i < mr; ++i) dst[p * MR + i] = src[i];
@@ -47,7 +70,7 @@ void pack_a_sliver(T* FM_RESTRICT dst, Trans ta, const T* a, index_t lda, index_
 
 // One NR-column sliver of op(B) (k rows p0..p0+kc, columns j0..) into dst[p*NR + j].
 template <class T>
-void pack_b_sliver(T* FM_RESTRICT dst, Trans tb, const T* b, index_t ldb, index_t p0, index_t kc,
+FM_NO_MEMMOVE void pack_b_sliver(T* FM_RESTRICT dst, Trans tb, const T* b, index_t ldb, index_t p0, index_t kc,
                    index_t j0, index_t nr, int NR) {
   if (tb == Trans::N) {  // op(B)(p, j) = b[p*ldb + j]: contiguous in j
     for (index_t p = 0; p < kc; ++p) {
@@ -69,17 +92,31 @@ void pack_b_sliver(T* FM_RESTRICT dst, Trans tb, const T* b, index_t ldb, index_
 // slivers, dst[jr*NR*kc + p*NR + j], row by row: each source row is read once
 // from start to end (one page at a time) and scattered to the slivers, where
 // sliver by sliver the reads would stride through kc pages per sliver.
+template <int NR, class T>
+FM_NO_MEMMOVE void copy_slivers(T* FM_RESTRICT d, const T* FM_RESTRICT src, index_t n_full, index_t kc) {
+  // NR is a constant here, so each copy is a few inline vector moves (with a
+  // run-time NR the compiler calls memmove for every 32 elements).
+  for (index_t jr = 0; jr < n_full; ++jr) {
+    const T* s = src + jr * NR;
+    T* o = d + jr * NR * kc;
+    for (int j = 0; j < NR; ++j) o[j] = s[j];
+  }
+}
+
 template <class T>
-void pack_b_panel_rows(T* FM_RESTRICT dst, const T* b, index_t ldb, index_t p0, index_t kc,
+FM_NO_MEMMOVE void pack_b_panel_rows(T* FM_RESTRICT dst, const T* b, index_t ldb, index_t p0, index_t kc,
                        index_t j0, index_t nc, int NR) {
   const index_t n_full = nc / NR, rest = nc - n_full * NR;
   for (index_t p = 0; p < kc; ++p) {
     const T* src = b + (p0 + p) * ldb + j0;
     T* d = dst + p * NR;
-    for (index_t jr = 0; jr < n_full; ++jr) {
-      const T* s = src + jr * NR;
-      T* o = d + jr * NR * kc;
-      for (int j = 0; j < NR; ++j) o[j] = s[j];
+    switch (NR) {
+      case 32: copy_slivers<32>(d, src, n_full, kc); break;
+      case 16: copy_slivers<16>(d, src, n_full, kc); break;
+      case 8: copy_slivers<8>(d, src, n_full, kc); break;
+      default:
+        for (index_t jr = 0; jr < n_full; ++jr)
+          for (int j = 0; j < NR; ++j) d[jr * NR * kc + j] = src[jr * NR + j];
     }
     if (rest) {
       const T* s = src + n_full * NR;
