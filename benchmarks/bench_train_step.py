@@ -29,4 +29,5 @@ def test_train_step(benchmark, lib, name):
     step = build_train_step(lib, name)
     benchmark(step)
     flops = train_step_flops(cfg.sizes, cfg.batch)
-    benchmark.extra_info["gflops"] = flops / benchmark.stats.stats.mean / 1e9
+    if benchmark.stats is not None:  # None under --benchmark-disable (a smoke run)
+        benchmark.extra_info["gflops"] = flops / benchmark.stats.stats.mean / 1e9
