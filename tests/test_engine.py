@@ -248,7 +248,11 @@ def test_chunked_epoch_equals_whole_epoch(rng):
     ha = a.fit(X, y, epochs=2, batch_size=30, verbose=0)
     hb = b.fit(X, y, epochs=2, batch_size=30, verbose=0, callbacks=[Every()])
     assert _same(_params(a), _params(b))
-    assert ha["loss"] == hb["loss"]
+    # The core carries the epoch's sums across chunks: the same numbers added
+    # in the same order, so every recorded value is bitwise equal.
+    for key in ha.history:
+        if key != "time":
+            assert ha[key] == hb[key], key
 
 
 def test_sample_weight_two_equals_double_lr(rng):

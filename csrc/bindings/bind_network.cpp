@@ -301,7 +301,7 @@ void bind_network(py::module_& m, const char* name) {
       .def("train_epoch",
            [](Net& n, carray<T> x, py::array y, std::optional<carray<int64_t>> perm,
               index_t batch_size, index_t start, index_t max_batches, py::object sw, py::object cw,
-              bool check_signals) {
+              bool check_signals, py::object carry) {
              const T* xp = input_of(n, x);
              const index_t rows = x.shape(0);
              Target<T> t = make_target(n, y, rows);
@@ -325,7 +325,21 @@ void bind_network(py::module_& m, const char* name) {
                  }
                  return false;
                };
+             // carry: the dict a previous call returned for the same epoch. Its
+             // sums continue here, so a chunked epoch adds the same numbers in
+             // the same order as a whole one (bitwise equal loss and norms).
              EpochResult r;
+             if (!carry.is_none()) {
+               const py::dict c = carry.cast<py::dict>();
+               r.loss_sum = c["loss_sum"].cast<double>();
+               r.rows = c["rows"].cast<index_t>();
+               r.batches = c["batches"].cast<index_t>();
+               r.correct = c["correct"].cast<double>();
+               r.predictions = c["predictions"].cast<double>();
+               r.grad_norm_sum = c["grad_norm_sum"].cast<std::vector<double>>();
+               if (r.grad_norm_sum.size() > std::size_t(n.num_layers()))
+                 throw py::value_error("carry: grad_norm_sum has more entries than layers");
+             }
              {
                py::gil_scoped_release nogil;
                n.train_epoch(xp, t, rows, pp, batch_size, start, max_batches, poll, r);
@@ -347,7 +361,7 @@ void bind_network(py::module_& m, const char* name) {
            },
            "X"_a.noconvert(), "y"_a, "perm"_a.noconvert(), "batch_size"_a, "start"_a = 0,
            "max_batches"_a = -1, "sample_weight"_a = py::none(), "class_weight"_a = py::none(),
-           "check_signals"_a = true)
+           "check_signals"_a = true, "carry"_a = py::none())
       .def("grad_norms",
            [](const Net& n) {
              std::vector<double> v;

@@ -443,9 +443,13 @@ class MLP:
                 r = None
                 start = 0
                 while start < n:
+                    before = 0 if r is None else r["batches"]
                     with self._lock:
-                        part = net.train_epoch(X, y, perm, batch_size, start, chunk, sw, cw)
-                    r = part if r is None else _merge(r, part)
+                        # carry=r: the core continues this epoch's sums, so a
+                        # chunked epoch gives the same history bitwise.
+                        part = net.train_epoch(X, y, perm, batch_size, start, chunk, sw, cw,
+                                               carry=r)
+                    r = part
                     if part["diverged"]:
                         b = part["bad_batch"] + 1  # counted from the epoch's start
                         raise FloatingPointError(
@@ -453,8 +457,9 @@ class MLP:
                             f"{self._divergence(part['bad_loss'], part['bad_layer'])} The "
                             f"parameters are those before that batch. {_REMEDIES}"
                         )
-                    start += part["batches"] * batch_size
-                    if part["batches"] == 0:
+                    done = part["batches"] - before
+                    start += done * batch_size
+                    if done == 0:
                         break
                     if chunk > 0 and start < n:
                         logs = {"loss": r["loss_sum"] / max(r["rows"], 1)}
@@ -570,15 +575,6 @@ class MLP:
         ss_res = float(((y - pred) ** 2).sum())
         ss_tot = float(((y - y.mean(axis=0)) ** 2).sum())
         return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
-
-
-def _merge(a, b):
-    out = dict(b)
-    for key in ("loss_sum", "rows", "batches", "correct", "predictions"):
-        out[key] = a[key] + b[key]
-    out["grad_norm_sum"] = [x + y for x, y in zip(a["grad_norm_sum"], b["grad_norm_sum"])] \
-        if a["grad_norm_sum"] else b["grad_norm_sum"]
-    return out
 
 
 def _check_callbacks(callbacks):
