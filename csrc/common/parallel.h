@@ -52,6 +52,22 @@ inline void parallel_for(index_t n, int nt, F&& body) {
   for (index_t i = 0; i < n; ++i) body(i);
 }
 
+// The same for element-wise bodies that should be vectorized on either path.
+template <class F>
+inline void parallel_for_simd(index_t n, int nt, F&& body) {
+#if defined(_OPENMP)
+  if (nt > 1) {
+#pragma omp parallel for simd num_threads(nt) schedule(static)
+    for (index_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#else
+  (void)nt;
+#endif
+#pragma omp simd
+  for (index_t i = 0; i < n; ++i) body(i);
+}
+
 // Threads worth using for `work` multiply-adds: a parallel region costs a few
 // microseconds to open, so small problems run on the calling thread. The
 // answer never changes a result, only its speed (see the determinism rule in

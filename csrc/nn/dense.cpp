@@ -72,16 +72,9 @@ void dz_db_all(T* dz, T* db, const T* dy, const T* z, const T* y, index_t n, ind
   constexpr index_t kStrip = 64;
   const index_t n_strips = (out + kStrip - 1) / kStrip;
   const int nt = std::min<int>(threads_for(double(n) * out * 4.0), int(n_strips));
-  if (nt <= 1) {
-    for (index_t s = 0; s < n_strips; ++s)
-      dz_db_strip<T, A>(dz, db, dy, z, y, n, out, s * kStrip, std::min(kStrip, out - s * kStrip));
-    return;
-  }
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) schedule(static)
-#endif
-  for (index_t s = 0; s < n_strips; ++s)
+  parallel_for(n_strips, nt, [&](index_t s) {
     dz_db_strip<T, A>(dz, db, dy, z, y, n, out, s * kStrip, std::min(kStrip, out - s * kStrip));
+  });
 }
 
 }  // namespace

@@ -192,15 +192,7 @@ void dropout_mask(T* mask, index_t count, double p, uint64_t seed, uint64_t step
 template <class T>
 void apply_mask(T* y, const T* x, const T* mask, index_t count) {
   // y may alias x: each element is read, then written, in one iteration.
-  const int nt = threads_for(double(count));
-  if (nt <= 1) {
-    for (index_t i = 0; i < count; ++i) y[i] = x[i] * mask[i];
-    return;
-  }
-#if defined(_OPENMP)
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-#endif
-  for (index_t i = 0; i < count; ++i) y[i] = x[i] * mask[i];
+  parallel_for_simd(count, threads_for(double(count)), [&](index_t i) { y[i] = x[i] * mask[i]; });
 }
 
 template void dropout_mask<float>(float*, index_t, double, uint64_t, uint64_t, uint32_t);

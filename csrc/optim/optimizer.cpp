@@ -76,24 +76,6 @@ FM_ALWAYS_INLINE T flush_tiny(T x) {
 }
 
 // Threads for `count` elements of a loop costing about `weight` SGD updates each.
-// for (i < n) body(i): on nt threads when nt > 1, else a plain loop (no
-// libgomp team for a false `if`, see common/parallel.h); either way the
-// element-wise body is vectorized.
-template <class F>
-inline void opt_for(index_t n, int nt, F&& body) {
-#if defined(_OPENMP)
-  if (nt > 1) {
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-    for (index_t i = 0; i < n; ++i) body(i);
-    return;
-  }
-#else
-  (void)nt;
-#endif
-#pragma omp simd
-  for (index_t i = 0; i < n; ++i) body(i);
-}
-
 int threads_for_update(index_t count, double weight) {
   return threads_for(double(count) * weight, 65536.0);
 }
@@ -109,7 +91,7 @@ void sgd_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const T keep_g = T(1.0 - c.dampening);
   const bool decay = c.weight_decay != 0.0, nesterov = c.nesterov, first = step == 1;
   const int nt = threads_for_update(n, 1.0);
-  opt_for(n, nt, [&](index_t i) {
+  parallel_for_simd(n, nt, [&](index_t i) {
     T gi = g[i];
     if (decay) gi = gi + wd * p[i];
     if (kMomentum) {
@@ -152,7 +134,7 @@ void adam_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const T bc2_sqrt = T(std::pow(bias_correction2, 0.5));
   const T eps = T(c.eps);
   const int nt = threads_for_update(n, 4.0);
-  opt_for(n, nt, [&](index_t i) {
+  parallel_for_simd(n, nt, [&](index_t i) {
     T pi = p[i];
     T gi = g[i];
     if (scale_p) pi = pi * keep_p;
@@ -193,7 +175,7 @@ void rmsprop_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const T one_minus_w = T(1) - w;
   const T eps = T(c.eps), mu = T(c.momentum), neg_lr = T(-c.lr);
   const int nt = threads_for_update(n, 4.0);
-  opt_for(n, nt, [&](index_t i) {
+  parallel_for_simd(n, nt, [&](index_t i) {
     T gi = g[i];
     if (decay) gi = gi + wd * p[i];
     const T si = flush_tiny(sq[i] * alpha + one_minus_alpha * gi * gi);
@@ -232,7 +214,7 @@ void adagrad_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const double clr = c.lr / (1.0 + (double(step) - 1.0) * c.lr_decay);
   const T neg_clr = T(-clr);
   const int nt = threads_for_update(n, 3.0);
-  opt_for(n, nt, [&](index_t i) {
+  parallel_for_simd(n, nt, [&](index_t i) {
     T gi = g[i];
     if (decay) gi = gi + wd * p[i];
     const T si = sum[i] + gi * gi;

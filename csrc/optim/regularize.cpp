@@ -71,29 +71,14 @@ double sum_squares(const T* FM_RESTRICT g, index_t count) {
 template <class T>
 void clip_by_value(T* FM_RESTRICT g, index_t count, double v) {
   const T hi = T(v), lo = T(-v);
-  const int nt = threads_for(double(count), 65536.0);
-  if (nt <= 1) {
-    for (index_t i = 0; i < count; ++i) g[i] = std::min(std::max(g[i], lo), hi);
-    return;
-  }
-#if defined(_OPENMP)
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-#endif
-  for (index_t i = 0; i < count; ++i) g[i] = std::min(std::max(g[i], lo), hi);
+  parallel_for_simd(count, threads_for(double(count), 65536.0),
+                    [&](index_t i) { g[i] = std::min(std::max(g[i], lo), hi); });
 }
 
 template <class T>
 void scale_in_place(T* FM_RESTRICT g, index_t count, double s) {
   const T f = T(s);
-  const int nt = threads_for(double(count), 65536.0);
-  if (nt <= 1) {
-    for (index_t i = 0; i < count; ++i) g[i] *= f;
-    return;
-  }
-#if defined(_OPENMP)
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-#endif
-  for (index_t i = 0; i < count; ++i) g[i] *= f;
+  parallel_for_simd(count, threads_for(double(count), 65536.0), [&](index_t i) { g[i] *= f; });
 }
 
 #define FM_INSTANTIATE(T)                                                      \
