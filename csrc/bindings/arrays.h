@@ -7,8 +7,14 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <initializer_list>
+#include <limits>
 #include <string>
+#include <type_traits>
 
 #include "common/types.h"
 
@@ -62,6 +68,56 @@ T* require_mut(carray<T>& a, const char* name, std::initializer_list<index_t> di
   require<T>(a, name, dims);
   if (!a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
   return a.mutable_data();
+}
+
+// (all finite, min, max) of p[0..n) in one pass; the value checks of every
+// entry point (the Python layer's through _core.scan, the core's own on
+// train_step's batches) are built on it. kRange = false: finiteness only.
+// Floating min/max skip NaN; with no (non-NaN) element they are (inf, -inf).
+// 16 independent lanes give the compiler a loop it vectorizes (one running
+// min over all elements is a serial chain); infinity and NaN are told by
+// their all-ones exponent with an integer OR, which vectorizes too.
+struct ValueScan {
+  bool finite;
+  double lo, hi;
+};
+
+template <class T, bool kRange = true>
+ValueScan scan_values(const T* p, std::size_t n) {
+  constexpr int kLanes = 16;
+  constexpr bool kFloat = std::is_floating_point_v<T>;
+  using U = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+  constexpr U kExp = sizeof(T) == 8 ? U(0x7ff0000000000000ull) : U(0x7f800000u);
+  T mn[kLanes], mx[kLanes];
+  U bad[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    mn[l] = kFloat ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
+    mx[l] = kFloat ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
+    bad[l] = 0;
+  }
+  auto visit = [&](int l, T v) {
+    if constexpr (kFloat) {
+      U bits;
+      std::memcpy(&bits, &v, sizeof v);
+      bad[l] |= U((bits & kExp) == kExp);
+    }
+    if constexpr (kRange) {
+      mn[l] = v < mn[l] ? v : mn[l];
+      mx[l] = v > mx[l] ? v : mx[l];
+    }
+  };
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) visit(l, p[i + l]);
+  for (int l = 0; i < n; ++i, ++l) visit(l, p[i]);
+  ValueScan r{true, HUGE_VAL, -HUGE_VAL};
+  for (int l = 0; l < kLanes; ++l) {
+    r.finite = r.finite && bad[l] == 0;
+    if (!kRange || std::size_t(l) >= n) continue;  // a lane that saw nothing
+    r.lo = std::min(r.lo, double(mn[l]));
+    r.hi = std::max(r.hi, double(mx[l]));
+  }
+  return r;
 }
 
 template <class T>

@@ -6,11 +6,9 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <tuple>
-#include <type_traits>
 #include <vector>
 
 #include "bindings/arrays.h"
@@ -45,71 +43,58 @@ inline py::value_error bad_class_id(int64_t id, index_t k) {
                          " outputs, got " + std::to_string(id));
 }
 
-// Builds a Target from a (n,) int32 class-id array or a (n, k) float array.
+template <class I>
+void check_class_ids(const I* p, index_t n, index_t k) {
+  const ValueScan s = scan_values(p, std::size_t(n));
+  if (n > 0 && (s.lo < 0 || s.hi >= double(k)))
+    throw bad_class_id(int64_t(s.lo < 0 ? s.lo : s.hi), k);
+}
+
+// Builds a Target from (n,) class ids, int32 (read in place) or int64 (checked,
+// then narrowed into `ids`, which must outlive the Target), or from a (n, k)
+// float array. Class ids are always range-checked. With check_dense, (n, k)
+// targets are checked too (finite, and >= 0 for cross_entropy or in [0, 1]
+// for binary cross-entropy: the rules of fastmlp._validation.check_y), for
+// callers whose targets Python has not checked: train_step's fast path. fit
+// checks its targets once, not at every chunk of an epoch.
 template <class T>
-Target<T> make_target(const Network<T>& net, const py::array& t, index_t n) {
+Target<T> make_target(const Network<T>& net, const py::array& t, index_t n,
+                      std::vector<int32_t>& ids, bool check_dense = false) {
   const index_t k = net.output_size();
   Target<T> out;
-  if (py::isinstance<carray<int32_t>>(t) && (t.flags() & py::array::c_style)) {
+  const bool c_style = t.flags() & py::array::c_style;
+  const bool i32 = py::isinstance<py::array_t<int32_t>>(t) && c_style;
+  const bool i64 = py::isinstance<py::array_t<int64_t>>(t) && c_style && t.ndim() == 1;
+  if (i32 || i64) {
     if (net.loss_kind() != Loss::cross_entropy)
       throw py::value_error("y: class ids are only accepted with cross_entropy");
-    auto a = py::reinterpret_borrow<carray<int32_t>>(t);
-    const int32_t* p = require<int32_t>(a, "y", {n});
-    for (index_t i = 0; i < n; ++i)
-      if (p[i] < 0 || p[i] >= k)
-        throw bad_class_id(p[i], k);
-    out.labels = p;
-  } else if (py::isinstance<carray<T>>(t) && (t.flags() & py::array::c_style)) {
+    if (i32) {
+      auto a = py::reinterpret_borrow<carray<int32_t>>(t);
+      out.labels = require<int32_t>(a, "y", {n});
+      check_class_ids(out.labels, n, k);
+    } else {
+      auto a = py::reinterpret_borrow<carray<int64_t>>(t);
+      const int64_t* p = require<int64_t>(a, "y", {n});
+      check_class_ids(p, n, k);
+      ids.assign(p, p + n);
+      out.labels = ids.data();
+    }
+  } else if (py::isinstance<carray<T>>(t) && c_style) {
     auto a = py::reinterpret_borrow<carray<T>>(t);
     out.dense = require<T>(a, "y", {n, k});
+    if (!check_dense) return out;
+    const Loss loss = net.loss_kind();
+    const ValueScan s = scan_values(out.dense, std::size_t(n * k));
+    if (!s.finite) throw py::value_error("y: contains NaN or infinity");
+    if (loss == Loss::cross_entropy && s.lo < 0.0)
+      throw py::value_error("y: class probabilities must be finite and non-negative");
+    if (loss == Loss::binary_cross_entropy && (s.lo < 0.0 || s.hi > 1.0))
+      throw py::value_error("y: binary_cross_entropy targets must lie in [0, 1]");
   } else {
-    throw py::type_error(std::string("y: expected a C-contiguous int32 (n,) or ") +
+    throw py::type_error(std::string("y: expected a C-contiguous int32 or int64 (n,) or ") +
                          dtype_name<T>() + " (n, k) array");
   }
   return out;
-}
-
-template <class T>
-void check_finite(const T* p, index_t count, const char* name) {
-  // Infinity and NaN have every exponent bit set; an integer OR-reduction
-  // vectorizes where a branch per element would not.
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  constexpr U kExp = sizeof(T) == 8 ? U(0x7ff0000000000000ull) : U(0x7f800000u);
-  constexpr index_t kLanes = 16;
-  U bad[kLanes] = {};
-  index_t i = 0;
-  for (; i + kLanes <= count; i += kLanes)
-    for (index_t l = 0; l < kLanes; ++l) {
-      U bits;
-      std::memcpy(&bits, p + i + l, sizeof bits);
-      bad[l] |= U((bits & kExp) == kExp);
-    }
-  for (index_t l = 0; i < count; ++i, ++l) {
-    U bits;
-    std::memcpy(&bits, p + i, sizeof bits);
-    bad[l] |= U((bits & kExp) == kExp);
-  }
-  U any = 0;
-  for (index_t l = 0; l < kLanes; ++l) any |= bad[l];
-  if (any) throw py::value_error(std::string(name) + ": contains NaN or infinity");
-}
-
-// The value rules of fastmlp._validation.check_y for (n, k) targets.
-template <class T>
-void check_dense_target(const Network<T>& net, const T* p, index_t n) {
-  const index_t count = n * net.output_size();
-  check_finite(p, count, "y");
-  const Loss loss = net.loss_kind();
-  if (loss == Loss::mse) return;
-  T lo = T(0), hi = T(0);
-  for (index_t i = 0; i < count; ++i) {
-    lo = p[i] < lo ? p[i] : lo;
-    hi = p[i] > hi ? p[i] : hi;
-  }
-  if (loss == Loss::cross_entropy && lo < T(0))
-    throw py::value_error("y: class probabilities must be finite and non-negative");
-  if (loss == Loss::binary_cross_entropy && (lo < T(0) || hi > T(1)))
-    throw py::value_error("y: binary_cross_entropy targets must lie in [0, 1]");
 }
 
 template <class T>
@@ -245,7 +230,8 @@ void bind_network(py::module_& m, const char* name) {
       .def("loss",
            [](Net& n, carray<T> x, py::array y, bool training, py::object sw, py::object cw) {
              const T* xp = input_of(n, x);
-             Target<T> t = make_target(n, y, x.shape(0));
+             std::vector<int32_t> ids;
+             Target<T> t = make_target(n, y, x.shape(0), ids);
              add_weights(n, t, x.shape(0), sw, cw);
              py::gil_scoped_release nogil;
              return n.loss(xp, t, x.shape(0), training);
@@ -255,7 +241,8 @@ void bind_network(py::module_& m, const char* name) {
       .def("compute_gradients",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
              const T* xp = input_of(n, x);
-             Target<T> t = make_target(n, y, x.shape(0));
+             std::vector<int32_t> ids;
+             Target<T> t = make_target(n, y, x.shape(0), ids);
              add_weights(n, t, x.shape(0), sw, cw);
              py::gil_scoped_release nogil;
              return n.compute_gradients(xp, t, x.shape(0));
@@ -266,29 +253,14 @@ void bind_network(py::module_& m, const char* name) {
              const T* xp = input_of(n, x);
              // MLP.train_step hands over arrays that already have the core's
              // layout without checking their values in Python (a per-batch
-             // cost that dominates small networks): check them here, in one
-             // pass each. int64 class ids are checked, then narrowed.
+             // cost that dominates small networks); make_target checks y.
              if (x.shape(0) == 0)
                throw py::value_error("X: expected at least one sample, got shape " +
                                      shape_str(x));
-             check_finite(xp, x.shape(0) * n.input_size(), "X");
+             if (!scan_values<T, false>(xp, std::size_t(x.shape(0) * n.input_size())).finite)
+               throw py::value_error("X: contains NaN or infinity");
              std::vector<int32_t> ids;
-             py::array yy = y;
-             if (py::isinstance<py::array_t<int64_t>>(y) && (y.flags() & py::array::c_style) &&
-                 y.ndim() == 1 && n.loss_kind() == Loss::cross_entropy) {
-               auto a = py::reinterpret_borrow<py::array_t<int64_t>>(y);
-               const int64_t* p = a.data();
-               const index_t k = n.output_size();
-               ids.resize(std::size_t(a.shape(0)));
-               for (std::size_t i = 0; i < ids.size(); ++i) {
-                 if (p[i] < 0 || p[i] >= k)
-                   throw bad_class_id(p[i], k);
-                 ids[i] = int32_t(p[i]);
-               }
-               yy = carray<int32_t>({py::ssize_t(ids.size())}, ids.data(), py::none());
-             }
-             Target<T> t = make_target(n, yy, x.shape(0));
-             if (t.dense) check_dense_target(n, t.dense, x.shape(0));
+             Target<T> t = make_target(n, y, x.shape(0), ids, /*check_dense=*/true);
              add_weights(n, t, x.shape(0), sw, cw);
              StepResult r;
              {
@@ -304,7 +276,8 @@ void bind_network(py::module_& m, const char* name) {
               bool check_signals, py::object carry) {
              const T* xp = input_of(n, x);
              const index_t rows = x.shape(0);
-             Target<T> t = make_target(n, y, rows);
+             std::vector<int32_t> ids;
+             Target<T> t = make_target(n, y, rows, ids);
              add_weights(n, t, rows, sw, cw);
              const int64_t* pp = nullptr;
              if (perm) {

@@ -3,13 +3,9 @@
 // computation runs with it released.
 #include <pybind11/stl.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <limits>
 #include <optional>
-#include <type_traits>
 #include <string>
 
 #include "bindings/arrays.h"
@@ -241,53 +237,17 @@ void bind_typed(py::module_& m) {
       "sample_weight"_a = py::none(), "class_weight"_a = py::none());
 }
 
-// One pass over a contiguous array: (all finite, min, max). The input
-// checks run this on every batch a user hands to train_step, where a chain
-// of NumPy reductions (isfinite().all(), min(), max()) costs microseconds.
-// Floating min/max skip NaN; with no finite element they are (inf, -inf).
+// _core.scan for the Python checks (fastmlp._validation._scan): the GIL is
+// released for large arrays (a whole training set).
 template <class T>
-py::tuple scan_typed(const T* p, std::size_t n) {
-  // 16 independent lanes of min / max / flag: a form the compiler turns into
-  // vector instructions (one running min over all elements is a serial chain).
-  constexpr int kLanes = 16;
-  constexpr bool kFloat = std::is_floating_point_v<T>;
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  constexpr U kExp = sizeof(T) == 8 ? U(0x7ff0000000000000ull) : U(0x7f800000u);
-  T mn[kLanes], mx[kLanes];
-  U bad[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    mn[l] = kFloat ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
-    mx[l] = kFloat ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
-    bad[l] = 0;
-  }
-  auto visit = [&](int l, T v) {
-    if constexpr (kFloat) {
-      // Infinity and NaN have every exponent bit set.
-      U bits;
-      std::memcpy(&bits, &v, sizeof bits);
-      bad[l] |= U((bits & kExp) == kExp);
-    }
-    mn[l] = v < mn[l] ? v : mn[l];
-    mx[l] = v > mx[l] ? v : mx[l];
-  };
-  {
-    std::optional<py::gil_scoped_release> nogil;
-    if (n > (std::size_t(1) << 16)) nogil.emplace();
-    std::size_t i = 0;
-    for (; i + kLanes <= n; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) visit(l, p[i + l]);
-    for (int l = 0; i < n; ++i, ++l) visit(l, p[i]);
-  }
-  bool finite = true;
-  double lo = HUGE_VAL, hi = -HUGE_VAL;
-  for (int l = 0; l < kLanes; ++l) {
-    finite = finite && bad[l] == 0;
-    // Lanes that saw no element (or only NaN) keep their start values.
-    if (!kFloat && std::size_t(l) >= n) continue;
-    lo = std::min(lo, double(mn[l]));
-    hi = std::max(hi, double(mx[l]));
-  }
-  return py::make_tuple(finite, lo, hi);
+py::tuple scan_array(const py::array& a) {
+  const T* p = static_cast<const T*>(a.data());
+  const std::size_t n = std::size_t(a.size());
+  std::optional<py::gil_scoped_release> nogil;
+  if (n > (std::size_t(1) << 16)) nogil.emplace();
+  const ValueScan r = scan_values(p, n);
+  nogil.reset();
+  return py::make_tuple(r.finite, r.lo, r.hi);
 }
 
 }  // namespace
@@ -299,14 +259,13 @@ void bind_ops(py::module_& m) {
         if (!(a.flags() & py::array::c_style)) return py::none();
         const char order = a.dtype().byteorder();
         if (order != '=' && order != '|') return py::none();  // not native: NumPy reads it
-        const std::size_t n = std::size_t(a.size());
         const char kind = a.dtype().kind();
         const auto size = a.dtype().itemsize();
-        if (kind == 'f' && size == 4) return scan_typed(static_cast<const float*>(a.data()), n);
-        if (kind == 'f' && size == 8) return scan_typed(static_cast<const double*>(a.data()), n);
-        if (kind == 'i' && size == 4) return scan_typed(static_cast<const int32_t*>(a.data()), n);
-        if (kind == 'i' && size == 8) return scan_typed(static_cast<const int64_t*>(a.data()), n);
-        if (kind == 'u' && size == 1) return scan_typed(static_cast<const uint8_t*>(a.data()), n);
+        if (kind == 'f' && size == 4) return scan_array<float>(a);
+        if (kind == 'f' && size == 8) return scan_array<double>(a);
+        if (kind == 'i' && size == 4) return scan_array<int32_t>(a);
+        if (kind == 'i' && size == 8) return scan_array<int64_t>(a);
+        if (kind == 'u' && size == 1) return scan_array<uint8_t>(a);
         return py::none();
       },
       py::arg("a"),
