@@ -203,8 +203,8 @@ def test_permutation_is_a_seeded_permutation():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dense", [False, True])
 def test_network_cross_entropy_reuses_forward_lse_bitwise(dtype, dense):
-    # The network keeps each row's log-sum-exp from its softmax pass; the loss
-    # must be exactly the one that recomputes it from the logits.
+    # The network keeps each row's log-sum-exp from its forward pass for the
+    # loss; its loss must be exactly the standalone kernel's on the same logits.
     rng = np.random.default_rng(11)
     X = (rng.standard_normal((37, 9)) * 4).astype(dtype)
     ids = rng.integers(0, 7, 37)

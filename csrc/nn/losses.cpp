@@ -13,7 +13,7 @@ namespace fastmlp {
 // nn/activations.h (< 2 ulp; a loop of them vectorizes, a loop of expf calls
 // does not), float64 the C library. Arguments here are z - max(z) <= 0.
 template <class T>
-FM_ALWAYS_INLINE T exp_loss(T x) {
+FM_ALWAYS_INLINE T exp_softmax(T x) {
   if constexpr (std::is_same_v<T, float>)
     return exp_f32(x);
   else
@@ -32,10 +32,10 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
     } else {
       T mx = zi[0];
       for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
-      for (index_t j = 0; j < k; ++j) yi[j] = exp_loss(zi[j] - mx);
+      for (index_t j = 0; j < k; ++j) yi[j] = exp_softmax(zi[j] - mx);
       T s = T(0);
       for (index_t j = 0; j < k; ++j) s += yi[j];
-      if (lse) lse[i] = mx + std::log(s);
+      lse[i] = mx + std::log(s);
       const T inv = T(1) / s;
       for (index_t j = 0; j < k; ++j) yi[j] *= inv;
     }
@@ -104,18 +104,8 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         break;
       }
       case Loss::cross_entropy: {
-        // log-sum-exp from the logits: lse = max + log(sum exp(z - max)),
-        // computed as loss_output computes it (or read from it).
-        T lse;
-        if (lse_rows) {
-          lse = lse_rows[i];
-        } else {
-          T mx = zi[0];
-          for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
-          T s = T(0);
-          for (index_t j = 0; j < k; ++j) s += exp_loss(zi[j] - mx);
-          lse = mx + std::log(s);
-        }
+        // log sum_j exp(z_j), from the softmax pass of loss_output.
+        const T lse = lse_rows[i];
         if (t.labels) {
           const int32_t c = t.labels[i];
           if constexpr (Weighted) {

@@ -41,19 +41,19 @@ struct Target {
 };
 
 // y = softmax(z) (cross_entropy) or sigmoid(z) (binary_cross_entropy), row-wise;
-// for mse nothing is done (y is the output layer's act(z)). With lse given
-// (cross_entropy), also lse[i] = log sum_j exp(z_ij), which
-// loss_forward_backward then reads instead of exponentiating the row again.
+// for mse nothing is done (y is the output layer's act(z)). For
+// cross_entropy it also writes lse[i] = log sum_j exp(z_ij) (n entries),
+// which loss_forward_backward reads instead of exponentiating the rows again.
 template <class T>
-void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse = nullptr);
+void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse);
 
 // Mean loss of the batch. If d != nullptr, also writes the gradient: dL/dy for
 // mse, dL/dz otherwise. row_loss: scratch of n doubles (per-row sums, added in
 // row order so that the result is independent of the thread count).
-// lse: the row log-sum-exps loss_output wrote for this z, or nullptr to
-// compute them (the same operations in the same order: the same values).
+// lse: the row log-sum-exps loss_output wrote for this z (read by
+// cross_entropy only; the caller runs loss_output first, as it must for y).
 template <class T>
 double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
-                             index_t n, index_t k, double* row_loss, const T* lse = nullptr);
+                             index_t n, index_t k, double* row_loss, const T* lse);
 
 }  // namespace fastmlp
