@@ -33,13 +33,6 @@
 namespace fastmlp {
 namespace {
 
-// dst[p*W + i] = src[p*ld + i] for p < rows, i < W (W a constant).
-template <int W, class T>
-FM_NO_MEMMOVE void copy_rows(T* FM_RESTRICT dst, const T* FM_RESTRICT src, index_t ld, index_t rows) {
-  for (index_t p = 0; p < rows; ++p)
-    for (int i = 0; i < W; ++i) dst[p * W + i] = src[p * ld + i];
-}
-
 // One MR-row sliver of op(A) (rows i0.., k columns p0..p0+kc) into dst[p*MR + i].
 template <class T>
 FM_NO_MEMMOVE void pack_a_sliver(T* FM_RESTRICT dst, Trans ta, const T* a, index_t lda, index_t i0, index_t mr,
@@ -49,15 +42,7 @@ FM_NO_MEMMOVE void pack_a_sliver(T* FM_RESTRICT dst, Trans ta, const T* a, index
       const T* src = a + (i0 + i) * lda + p0;
       for (index_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
     }
-  } else if (mr == MR && (MR == 12 || MR == 6)) {
-    // op(A)(i, p) = a[p*lda + i]: contiguous in i. Full slivers of the usual
-    // heights copy with a constant length: inline moves, not a memmove call
-    // per 12 elements.
-    if (MR == 12)
-      copy_rows<12>(dst, a + p0 * lda + i0, lda, kc);
-    else
-      copy_rows<6>(dst, a + p0 * lda + i0, lda, kc);
-  } else {
+  } else {  // op(A)(i, p) = a[p*lda + i]: contiguous in i
     for (index_t p = 0; p < kc; ++p) {
       const T* src = a + (p0 + p) * lda + i0;
       for (index_t i = 0; i < mr; ++i) dst[p * MR + i] = src[i];
@@ -68,63 +53,42 @@ FM_NO_MEMMOVE void pack_a_sliver(T* FM_RESTRICT dst, Trans ta, const T* a, index
       for (index_t i = mr; i < MR; ++i) dst[p * MR + i] = T(0);
 }
 
+// The kc x nc panel of op(B) = B (row-major, rows along j) into NR-wide
+// slivers, dst[jr*NR*kc + p*NR + j], zero-padded to whole slivers, row by
+// row: each source row is read once from start to end (one page at a time)
+// and scattered to the slivers, where sliver by sliver the reads would stride
+// through kc pages per sliver.
+template <class T>
+FM_NO_MEMMOVE void pack_b_panel_rows(T* FM_RESTRICT dst, const T* b, index_t ldb, index_t p0,
+                                     index_t kc, index_t j0, index_t nc, int NR) {
+  for (index_t p = 0; p < kc; ++p) {
+    const T* src = b + (p0 + p) * ldb + j0;
+    T* d = dst + p * NR;
+    for (index_t jr = 0; jr * NR < nc; ++jr) {
+      const index_t w = std::min<index_t>(NR, nc - jr * NR);
+      T* o = d + jr * NR * kc;
+      for (index_t j = 0; j < w; ++j) o[j] = src[jr * NR + j];
+      for (index_t j = w; j < NR; ++j) o[j] = T(0);
+    }
+  }
+}
+
 // One NR-column sliver of op(B) (k rows p0..p0+kc, columns j0..) into dst[p*NR + j].
 template <class T>
 FM_NO_MEMMOVE void pack_b_sliver(T* FM_RESTRICT dst, Trans tb, const T* b, index_t ldb, index_t p0, index_t kc,
                    index_t j0, index_t nr, int NR) {
-  if (tb == Trans::N) {  // op(B)(p, j) = b[p*ldb + j]: contiguous in j
-    for (index_t p = 0; p < kc; ++p) {
-      const T* src = b + (p0 + p) * ldb + j0;
-      for (index_t j = 0; j < nr; ++j) dst[p * NR + j] = src[j];
-    }
-  } else {  // op(B)(p, j) = b[j*ldb + p]
-    for (index_t j = 0; j < nr; ++j) {
-      const T* src = b + (j0 + j) * ldb + p0;
-      for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
-    }
+  if (tb == Trans::N) {  // op(B)(p, j) = b[p*ldb + j]: a panel of one sliver
+    pack_b_panel_rows(dst, b, ldb, p0, kc, j0, nr, NR);
+    return;
+  }
+  // op(B)(p, j) = b[j*ldb + p]
+  for (index_t j = 0; j < nr; ++j) {
+    const T* src = b + (j0 + j) * ldb + p0;
+    for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
   }
   if (nr < NR)
     for (index_t p = 0; p < kc; ++p)
       for (index_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
-}
-
-// The whole kc x nc panel of op(B) = B (row-major, rows along j) into NR-wide
-// slivers, dst[jr*NR*kc + p*NR + j], row by row: each source row is read once
-// from start to end (one page at a time) and scattered to the slivers, where
-// sliver by sliver the reads would stride through kc pages per sliver.
-template <int NR, class T>
-FM_NO_MEMMOVE void copy_slivers(T* FM_RESTRICT d, const T* FM_RESTRICT src, index_t n_full, index_t kc) {
-  // NR is a constant here, so each copy is a few inline vector moves (with a
-  // run-time NR the compiler calls memmove for every 32 elements).
-  for (index_t jr = 0; jr < n_full; ++jr) {
-    const T* s = src + jr * NR;
-    T* o = d + jr * NR * kc;
-    for (int j = 0; j < NR; ++j) o[j] = s[j];
-  }
-}
-
-template <class T>
-FM_NO_MEMMOVE void pack_b_panel_rows(T* FM_RESTRICT dst, const T* b, index_t ldb, index_t p0, index_t kc,
-                       index_t j0, index_t nc, int NR) {
-  const index_t n_full = nc / NR, rest = nc - n_full * NR;
-  for (index_t p = 0; p < kc; ++p) {
-    const T* src = b + (p0 + p) * ldb + j0;
-    T* d = dst + p * NR;
-    switch (NR) {
-      case 32: copy_slivers<32>(d, src, n_full, kc); break;
-      case 16: copy_slivers<16>(d, src, n_full, kc); break;
-      case 8: copy_slivers<8>(d, src, n_full, kc); break;
-      default:
-        for (index_t jr = 0; jr < n_full; ++jr)
-          for (int j = 0; j < NR; ++j) d[jr * NR * kc + j] = src[jr * NR + j];
-    }
-    if (rest) {
-      const T* s = src + n_full * NR;
-      T* o = d + n_full * NR * kc;
-      for (index_t j = 0; j < rest; ++j) o[j] = s[j];
-      for (index_t j = rest; j < NR; ++j) o[j] = T(0);
-    }
-  }
 }
 
 template <class T>
