@@ -214,3 +214,31 @@ def test_network_cross_entropy_reuses_forward_lse_bitwise(dtype, dense):
     z, p = fm.ops.dense_forward(X, lay.W, lay.b, "identity")
     value, _, _ = fm.ops.loss_forward_backward("cross_entropy", z, p, y)
     assert m.loss(X, y) == value
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "uint8"])
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 1000])
+def test_scan_matches_numpy(dtype, n):
+    # _core.scan, the one pass behind the input checks: (all finite, min, max).
+    from fastmlp import _core
+
+    rng = np.random.default_rng(n)
+    a = (rng.standard_normal(n) * 50).astype(dtype) if dtype[0] == "f" else \
+        rng.integers(0, 200 if dtype == "uint8" else 10**6, n).astype(dtype)
+    finite, lo, hi = _core.scan(a)
+    assert finite
+    assert (lo, hi) == ((float(a.min()), float(a.max())) if n else (np.inf, -np.inf))
+    if dtype[0] == "f" and n:
+        for bad in (np.nan, np.inf, -np.inf):
+            b = a.copy()
+            b[n // 2] = bad
+            finite, lo, hi = _core.scan(b)
+            rest = np.delete(b, n // 2)
+            assert not finite
+            if bad != bad:  # NaN is skipped by min/max
+                expect = (float(rest.min()), float(rest.max())) if rest.size else (np.inf, -np.inf)
+                assert (lo, hi) == expect
+    # Layouts and byte orders it does not read are declined (the caller uses NumPy).
+    assert _core.scan(np.zeros((4, 4), dtype)[:, ::2]) is None
+    if np.dtype(dtype).itemsize > 1:
+        assert _core.scan(a.astype(np.dtype(dtype).newbyteorder())) is None

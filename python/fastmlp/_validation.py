@@ -29,16 +29,17 @@ def _scan(arr):
     min/max and reported by `finite`."""
     from . import _core
 
-    r = _core.scan(arr) if arr.size else None
+    r = _core.scan(arr)
     if r is not None:
         return r
-    if arr.size == 0:
-        return True, np.inf, -np.inf
     if arr.dtype.kind == "f":
-        finite = bool(np.isfinite(arr).all())
-        return finite, float(np.nanmin(arr)) if not np.isnan(arr).all() else np.inf, \
-            float(np.nanmax(arr)) if not np.isnan(arr).all() else -np.inf
-    return True, float(arr.min()), float(arr.max())
+        ok = arr[~np.isnan(arr)]
+        finite = ok.size == arr.size and bool(np.isfinite(ok).all())
+    else:
+        ok, finite = arr, True
+    if ok.size == 0:
+        return finite, np.inf, -np.inf
+    return finite, float(ok.min()), float(ok.max())
 
 
 def _as_numeric(a, name):

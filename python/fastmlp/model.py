@@ -230,14 +230,15 @@ class MLP:
         # The core validates the optimizer before anything changes: an
         # optimizer object edited into an invalid state fails here, leaving
         # the model as it was.
-        _core.optimizer_config(optimizer._core_config())
+        config = optimizer._core_config()
+        _core.optimizer_config(config)
         with self._lock:
             self._optimizer = optimizer
             self._reg = reg
             self._schedule = lr_schedule
             self._schedule_started = False
             if self._net is not None:
-                self._net.set_optimizer(optimizer._core_config())
+                self._net.set_optimizer(config)
                 self._apply_regularization(self._net)
         return self
 
@@ -304,20 +305,17 @@ class MLP:
     def train_step(self, X, y, sample_weight=None, class_weight=None):
         """One optimizer step on this batch (with clipping and the current
         learning rate). Returns the batch's loss (before the step)."""
-        net = self._net
-        if (net is not None and sample_weight is None and class_weight is None
-                and _core_layout(X, y, self.dtype, self.loss_name)):
-            # Already in the core's layout: the core checks the values (finite
-            # X, class ids in range, target ranges) in one pass, which for a
-            # small network saves a good part of the step.
-            with self._lock:
-                value, ok, bad_layer = net.train_step(X, y, None, None)
-        else:
+        sw = cw = None
+        if (self._net is None or sample_weight is not None or class_weight is not None
+                or not _core_layout(X, y, self.dtype, self.loss_name)):
             X = self._X(X)
             y = self._y(y, X.shape[0])
             sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
-            with self._lock:
-                value, ok, bad_layer = self._net.train_step(X, y, sw, cw)
+        # else: already in the core's layout; the core checks the values
+        # (finite X, class ids in range, target ranges) in one pass, which for
+        # a small network saves a good part of the step.
+        with self._lock:
+            value, ok, bad_layer = self._net.train_step(X, y, sw, cw)
         if not ok:
             raise FloatingPointError(
                 f"train_step: {self._divergence(value, bad_layer)} The parameters were left as "
