@@ -4,14 +4,15 @@ same operands, each writing into a preallocated output.
 Square sizes 256..2048 in float32 and float64, and the products of the M
 configuration's layers (784-256-256-10, batch 128): forward X W^T (N,T),
 weight gradient dZ^T X (T,N) and input gradient dZ W (N,N), the thin output
-layer (n = 10) included. Each case checks its result once against float64
+layer (n = 10) included; float32 also for the L configuration
+(784-1024x3-10, batch 256), whose 256-row products weigh the packing. Each case checks its result once against float64
 NumPy outside the timed call, then times it; GFLOP/s = 2 m n k / time, shown
 in extra_info.
 """
 
 import numpy as np
 import pytest
-from _peers import GEMM_LIBRARIES, build_gemm, gemm_operands, mlp_gemm_shapes
+from _peers import CONFIGS, GEMM_LIBRARIES, build_gemm, gemm_operands, mlp_gemm_shapes
 
 SQUARE = [256, 512, 1024, 2048]
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -48,3 +49,15 @@ def test_gemm_mlp_shapes(benchmark, lib, dtype, shape):
     m, n, k, ta, tb, label = shape
     benchmark.group = f"gemm-mlp-{np.dtype(dtype).name}-{_shape_id(shape)}"
     _run(benchmark, lib, m, n, k, ta, tb, dtype)
+
+
+# The L network's distinct products (its hidden layers repeat the same shapes).
+L_SHAPES = list({s[:5]: s for s in mlp_gemm_shapes(CONFIGS["L"].sizes, CONFIGS["L"].batch)}.values())
+
+
+@LIBS
+@pytest.mark.parametrize("shape", L_SHAPES, ids=_shape_id)
+def test_gemm_l_shapes(benchmark, lib, shape):
+    m, n, k, ta, tb, label = shape
+    benchmark.group = f"gemm-mlp-L-float32-{_shape_id(shape)}"
+    _run(benchmark, lib, m, n, k, ta, tb, np.float32)

@@ -70,11 +70,13 @@ def test_fma_peak_returns_a_rate_and_checks_arguments(dtype):
 # Shapes chosen to route through each branch of the driver: tiny, exact
 # tiles, thin results (narrow kernel / swapped operands), k above the cache
 # block, operands above the read-in-place size limit, row strides that are a
-# multiple of 4 KiB (packed to avoid L1 set conflicts), edges everywhere.
+# multiple of 4 KiB (packed to avoid L1 set conflicts), a short k with such a
+# C (tiles written row block by row block), edges everywhere.
 ROUTES = [
     (1, 1, 1), (12, 32, 7), (24, 64, 384), (13, 33, 385), (128, 10, 256), (10, 128, 256),
     (3, 200, 50), (200, 3, 50), (128, 256, 10), (96, 300, 700), (700, 40, 300), (37, 16, 1025),
     (50, 100, 1024), (30, 5, 2048), (6, 64, 3), (100, 1, 300), (1, 300, 100), (295, 70, 520),
+    (37, 1024, 10),
 ]
 
 
