@@ -76,7 +76,7 @@ def test_activations_extreme_inputs_stay_finite(dtype):
 
 
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize(("n", "n_in", "n_out"), [(1, 1, 1), (257, 3, 17), (5, 129, 3), (16, 17, 129)])
+@pytest.mark.parametrize(("n", "n_in", "n_out"), [(1, 1, 1), (257, 3, 17), (5, 129, 3), (16, 17, 129), (300, 40, 100)])
 def test_dense_forward_backward(rng, dtype, act, n, n_in, n_out):
     x = rng.standard_normal((n, n_in)).astype(dtype)
     w = (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(dtype)
