@@ -428,3 +428,24 @@ def test_compile_with_an_edited_invalid_optimizer_changes_nothing(rng):
     with pytest.raises(ValueError, match="beta1"):
         m.compile(opt)
     assert isinstance(m.optimizer, fm.optim.SGD)
+
+
+def test_train_epoch_checks_the_permutation_entries_it_reads():
+    # The core's epoch loop reads perm[start : start + (max_batches + 1) * bs]
+    # (its batches and the next one's prefetch); a bad entry there is refused
+    # before anything trains, and an entry outside that range is not read.
+    m = _model()
+    net = m._net
+    X = np.zeros((40, 6))
+    y = np.zeros(40, np.int32)
+    perm = np.arange(40, dtype=np.int64)
+    bad = perm.copy()
+    bad[25] = 40
+    before = _params(m)
+    with pytest.raises(ValueError, match="perm"):
+        net.train_epoch(X, y, bad, 10, 0, -1)
+    with pytest.raises(ValueError, match="perm"):
+        net.train_epoch(X, y, bad, 10, 10, 1)  # batch 10..19, prefetch 20..29
+    assert _same(_params(m), before)
+    r = net.train_epoch(X, y, bad, 10, 0, 1)  # batch 0..9, prefetch 10..19
+    assert r["batches"] == 1

@@ -279,14 +279,24 @@ void bind_network(py::module_& m, const char* name) {
              std::vector<int32_t> ids;
              Target<T> t = make_target(n, y, rows, ids);
              add_weights(n, t, rows, sw, cw);
+             if (batch_size <= 0) throw py::value_error("batch_size: must be a positive integer");
+             if (start < 0) throw py::value_error("start: must be >= 0");
              const int64_t* pp = nullptr;
              if (perm) {
                pp = require<int64_t>(*perm, "perm", {rows});
-               for (index_t i = 0; i < rows; ++i)
-                 if (pp[i] < 0 || pp[i] >= rows) throw py::value_error("perm: index out of range");
+               // Only the entries this call reads (its batches and the next
+               // one's prefetch): fit calls once per chunk of an epoch, and
+               // checking the whole permutation each time would cost O(rows)
+               // per chunk.
+               const index_t bs = std::min(batch_size, rows);
+               const index_t end =
+                   max_batches < 0 ? rows : std::min(rows, start + (max_batches + 1) * bs);
+               if (start < end) {
+                 const ValueScan s = scan_values(pp + start, std::size_t(end - start));
+                 if (s.lo < 0 || s.hi >= double(rows))
+                   throw py::value_error("perm: index out of range");
+               }
              }
-             if (batch_size <= 0) throw py::value_error("batch_size: must be a positive integer");
-             if (start < 0) throw py::value_error("start: must be >= 0");
              std::unique_ptr<py::error_already_set> pending;
              std::function<bool()> poll;
              if (check_signals)
