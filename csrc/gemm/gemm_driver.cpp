@@ -222,7 +222,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
         struct Sliver {
           const T* bp;
           index_t bstride, j0, nr;
-          const Ukr<T>* U;
+          const Ukr<T>* ukr;
         };
         index_t edge_jr = -1;  // the edge sliver bpack holds now
         auto sliver = [&](index_t jr) {
@@ -244,11 +244,11 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
           // An edge column tile at most half as wide as the register tile runs
           // the one-vector kernel of the same height (it reads the same B
           // panel through its stride): half the multiply-adds, same result.
-          sl.U = (sl.nr * 2 <= NR && K.narrow.mr == MR && K.narrow.nr * 2 == NR) ? &K.narrow : &U;
+          sl.ukr = (sl.nr * 2 <= NR && K.narrow.mr == MR && K.narrow.nr * 2 == NR) ? &K.narrow : &U;
           return sl;
         };
         auto run_tile = [&](const Sliver& sl, index_t ir) {
-          const Ukr<T>& UJ = *sl.U;
+          const Ukr<T>& UJ = *sl.ukr;
           const T* bp = sl.bp;
           const index_t bstride = sl.bstride, j0 = sl.j0, nr = sl.nr;
           const index_t i0 = ic + ir * MR;
