@@ -448,4 +448,4 @@ def test_train_epoch_checks_the_permutation_entries_it_reads():
         net.train_epoch(X, y, bad, 10, 10, 1)  # batch 10..19, prefetch 20..29
     assert _same(_params(m), before)
     r = net.train_epoch(X, y, bad, 10, 0, 1)  # batch 0..9, prefetch 10..19
-    assert r["batches"] == 1
+    assert r.batches == 1

@@ -108,14 +108,15 @@ def test_network_layer_by_layer(rng, dtype, act, loss, n, arch):
     grads = model.gradients(X, y)
     core = model._net
     L = len(model.layers)
-    states = [tuple(a.astype(np.float64) for a in core.layer_state(i)) for i in range(L)]
+    states = [{k: a.astype(np.float64) for k, a in core.layer_state(i).items()}
+              for i in range(L)]
     W = [l.W.astype(np.float64) for l in model.layers]
     b = [l.b.astype(np.float64) for l in model.layers]
     acts = [l.activation for l in model.layers]
-    xs = [X.astype(np.float64)] + [states[i][1] for i in range(L - 1)]
+    xs = [X.astype(np.float64)] + [states[i]["y"] for i in range(L - 1)]
 
     for i in range(L):
-        z, yv, _ = states[i]
+        z, yv = states[i]["z"], states[i]["y"]
         k = W[i].shape[1] + 1
         _assert_within(z, xs[i] @ W[i].T + b[i], _gemm_bound(k, np.abs(xs[i]) @ np.abs(W[i]).T
                                                             + np.abs(b[i]), dtype), f"z[{i}]")
@@ -127,7 +128,7 @@ def test_network_layer_by_layer(rng, dtype, act, loss, n, arch):
                        f"y[{i}]")
 
     # Output layer: the loss gradient from the core's own z and y.
-    zL, yL, dzL = states[-1]
+    zL, yL, dzL = states[-1]["z"], states[-1]["y"], states[-1]["d"]
     t = ref_target(y, loss)
     d_out = ref.loss_backward(zL, yL, t, loss)
     k_out = zL.shape[1]
@@ -140,7 +141,7 @@ def test_network_layer_by_layer(rng, dtype, act, loss, n, arch):
     _assert_within(dzL, want, bound, "dz[out]")
 
     for i in range(L - 1, -1, -1):
-        dz = states[i][2]
+        dz = states[i]["d"]
         nrows = dz.shape[0]
         _assert_within(grads[i]["W"], dz.T @ xs[i], _gemm_bound(nrows, np.abs(dz).T @ np.abs(xs[i]),
                                                                 dtype), f"dW[{i}]")
@@ -150,7 +151,7 @@ def test_network_layer_by_layer(rng, dtype, act, loss, n, arch):
             # dz of the layer below = act'(z) * (dz W): the product's rounding
             # (act' <= 1.13 for every activation) plus the derivative's own eps.
             dy = dz @ W[i]
-            z_b, y_b, dz_b = states[i - 1]
+            z_b, y_b, dz_b = (states[i - 1][k] for k in ("z", "y", "d"))
             want = ref.activation_backward(dy, z_b, y_b, acts[i - 1])
             bound = (1.2 * _gemm_bound(W[i].shape[0], np.abs(dz) @ np.abs(W[i]), dtype)
                      + 16 * eps * (np.abs(dy) + np.abs(want)))

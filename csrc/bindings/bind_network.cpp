@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "bindings/arrays.h"
-#include "bindings/opt_config.h"
+#include "bindings/types.h"
 #include "network/network.h"
 
 namespace fastmlp::bind {
@@ -33,7 +33,7 @@ py::array view(py::object owner, T* ptr, std::vector<py::ssize_t> shape) {
 }
 
 template <class T>
-Network<T>& net_of(py::object& self) {
+Network<T>& net_of(const py::object& self) {
   return self.cast<Network<T>&>();
 }
 
@@ -135,81 +135,99 @@ void add_weights(const Network<T>& net, Target<T>& t, index_t n, const py::objec
 }
 
 template <class T>
-py::array param_view(py::object self, index_t l, const char* what, bool grad) {
+py::array param_view(py::object self, index_t l, const std::string& what, bool grad) {
   Network<T>& n = net_of<T>(self);
-  if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
+  check_layer(l, n.num_layers());
+  Parameters<T>& p = n.parameters();
+  const LayerTensors<T> t = grad ? p.grad(l) : p.layer(l);
   const LayerSpec& s = n.layer(l);
-  T* base = grad ? n.grads() : n.params();
-  const std::string w(what);
-  if (w == "W") return view<T>(self, base + n.w_offset(l), {s.out, s.in});
-  if (w == "b") return view<T>(self, base + n.b_offset(l), {s.out});
+  if (what == "W") return view<T>(self, t.W, {s.out, s.in});
+  if (what == "b") return view<T>(self, t.b, {s.out});
+  if (what != "gamma" && what != "beta")
+    throw py::value_error("what: expected W, b, gamma or beta, got " + what);
   if (!s.batch_norm) throw py::value_error("layer " + std::to_string(l) + " has no batch norm");
-  if (w == "gamma") return view<T>(self, base + n.gamma_offset(l), {s.out});
-  if (w == "beta") return view<T>(self, base + n.beta_offset(l), {s.out});
-  throw py::value_error("what: expected W, b, gamma or beta, got " + w);
+  return view<T>(self, what == "gamma" ? t.gamma : t.beta, {s.out});
+}
+
+// Layer l's running mean or variance, a writable view; None without batch norm.
+template <class T>
+py::object running_view(py::object self, index_t l, bool var) {
+  Network<T>& n = net_of<T>(self);
+  check_layer(l, n.num_layers());
+  T* p = var ? n.parameters().running_var(l) : n.parameters().running_mean(l);
+  if (!p) return py::none();
+  return view<T>(self, p, {n.layer(l).out});
+}
+
+// What one batch's call needs from Python: X's rows and the target.
+template <class T>
+struct Batch {
+  const T* x;
+  index_t rows;
+  Target<T> t;
+  std::vector<int32_t> ids;  // class ids narrowed from int64, when given so
+};
+
+template <class T>
+void load_batch(Batch<T>& b, const Network<T>& n, const carray<T>& x, const py::array& y,
+                const py::object& sw, const py::object& cw, bool check_dense = false) {
+  b.x = input_of(n, x);
+  b.rows = x.shape(0);
+  b.t = make_target(n, y, b.rows, b.ids, check_dense);
+  add_weights(n, b.t, b.rows, sw, cw);
 }
 
 template <class T>
 void bind_network(py::module_& m, const char* name) {
   using Net = Network<T>;
-  using Layers = std::vector<std::tuple<index_t, index_t, int, double, bool>>;
   py::class_<Net>(m, name)
-      .def(py::init([](const Layers& layers, int loss) {
-             std::vector<LayerSpec> specs;
-             for (const auto& [in, out, act, drop, bn] : layers)
-               specs.push_back({in, out, Act(act), drop, bn});
-             return std::make_unique<Net>(std::move(specs), Loss(loss));
+      .def(py::init([](const std::vector<LayerSpec>& layers, Loss loss) {
+             try {
+               return std::make_unique<Net>(layers, loss);
+             } catch (const std::invalid_argument& e) {
+               throw py::value_error(e.what());
+             }
            }),
            "layers"_a, "loss"_a)
       .def_property_readonly("num_layers", &Net::num_layers)
-      .def_property_readonly("num_params", &Net::num_params)
+      .def_property_readonly("num_params", [](const Net& n) { return n.parameters().count(); })
       .def_property_readonly("input_size", &Net::input_size)
       .def_property_readonly("output_size", &Net::output_size)
-      .def_property_readonly("loss_id", [](const Net& n) { return int(n.loss_kind()); })
+      .def_property_readonly("loss_kind", &Net::loss_kind)
       .def("layer_spec",
-           [](const Net& n, index_t l) {
-             if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
-             const LayerSpec& s = n.layer(l);
-             return py::make_tuple(s.in, s.out, int(s.act), s.dropout, s.batch_norm);
-           })
-      .def("param", [](py::object self, index_t l, const std::string& what) {
-             return param_view<T>(self, l, what.c_str(), false);
-           })
-      .def("grad", [](py::object self, index_t l, const std::string& what) {
-             return param_view<T>(self, l, what.c_str(), true);
-           })
-      .def("weight", [](py::object self, index_t l) { return param_view<T>(self, l, "W", false); })
-      .def("bias", [](py::object self, index_t l) { return param_view<T>(self, l, "b", false); })
-      .def("weight_grad", [](py::object self, index_t l) { return param_view<T>(self, l, "W", true); })
-      .def("bias_grad", [](py::object self, index_t l) { return param_view<T>(self, l, "b", true); })
-      .def("running_stats",
-           [](py::object self, index_t l) {
-             Net& n = net_of<T>(self);
-             if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
-             if (!n.layer(l).batch_norm) return py::tuple(py::make_tuple(py::none(), py::none()));
-             const index_t out = n.layer(l).out;
-             return py::tuple(py::make_tuple(view<T>(self, n.running_mean(l), {out}),
-                                             view<T>(self, n.running_var(l), {out})));
-           })
+           [](const Net& n, index_t l) { return n.layer(check_layer(l, n.num_layers())); },
+           "layer"_a)
+      .def("param",
+           [](py::object self, index_t l, const std::string& what) {
+             return param_view<T>(self, l, what, false);
+           },
+           "layer"_a, "what"_a)
+      .def("grad",
+           [](py::object self, index_t l, const std::string& what) {
+             return param_view<T>(self, l, what, true);
+           },
+           "layer"_a, "what"_a)
+      .def("running_mean", [](py::object self, index_t l) { return running_view<T>(self, l, false); },
+           "layer"_a)
+      .def("running_var", [](py::object self, index_t l) { return running_view<T>(self, l, true); },
+           "layer"_a)
       .def("params_flat",
            [](py::object self) {
              Net& n = net_of<T>(self);
-             return view<T>(self, n.params(), {n.buffer_size()});
+             return view<T>(self, n.parameters().values(), {n.parameters().size()});
            })
       .def("optimizer_state",
            [](py::object self) {
              Net& n = net_of<T>(self);
              py::list out;
-             for (int i = 0; i < n.optimizer_state_count(); ++i)
-               out.append(view<T>(self, n.optimizer_state(i), {n.buffer_size()}));
+             for (int i = 0; i < n.trainer().optimizer_state_count(); ++i)
+               out.append(view<T>(self, n.trainer().optimizer_state(i), {n.parameters().size()}));
              return out;
            })
       .def("initialize",
-           [](Net& n, const std::vector<int>& schemes, uint64_t seed) {
-             std::vector<Init> s;
-             for (int v : schemes) s.push_back(Init(v));
+           [](Net& n, const std::vector<Init>& schemes, uint64_t seed) {
              py::gil_scoped_release nogil;
-             n.initialize(s, seed);
+             n.initialize(schemes, seed);
            },
            "schemes"_a, "seed"_a)
       .def_property("seed", &Net::seed, &Net::set_seed)
@@ -229,56 +247,45 @@ void bind_network(py::module_& m, const char* name) {
            "X"_a.noconvert(), "training"_a = false)
       .def("loss",
            [](Net& n, carray<T> x, py::array y, bool training, py::object sw, py::object cw) {
-             const T* xp = input_of(n, x);
-             std::vector<int32_t> ids;
-             Target<T> t = make_target(n, y, x.shape(0), ids);
-             add_weights(n, t, x.shape(0), sw, cw);
+             Batch<T> b;
+             load_batch(b, n, x, y, sw, cw);
              py::gil_scoped_release nogil;
-             return n.loss(xp, t, x.shape(0), training);
+             return n.loss(b.x, b.t, b.rows, training);
            },
            "X"_a.noconvert(), "y"_a, "training"_a = false, "sample_weight"_a = py::none(),
            "class_weight"_a = py::none())
       .def("compute_gradients",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
-             const T* xp = input_of(n, x);
-             std::vector<int32_t> ids;
-             Target<T> t = make_target(n, y, x.shape(0), ids);
-             add_weights(n, t, x.shape(0), sw, cw);
+             Batch<T> b;
+             load_batch(b, n, x, y, sw, cw);
              py::gil_scoped_release nogil;
-             return n.compute_gradients(xp, t, x.shape(0));
+             return n.compute_gradients(b.x, b.t, b.rows);
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       .def("train_step",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
-             const T* xp = input_of(n, x);
              // MLP.train_step hands over arrays that already have the core's
              // layout without checking their values in Python (a per-batch
-             // cost that dominates small networks); make_target checks y.
+             // cost that dominates small networks): X and y are checked here.
+             const T* xp = input_of(n, x);
              if (x.shape(0) == 0)
                throw py::value_error("X: expected at least one sample, got shape " +
                                      shape_str(x));
              if (!scan_values<T, false>(xp, std::size_t(x.shape(0) * n.input_size())).finite)
                throw py::value_error("X: contains NaN or infinity");
-             std::vector<int32_t> ids;
-             Target<T> t = make_target(n, y, x.shape(0), ids, /*check_dense=*/true);
-             add_weights(n, t, x.shape(0), sw, cw);
-             StepResult r;
-             {
-               py::gil_scoped_release nogil;
-               r = n.train_step(xp, t, x.shape(0));
-             }
-             return py::make_tuple(r.loss, r.ok, r.bad_layer);
+             Batch<T> b;
+             load_batch(b, n, x, y, sw, cw, /*check_dense=*/true);
+             py::gil_scoped_release nogil;
+             return n.train_step(b.x, b.t, b.rows);
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       .def("train_epoch",
            [](Net& n, carray<T> x, py::array y, std::optional<carray<int64_t>> perm,
               index_t batch_size, index_t start, index_t max_batches, py::object sw, py::object cw,
-              bool check_signals, py::object carry) {
-             const T* xp = input_of(n, x);
-             const index_t rows = x.shape(0);
-             std::vector<int32_t> ids;
-             Target<T> t = make_target(n, y, rows, ids);
-             add_weights(n, t, rows, sw, cw);
+              bool check_signals, std::optional<EpochResult> carry) {
+             Batch<T> b;
+             load_batch(b, n, x, y, sw, cw);
+             const index_t rows = b.rows;
              if (batch_size <= 0) throw py::value_error("batch_size: must be a positive integer");
              if (start < 0) throw py::value_error("start: must be >= 0");
              const int64_t* pp = nullptr;
@@ -308,39 +315,20 @@ void bind_network(py::module_& m, const char* name) {
                  }
                  return false;
                };
-             // carry: the dict a previous call returned for the same epoch. Its
-             // sums continue here, so a chunked epoch adds the same numbers in
-             // the same order as a whole one (bitwise equal loss and norms).
-             EpochResult r;
-             if (!carry.is_none()) {
-               const py::dict c = carry.cast<py::dict>();
-               r.loss_sum = c["loss_sum"].cast<double>();
-               r.rows = c["rows"].cast<index_t>();
-               r.batches = c["batches"].cast<index_t>();
-               r.correct = c["correct"].cast<double>();
-               r.predictions = c["predictions"].cast<double>();
-               r.grad_norm_sum = c["grad_norm_sum"].cast<std::vector<double>>();
-               if (r.grad_norm_sum.size() > std::size_t(n.num_layers()))
-                 throw py::value_error("carry: grad_norm_sum has more entries than layers");
-             }
+             // carry: the result a previous call returned for the same epoch.
+             // Its sums continue here, so a chunked epoch adds the same
+             // numbers in the same order as a whole one (bitwise equal loss
+             // and norms).
+             EpochResult r = carry ? *carry : EpochResult{};
+             r.interrupted = r.diverged = false;
+             if (r.grad_norm_sum.size() > std::size_t(n.num_layers()))
+               throw py::value_error("carry: grad_norm_sum has more entries than layers");
              {
                py::gil_scoped_release nogil;
-               n.train_epoch(xp, t, rows, pp, batch_size, start, max_batches, poll, r);
+               train_epoch(n, b.x, b.t, rows, pp, batch_size, start, max_batches, poll, r);
              }
              if (pending) throw *pending;
-             py::dict d;
-             d["loss_sum"] = r.loss_sum;
-             d["rows"] = r.rows;
-             d["batches"] = r.batches;
-             d["correct"] = r.correct;
-             d["predictions"] = r.predictions;
-             d["grad_norm_sum"] = r.grad_norm_sum;
-             d["interrupted"] = r.interrupted;
-             d["diverged"] = r.diverged;
-             d["bad_batch"] = r.bad_batch;
-             d["bad_layer"] = r.bad_layer;
-             d["bad_loss"] = r.bad_loss;
-             return d;
+             return r;
            },
            "X"_a.noconvert(), "y"_a, "perm"_a.noconvert(), "batch_size"_a, "start"_a = 0,
            "max_batches"_a = -1, "sample_weight"_a = py::none(), "class_weight"_a = py::none(),
@@ -348,35 +336,49 @@ void bind_network(py::module_& m, const char* name) {
       .def("grad_norms",
            [](const Net& n) {
              std::vector<double> v;
-             for (index_t l = 0; l < n.num_layers(); ++l) v.push_back(std::sqrt(n.grad_sumsq(l)));
+             for (index_t l = 0; l < n.num_layers(); ++l)
+               v.push_back(std::sqrt(n.trainer().grad_sumsq(l)));
              return v;
            })
-      .def("reset_unit_activity", &Net::reset_unit_activity)
-      .def("dead_fraction", &Net::dead_fraction)
+      .def("reset_unit_activity", [](Net& n) { n.trainer().reset_unit_activity(); })
+      .def("dead_fraction",
+           [](const Net& n, index_t l) {
+             return n.trainer().dead_fraction(check_layer(l, n.num_layers()));
+           },
+           "layer"_a)
       .def("layer_state",
            [](Net& n, index_t l) {
-             // Copies of z, y and d of layer l after the last forward/backward.
-             if (l < 0 || l >= n.num_layers()) throw py::index_error("layer index out of range");
-             const index_t rows = n.last_rows(), k = n.layer(l).out;
+             // Copies of layer l's z, y and d after the last forward/backward.
+             check_layer(l, n.num_layers());
+             const index_t rows = n.workspace().last_rows, k = n.layer(l).out;
+             const LayerBuffers<T>& w = n.workspace().layer(l);
              auto copy = [&](const T* p) {
                carray<T> a({rows, k});
                if (p) std::copy(p, p + rows * k, a.mutable_data());
                return a;
              };
-             return py::make_tuple(copy(n.z(l)), copy(n.y(l)), copy(n.d(l)));
-           })
-      .def("set_optimizer",
-           [](Net& n, const py::dict& cfg) { n.set_optimizer(opt_config_from_dict(cfg)); },
+             py::dict d;
+             d["z"] = copy(w.z);
+             d["y"] = copy(w.y);
+             d["d"] = copy(w.d);
+             return d;
+           },
+           "layer"_a)
+      .def("set_optimizer", [](Net& n, const OptConfig& c) { n.trainer().set_optimizer(c); },
            "config"_a)
-      .def("optimizer_config", [](const Net& n) { return opt_config_to_dict(n.optimizer()); })
-      .def("set_lr", &Net::set_lr, "lr"_a)
-      .def_property("optimizer_steps", &Net::optimizer_steps, &Net::set_optimizer_steps)
+      .def("optimizer_config", [](const Net& n) { return n.trainer().optimizer(); })
+      .def("set_lr", [](Net& n, double lr) { n.trainer().set_lr(lr); }, "lr"_a)
+      .def_property(
+          "optimizer_steps", [](const Net& n) { return n.trainer().optimizer_steps(); },
+          [](Net& n, int64_t s) { n.trainer().set_optimizer_steps(s); })
       .def("set_regularization",
            [](Net& n, double l1, double l2, double clip_value, double clip_norm) {
-             n.set_regularization(Regularization{l1, l2, clip_value, clip_norm});
+             n.trainer().set_regularization(Regularization{l1, l2, clip_value, clip_norm});
            },
            "l1"_a = 0.0, "l2"_a = 0.0, "clip_value"_a = 0.0, "clip_norm"_a = 0.0)
-      .def_property("step_count", &Net::step_count, &Net::set_step_count);
+      .def_property(
+          "step_count", [](const Net& n) { return n.trainer().step_count(); },
+          [](Net& n, int64_t s) { n.trainer().set_step_count(s); });
 }
 
 }  // namespace

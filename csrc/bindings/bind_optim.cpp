@@ -1,12 +1,12 @@
-// Optimizer bindings: the dict <-> OptConfig conversion used by every part of
-// the module that takes an optimizer (opt_config.h), and the flat-buffer step
-// of csrc/optim/optimizer.h for fm.ops and the tests.
+// Optimizer bindings: the flat-buffer step of csrc/optim/optimizer.h for
+// fm.ops and the tests (the config itself, _core.OptConfig, is bound in
+// bind_types.cpp).
 //
 //   _core.optimizer_state_count(config) -> int
 //   _core.optimizer_init_state(config, states)      states: list of (n,) arrays
 //   _core.optimizer_step(config, p, g, states, step) p, states updated in place
 //
-// config is fastmlp.optim.<Optimizer>._core_config(): {"kind": int, field: value}.
+// config is a _core.OptConfig (fastmlp.optim.<Optimizer>._core_config()).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "bindings/arrays.h"
-#include "bindings/opt_config.h"
 #include "optim/optimizer.h"
 
 namespace py = pybind11;
@@ -28,57 +27,10 @@ namespace {
 
 constexpr int kMaxStates = 3;
 
-const char* const kDoubleFields[] = {"lr",   "weight_decay", "momentum", "dampening",
-                                     "beta1", "beta2",       "eps",      "alpha",
-                                     "lr_decay", "initial_accumulator"};
-const char* const kBoolFields[] = {"nesterov", "amsgrad", "centered"};
-
-double* double_field(OptConfig& c, const std::string& k) {
-  if (k == "lr") return &c.lr;
-  if (k == "weight_decay") return &c.weight_decay;
-  if (k == "momentum") return &c.momentum;
-  if (k == "dampening") return &c.dampening;
-  if (k == "beta1") return &c.beta1;
-  if (k == "beta2") return &c.beta2;
-  if (k == "eps") return &c.eps;
-  if (k == "alpha") return &c.alpha;
-  if (k == "lr_decay") return &c.lr_decay;
-  if (k == "initial_accumulator") return &c.initial_accumulator;
-  return nullptr;
-}
-
-bool* bool_field(OptConfig& c, const std::string& k) {
-  if (k == "nesterov") return &c.nesterov;
-  if (k == "amsgrad") return &c.amsgrad;
-  if (k == "centered") return &c.centered;
-  return nullptr;
-}
-
-std::string known_keys() {
-  std::string s = "kind";
-  for (const char* k : kDoubleFields) s += std::string(", ") + k;
-  for (const char* k : kBoolFields) s += std::string(", ") + k;
-  return s;
-}
-
 std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
 
 std::string dtype_str(py::handle h) {
   return py::str(py::reinterpret_borrow<py::array>(h).dtype());
-}
-
-// A real number: Python or NumPy int/float, never bool (True is not a rate).
-bool is_number(py::handle h) {
-  PyObject* o = h.ptr();
-  if (PyBool_Check(o) || py::isinstance(h, py::module_::import("numpy").attr("bool_")))
-    return false;
-  if (PyFloat_Check(o) || PyLong_Check(o) || PyIndex_Check(o)) return true;
-  PyNumberMethods* nb = Py_TYPE(o)->tp_as_number;
-  return nb != nullptr && nb->nb_float != nullptr;
-}
-
-bool is_bool(py::handle h) {
-  return PyBool_Check(h.ptr()) || py::isinstance(h, py::module_::import("numpy").attr("bool_"));
 }
 
 // h as a C-contiguous array of T, or TypeError/ValueError naming it.
@@ -156,78 +108,16 @@ void init_typed(const OptConfig& cfg, const py::list& states, int count) {
 
 }  // namespace
 
-OptConfig opt_config_from_dict(const py::dict& d) {
-  OptConfig c;
-  bool have_kind = false;
-  for (auto item : d) {
-    if (!py::isinstance<py::str>(item.first))
-      throw py::type_error("config: keys must be strings, got " + type_name(item.first));
-    const std::string key = py::cast<std::string>(item.first);
-    py::handle v = item.second;
-    if (key == "kind") {
-      if (PyBool_Check(v.ptr()) || !PyIndex_Check(v.ptr()))
-        throw py::type_error("kind: expected an integer optimizer id, got " + type_name(v));
-      const long long k = py::cast<long long>(py::reinterpret_borrow<py::object>(v));
-      if (k < 0 || k >= kNumOptKinds)
-        throw py::value_error("kind: expected an optimizer id in [0, " +
-                              std::to_string(kNumOptKinds) + "), got " + std::to_string(k));
-      c.kind = OptKind(int(k));
-      have_kind = true;
-    } else if (double* f = double_field(c, key)) {
-      if (!is_number(v))
-        throw py::type_error(key + ": expected a number, got " + type_name(v));
-      *f = py::cast<double>(py::reinterpret_borrow<py::object>(v));
-    } else if (bool* b = bool_field(c, key)) {
-      if (!is_bool(v)) throw py::type_error(key + ": expected a bool, got " + type_name(v));
-      *b = py::cast<bool>(py::reinterpret_borrow<py::object>(v));
-    } else {
-      throw py::value_error("config: unknown key '" + key + "' (expected " + known_keys() + ")");
-    }
-  }
-  if (!have_kind) throw py::value_error("config: missing key 'kind' (the optimizer id)");
-  try {
-    validate(c);
-  } catch (const std::invalid_argument& e) {
-    throw py::value_error(e.what());
-  }
-  return c;
-}
-
-py::dict opt_config_to_dict(const OptConfig& c) {
-  py::dict d;
-  d["kind"] = int(c.kind);
-  d["lr"] = c.lr;
-  d["weight_decay"] = c.weight_decay;
-  d["momentum"] = c.momentum;
-  d["dampening"] = c.dampening;
-  d["nesterov"] = c.nesterov;
-  d["beta1"] = c.beta1;
-  d["beta2"] = c.beta2;
-  d["amsgrad"] = c.amsgrad;
-  d["eps"] = c.eps;
-  d["alpha"] = c.alpha;
-  d["centered"] = c.centered;
-  d["lr_decay"] = c.lr_decay;
-  d["initial_accumulator"] = c.initial_accumulator;
-  return d;
-}
-
 void bind_optim(py::module_& m) {
   m.def(
       "optimizer_state_count",
-      [](const py::dict& config) { return optimizer_state_count(opt_config_from_dict(config)); },
+      [](const OptConfig& config) { return optimizer_state_count(config); },
       "config"_a,
       "How many state buffers, each of the parameters' length, the optimizer needs.");
 
   m.def(
-      "optimizer_config",
-      [](const py::dict& config) { return opt_config_to_dict(opt_config_from_dict(config)); },
-      "config"_a, "The config as the core reads it: every field, defaults filled in.");
-
-  m.def(
       "optimizer_init_state",
-      [](const py::dict& config, const py::list& states) {
-        const OptConfig cfg = opt_config_from_dict(config);
+      [](const OptConfig& cfg, const py::list& states) {
         const int count = optimizer_state_count(cfg);
         if (count == 0 || states.size() == 0) {
           if (states.size() != size_t(count))
@@ -253,9 +143,8 @@ void bind_optim(py::module_& m) {
 
   m.def(
       "optimizer_step",
-      [](const py::dict& config, py::object p, py::object g, const py::list& states,
+      [](const OptConfig& cfg, py::object p, py::object g, const py::list& states,
          int64_t step) {
-        const OptConfig cfg = opt_config_from_dict(config);
         if (step < 1)
           throw py::value_error("step: expected a 1-based step number >= 1, got " +
                                 std::to_string(step));

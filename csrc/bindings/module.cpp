@@ -16,6 +16,7 @@ void bind_ops(py::module_& m);
 void bind_networks(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_nn(py::module_& m);
+void bind_types(py::module_& m);
 }  // namespace fastmlp::bind
 
 #ifndef FASTMLP_VERSION
@@ -62,6 +63,7 @@ PYBIND11_MODULE(_core, m) {
   // Apply FASTMLP_ISA (or pick the best path) now, so that a bad value fails
   // the import with its message instead of surfacing in the first product.
   fastmlp::init_gemm_dispatch();
+  fastmlp::bind::bind_types(m);
   fastmlp::bind::bind_ops(m);
   fastmlp::bind::bind_networks(m);
   fastmlp::bind::bind_optim(m);

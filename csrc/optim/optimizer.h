@@ -32,27 +32,33 @@ namespace fastmlp {
 enum class OptKind : int { sgd = 0, adam = 1, adamw = 2, rmsprop = 3, adagrad = 4 };
 constexpr int kNumOptKinds = 5;
 
-// Hyper-parameters in double whatever the parameter type (they are converted
-// to T where the update is computed, as torch does for its float tensors).
+// The hyper-parameters, each written once here: FASTMLP_OPT_FIELDS(X) calls
+// X(type, name, default, doc) per field, and the struct, the Python binding
+// (_core.OptConfig: keyword constructor, attributes, fields(), as_dict()) and
+// the messages are all generated from it. In double whatever the parameter
+// type (converted to T where the update is computed, as torch does for its
+// float tensors). Python's twin of the list: fastmlp.optim.CORE_FIELDS (a
+// test checks that the two agree).
+#define FASTMLP_OPT_FIELDS(X)                                                              \
+  X(double, lr, 0.01, "learning rate")                                                     \
+  X(double, weight_decay, 0.0, "L2 decay: coupled (sgd, adam, rmsprop, adagrad), decoupled (adamw)") \
+  X(double, momentum, 0.0, "sgd, rmsprop")                                                 \
+  X(double, dampening, 0.0, "sgd")                                                         \
+  X(bool, nesterov, false, "sgd")                                                          \
+  X(double, beta1, 0.9, "adam, adamw")                                                     \
+  X(double, beta2, 0.999, "adam, adamw")                                                   \
+  X(bool, amsgrad, false, "adam, adamw: denominator from the max over steps of v")         \
+  X(double, eps, 1e-8, "adam, adamw, rmsprop, adagrad (defaults differ per kind)")         \
+  X(double, alpha, 0.99, "rmsprop")                                                        \
+  X(bool, centered, false, "rmsprop")                                                      \
+  X(double, lr_decay, 0.0, "adagrad")                                                      \
+  X(double, initial_accumulator, 0.0, "adagrad: the sum's starting value")
+
 struct OptConfig {
   OptKind kind = OptKind::sgd;
-  double lr = 0.01;
-  double weight_decay = 0.0;
-  // sgd, rmsprop
-  double momentum = 0.0;
-  double dampening = 0.0;        // sgd
-  bool nesterov = false;         // sgd
-  // adam, adamw
-  double beta1 = 0.9, beta2 = 0.999;
-  bool amsgrad = false;          // adam, adamw: denominator from max over steps of v
-  // adam, adamw, rmsprop, adagrad (defaults differ per kind; Python fills them)
-  double eps = 1e-8;
-  // rmsprop
-  double alpha = 0.99;
-  bool centered = false;
-  // adagrad
-  double lr_decay = 0.0;
-  double initial_accumulator = 0.0;
+#define FASTMLP_DECLARE_FIELD(type, name, init, doc) type name = init;
+  FASTMLP_OPT_FIELDS(FASTMLP_DECLARE_FIELD)
+#undef FASTMLP_DECLARE_FIELD
 };
 
 // Checks the values (finite, in range, e.g. 0 <= beta < 1, nesterov needs

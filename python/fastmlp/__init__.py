@@ -13,9 +13,8 @@ import os
 
 from . import _core, callbacks, ops, optim, reference
 from .callbacks import Callback, EarlyStopping, History
-from .io import load
+from .model import MLP, load
 from .layers import Dense, Layer
-from .model import MLP
 
 __version__ = _core.__version__
 

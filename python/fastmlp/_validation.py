@@ -152,3 +152,56 @@ def check_float(value, name, minimum=None, maximum=None, min_inclusive=True, max
         op = "<=" if max_inclusive else "<"
         raise ValueError(f"{name}: expected a number {op} {maximum}, got {value!r}")
     return v
+
+
+def check_loss_weights(w, name, length, dtype):
+    """Per-row or per-class loss weights: a 1-D numeric array of `length`
+    finite values >= 0 (length None: any), converted once to `dtype`. The
+    one check of loss weights in the package: fm.MLP and fm.ops both use it,
+    and the core's own check says the same."""
+    arr = np.asarray(w)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
+        want = "a 1-D array" if length is None else f"shape ({length},)"
+        raise ValueError(f"{name}: expected {want}, one weight per "
+                         f"{'row' if name.startswith('sample') else 'entry'}, got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    bad = ~(np.isfinite(arr) & (arr >= 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name}: weights must be finite and >= 0, got {arr[i]} at index {i}")
+    return arr
+
+
+def class_weight_array(cw, loss, n_outputs, y, dtype):
+    """class_weight as the core takes it: (n_outputs,) for cross_entropy, (2,)
+    (the weights of targets 0 and 1) for binary_cross_entropy. cw is
+    "balanced" (n / (classes * count) from the targets y; 0 for a class that
+    never occurs), a dict {class: weight} (others 1), or a sequence."""
+    if loss == "mse":
+        raise ValueError("class_weight: not defined for the mse loss (use sample_weight)")
+    n_classes = n_outputs if loss == "cross_entropy" else 2
+    if isinstance(cw, str):
+        if cw != "balanced":
+            raise ValueError(f"class_weight: expected 'balanced', a dict or a sequence, got {cw!r}")
+        if loss == "cross_entropy":
+            ids = y if y.ndim == 1 else np.argmax(y, axis=1)
+            counts = np.bincount(ids, minlength=n_outputs).astype(np.float64)
+        else:
+            ones = float(np.sum(y > 0.5))
+            counts = np.array([y.size - ones, ones])
+        total = counts.sum()
+        arr = np.where(counts > 0, total / (n_classes * np.maximum(counts, 1)), 0.0)
+    elif isinstance(cw, dict):
+        arr = np.ones(n_classes)
+        for key, value in cw.items():
+            if (isinstance(key, bool) or not isinstance(key, (int, np.integer))
+                    or not 0 <= key < n_classes):
+                raise ValueError(
+                    f"class_weight: keys must be class ids in [0, {n_classes}), got {key!r}")
+            arr[int(key)] = check_float(value, f"class_weight[{key}]", minimum=0.0)
+    else:
+        arr = cw
+    return check_loss_weights(arr, "class_weight", n_classes, dtype)
+

@@ -50,15 +50,19 @@ class Layer:
     zero-copy, writable views of the model's parameter buffer: writing into
     them changes the model."""
 
-    def __init__(self, net, index, activation):
+    def __init__(self, net, index):
         self._net = net
         self.index = index
-        self.in_features, self.units, _, self.dropout, self.batch_norm = net.layer_spec(index)
-        self.activation = activation
+        spec = net.layer_spec(index)
+        self.in_features = spec.in_features
+        self.units = spec.out_features
+        self.dropout = spec.dropout
+        self.batch_norm = spec.batch_norm
+        self.activation = spec.activation.name
 
     @property
     def W(self):
-        return self._net.weight(self.index)
+        return self._net.param(self.index, "W")
 
     @W.setter
     def W(self, value):
@@ -66,7 +70,7 @@ class Layer:
 
     @property
     def b(self):
-        return self._net.bias(self.index)
+        return self._net.param(self.index, "b")
 
     @b.setter
     def b(self, value):
@@ -98,12 +102,12 @@ class Layer:
     @property
     def running_mean(self):
         self._bn("gamma")
-        return self._net.running_stats(self.index)[0]
+        return self._net.running_mean(self.index)
 
     @property
     def running_var(self):
         self._bn("gamma")
-        return self._net.running_stats(self.index)[1]
+        return self._net.running_var(self.index)
 
     def __repr__(self):
         extra = ""

@@ -7,18 +7,25 @@ core's results into NumPy arrays and a History. All arithmetic is in the core.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
-from ._enums import INIT_ID, LOSS_ID, RELU_LIKE, act_id, activation_name, loss_name
-from ._validation import check_float, check_positive_int, check_X, check_y, resolve_dtype
+from . import _core, _enums, io
 from . import optim as _optim
+from ._validation import (
+    check_float,
+    check_loss_weights,
+    check_positive_int,
+    check_X,
+    check_y,
+    class_weight_array,
+    resolve_dtype,
+)
 from .callbacks import Callback, EarlyStopping, History
 from .layers import Dense, Layer
 from .optim import SGD, Optimizer
@@ -59,10 +66,10 @@ class MLP:
         batch_norm=False,
         seed=0,
     ):
-        self.activation = activation_name(activation)
-        self.loss_name = loss_name(loss)
-        if not isinstance(init, str) or (init != "auto" and init not in INIT_ID):
-            raise ValueError(f"init: expected 'auto' or one of {list(INIT_ID)}, got {init!r}")
+        self.activation = _enums.activation_name(activation)
+        self.loss_name = _enums.loss_name(loss)
+        if not isinstance(init, str) or (init != "auto" and init not in _enums.INITS):
+            raise ValueError(f"init: expected 'auto' or one of {list(_enums.INITS)}, got {init!r}")
         self.init = init
         self.dtype = resolve_dtype(dtype)
         self.dropout = check_float(dropout, "dropout", minimum=0.0, maximum=1.0, max_inclusive=False)
@@ -126,28 +133,33 @@ class MLP:
                 f"to the logits itself; got {acts[-1]!r}"
             )
         sizes = [n_inputs] + [s.units for s in self._specs]
-        spec = []
+        specs = []
         for i, a in enumerate(acts):
             hidden = i < last
-            d = self._specs[i].dropout or (self.dropout if hidden else 0.0)
-            bn = bool(self._specs[i].batch_norm or (self.batch_norm and hidden))
-            spec.append((sizes[i], sizes[i + 1], act_id(a), float(d), bn))
+            specs.append(_core.LayerSpec(
+                in_features=sizes[i], out_features=sizes[i + 1],
+                activation=_enums.activation(a),
+                dropout=float(self._specs[i].dropout or (self.dropout if hidden else 0.0)),
+                batch_norm=bool(self._specs[i].batch_norm or (self.batch_norm and hidden))))
         core_cls = _core.Network32 if self.dtype == np.float32 else _core.Network64
-        net = core_cls(spec, LOSS_ID[self.loss_name])
+        net = core_cls(specs, _enums.loss(self.loss_name))
         schemes = []
         for a in acts:
             name = self.init
             if name == "auto":
-                name = "he_uniform" if a in RELU_LIKE else "glorot_uniform"
-            schemes.append(INIT_ID[name])
+                name = "he_uniform" if a in _enums.RELU_LIKE else "glorot_uniform"
+            schemes.append(_enums.init(name))
         net.initialize(schemes, self.seed)
         net.set_optimizer(self._optimizer._core_config())
         self._apply_regularization(net)
         self._net = net
         self._acts = acts
         self._sizes = sizes
-        self._layer_spec = spec
-        self._layers = [Layer(net, i, a) for i, a in enumerate(acts)]
+        self._layers = [Layer(net, i) for i in range(len(acts))]
+
+    @property
+    def _has_batch_norm(self):
+        return any(layer.batch_norm for layer in self._layers)
 
     def _ensure_built(self, X):
         if self._net is None:
@@ -231,7 +243,6 @@ class MLP:
         # optimizer object edited into an invalid state fails here, leaving
         # the model as it was.
         config = optimizer._core_config()
-        _core.optimizer_config(config)
         with self._lock:
             self._optimizer = optimizer
             self._reg = reg
@@ -268,9 +279,11 @@ class MLP:
         with self._lock:
             return self._net.forward(X, bool(training))
 
-    def _weights(self, sample_weight, class_weight, y, n):
-        sw = None if sample_weight is None else _sample_weight(sample_weight, n, self.dtype)
-        cw = None if class_weight is None else _class_weight(
+    def _weights(self, sample_weight, class_weight, y, n, name="sample_weight"):
+        """The loss weights as the core takes them (the one place they are checked)."""
+        sw = None if sample_weight is None else check_loss_weights(
+            sample_weight, name, n, self.dtype)
+        cw = None if class_weight is None else class_weight_array(
             class_weight, self.loss_name, self._sizes[-1], y, self.dtype)
         return sw, cw
 
@@ -296,7 +309,7 @@ class MLP:
             out = []
             for i in range(net.num_layers):
                 g = {"W": net.grad(i, "W").copy(), "b": net.grad(i, "b").copy()}
-                if self._layer_spec[i][4]:
+                if self._layers[i].batch_norm:
                     g["gamma"] = net.grad(i, "gamma").copy()
                     g["beta"] = net.grad(i, "beta").copy()
                 out.append(g)
@@ -315,13 +328,13 @@ class MLP:
         # (finite X, class ids in range, target ranges) in one pass, which for
         # a small network saves a good part of the step.
         with self._lock:
-            value, ok, bad_layer = self._net.train_step(X, y, sw, cw)
-        if not ok:
+            r = self._net.train_step(X, y, sw, cw)
+        if not r.ok:
             raise FloatingPointError(
-                f"train_step: {self._divergence(value, bad_layer)} The parameters were left as "
-                f"they were. {_REMEDIES}"
+                f"train_step: {self._divergence(r.loss, r.bad_layer)} The parameters were left "
+                f"as they were. {_REMEDIES}"
             )
-        return float(value)
+        return float(r.loss)
 
     def _divergence(self, loss_value, bad_layer):
         norms = self._net.grad_norms()
@@ -335,22 +348,25 @@ class MLP:
         return f"the loss is {loss_value} and {where}."
 
     # -- state snapshots (early stopping) -----------------------------------
+    def _running_stats(self):
+        """{name: view} of every batch-norm running statistic."""
+        out = {}
+        for i in range(self._net.num_layers):
+            if self._layers[i].batch_norm:
+                out[f"running_mean_{i}"] = self._net.running_mean(i)
+                out[f"running_var_{i}"] = self._net.running_var(i)
+        return out
+
     def _snapshot(self):
-        net = self._net
-        stats = [tuple(None if a is None else a.copy() for a in net.running_stats(i))
-                 for i in range(net.num_layers)]
-        return net.params_flat().copy(), stats
+        stats = {k: v.copy() for k, v in self._running_stats().items()}
+        return self._net.params_flat().copy(), stats
 
     def _restore(self, snap):
         params, stats = snap
-        net = self._net
         with self._lock:
-            net.params_flat()[...] = params
-            for i, (m, v) in enumerate(stats):
-                if m is not None:
-                    rm, rv = net.running_stats(i)
-                    rm[...] = m
-                    rv[...] = v
+            self._net.params_flat()[...] = params
+            for key, view in self._running_stats().items():
+                view[...] = stats[key]
 
     def fit(self, X, y, epochs=10, batch_size=32, shuffle=True, validation_data=None,
             validation_split=0.0, early_stopping=None, verbose=1, callbacks=(), seed=None,
@@ -374,6 +390,20 @@ class MLP:
                             max_inclusive=False)
         callbacks = _check_callbacks(callbacks)
         shuffle_seed = self.seed if seed is None else _check_seed(seed)
+        data = self._fit_data(X, y, sample_weight, class_weight, validation_data, split)
+        if early_stopping is not None:
+            callbacks = callbacks + [_early_stopper(early_stopping, data.Xv is not None)]
+        if self._has_batch_norm and (batch_size == 1 or data.X.shape[0] % batch_size == 1
+                                     or data.X.shape[0] == 1):
+            raise ValueError(
+                f"batch_size: {batch_size} leaves a last batch of 1 row out of {data.X.shape[0]}, "
+                "which batch normalization cannot train on; choose another batch size"
+            )
+        return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed, callbacks,
+                                verbose)
+
+    def _fit_data(self, X, y, sample_weight, class_weight, validation_data, split):
+        """The training and validation arrays, checked and converted once."""
         X = self._X(X)
         y = self._y(y, X.shape[0])
         sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
@@ -387,9 +417,10 @@ class MLP:
             Xv = self._X(validation_data[0], name="validation_data[0]")
             yv = self._y(validation_data[1], Xv.shape[0], name="validation_data[1]")
             if len(validation_data) == 3 and validation_data[2] is not None:
-                swv = _sample_weight(validation_data[2], Xv.shape[0], self.dtype,
-                                     name="validation_data[2]")
+                swv, _ = self._weights(validation_data[2], None, yv, Xv.shape[0],
+                                       name="validation_data[2]")
         elif split:
+            # The last rows, before any shuffling (as Keras holds them out).
             cut = int(X.shape[0] * (1.0 - split))
             if cut <= 0 or cut >= X.shape[0]:
                 raise ValueError(
@@ -399,98 +430,31 @@ class MLP:
             X, Xv, y, yv = X[:cut], X[cut:], y[:cut], y[cut:]
             if sw is not None:
                 sw, swv = sw[:cut], sw[cut:]
-        if early_stopping is not None:
-            if isinstance(early_stopping, EarlyStopping):
-                stopper = early_stopping
-            else:
-                patience = check_positive_int(early_stopping, "early_stopping", minimum=0)
-                stopper = EarlyStopping("val_loss" if Xv is not None else "loss", patience)
-            if stopper.monitor.startswith("val_") and Xv is None:
-                raise ValueError(
-                    f"early_stopping: monitors {stopper.monitor!r} but fit has no validation data; "
-                    "give validation_data or validation_split, or monitor 'loss'"
-                )
-            callbacks = callbacks + [stopper]
-        if any(self._layer_spec[i][4] for i in range(len(self._layer_spec))) and (
-                batch_size == 1 or X.shape[0] % batch_size == 1 or X.shape[0] == 1):
-            raise ValueError(
-                f"batch_size: {batch_size} leaves a last batch of 1 row out of {X.shape[0]}, "
-                "which batch normalization cannot train on; choose another batch size"
-            )
-        every = [c.every_n_batches for c in callbacks if c.every_n_batches]
-        # Return to Python every gcd(...) batches, so each callback sees every
-        # multiple of its own period.
-        chunk = math.gcd(*every) if every else -1
-        n = X.shape[0]
+        return _FitData(X, y, sw, cw, Xv, yv, swv)
+
+    def _run_epochs(self, data, epochs, batch_size, shuffle, shuffle_seed, callbacks, verbose):
+        """The epoch loop: the core trains, Python records and calls back."""
         net = self._net
         history = History()
         if self._schedule is not None and not self._schedule_started:
             net.set_lr(self._schedule.start(self._optimizer.lr))
             self._schedule_started = True
-        relu_layers = [i for i, a in enumerate(self._acts[:-1]) if a == "relu"]
         for cb in callbacks:
             cb.on_train_begin(self)
-        stop = False
         completed = False
         try:
             for _ in range(epochs):
                 t0 = time.perf_counter()
-                lr_now = net.optimizer_config()["lr"]
-                perm = _core.permutation(n, shuffle_seed, self._epochs_done) if shuffle else None
-                net.reset_unit_activity()
-                r = None
-                start = 0
-                while start < n:
-                    before = 0 if r is None else r["batches"]
-                    with self._lock:
-                        # carry=r: the core continues this epoch's sums, so a
-                        # chunked epoch gives the same history bitwise.
-                        part = net.train_epoch(X, y, perm, batch_size, start, chunk, sw, cw,
-                                               carry=r)
-                    r = part
-                    if part["diverged"]:
-                        b = part["bad_batch"] + 1  # counted from the epoch's start
-                        raise FloatingPointError(
-                            f"fit: training diverged at epoch {self._epochs_done + 1}, batch {b}: "
-                            f"{self._divergence(part['bad_loss'], part['bad_layer'])} The "
-                            f"parameters are those before that batch. {_REMEDIES}"
-                        )
-                    done = part["batches"] - before
-                    start += done * batch_size
-                    if done == 0:
-                        break
-                    if chunk > 0 and start < n:
-                        logs = {"loss": r["loss_sum"] / max(r["rows"], 1)}
-                        batch_no = start // batch_size
-                        for cb in callbacks:
-                            if cb.every_n_batches and batch_no % cb.every_n_batches == 0:
-                                stop = bool(cb.on_batch_end(batch_no, logs)) or stop
-                        if stop:
-                            break
-                record = {"loss": r["loss_sum"] / max(r["rows"], 1)}
-                if self.is_classifier and r["predictions"]:
-                    record["accuracy"] = r["correct"] / r["predictions"]
-                if Xv is not None:
-                    # As in Keras, class_weight weights training only; the
-                    # validation rows carry their own sample weights, if any.
-                    record.update(self._evaluate(Xv, yv, prefix="val_", sample_weight=swv))
-                record["lr"] = lr_now
-                for i, g in enumerate(r["grad_norm_sum"]):
-                    record[f"grad_norm_{i}"] = g / max(r["batches"], 1)
-                for i in relu_layers:
-                    record[f"dead_relu_{i}"] = net.dead_fraction(i)
+                lr_now = net.optimizer_config().lr
+                r, stop = self._train_epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
+                record = self._epoch_record(r, data, lr_now)
                 self._epochs_done += 1
                 record["time"] = time.perf_counter() - t0
                 history._record(self._epochs_done, **record)
                 if self._schedule is not None:
-                    metric = record.get("val_loss", record["loss"])
-                    net.set_lr(self._schedule.step(metric))
+                    net.set_lr(self._schedule.step(record.get("val_loss", record["loss"])))
                 if verbose:
-                    items = "  ".join(
-                        f"{k} {v:.5g}" for k, v in record.items()
-                        if not k.startswith(("grad_norm_", "dead_relu_")) and k != "time")
-                    print(f"epoch {self._epochs_done}  {items}  ({record['time']:.3f} s)",
-                          file=sys.stdout, flush=True)
+                    _print_epoch(self._epochs_done, record)
                 for cb in callbacks:
                     stop = bool(cb.on_epoch_end(self._epochs_done, dict(record))) or stop
                 if stop:
@@ -503,6 +467,65 @@ class MLP:
             for cb in callbacks:
                 cb.on_train_end(self, history)
         return history
+
+    def _train_epoch(self, data, batch_size, shuffle, shuffle_seed, callbacks):
+        """One epoch in the core, in chunks when callbacks ask for batch
+        ends. Returns (the core's EpochResult, whether a callback asked to stop)."""
+        net = self._net
+        n = data.X.shape[0]
+        every = [c.every_n_batches for c in callbacks if c.every_n_batches]
+        # Return to Python every gcd(...) batches, so each callback sees every
+        # multiple of its own period.
+        chunk = math.gcd(*every) if every else -1
+        perm = _core.permutation(n, shuffle_seed, self._epochs_done) if shuffle else None
+        net.reset_unit_activity()
+        r = None
+        stop = False
+        start = 0
+        while start < n:
+            before = 0 if r is None else r.batches
+            with self._lock:
+                # carry=r: the core continues this epoch's sums, so a chunked
+                # epoch gives the same history bitwise.
+                r = net.train_epoch(data.X, data.y, perm, batch_size, start, chunk, data.sw,
+                                    data.cw, carry=r)
+            if r.diverged:
+                raise FloatingPointError(
+                    f"fit: training diverged at epoch {self._epochs_done + 1}, batch "
+                    f"{r.bad_batch + 1}: {self._divergence(r.bad_loss, r.bad_layer)} The "
+                    f"parameters are those before that batch. {_REMEDIES}"
+                )
+            done = r.batches - before
+            start += done * batch_size
+            if done == 0:
+                break
+            if chunk > 0 and start < n:
+                logs = {"loss": r.loss_sum / max(r.rows, 1)}
+                batch_no = start // batch_size
+                for cb in callbacks:
+                    if cb.every_n_batches and batch_no % cb.every_n_batches == 0:
+                        stop = bool(cb.on_batch_end(batch_no, logs)) or stop
+                if stop:
+                    break
+        return r, stop
+
+    def _epoch_record(self, r, data, lr):
+        """The History entry of one epoch (time aside)."""
+        record = {"loss": r.loss_sum / max(r.rows, 1)}
+        if self.is_classifier and r.predictions:
+            record["accuracy"] = r.correct / r.predictions
+        if data.Xv is not None:
+            # As in Keras, class_weight weights training only; the validation
+            # rows carry their own sample weights, if any.
+            record.update(self._evaluate(data.Xv, data.yv, prefix="val_",
+                                         sample_weight=data.swv))
+        record["lr"] = lr
+        for i, g in enumerate(r.grad_norm_sum):
+            record[f"grad_norm_{i}"] = g / max(r.batches, 1)
+        for i, a in enumerate(self._acts[:-1]):
+            if a == "relu":
+                record[f"dead_relu_{i}"] = self._net.dead_fraction(i)
+        return record
 
     def _evaluate(self, X, y, prefix="", sample_weight=None, class_weight=None):
         with self._lock:
@@ -517,35 +540,134 @@ class MLP:
         return out
 
     # -- persistence ------------------------------------------------------
+    def _state(self):
+        """(meta, arrays): everything that makes this model, as a JSON-able
+        dict and named NumPy arrays (copies). _from_state inverts it; io
+        writes and reads the pair."""
+        from . import __version__
+
+        net = self._require_built()
+        sched = self._schedule
+        meta = {
+            "fastmlp": __version__,
+            "inputs": int(self._sizes[0]),
+            "layers": [{"units": layer.units, "activation": layer.activation,
+                        "dropout": float(layer.dropout), "batch_norm": bool(layer.batch_norm)}
+                       for layer in self._layers],
+            "activation": self.activation,
+            "loss": self.loss_name,
+            "init": self.init,
+            "dtype": np.dtype(self.dtype).name,
+            "seed": int(self.seed),
+            "optimizer": {"class": type(self._optimizer).__name__,
+                          "config": self._optimizer.get_config()},
+            "lr": float(net.optimizer_config().lr),
+            "regularization": dict(self._reg),
+            "schedule": None if sched is None else {
+                "class": type(sched).__name__,
+                "config": sched.get_config(),
+                "state": sched.get_state() if self._schedule_started else None,
+            },
+            "optimizer_steps": int(net.optimizer_steps),
+            "step_count": int(net.step_count),
+            "epochs_done": int(self._epochs_done),
+        }
+        arrays = {"params": np.array(net.params_flat())}
+        arrays.update({k: np.array(v) for k, v in self._running_stats().items()})
+        for j, st in enumerate(net.optimizer_state()):
+            arrays[f"optimizer_state_{j}"] = np.array(st)
+        return meta, arrays
+
+    @classmethod
+    def _from_state(cls, meta, arrays, name="state"):
+        """The model _state() described, every array checked against the
+        architecture; ValueError naming `name` for anything malformed."""
+        try:
+            return cls._from_state_unchecked(meta, arrays, name)
+        except KeyError as e:
+            raise ValueError(f"{name}: incomplete model description (missing {e})") from None
+        except (TypeError, AttributeError, IndexError) as e:
+            raise ValueError(f"{name}: corrupt model description ({e})") from None
+
+    @classmethod
+    def _from_state_unchecked(cls, meta, arrays, name):
+        specs = [Dense(l["units"], activation=l["activation"], dropout=l["dropout"],
+                       batch_norm=l["batch_norm"]) for l in meta["layers"]]
+        model = cls([meta["inputs"]] + specs, activation=meta["activation"], loss=meta["loss"],
+                    init=meta["init"], dtype=meta["dtype"], seed=meta["seed"])
+        opt = _optim.optimizer_from_config(meta["optimizer"]["class"], meta["optimizer"]["config"])
+        sched = None
+        if meta["schedule"] is not None:
+            sched = _optim.schedule_from_config(meta["schedule"]["class"],
+                                                meta["schedule"]["config"])
+        reg = meta["regularization"]
+        model.compile(optimizer=opt, l1=reg["l1"], l2=reg["l2"], clip_norm=reg["clip_norm"],
+                      clip_value=reg["clip_value"], lr_schedule=sched)
+        net = model._net
+        flat = net.params_flat()
+        params = arrays.get("params")
+        if params is None or params.shape != flat.shape or params.dtype != flat.dtype:
+            raise ValueError(f"{name}: the parameter buffer does not match the architecture")
+        if not np.isfinite(params).all():
+            raise ValueError(f"{name}: the parameters contain NaN or infinity")
+        for key, dst in model._running_stats().items():
+            src = arrays.get(key)
+            if src is None or src.shape != dst.shape or not np.isfinite(src).all():
+                raise ValueError(f"{name}: {key} is missing, misshapen or not finite")
+            if key.startswith("running_var") and (src < 0).any():
+                raise ValueError(f"{name}: {key} has negative variances")
+        states = net.optimizer_state()
+        for j, st in enumerate(states):
+            src = arrays.get(f"optimizer_state_{j}")
+            if src is None or src.shape != st.shape:
+                raise ValueError(f"{name}: optimizer state {j} is missing or has the wrong shape")
+            if not np.isfinite(src).all():
+                raise ValueError(f"{name}: optimizer state {j} contains NaN or infinity")
+        for key in ("optimizer_steps", "step_count", "epochs_done"):
+            v = meta.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: {key} must be a count >= 0, got {v!r}")
+        # Everything checked: now the copies.
+        flat[...] = params
+        for key, dst in model._running_stats().items():
+            dst[...] = arrays[key]
+        for j, st in enumerate(states):
+            st[...] = arrays[f"optimizer_state_{j}"]
+        net.optimizer_steps = meta["optimizer_steps"]
+        net.step_count = meta["step_count"]
+        net.set_lr(meta["lr"])
+        model._epochs_done = meta["epochs_done"]
+        if sched is not None and meta["schedule"]["state"] is not None:
+            sched.set_state(meta["schedule"]["state"])
+            model._schedule_started = True
+        return model
+
     def save(self, path):
         """Save architecture, parameters, batch-norm statistics, optimizer
         and schedule state to one .npz file (fm.load reads it back). Returns
         the path written."""
-        from . import io
-
         with self._lock:
-            return io.save(self, path)
+            meta, arrays = self._state()
+        return io.save_npz(path, meta, arrays)
 
     def __getstate__(self):
-        from . import io
-
         if self._net is None:
             state = dict(self.__dict__)
             state.pop("_lock", None)
             return {"unbuilt": state}
         with self._lock:
-            return {"npz": io.to_bytes(self)}
+            meta, arrays = self._state()
+        return {"npz": io.to_bytes(meta, arrays)}
 
     def __setstate__(self, state):
-        from . import io
-
         if "unbuilt" in state:
             self.__dict__.update(state["unbuilt"])
             self._lock = threading.RLock()
             return
-        other = io.from_bytes(state["npz"])
+        meta, arrays = io.from_bytes(state["npz"], "state")
+        other = MLP._from_state(meta, arrays)
         self.__dict__.update(other.__dict__)
-        self._layers = [Layer(self._net, i, a) for i, a in enumerate(self._acts)]
+        self._layers = [Layer(self._net, i) for i in range(len(self._acts))]
 
     def predict(self, X):
         """Class ids (cross_entropy), 0/1 labels (binary_cross_entropy) or
@@ -605,44 +727,43 @@ def _core_layout(X, y, dtype, loss):
     return y.ndim == 2 and y.dtype == dtype
 
 
-def _sample_weight(w, n, dtype, name="sample_weight"):
-    arr = np.asarray(w)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected numbers, got dtype {arr.dtype}")
-    if arr.shape != (n,):
-        raise ValueError(f"{name}: expected shape ({n},), one weight per row, got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise ValueError(f"{name}: weights must be finite and >= 0")
-    return arr
+def load(path):
+    """The model saved at `path` by MLP.save, ready to predict or train on."""
+    meta, arrays = io.load_npz(path)
+    return MLP._from_state(meta, arrays, "path")
 
 
-def _class_weight(cw, loss, k, y, dtype):
-    if loss == "mse":
-        raise ValueError("class_weight: not defined for the mse loss (use sample_weight)")
-    n_classes = k if loss == "cross_entropy" else 2
-    if isinstance(cw, str):
-        if cw != "balanced":
-            raise ValueError(f"class_weight: expected 'balanced', a dict or a sequence, got {cw!r}")
-        if loss == "cross_entropy":
-            ids = y if y.ndim == 1 else np.argmax(y, axis=1)
-            counts = np.bincount(ids, minlength=k).astype(np.float64)
-        else:
-            ones = float(np.sum(y > 0.5))
-            counts = np.array([y.size - ones, ones])
-        total = counts.sum()
-        with np.errstate(divide="ignore"):
-            arr = np.where(counts > 0, total / (n_classes * np.maximum(counts, 1)), 0.0)
-    elif isinstance(cw, dict):
-        arr = np.ones(n_classes)
-        for key, value in cw.items():
-            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < n_classes:
-                raise ValueError(f"class_weight: keys must be class ids in [0, {n_classes}), got {key!r}")
-            arr[int(key)] = check_float(value, f"class_weight[{key}]", minimum=0.0)
+@dataclass
+class _FitData:
+    """fit's arrays, checked and in the model's dtype: training rows, their
+    loss weights, and the validation rows (None without)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    sw: np.ndarray | None
+    cw: np.ndarray | None
+    Xv: np.ndarray | None
+    yv: np.ndarray | None
+    swv: np.ndarray | None
+
+
+def _early_stopper(early_stopping, have_validation):
+    """fit's early_stopping argument as a callback."""
+    if isinstance(early_stopping, EarlyStopping):
+        stopper = early_stopping
     else:
-        arr = np.asarray(cw, dtype=np.float64)
-        if arr.shape != (n_classes,):
-            raise ValueError(f"class_weight: expected {n_classes} weights, got shape {arr.shape}")
-        if not np.isfinite(arr).all() or (arr < 0).any():
-            raise ValueError("class_weight: weights must be finite and >= 0")
-    return np.ascontiguousarray(arr, dtype=dtype)
+        patience = check_positive_int(early_stopping, "early_stopping", minimum=0)
+        stopper = EarlyStopping("val_loss" if have_validation else "loss", patience)
+    if stopper.monitor.startswith("val_") and not have_validation:
+        raise ValueError(
+            f"early_stopping: monitors {stopper.monitor!r} but fit has no validation data; "
+            "give validation_data or validation_split, or monitor 'loss'"
+        )
+    return stopper
+
+
+def _print_epoch(epoch, record):
+    items = "  ".join(
+        f"{k} {v:.5g}" for k, v in record.items()
+        if not k.startswith(("grad_norm_", "dead_relu_")) and k != "time")
+    print(f"epoch {epoch}  {items}  ({record['time']:.3f} s)", file=sys.stdout, flush=True)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._enums import act_id, loss_id
+from ._enums import activation as _activation, loss as _loss
+from ._validation import check_loss_weights
 
 __all__ = [
     "fma_peak",
@@ -74,36 +75,30 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, naive=False):
 
 def activation_forward(z, act):
     (z,) = _prepare({"z": z}, (2,))
-    return _core.activation_forward(z, act_id(act))
+    return _core.activation_forward(z, int(_activation(act, "act")))
 
 
 def activation_backward(dy, z, y, act):
     dy, z, y = _prepare({"dy": dy, "z": z, "y": y}, (2, 2, 2))
-    return _core.activation_backward(dy, z, y, act_id(act))
+    return _core.activation_backward(dy, z, y, int(_activation(act, "act")))
 
 
 def dense_forward(x, w, b, act):
     """(z, y) = (x w^T + b, act(z))."""
     x, w, b = _prepare({"x": x, "w": w, "b": b}, (2, 2, 1))
-    return _core.dense_forward(x, w, b, act_id(act))
+    return _core.dense_forward(x, w, b, int(_activation(act, "act")))
 
 
 def dense_backward(dy, x, w, z, y, act):
     """(dx, dw, db, dz) of one dense layer."""
     dy, x, w, z, y = _prepare({"dy": dy, "x": x, "w": w, "z": z, "y": y}, (2, 2, 2, 2, 2))
-    return _core.dense_backward(dy, x, w, z, y, act_id(act))
+    return _core.dense_backward(dy, x, w, z, y, int(_activation(act, "act")))
 
 
 def _loss_weight(w, name, dtype):
-    """None, or w as a C-contiguous 1-D array of the computation's dtype."""
-    if w is None:
-        return None
-    w = np.asarray(w)
-    if w.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected a numeric array, got dtype {w.dtype}")
-    if w.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got shape {w.shape}")
-    return np.ascontiguousarray(w, dtype=dtype)
+    """None, or w as a C-contiguous 1-D array of the computation's dtype
+    (its length is the core's to check: rows or classes)."""
+    return None if w is None else check_loss_weights(w, name, None, dtype)
 
 
 def loss_forward_backward(loss, z, y, target, sample_weight=None, class_weight=None):
@@ -121,7 +116,7 @@ def loss_forward_backward(loss, z, y, target, sample_weight=None, class_weight=N
     over sum_i class_weight[target_i], and a batch where that sum is 0 has
     loss 0 and gradient 0.
     """
-    lid = loss_id(loss)
+    lid = int(_loss(loss))
     z, y = _prepare({"z": z, "y": y}, (2, 2))
     t = np.asarray(target)
     if t.ndim == 1 and t.dtype.kind in "biu":
@@ -138,8 +133,9 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
     Runs the core's SGD kernel (optimizer_step with kind sgd)."""
     p, g = _prepare({"p": p, "g": g}, (1, 1))
     p = p.copy()
-    config = {"kind": 0, "lr": float(lr), "momentum": float(momentum),
-              "nesterov": bool(nesterov), "weight_decay": float(weight_decay)}
+    config = _core.OptConfig(kind=_core.OptimizerKind.sgd, lr=float(lr),
+                             momentum=float(momentum), nesterov=bool(nesterov),
+                             weight_decay=float(weight_decay))
     states = []
     if momentum != 0.0:
         states = [np.zeros_like(p) if buf is None
@@ -154,7 +150,7 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
 def optimizer_step(optimizer, p, g, state=None, step=1):
     """(p_new, state_new) after one update by the core's optimizer kernel.
 
-    optimizer: an fm.optim optimizer or its _core_config() dict. state: the
+    optimizer: an fm.optim optimizer or a _core.OptConfig. state: the
     list of state arrays in the core's order (fm.reference.optimizer_step
     lists it), or None before the first step; step: this update's 1-based
     number. Inputs are copied, never modified.
@@ -163,11 +159,11 @@ def optimizer_step(optimizer, p, g, state=None, step=1):
 
     if isinstance(optimizer, Optimizer):
         config = optimizer._core_config()
-    elif isinstance(optimizer, dict):
-        config = dict(optimizer)
+    elif isinstance(optimizer, _core.OptConfig):
+        config = optimizer
     else:
         raise TypeError(
-            f"optimizer: expected an fm.optim optimizer or its _core_config() dict, "
+            f"optimizer: expected an fm.optim optimizer or a _core.OptConfig, "
             f"got {type(optimizer).__name__}"
         )
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):

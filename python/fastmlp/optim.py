@@ -4,8 +4,8 @@ Optimizers are configured here and run by the core, one fused pass over the
 flat parameter buffer (csrc/optim/optimizer.h; the formulas are in
 fastmlp.reference.optimizer_step and its helpers). Each one is a small value
 object: ``get_config()`` gives its constructor arguments (JSON-able, for
-save/load, see ``optimizer_from_config``) and ``_core_config()`` the dict the
-core reads.
+save/load, see ``optimizer_from_config``) and ``_core_config()`` the
+``_core.OptConfig`` the core reads.
 
 Schedules set the learning rate once per epoch, as torch.optim.lr_scheduler
 defines them, and are driven by the model::
@@ -35,8 +35,23 @@ def _check_eps(eps):
     # lets that NaN through, eps must be positive (and non-zero in float32).
     return check_float(eps, "eps", minimum=1e-37)
 
-# csrc/optim/optimizer.h, enum class OptKind.
-_KIND_ID = {"sgd": 0, "adam": 1, "adamw": 2, "rmsprop": 3, "adagrad": 4}
+# The fields of the core's OptConfig (csrc/optim/optimizer.h, FASTMLP_OPT_FIELDS),
+# the one Python list of them; tests/test_boundary.py checks that the two agree.
+CORE_FIELDS = (
+    "lr",
+    "weight_decay",
+    "momentum",
+    "dampening",
+    "nesterov",
+    "beta1",
+    "beta2",
+    "amsgrad",
+    "eps",
+    "alpha",
+    "centered",
+    "lr_decay",
+    "initial_accumulator",
+)
 
 
 def _check_bool(value, name):
@@ -82,9 +97,9 @@ def _from_config(registry, what, class_name, config):
 class Optimizer:
     """Base class: a named set of hyper-parameters that the core runs.
 
-    Subclasses define ``_kind`` (a key of the core's OptKind) and
-    ``get_config()``; ``_core_config()`` maps the arguments to the core's
-    OptConfig fields.
+    Subclasses define ``_kind`` (a name of ``_core.OptimizerKind``),
+    ``get_config()`` (the constructor's arguments) and ``_core_fields()``
+    (those arguments under the names of CORE_FIELDS).
     """
 
     _kind: str = ""
@@ -95,9 +110,10 @@ class Optimizer:
     def _core_fields(self) -> dict:
         raise NotImplementedError
 
-    def _core_config(self) -> dict:
-        """{"kind": id, OptConfig field: value, ...}, for _core.opt_config_from_dict."""
-        return {"kind": _KIND_ID[self._kind], **self._core_fields()}
+    def _core_config(self):
+        """The core's validated ``_core.OptConfig`` for these arguments."""
+        return _core.OptConfig(kind=_core.OptimizerKind.__members__[self._kind],
+                               **self._core_fields())
 
     @property
     def state_count(self) -> int:

@@ -1,0 +1,139 @@
+// The third room of a network: training. The optimizer's state (buffers of
+// the parameters' layout), the regularization, the step counters, the
+// gradient and unit statistics, the phases of a step that come after the
+// backward pass, and the epoch loop. Python twins: fastmlp.reference's
+// optimizer_step, l1_l2_gradient, clip_grad_value and clip_grad_norm, and
+// batch_norm_forward's running update.
+//
+// A training step, phase by phase (Network::train_step runs them in order):
+//   1 forward              Network::forward(x, n, training=true)
+//   2 loss                 Network::loss_gradient: the loss and dL/d(output)
+//   3 backward             Network::backward: every layer's gradient into grads()
+//     [a data-parallel step all-reduces grads() and the loss here]
+//   4 post-processing      Trainer::postprocess: L1/L2 penalty (loss and gradient),
+//                          per-layer norms, the finiteness check, clipping
+//   5 update               Trainer::update: optimizer step, batch-norm running
+//                          statistics, counters
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "common/aligned.h"
+#include "common/types.h"
+#include "network/layer.h"
+#include "network/parameters.h"
+#include "network/workspace.h"
+#include "nn/losses.h"
+#include "optim/optimizer.h"
+
+namespace fastmlp {
+
+// Between backward and the optimizer step. Zero means off.
+struct Regularization {
+  double l1 = 0.0, l2 = 0.0;  // loss += l1 sum|W| + l2 sum W^2 over every W (not b, gamma, beta)
+  double clip_value = 0.0;    // clamp every gradient element to [-v, v]  (applied first)
+  double clip_norm = 0.0;     // then scale all gradients so that their global 2-norm <= max
+};
+
+// What a training step reports.
+struct StepResult {
+  double loss = 0.0;       // batch loss, penalty included
+  bool ok = true;          // loss and every gradient finite; the step was taken
+  index_t bad_layer = -1;  // when !ok: the highest layer whose gradient is not finite, or
+                           // the one with the largest gradient norm if all are finite
+};
+
+// What an epoch (or a part of one: train_epoch continues the sums of the
+// result it is given, so that a chunked epoch adds exactly as a whole one).
+struct EpochResult {
+  double loss_sum = 0.0;     // sum over batches of (batch loss * batch rows)
+  index_t rows = 0;          // rows trained on
+  index_t batches = 0;
+  double correct = 0.0;      // classification: predictions that matched (training mode)
+  double predictions = 0.0;  //   ... out of this many
+  std::vector<double> grad_norm_sum;  // per layer: sum over batches of the layer's gradient norm
+  bool interrupted = false;  // poll() asked to stop (Ctrl-C)
+  bool diverged = false;     // a batch was not finite; parameters are those before it
+  index_t bad_batch = -1;
+  index_t bad_layer = -1;
+  double bad_loss = 0.0;
+};
+
+template <class T>
+class Network;
+
+template <class T>
+class Trainer {
+ public:
+  Trainer(const std::vector<LayerSpec>& layers, index_t buffer_size);
+
+  // Optimizer: a new configuration starts from fresh state (step 0); set_lr
+  // changes the learning rate only (schedules).
+  void set_optimizer(const OptConfig& cfg);
+  const OptConfig& optimizer() const { return opt_; }
+  void set_lr(double lr);
+  int optimizer_state_count() const { return n_state_; }
+  T* optimizer_state(int i) { return state_[i].data(); }
+  int64_t optimizer_steps() const { return opt_steps_; }
+  void set_optimizer_steps(int64_t s) { opt_steps_ = s; }
+
+  void set_regularization(const Regularization& r);
+  const Regularization& regularization() const { return reg_; }
+
+  // Training steps taken; keys the dropout masks of the next step.
+  int64_t step_count() const { return steps_; }
+  void set_step_count(int64_t s) { steps_ = s; }
+
+  // Phase 4. Adds the L1/L2 penalty to `loss` and to the gradients and keeps
+  // each layer's squared gradient norm; with `clip`, then checks that the
+  // loss and every gradient are finite and, if so, clips. Returns the loss
+  // with the penalty, whether the step may be taken and, if not, the layer to
+  // blame.
+  StepResult postprocess(Parameters<T>& p, double loss, bool clip);
+  // Phase 5. One optimizer step on every parameter, the batch-norm running
+  // statistics from this batch's (n rows) statistics, the counters.
+  void update(Parameters<T>& p, Workspace<T>& ws, index_t n);
+
+  // The L1/L2 penalty of the current weights (0 without it).
+  double penalty(const Parameters<T>& p) const;
+  // Squared 2-norm of layer l's gradient (all its blocks) after the last postprocess.
+  double grad_sumsq(index_t l) const { return grad_sumsq_[l]; }
+
+  // Dead units: after reset_unit_activity(), record_unit_activity marks the
+  // units of each ReLU hidden layer that gave a positive output for some row
+  // of the last forward; dead_fraction is the share of units never marked.
+  void record_unit_activity(const Workspace<T>& ws, index_t n);
+  void reset_unit_activity();
+  double dead_fraction(index_t l) const;
+
+ private:
+  std::vector<LayerSpec> layers_;
+  OptConfig opt_;
+  int n_state_ = 0;
+  index_t buffer_size_ = 0;
+  AlignedBuffer<T> state_[3];
+  int64_t opt_steps_ = 0;
+  int64_t steps_ = 0;
+  Regularization reg_;
+  std::vector<double> grad_sumsq_;
+  std::vector<std::vector<unsigned char>> alive_;
+};
+
+// The epoch loop: mini-batches of batch_size from row `start` on, in the
+// order of perm (nullptr: natural order), for at most max_batches batches
+// (< 0: to the end), each gathered into the workspace and trained on by
+// net.train_step. Accumulates into r. poll() is called between batches; true
+// stops. A batch that is not finite stops the loop with r.diverged and the
+// parameters as they were before it.
+template <class T>
+void train_epoch(Network<T>& net, const T* X, const Target<T>& t, index_t rows,
+                 const int64_t* perm, index_t batch_size, index_t start, index_t max_batches,
+                 const std::function<bool()>& poll, EpochResult& r);
+
+// A permutation of 0..n-1 drawn from (seed, epoch) by Fisher-Yates over the
+// counter-based generator: the same for any thread count or platform.
+void permutation(int64_t* out, index_t n, uint64_t seed, uint32_t epoch);
+
+}  // namespace fastmlp

@@ -1,0 +1,79 @@
+#include "network/workspace.h"
+
+#include <algorithm>
+
+namespace fastmlp {
+
+template <class T>
+Workspace<T>::Workspace(const std::vector<LayerSpec>& layers, Loss loss)
+    : specs_(layers), loss_(loss), layers_(layers.size()) {
+  index_t total = 0;
+  for (const LayerSpec& s : specs_) {
+    bn_offset_.push_back(s.batch_norm ? total : -1);
+    if (s.batch_norm) total += 3 * aligned_count<T>(s.out);
+  }
+  bn_.resize(std::max<index_t>(total, 1));
+}
+
+template <class T>
+BnCache<T> Workspace<T>::bn_cache(index_t l) {
+  if (bn_offset_[l] < 0) return {};
+  T* v = bn_.data() + bn_offset_[l];
+  const index_t a = aligned_count<T>(specs_[l].out);
+  return {v, v + a, v + 2 * a};
+}
+
+template <class T>
+void Workspace<T>::reserve(index_t rows) {
+  if (rows <= capacity_) return;
+  const index_t L = index_t(specs_.size());
+  // First the offsets of every buffer in one arena, then the pointers.
+  struct Slots {
+    index_t z = -1, y = -1, d = -1, lin = -1, xhat = -1, mask = -1, dropped = -1;
+  };
+  std::vector<Slots> slots(specs_.size());
+  index_t total = 0;
+  for (index_t l = 0; l < L; ++l) {
+    const LayerSpec& s = specs_[l];
+    const index_t size = aligned_count<T>(rows * s.out);
+    auto take = [&total, size]() {
+      const index_t at = total;
+      total += size;
+      return at;
+    };
+    // y needs its own buffer unless it is z itself: the identity, except on
+    // the output layer of a classification loss, whose y is softmax/sigmoid.
+    const bool own_y = s.act != Act::identity || (l == L - 1 && loss_ != Loss::mse);
+    Slots& o = slots[l];
+    o.z = take();
+    o.y = own_y ? take() : o.z;
+    o.d = take();
+    if (s.batch_norm) {
+      o.lin = take();
+      o.xhat = take();
+    }
+    if (s.dropout > 0.0 && l + 1 < L) {
+      o.mask = take();
+      o.dropped = take();
+    }
+  }
+  arena_.resize(total);
+  auto at = [this](index_t o) { return o < 0 ? nullptr : arena_.data() + o; };
+  for (index_t l = 0; l < L; ++l) {
+    const Slots& o = slots[l];
+    layers_[l] = {at(o.z), at(o.y), at(o.d), at(o.lin), at(o.xhat), at(o.mask), at(o.dropped)};
+  }
+  const index_t in = specs_.front().in, k = specs_.back().out;
+  batch_x_.resize(rows * in);
+  batch_target_.resize(rows * k);
+  batch_weight_.resize(rows);
+  batch_labels_.resize(rows);
+  row_loss_.resize(rows);
+  lse_.resize(rows);
+  capacity_ = rows;
+}
+
+template class Workspace<float>;
+template class Workspace<double>;
+
+}  // namespace fastmlp
