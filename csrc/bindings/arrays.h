@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
@@ -24,6 +26,24 @@ namespace py = pybind11;
 
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;
+
+// The shortest text that reads back as v ("-1", "0.1", "nan"), as Python's
+// fastmlp._validation.num_str writes it, so both sides give one message.
+inline std::string num_str(double v) {
+  char buf[40];
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (std::isnan(v) || std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+// A loss-weight entry that is not finite and >= 0 (the message of
+// fastmlp._validation.check_loss_weights).
+inline py::value_error bad_weight(const char* name, double v, index_t i) {
+  return py::value_error(std::string(name) + ": weights must be finite and >= 0, got " +
+                         num_str(v) + " at index " + std::to_string(i));
+}
 
 inline std::string shape_str(const py::array& a) {
   std::string s = "(";

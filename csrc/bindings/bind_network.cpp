@@ -109,9 +109,7 @@ void add_weights(const Network<T>& net, Target<T>& t, index_t n, const py::objec
                  const py::object& cw) {
   auto check = [](const T* p, index_t len, const char* name) {
     for (index_t i = 0; i < len; ++i)
-      if (!(p[i] >= T(0)) || !std::isfinite(double(p[i])))
-        throw py::value_error(std::string(name) + ": weights must be finite and >= 0, got " +
-                              std::to_string(double(p[i])) + " at index " + std::to_string(i));
+      if (!(p[i] >= T(0)) || !std::isfinite(double(p[i]))) throw bad_weight(name, double(p[i]), i);
   };
   if (!sw.is_none()) {
     if (!py::isinstance<carray<T>>(sw) || !(py::array(sw).flags() & py::array::c_style))

@@ -134,7 +134,8 @@ void bind_types(py::module_& m) {
       .def(py::init([](index_t in, index_t out, Act act, double dropout, bool batch_norm) {
              return LayerSpec{in, out, act, dropout, batch_norm};
            }),
-           "in_features"_a, "out_features"_a, "activation"_a = Act::identity, "dropout"_a = 0.0,
+           "in_features"_a, "out_features"_a,
+           py::arg_v("activation", Act::identity, "Activation.identity"), "dropout"_a = 0.0,
            "batch_norm"_a = false)
       .def_readonly("in_features", &LayerSpec::in)
       .def_readonly("out_features", &LayerSpec::out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from . import _core, callbacks, ops, optim, reference
+from . import _core, callbacks, io, ops, optim, reference
 from .callbacks import Callback, EarlyStopping, History
 from .model import MLP, load
 from .layers import Dense, Layer

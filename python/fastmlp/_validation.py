@@ -154,6 +154,13 @@ def check_float(value, name, minimum=None, maximum=None, min_inclusive=True, max
     return v
 
 
+def num_str(v):
+    """The shortest text that reads back as v, without a trailing ".0" (the
+    core's bind::num_str writes the same)."""
+    r = repr(float(v))
+    return r[:-2] if r.endswith(".0") else r
+
+
 def check_loss_weights(w, name, length, dtype):
     """Per-row or per-class loss weights: a 1-D numeric array of `length`
     finite values >= 0 (length None: any), converted once to `dtype`. The
@@ -170,7 +177,8 @@ def check_loss_weights(w, name, length, dtype):
     bad = ~(np.isfinite(arr) & (arr >= 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{name}: weights must be finite and >= 0, got {arr[i]} at index {i}")
+        raise ValueError(
+            f"{name}: weights must be finite and >= 0, got {num_str(arr[i])} at index {i}")
     return arr
 
 

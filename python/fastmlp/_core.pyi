@@ -1,0 +1,660 @@
+"""
+fastmlp compiled core
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'best_isa', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'get_num_threads', 'have_openmp', 'loss_forward_backward', 'matmul', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'scan', 'set_isa', 'set_num_threads', 'supported_isas']
+class Activation:
+    """
+    Activation functions (csrc/nn/activations.h)
+    
+    Members:
+    
+      identity
+    
+      sigmoid
+    
+      tanh
+    
+      relu
+    
+      leaky_relu
+    
+      elu
+    
+      gelu
+    
+      softplus
+    """
+    __members__: typing.ClassVar[dict[str, Activation]]
+    elu: typing.ClassVar[Activation]
+    gelu: typing.ClassVar[Activation]
+    identity: typing.ClassVar[Activation]
+    leaky_relu: typing.ClassVar[Activation]
+    relu: typing.ClassVar[Activation]
+    sigmoid: typing.ClassVar[Activation]
+    softplus: typing.ClassVar[Activation]
+    tanh: typing.ClassVar[Activation]
+    @typing.overload
+    def __eq__(self, other: Activation) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: Activation) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class Loss:
+    """
+    Losses (csrc/nn/losses.h)
+    
+    Members:
+    
+      mse
+    
+      cross_entropy
+    
+      binary_cross_entropy
+    """
+    __members__: typing.ClassVar[dict[str, Loss]]
+    binary_cross_entropy: typing.ClassVar[Loss]
+    cross_entropy: typing.ClassVar[Loss]
+    mse: typing.ClassVar[Loss]
+    @typing.overload
+    def __eq__(self, other: Loss) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: Loss) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class OptimizerKind:
+    """
+    Optimizers (csrc/optim/optimizer.h)
+    
+    Members:
+    
+      sgd
+    
+      adam
+    
+      adamw
+    
+      rmsprop
+    
+      adagrad
+    """
+    __members__: typing.ClassVar[dict[str, OptimizerKind]]
+    adagrad: typing.ClassVar[OptimizerKind]
+    adam: typing.ClassVar[OptimizerKind]
+    adamw: typing.ClassVar[OptimizerKind]
+    rmsprop: typing.ClassVar[OptimizerKind]
+    sgd: typing.ClassVar[OptimizerKind]
+    @typing.overload
+    def __eq__(self, other: OptimizerKind) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: OptimizerKind) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class Init:
+    """
+    Weight initializations (csrc/network/parameters.h)
+    
+    Members:
+    
+      he_uniform
+    
+      he_normal
+    
+      glorot_uniform
+    
+      glorot_normal
+    
+      lecun_normal
+    
+      zeros
+    """
+    __members__: typing.ClassVar[dict[str, Init]]
+    glorot_normal: typing.ClassVar[Init]
+    glorot_uniform: typing.ClassVar[Init]
+    he_normal: typing.ClassVar[Init]
+    he_uniform: typing.ClassVar[Init]
+    lecun_normal: typing.ClassVar[Init]
+    zeros: typing.ClassVar[Init]
+    @typing.overload
+    def __eq__(self, other: Init) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: Init) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class LayerSpec:
+    """
+    One layer of a core network (csrc/network/layer.h).
+    """
+    def __init__(self, in_features: typing.SupportsInt | typing.SupportsIndex, out_features: typing.SupportsInt | typing.SupportsIndex, activation: Activation = ..., dropout: typing.SupportsFloat | typing.SupportsIndex = 0.0, batch_norm: bool = False) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def activation(self) -> Activation:
+        ...
+    @property
+    def batch_norm(self) -> bool:
+        ...
+    @property
+    def dropout(self) -> float:
+        ...
+    @property
+    def in_features(self) -> int:
+        ...
+    @property
+    def out_features(self) -> int:
+        ...
+class OptConfig:
+    """
+    An optimizer's hyper-parameters as the core reads them (csrc/optim/optimizer.h). Built from keywords (kind and any field), validated, read-only.
+    """
+    __hash__: typing.ClassVar[None] = None
+    @staticmethod
+    def fields() -> list:
+        """
+        The field names, kind excluded, in C++ order.
+        """
+    def __eq__(self, arg0: OptConfig) -> bool:
+        ...
+    def __init__(self, **kwargs) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def as_dict(self) -> dict:
+        """
+        kind and every field by name
+        """
+    @property
+    def alpha(self) -> float:
+        """
+        rmsprop
+        """
+    @property
+    def amsgrad(self) -> bool:
+        """
+        adam, adamw: denominator from the max over steps of v
+        """
+    @property
+    def beta1(self) -> float:
+        """
+        adam, adamw
+        """
+    @property
+    def beta2(self) -> float:
+        """
+        adam, adamw
+        """
+    @property
+    def centered(self) -> bool:
+        """
+        rmsprop
+        """
+    @property
+    def dampening(self) -> float:
+        """
+        sgd
+        """
+    @property
+    def eps(self) -> float:
+        """
+        adam, adamw, rmsprop, adagrad (defaults differ per kind)
+        """
+    @property
+    def initial_accumulator(self) -> float:
+        """
+        adagrad: the sum's starting value
+        """
+    @property
+    def kind(self) -> OptimizerKind:
+        ...
+    @property
+    def lr(self) -> float:
+        """
+        learning rate
+        """
+    @property
+    def lr_decay(self) -> float:
+        """
+        adagrad
+        """
+    @property
+    def momentum(self) -> float:
+        """
+        sgd, rmsprop
+        """
+    @property
+    def nesterov(self) -> bool:
+        """
+        sgd
+        """
+    @property
+    def weight_decay(self) -> float:
+        """
+        L2 decay: coupled (sgd, adam, rmsprop, adagrad), decoupled (adamw)
+        """
+class StepResult:
+    """
+    What a training step reports (csrc/network/trainer.h).
+    """
+    @property
+    def bad_layer(self) -> int:
+        ...
+    @property
+    def loss(self) -> float:
+        ...
+    @property
+    def ok(self) -> bool:
+        ...
+class EpochResult:
+    """
+    What an epoch, or a part of one, reports (csrc/network/trainer.h).
+    """
+    def __init__(self) -> None:
+        ...
+    @property
+    def bad_batch(self) -> int:
+        ...
+    @property
+    def bad_layer(self) -> int:
+        ...
+    @property
+    def bad_loss(self) -> float:
+        ...
+    @property
+    def batches(self) -> int:
+        ...
+    @property
+    def correct(self) -> float:
+        ...
+    @property
+    def diverged(self) -> bool:
+        ...
+    @property
+    def grad_norm_sum(self) -> list[float]:
+        ...
+    @property
+    def interrupted(self) -> bool:
+        ...
+    @property
+    def loss_sum(self) -> float:
+        ...
+    @property
+    def predictions(self) -> float:
+        ...
+    @property
+    def rows(self) -> int:
+        ...
+class Network32:
+    def __init__(self, layers: collections.abc.Sequence[LayerSpec], loss: Loss) -> None:
+        ...
+    def compute_gradients(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> float:
+        ...
+    def dead_fraction(self, layer: typing.SupportsInt | typing.SupportsIndex) -> float:
+        ...
+    def forward(self, X: numpy.typing.NDArray[numpy.float32], training: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def grad(self, layer: typing.SupportsInt | typing.SupportsIndex, what: str) -> numpy.ndarray:
+        ...
+    def grad_norms(self) -> list[float]:
+        ...
+    def initialize(self, schemes: collections.abc.Sequence[Init], seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def layer_spec(self, layer: typing.SupportsInt | typing.SupportsIndex) -> LayerSpec:
+        ...
+    def layer_state(self, layer: typing.SupportsInt | typing.SupportsIndex) -> dict:
+        ...
+    def loss(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, training: bool = False, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> float:
+        ...
+    def optimizer_config(self) -> OptConfig:
+        ...
+    def optimizer_state(self) -> list:
+        ...
+    def param(self, layer: typing.SupportsInt | typing.SupportsIndex, what: str) -> numpy.ndarray:
+        ...
+    def params_flat(self) -> numpy.ndarray:
+        ...
+    def reset_unit_activity(self) -> None:
+        ...
+    def running_mean(self, layer: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+        ...
+    def running_var(self, layer: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+        ...
+    def set_lr(self, lr: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def set_optimizer(self, config: OptConfig) -> None:
+        ...
+    def set_regularization(self, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = 0.0, clip_norm: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    def train_epoch(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, perm: numpy.typing.NDArray[numpy.int64] | None, batch_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, max_batches: typing.SupportsInt | typing.SupportsIndex = -1, sample_weight: typing.Any = None, class_weight: typing.Any = None, check_signals: bool = True, carry: EpochResult | None = None) -> EpochResult:
+        ...
+    def train_step(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> StepResult:
+        ...
+    @property
+    def input_size(self) -> int:
+        ...
+    @property
+    def loss_kind(self) -> Loss:
+        ...
+    @property
+    def num_layers(self) -> int:
+        ...
+    @property
+    def num_params(self) -> int:
+        ...
+    @property
+    def optimizer_steps(self) -> int:
+        ...
+    @optimizer_steps.setter
+    def optimizer_steps(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def output_size(self) -> int:
+        ...
+    @property
+    def seed(self) -> int:
+        ...
+    @seed.setter
+    def seed(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def step_count(self) -> int:
+        ...
+    @step_count.setter
+    def step_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class Network64:
+    def __init__(self, layers: collections.abc.Sequence[LayerSpec], loss: Loss) -> None:
+        ...
+    def compute_gradients(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> float:
+        ...
+    def dead_fraction(self, layer: typing.SupportsInt | typing.SupportsIndex) -> float:
+        ...
+    def forward(self, X: numpy.typing.NDArray[numpy.float64], training: bool = False) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    def grad(self, layer: typing.SupportsInt | typing.SupportsIndex, what: str) -> numpy.ndarray:
+        ...
+    def grad_norms(self) -> list[float]:
+        ...
+    def initialize(self, schemes: collections.abc.Sequence[Init], seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def layer_spec(self, layer: typing.SupportsInt | typing.SupportsIndex) -> LayerSpec:
+        ...
+    def layer_state(self, layer: typing.SupportsInt | typing.SupportsIndex) -> dict:
+        ...
+    def loss(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, training: bool = False, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> float:
+        ...
+    def optimizer_config(self) -> OptConfig:
+        ...
+    def optimizer_state(self) -> list:
+        ...
+    def param(self, layer: typing.SupportsInt | typing.SupportsIndex, what: str) -> numpy.ndarray:
+        ...
+    def params_flat(self) -> numpy.ndarray:
+        ...
+    def reset_unit_activity(self) -> None:
+        ...
+    def running_mean(self, layer: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+        ...
+    def running_var(self, layer: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+        ...
+    def set_lr(self, lr: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def set_optimizer(self, config: OptConfig) -> None:
+        ...
+    def set_regularization(self, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = 0.0, clip_norm: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    def train_epoch(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, perm: numpy.typing.NDArray[numpy.int64] | None, batch_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, max_batches: typing.SupportsInt | typing.SupportsIndex = -1, sample_weight: typing.Any = None, class_weight: typing.Any = None, check_signals: bool = True, carry: EpochResult | None = None) -> EpochResult:
+        ...
+    def train_step(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> StepResult:
+        ...
+    @property
+    def input_size(self) -> int:
+        ...
+    @property
+    def loss_kind(self) -> Loss:
+        ...
+    @property
+    def num_layers(self) -> int:
+        ...
+    @property
+    def num_params(self) -> int:
+        ...
+    @property
+    def optimizer_steps(self) -> int:
+        ...
+    @optimizer_steps.setter
+    def optimizer_steps(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def output_size(self) -> int:
+        ...
+    @property
+    def seed(self) -> int:
+        ...
+    @seed.setter
+    def seed(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def step_count(self) -> int:
+        ...
+    @step_count.setter
+    def step_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+@typing.overload
+def activation_backward(dy: numpy.typing.NDArray[numpy.float32], z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    ...
+@typing.overload
+def activation_backward(dy: numpy.typing.NDArray[numpy.float64], z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+    ...
+@typing.overload
+def activation_forward(z: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    ...
+@typing.overload
+def activation_forward(z: numpy.typing.NDArray[numpy.float64], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+    ...
+def apply_mask(x: typing.Any, mask: typing.Any) -> numpy.ndarray:
+    """
+    x * mask, element by element (the dropout forward and backward).
+    """
+def batchnorm_backward(dy: typing.Any, xhat: typing.Any, gamma: typing.Any, invstd: typing.Any) -> tuple:
+    """
+    Backward of the training forward: returns (dx, dgamma, dbeta).
+    """
+def batchnorm_forward_eval(x: typing.Any, gamma: typing.Any, beta: typing.Any, running_mean: typing.Any, running_var: typing.Any, eps: typing.SupportsFloat | typing.SupportsIndex) -> numpy.ndarray:
+    """
+    Eval forward from the running statistics: returns y (n, f).
+    """
+def batchnorm_forward_train(x: typing.Any, gamma: typing.Any, beta: typing.Any, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """
+    Training forward over the rows of x (n, f): returns (y, xhat, mean, var, invstd), var the biased batch variance.
+    """
+def batchnorm_update_running(running_mean: typing.Any, running_var: typing.Any, mean: typing.Any, var: typing.Any, n: typing.SupportsInt | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    Update running_mean and running_var in place from a batch of n rows.
+    """
+def best_isa() -> str:
+    ...
+@typing.overload
+def dense_backward(dy: numpy.typing.NDArray[numpy.float32], x: numpy.typing.NDArray[numpy.float32], w: numpy.typing.NDArray[numpy.float32], z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    ...
+@typing.overload
+def dense_backward(dy: numpy.typing.NDArray[numpy.float64], x: numpy.typing.NDArray[numpy.float64], w: numpy.typing.NDArray[numpy.float64], z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], act: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    ...
+@typing.overload
+def dense_forward(x: numpy.typing.NDArray[numpy.float32], w: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    ...
+@typing.overload
+def dense_forward(x: numpy.typing.NDArray[numpy.float64], w: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], act: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    ...
+def dropout_mask(out: typing.Any, p: typing.SupportsFloat | typing.SupportsIndex, seed: typing.Any, step: typing.Any, layer: typing.Any) -> None:
+    """
+    Fill the 1-D float32/float64 array `out` with the inverted-dropout mask of (seed, step, layer): 0 or 1/(1 - p) per element.
+    """
+def fma_peak(isa: str, double: bool, threads: typing.SupportsInt | typing.SupportsIndex, seconds: typing.SupportsFloat | typing.SupportsIndex) -> float:
+    ...
+def gemm_kernel() -> str:
+    ...
+def get_num_threads() -> int:
+    ...
+def have_openmp() -> bool:
+    ...
+@typing.overload
+def loss_forward_backward(loss: typing.SupportsInt | typing.SupportsIndex, z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], target: numpy.typing.NDArray[numpy.float32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    ...
+@typing.overload
+def loss_forward_backward(loss: typing.SupportsInt | typing.SupportsIndex, z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], target: numpy.typing.NDArray[numpy.int32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    ...
+@typing.overload
+def loss_forward_backward(loss: typing.SupportsInt | typing.SupportsIndex, z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], target: numpy.typing.NDArray[numpy.float64], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    ...
+@typing.overload
+def loss_forward_backward(loss: typing.SupportsInt | typing.SupportsIndex, z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], target: numpy.typing.NDArray[numpy.int32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    ...
+@typing.overload
+def matmul(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float32] | None = None, naive: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+    ...
+@typing.overload
+def matmul(a: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float64] | None = None, naive: bool = False) -> numpy.typing.NDArray[numpy.float64]:
+    ...
+def optimizer_init_state(config: OptConfig, states: list) -> None:
+    """
+    Fill the state buffers with their starting values (zeros; Adagrad's sum: initial_accumulator).
+    """
+def optimizer_state_count(config: OptConfig) -> int:
+    """
+    How many state buffers, each of the parameters' length, the optimizer needs.
+    """
+def optimizer_step(config: OptConfig, p: typing.Any, g: typing.Any, states: list, step: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    One optimizer update of p (1-D, C-contiguous) from g, in place, with the state buffers updated too; step is this update's 1-based number.
+    """
+def permutation(n: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
+    ...
+def scan(a: numpy.ndarray) -> typing.Any:
+    """
+    (all finite, min, max) of a C-contiguous float32/float64/int32/int64/uint8 array in one pass; None for any other array (the caller falls back to NumPy).
+    """
+def set_isa(isa: str) -> None:
+    ...
+def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+    ...
+def supported_isas() -> list[str]:
+    ...
+__version__: str = '0.1.0'
+compiler: str = 'gcc 12.2.0'
