@@ -49,6 +49,15 @@ def assert_close(actual, expected, dtype, k, c=8.0, what=""):
     assert err <= atol, f"{what}: max abs error {err:.3g} > {atol:.3g} (scale {scale:.3g})"
 
 
+def zip_same(*seqs):
+    """zip() of sequences that must have one length, as zip(..., strict=True)
+    (Python 3.10+; the package supports 3.9). A length mismatch fails the test."""
+    seqs = [list(s) for s in seqs]
+    lengths = [len(s) for s in seqs]
+    assert len(set(lengths)) <= 1, f"zipped sequences have different lengths {lengths}"
+    return zip(*seqs)
+
+
 def rel_error(actual, expected):
     """Norm-wise relative error max|a - e| / max(max|e|, tiny)."""
     actual = np.asarray(actual, dtype=np.float64)
