@@ -78,6 +78,33 @@ def isa(request):
     fm.ops.set_isa(previous)
 
 
+class TeamProbe:
+    """The largest thread team that ran a parallel region of the core inside
+    a with-block (_core._threads_probe): 0 when every region ran on the calling
+    thread. A 1-vs-2-threads test asserts probe.largest == 2 for its 2-thread
+    run, so that it cannot pass by comparing two single-threaded runs.
+
+        with TeamProbe() as probe:
+            ...
+        assert probe.largest == 2
+    """
+
+    largest = None
+
+    def __enter__(self):
+        fm._core._threads_probe_reset()
+        return self
+
+    def __exit__(self, *exc):
+        self.largest = fm._core._threads_probe()
+        return False
+
+
+def require_openmp():
+    if not fm._core.have_openmp():
+        pytest.skip("the core was built without OpenMP: it runs on one thread only")
+
+
 @pytest.fixture(autouse=True)
 def _restore_threads():
     n = fm.get_num_threads()

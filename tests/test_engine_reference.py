@@ -40,7 +40,7 @@ import pytest
 import fastmlp as fm
 from fastmlp import reference as ref
 
-from conftest import rel_error, zip_same
+from conftest import TeamProbe, rel_error, zip_same
 
 RTOL = 1e-12
 N_STEPS = 20
@@ -479,10 +479,13 @@ def _thread_run(threads, seed=5):
                    dropout=0.3, batch_norm=True, seed=seed)
     model.compile(fm.optim.Adam(1e-3), l1=1e-5, l2=1e-4, clip_value=0.01, clip_norm=0.5)
     losses = []
-    for _ in range(N_STEPS):
-        X = rng.standard_normal((256, sizes[0])).astype(np.float32)
-        y = rng.integers(0, sizes[-1], 256)
-        losses.append(model.train_step(X, y))
+    with TeamProbe() as probe:
+        for _ in range(N_STEPS):
+            X = rng.standard_normal((256, sizes[0])).astype(np.float32)
+            y = rng.integers(0, sizes[-1], 256)
+            losses.append(model.train_step(X, y))
+    if fm._core.have_openmp():
+        assert probe.largest == (0 if threads == 1 else 2)
     state = []
     for layer in model.layers:
         state += [layer.W.copy(), layer.b.copy()]

@@ -32,6 +32,7 @@ import pytest
 import fastmlp as fm
 from fastmlp import _core
 from fastmlp import reference as ref
+from conftest import TeamProbe
 
 # (class name, kwargs): the same kwargs build fm.optim.<name> and torch.optim.<name>.
 CASES = []
@@ -207,13 +208,17 @@ def test_one_and_two_threads_are_bitwise_equal(rng, dtype, case):
     opt = make(*case)
     p0 = rng.standard_normal(n).astype(dtype)
     grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
-    results = []
+    results, teams = [], []
     for threads in (1, 2):
         fm.set_num_threads(threads)
         p, state = p0, None
-        for t, g in enumerate(grads, start=1):
-            p, state = fm.ops.optimizer_step(opt, p, g, state, t)
+        with TeamProbe() as probe:
+            for t, g in enumerate(grads, start=1):
+                p, state = fm.ops.optimizer_step(opt, p, g, state, t)
         results.append((p, state))
+        teams.append(probe.largest)
+    if _core.have_openmp():
+        assert teams == [0, 2]  # the 2-thread run did split the update
     (p1, s1), (p2, s2) = results
     assert not np.array_equal(p1, p0)
     assert np.array_equal(p1, p2)
