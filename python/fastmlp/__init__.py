@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from . import _core, callbacks, ops, optim, reference
+from . import _core, callbacks, datasets, ops, optim, reference
 from .callbacks import Callback, EarlyStopping, History
 from .io import load
 from .layers import Dense, Layer
@@ -27,6 +27,7 @@ __all__ = [
     "History",
     "Layer",
     "callbacks",
+    "datasets",
     "load",
     "get_num_threads",
     "ops",
