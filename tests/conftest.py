@@ -49,6 +49,15 @@ def assert_close(actual, expected, dtype, k, c=8.0, what=""):
     assert err <= atol, f"{what}: max abs error {err:.3g} > {atol:.3g} (scale {scale:.3g})"
 
 
+def zip_same(*seqs):
+    """zip() of sequences that must have one length, as zip(..., strict=True)
+    (Python 3.10+; the package supports 3.9). A length mismatch fails the test."""
+    seqs = [list(s) for s in seqs]
+    lengths = [len(s) for s in seqs]
+    assert len(set(lengths)) <= 1, f"zipped sequences have different lengths {lengths}"
+    return zip(*seqs)
+
+
 def rel_error(actual, expected):
     """Norm-wise relative error max|a - e| / max(max|e|, tiny)."""
     actual = np.asarray(actual, dtype=np.float64)
@@ -67,6 +76,33 @@ def isa(request):
     previous = fm.ops.set_isa(request.param)
     yield request.param
     fm.ops.set_isa(previous)
+
+
+class TeamProbe:
+    """The largest thread team that ran a parallel region of the core inside
+    a with-block (_core._threads_probe): 0 when every region ran on the calling
+    thread. A 1-vs-2-threads test asserts probe.largest == 2 for its 2-thread
+    run, so that it cannot pass by comparing two single-threaded runs.
+
+        with TeamProbe() as probe:
+            ...
+        assert probe.largest == 2
+    """
+
+    largest = None
+
+    def __enter__(self):
+        fm._core._threads_probe_reset()
+        return self
+
+    def __exit__(self, *exc):
+        self.largest = fm._core._threads_probe()
+        return False
+
+
+def require_openmp():
+    if not fm._core.have_openmp():
+        pytest.skip("the core was built without OpenMP: it runs on one thread only")
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import rel_error
+from conftest import TeamProbe, rel_error, zip_same
 
 import fastmlp as fm
 from fastmlp import _core
@@ -120,7 +120,7 @@ def test_backward_matches_reference(rng, dtype, shape):
                "xhat": cache["xhat"].astype(np.float64),
                "invstd": cache["invstd"].astype(np.float64)}
     want = ref.batch_norm_backward(dy.astype(np.float64), cache64)
-    for got, w, what in zip((dx, dgamma, dbeta), want, ("dx", "dgamma", "dbeta"), strict=True):
+    for got, w, what in zip_same((dx, dgamma, dbeta), want, ("dx", "dgamma", "dbeta")):
         if dtype == np.float64:
             assert rel_error(got, w) <= 1e-12, what
         else:
@@ -210,18 +210,21 @@ def test_one_and_two_threads_bitwise_identical(rng, dtype):
     gamma, beta = affine(rng, 1001, dtype)
     rm, rv = np.zeros(1001, dtype), np.ones(1001, dtype)
     dy = rng.standard_normal(x.shape).astype(dtype)
-    results = []
+    results, teams = [], []
     for threads in (1, 2):
         fm.set_num_threads(threads)
-        y, cache = fm.ops.batch_norm_forward(x, gamma, beta, running_mean=rm, running_var=rv)
-        y_eval, _ = fm.ops.batch_norm_forward(x, gamma, beta, training=False,
-                                              running_mean=cache["running_mean"],
-                                              running_var=cache["running_var"])
-        grads = fm.ops.batch_norm_backward(dy, cache)
+        with TeamProbe() as probe:
+            y, cache = fm.ops.batch_norm_forward(x, gamma, beta, running_mean=rm, running_var=rv)
+            y_eval, _ = fm.ops.batch_norm_forward(x, gamma, beta, training=False,
+                                                  running_mean=cache["running_mean"],
+                                                  running_var=cache["running_var"])
+            grads = fm.ops.batch_norm_backward(dy, cache)
+        teams.append(probe.largest)
         results.append([y, y_eval, *grads] + [cache[k] for k in
                                                ("xhat", "mean", "var", "invstd", "running_mean",
                                                 "running_var")])
-    for a, b in zip(*results, strict=True):
+    assert teams == [0, 2]  # the 2-thread run did split the features
+    for a, b in zip_same(*results):
         assert a.tobytes() == b.tobytes()
 
 

@@ -17,6 +17,7 @@ import pytest
 import fastmlp as fm
 from fastmlp import _core
 from fastmlp import reference as ref
+from conftest import TeamProbe
 
 PS = (0.0, 1e-9, 0.1, 0.25, 0.5, 0.9, 0.999)
 SEEDS = (0, 1, 2**32 + 7, 2**64 - 1)
@@ -129,10 +130,13 @@ def test_dropout_stream_is_not_the_init_or_shuffle_stream():
 def test_one_and_two_threads_bitwise_identical(dtype):
     if not _core.have_openmp():
         pytest.skip("built without OpenMP")
-    results = []
+    results, teams = [], []
     for threads in (1, 2):
         fm.set_num_threads(threads)
-        results.append(fm.ops.dropout_mask((300_001,), 0.4, 11, 6, 3, dtype=dtype))
+        with TeamProbe() as probe:
+            results.append(fm.ops.dropout_mask((300_001,), 0.4, 11, 6, 3, dtype=dtype))
+        teams.append(probe.largest)
+    assert teams == [0, 2]  # the 2-thread run did split the mask
     assert results[0].tobytes() == results[1].tobytes()
     assert results[0].tobytes() == ref.dropout_mask((300_001,), 0.4, 11, 6, 3, dtype=dtype).tobytes()
 

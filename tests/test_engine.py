@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastmlp as fm
+from conftest import TeamProbe
 
 
 def _blobs(rng, n=240, d=6, k=3):
@@ -50,19 +51,25 @@ OPTIMIZERS = [
 @pytest.mark.parametrize("make_opt", OPTIMIZERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fit_bitwise_same_for_1_and_2_threads(rng, make_opt, dtype):
-    X, y = _blobs(rng, n=600)
-    results = []
+    X, y = _blobs(rng, n=400)
+    results, teams = [], []
     for threads in (1, 2):
         fm.set_num_threads(threads)
         try:
-            m = fm.MLP([6, Dense(64, dropout=0.2, batch_norm=True), Dense(48, dropout=0.1), 3],
+            # Wide enough that the GEMMs, the dropout masks, batch norm and
+            # the update split over two threads (asserted with the probe).
+            m = fm.MLP([6, Dense(512, dropout=0.2, batch_norm=True), Dense(256, dropout=0.1), 3],
                        dtype=dtype, seed=5)
             m.compile(make_opt(), l1=1e-4, l2=1e-3, clip_norm=1.0, clip_value=0.5,
                       lr_schedule=fm.optim.CosineAnnealingLR(T_max=4, warmup_epochs=1))
-            h = m.fit(X, y, epochs=4, batch_size=50, verbose=0)
+            with TeamProbe() as probe:
+                h = m.fit(X, y, epochs=3, batch_size=100, verbose=0)
             results.append((_params(m), h["loss"]))
+            teams.append(probe.largest)
         finally:
             fm.set_num_threads(2)
+    if fm._core.have_openmp():
+        assert teams == [0, 2]  # the 2-thread run really ran on 2 threads
     assert _same(results[0][0], results[1][0])
     assert results[0][1] == results[1][1]
 

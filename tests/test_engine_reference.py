@@ -40,7 +40,7 @@ import pytest
 import fastmlp as fm
 from fastmlp import reference as ref
 
-from conftest import rel_error
+from conftest import TeamProbe, rel_error, zip_same
 
 RTOL = 1e-12
 N_STEPS = 20
@@ -133,7 +133,9 @@ class RefTrainer:
                 self.net.running_vars[i][...] = layer.running_var
         self.clip_value = clip_value
         self.clip_norm = clip_norm
-        self.config = model.optimizer._core_config()
+        # The public description (class and constructor arguments), which the
+        # reference turns into hyper-parameters with its own defaults.
+        self.config = public_config(model.optimizer)
         self.state = {}
         self.opt_steps = 0
         self.step_count = model._net.step_count
@@ -165,7 +167,7 @@ class RefTrainer:
             grads, total = ref.clip_grad_norm(grads, self.clip_norm)
             self.norm_clipped += total > self.clip_norm
         self.opt_steps += 1
-        for li, (params, g) in enumerate(zip(self.net.parameters(), grads, strict=True)):
+        for li, (params, g) in enumerate(zip_same(self.net.parameters(), grads)):
             for key, p in params.items():
                 p_new, s_new = ref.optimizer_step(self.config, p, g[key], self.state.get((li, key)),
                                                   self.opt_steps)
@@ -173,6 +175,11 @@ class RefTrainer:
                 self.state[(li, key)] = s_new
         self.step_count += 1
         return loss
+
+
+def public_config(optimizer):
+    """(class name, constructor arguments) of an fm.optim optimizer."""
+    return type(optimizer).__name__, optimizer.get_config()
 
 
 def _pairs(model, trainer):
@@ -207,7 +214,7 @@ def _compare_gradients(model, trainer, X, y, **weights):
     core = model.gradients(X, y, **weights)
     _, mine = trainer.gradients(X, y, **weights)
     out = {}
-    for li, (gc, gr) in enumerate(zip(core, mine, strict=True)):
+    for li, (gc, gr) in enumerate(zip_same(core, mine)):
         assert set(gc) == set(gr), f"layer {li}: keys {sorted(gc)} != {sorted(gr)}"
         for key in gc:
             if key == "b" and model.layers[li].batch_norm:
@@ -307,7 +314,7 @@ def test_recompile_restarts_the_optimizer_but_not_the_dropout_steps(rng):
     _run_and_compare(rng, model, trainer, "cross_entropy", n_steps=7)
     for name in ("adagrad", "adamw_amsgrad"):
         model.compile(OPTIMIZERS[name](), **compile_kw)
-        trainer.config = model.optimizer._core_config()
+        trainer.config = public_config(model.optimizer)
         trainer.state = {}
         trainer.opt_steps = 0
         assert model._net.step_count == trainer.step_count > 0
@@ -423,7 +430,7 @@ def test_gradients_match_finite_differences(rng, act, loss):
     # exactly, no step taken, running statistics untouched.
     assert f() == f0
     assert model._net.step_count == step_count
-    for (m0, v0), layer in zip(stats, [la for la in model.layers if la.batch_norm], strict=True):
+    for (m0, v0), layer in zip_same(stats, [la for la in model.layers if la.batch_norm]):
         assert np.array_equal(layer.running_mean, m0)
         assert np.array_equal(layer.running_var, v0)
 
@@ -472,10 +479,13 @@ def _thread_run(threads, seed=5):
                    dropout=0.3, batch_norm=True, seed=seed)
     model.compile(fm.optim.Adam(1e-3), l1=1e-5, l2=1e-4, clip_value=0.01, clip_norm=0.5)
     losses = []
-    for _ in range(N_STEPS):
-        X = rng.standard_normal((256, sizes[0])).astype(np.float32)
-        y = rng.integers(0, sizes[-1], 256)
-        losses.append(model.train_step(X, y))
+    with TeamProbe() as probe:
+        for _ in range(N_STEPS):
+            X = rng.standard_normal((256, sizes[0])).astype(np.float32)
+            y = rng.integers(0, sizes[-1], 256)
+            losses.append(model.train_step(X, y))
+    if fm._core.have_openmp():
+        assert probe.largest == (0 if threads == 1 else 2)
     state = []
     for layer in model.layers:
         state += [layer.W.copy(), layer.b.copy()]
@@ -490,7 +500,7 @@ def test_one_and_two_threads_bitwise_identical():
     losses2, state2 = _thread_run(2)
     assert losses1 == losses2
     assert len(state1) == len(state2)
-    for a, b in zip(state1, state2, strict=True):
+    for a, b in zip_same(state1, state2):
         assert a.dtype == np.float32
         assert np.array_equal(a, b)
 
@@ -543,7 +553,7 @@ def test_train_steps_match_torch(rng, opt, loss):
 
         optimizer.zero_grad()
         x = torch.tensor(X, dtype=t64)
-        for li, (p, layer) in enumerate(zip(layers, model.layers, strict=True)):
+        for li, (p, layer) in enumerate(zip_same(layers, model.layers)):
             z = x @ p["W"].T + p["b"]
             if layer.batch_norm:
                 z = F.batch_norm(z, p["running_mean"], p["running_var"], p["gamma"], p["beta"],
@@ -574,7 +584,7 @@ def test_train_steps_match_torch(rng, opt, loss):
         optimizer.step()
 
         _assert_scalar(got, value.item(), f"step {s}: loss")
-        for li, (p, layer) in enumerate(zip(layers, model.layers, strict=True)):
+        for li, (p, layer) in enumerate(zip_same(layers, model.layers)):
             for key, want in p.items():
                 err = rel_error(getattr(layer, key), want.detach().numpy())
                 assert err <= RTOL, f"after step {s + 1}: {key}{li} relative error {err:.3g}"

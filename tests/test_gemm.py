@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import rel_error
+from conftest import TeamProbe, rel_error
 
 import fastmlp as fm
 
@@ -113,13 +113,18 @@ def test_mixed_and_noncontiguous_inputs_are_converted(rng):
 def test_bitwise_identical_across_thread_counts(rng, dtype):
     a = rng.standard_normal((256, 700)).astype(dtype)
     b = rng.standard_normal((700, 300)).astype(dtype)
-    results = []
+    results, teams = [], []
     for t in (1, 2, 3, 7):
         fm.set_num_threads(t)
-        for ta, tb in TRANS:
-            aa = np.ascontiguousarray(a.T) if ta else a
-            bb = np.ascontiguousarray(b.T) if tb else b
-            results.append(((ta, tb), fm.ops.matmul(aa, bb, trans_a=ta, trans_b=tb)))
+        with TeamProbe() as probe:
+            for ta, tb in TRANS:
+                aa = np.ascontiguousarray(a.T) if ta else a
+                bb = np.ascontiguousarray(b.T) if tb else b
+                results.append(((ta, tb), fm.ops.matmul(aa, bb, trans_a=ta, trans_b=tb)))
+        teams.append(probe.largest)
+    if fm._core.have_openmp():
+        # 256 x 300 x 700 = 54M multiply-adds: enough work for 7 threads.
+        assert teams == [0, 2, 3, 7]
     by_case = {}
     for key, c in results:
         by_case.setdefault(key, []).append(c)

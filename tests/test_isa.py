@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ISAS
+from conftest import ISAS, TeamProbe
 
 import fastmlp as fm
 
@@ -141,7 +141,10 @@ def test_training_identical_across_threads_on_every_path(isa, rng):
         fm.set_num_threads(threads)
         m = fm.MLP([50, 160, 140, 10], activation="tanh", seed=2)
         m.compile(optimizer=fm.optim.SGD(lr=0.05, momentum=0.9))
-        m.fit(X, y, epochs=2, batch_size=100, verbose=0)
+        with TeamProbe() as probe:
+            m.fit(X, y, epochs=2, batch_size=100, verbose=0)
+        if fm._core.have_openmp():
+            assert probe.largest == (0 if threads == 1 else 2)
         return [lay.W.tobytes() + lay.b.tobytes() for lay in m.layers]
 
     assert run(1) == run(2)

@@ -29,6 +29,7 @@ import pytest
 import fastmlp as fm
 from fastmlp import _core
 from fastmlp import reference as ref
+from conftest import TeamProbe
 
 # (loss, target kind, weights): every loss with every target form it takes and
 # every weight it accepts; mse has no class weights.
@@ -215,7 +216,9 @@ def test_weighted_result_is_thread_count_independent(rng, dtype):
         fm.set_num_threads(1)
         v1, _, d1 = fm.ops.loss_forward_backward(loss, z, y, t, **w)
         fm.set_num_threads(2)
-        v2, _, d2 = fm.ops.loss_forward_backward(loss, z, y, t, **w)
+        with TeamProbe() as probe:
+            v2, _, d2 = fm.ops.loss_forward_backward(loss, z, y, t, **w)
+        assert probe.largest == 2, (loss, kind, weights)  # the rows were split
         assert v1 == v2, (loss, kind, weights)
         assert d1.tobytes() == d2.tobytes(), (loss, kind, weights)
 

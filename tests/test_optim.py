@@ -32,6 +32,7 @@ import pytest
 import fastmlp as fm
 from fastmlp import _core
 from fastmlp import reference as ref
+from conftest import TeamProbe
 
 # (class name, kwargs): the same kwargs build fm.optim.<name> and torch.optim.<name>.
 CASES = []
@@ -105,13 +106,13 @@ def assert_rel_close(actual, expected, rtol, what=""):
 def test_core_matches_reference_float64(rng, case):
     name, kw = case
     opt = make(name, kw)
-    config = opt._core_config()
     n = 257
     p0 = p = rng.standard_normal(n)
     p_ref, state, state_ref = p.copy(), None, None
     for t, g in enumerate(gradients(rng, n, 25), start=1):
         p, state = fm.ops.optimizer_step(opt, p, g, state, t)
-        p_ref, state_ref = ref.optimizer_step(config, p_ref, g, state_ref, t)
+        # The reference reads the public arguments (name, kw) itself.
+        p_ref, state_ref = ref.optimizer_step((name, kw), p_ref, g, state_ref, t)
         assert len(state) == len(state_ref) == opt.state_count
         assert_rel_close(p, p_ref, 1e-12, f"p at step {t}")
         for i, (s, s_ref) in enumerate(zip(state, state_ref)):
@@ -159,7 +160,7 @@ def test_core_matches_torch(rng, dtype, case):
             for i, (s, ts) in enumerate(zip(state, tstate)):
                 assert_rel_close(s, ts, 1e-12, f"state[{i}] at step {t}")
             # The oracle itself agrees with torch.
-            p_ref, state_ref = ref.optimizer_step(opt._core_config(), p_ref, g, state_ref, t)
+            p_ref, state_ref = ref.optimizer_step((name, kw), p_ref, g, state_ref, t)
             assert_rel_close(p_ref, tp, 1e-12, f"reference p at step {t}")
         return
     # float32: each step from torch's state (see the module docstring).
@@ -207,13 +208,17 @@ def test_one_and_two_threads_are_bitwise_equal(rng, dtype, case):
     opt = make(*case)
     p0 = rng.standard_normal(n).astype(dtype)
     grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
-    results = []
+    results, teams = [], []
     for threads in (1, 2):
         fm.set_num_threads(threads)
         p, state = p0, None
-        for t, g in enumerate(grads, start=1):
-            p, state = fm.ops.optimizer_step(opt, p, g, state, t)
+        with TeamProbe() as probe:
+            for t, g in enumerate(grads, start=1):
+                p, state = fm.ops.optimizer_step(opt, p, g, state, t)
         results.append((p, state))
+        teams.append(probe.largest)
+    if _core.have_openmp():
+        assert teams == [0, 2]  # the 2-thread run did split the update
     (p1, s1), (p2, s2) = results
     assert not np.array_equal(p1, p0)
     assert np.array_equal(p1, p2)
@@ -538,8 +543,145 @@ def test_ops_and_reference_reject_bad_state():
     with pytest.raises(ValueError, match=r"^step:"):
         fm.ops.optimizer_step(opt, np.ones(3), np.ones(3), step=0)
     with pytest.raises(ValueError, match=r"^state:"):
-        ref.optimizer_step(opt._core_config(), np.ones(3), np.ones(3), [np.zeros(3)], 2)
-    with pytest.raises(ValueError, match=r"^config: unknown key"):
-        ref.optimizer_step({"kind": 1, "betas": (0.9, 0.9)}, np.ones(3), np.ones(3))
+        ref.optimizer_step(opt, np.ones(3), np.ones(3), [np.zeros(3)], 2)
+    with pytest.raises(ValueError, match=r"^state:"):
+        ref.optimizer_step("Adam", np.ones(3), np.ones(3), [np.zeros(3)], 2)
+    with pytest.raises(ValueError, match=r"^config: unknown argument 'beta1' for Adam"):
+        ref.optimizer_step(("Adam", {"beta1": 0.9}), np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match=r"^config: unknown argument 'betas' for SGD"):
+        ref.optimizer_step("SGD", np.ones(3), np.ones(3), betas=(0.9, 0.9))
+    with pytest.raises(ValueError, match=r"^optimizer: expected one of"):
+        ref.optimizer_step("Lion", np.ones(3), np.ones(3))
+    with pytest.raises(TypeError, match=r"^optimizer:"):
+        ref.optimizer_step({"kind": 1}, np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match=r"^step:"):
         ref.adam_step(np.ones(3), np.ones(3), None, 0, 1e-3, 0.9, 0.999, 1e-8)
+
+
+# ---------------------------------------------------------------------------
+# the reference's own defaults, and closed forms that need neither torch nor
+# the reference
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
+def test_reference_defaults_match_the_public_ones(cls):
+    # Two independent writings of torch's defaults (fm.optim's signatures and
+    # fm.reference.OPTIMIZER_DEFAULTS): a wrong default in either fails here.
+    public = cls().get_config()
+    name, mine = ref.optimizer_config(cls.__name__)
+    assert name == cls.__name__
+    assert set(public) == set(mine)
+    for key, value in public.items():
+        want = mine[key]
+        assert (list(want) if isinstance(want, tuple) else want) == value, key
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
+def test_reference_defaults_are_torchs(cls):
+    torch = pytest.importorskip("torch")
+    tdefaults = getattr(torch.optim, cls.__name__)([torch.zeros(1, requires_grad=True)]).defaults
+    _, mine = ref.optimizer_config(cls.__name__)
+    for key, value in mine.items():
+        if cls is fm.optim.SGD and key == "lr":
+            continue  # DESIGN.md fixes 0.01; torch 2.x uses 1e-3
+        want = tdefaults[key]
+        assert (tuple(want) if isinstance(want, (list, tuple)) else want) == value, key
+
+
+def test_reference_reads_every_public_form_alike(rng):
+    p, g = rng.standard_normal(7), rng.standard_normal(7)
+    kw = {"lr": 0.3, "betas": [0.5, 0.7], "amsgrad": True, "weight_decay": 0.2}
+    forms = [ref.optimizer_step(("AdamW", kw), p, g),
+             ref.optimizer_step(fm.optim.AdamW(**kw), p, g),
+             ref.optimizer_step("adamw", p, g, **kw)]
+    default = ref.optimizer_step("AdamW", p, g)
+    for p_new, state in forms:
+        np.testing.assert_array_equal(p_new, forms[0][0])
+        assert len(state) == 3
+    # The arguments were used: the default AdamW moves p differently.
+    assert not np.allclose(default[0], forms[0][0])
+
+
+def _run_core_and_reference(opt, name, kw, g, steps, p0=0.0):
+    """p after each of `steps` updates with the constant gradient g, by the
+    core (fm.ops) and by the reference, float64."""
+    g = np.asarray(g, dtype=np.float64)
+    out = []
+    for step_fn in ("core", "ref"):
+        p, state, trace = np.full_like(g, p0), None, []
+        for t in range(1, steps + 1):
+            if step_fn == "core":
+                p, state = fm.ops.optimizer_step(opt, p, g, state, t)
+            else:
+                p, state = ref.optimizer_step((name, kw), p, g, state, t)
+            trace.append(p.copy())
+        out.append(np.array(trace))
+    return out
+
+
+G = [3.0, -0.5, 1e-3, 2.5e2]
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_is_a_geometric_sum(nesterov):
+    # Constant g, buf_1 = g: buf_t = g (1 - mu^t) / (1 - mu). Heavy ball steps
+    # by lr buf_t; Nesterov by lr (g + mu buf_t).
+    lr, mu, steps = 0.1, 0.9, 12
+    kw = {"lr": lr, "momentum": mu, "nesterov": nesterov}
+    g = np.array(G)
+    t = np.arange(1, steps + 1)[:, None]
+    buf = g * (1 - mu**t) / (1 - mu)
+    step = g + mu * buf if nesterov else buf
+    want = -lr * np.cumsum(step, axis=0)
+    for got in _run_core_and_reference(fm.optim.SGD(**kw), "SGD", kw, g, steps):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+
+
+def test_adam_with_a_constant_gradient_steps_lr_times_sign():
+    # Constant g: m_hat = g and v_hat = g^2 exactly in exact arithmetic, at
+    # every t, so each step is lr * g / (|g| + eps): a straight line.
+    lr, eps, steps = 0.01, 1e-8, 10
+    kw = {"lr": lr, "betas": (0.8, 0.95), "eps": eps}
+    g = np.array(G)
+    t = np.arange(1, steps + 1)[:, None]
+    want = -lr * t * g / (np.abs(g) + eps)
+    for got in _run_core_and_reference(fm.optim.Adam(**kw), "Adam", kw, g, steps):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_adamw_decoupled_decay_closed_form():
+    # p0 = 1, g = 0: m = v = 0, so p_t = (1 - lr wd)^t (no Adam step at all).
+    kw = {"lr": 0.1, "weight_decay": 0.5}
+    got_core, got_ref = _run_core_and_reference(fm.optim.AdamW(**kw), "AdamW", kw, np.zeros(3),
+                                                6, p0=1.0)
+    want = (1 - 0.05) ** np.arange(1, 7)
+    for got in (got_core, got_ref):
+        np.testing.assert_allclose(got[:, 0], want, rtol=1e-15)
+
+
+def test_rmsprop_closed_form_for_a_constant_gradient():
+    # v_t = (1 - alpha^t) g^2, so each step is lr g / (sqrt(1 - alpha^t) |g| + eps);
+    # centered: g_avg_t = (1 - alpha^t) g, v - g_avg^2 = (1 - alpha^t) alpha^t g^2.
+    lr, alpha, eps, steps = 0.01, 0.9, 1e-8, 8
+    g = np.array(G)
+    t = np.arange(1, steps + 1)[:, None]
+    a_t = alpha**t
+    for centered in (False, True):
+        kw = {"lr": lr, "alpha": alpha, "eps": eps, "centered": centered}
+        d = np.sqrt((1 - a_t) * a_t if centered else (1 - a_t)) * np.abs(g) + eps
+        want = -lr * np.cumsum(g / d, axis=0)
+        for got in _run_core_and_reference(fm.optim.RMSprop(**kw), "RMSprop", kw, g, steps):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_adagrad_closed_form_for_a_constant_gradient():
+    # s_t = s0 + t g^2; step_t = lr / (1 + (t - 1) lr_decay) * g / (sqrt(s_t) + eps).
+    lr, decay, s0, eps, steps = 0.5, 0.1, 0.25, 1e-10, 9
+    kw = {"lr": lr, "lr_decay": decay, "initial_accumulator_value": s0, "eps": eps}
+    g = np.array(G)
+    t = np.arange(1, steps + 1)[:, None]
+    step = lr / (1 + (t - 1) * decay) * g / (np.sqrt(s0 + t * g * g) + eps)
+    want = -np.cumsum(step, axis=0)
+    for got in _run_core_and_reference(fm.optim.Adagrad(**kw), "Adagrad", kw, g, steps):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import rel_error
+from conftest import rel_error, zip_same
 
 from fastmlp import reference as ref
 
@@ -79,19 +79,19 @@ def test_clip_grad_norm_matches_torch(rng, max_norm):
     torch = pytest.importorskip("torch")
     grads = _grad_list(rng)
     params = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
-    for p, g in zip(params, grads, strict=True):
+    for p, g in zip_same(params, grads):
         p.grad = torch.from_numpy(g.copy())
     want_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
     originals = [g.copy() for g in grads]
     clipped, total = ref.clip_grad_norm(grads, max_norm)
     assert abs(total - want_norm) <= 1e-12 * want_norm
-    for got, p in zip(clipped, params, strict=True):
+    for got, p in zip_same(clipped, params):
         assert rel_error(got, p.grad.numpy()) <= 1e-12
-    for g, o in zip(grads, originals, strict=True):
+    for g, o in zip_same(grads, originals):
         assert np.array_equal(g, o)  # the input is not modified
     if max_norm >= 1e6:
         # coef clamped to 1: values pass through unchanged.
-        assert all(np.array_equal(c, g) for c, g in zip(clipped, grads, strict=True))
+        assert all(np.array_equal(c, g) for c, g in zip_same(clipped, grads))
     else:
         norm_after = np.sqrt(sum((c**2).sum() for c in clipped))
         assert norm_after <= max_norm + 1e-12
@@ -108,10 +108,10 @@ def test_clip_grad_value_matches_torch(rng, clip_value):
     torch = pytest.importorskip("torch")
     grads = _grad_list(rng)
     params = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
-    for p, g in zip(params, grads, strict=True):
+    for p, g in zip_same(params, grads):
         p.grad = torch.from_numpy(g.copy())
     torch.nn.utils.clip_grad_value_(params, clip_value)
-    for got, p in zip(ref.clip_grad_value(grads, clip_value), params, strict=True):
+    for got, p in zip_same(ref.clip_grad_value(grads, clip_value), params):
         assert np.array_equal(got, p.grad.numpy())
 
 
@@ -124,7 +124,7 @@ def test_clipping_takes_the_network_gradient_list(rng):
     assert abs(total - np.linalg.norm(flat)) <= 1e-12 * total
     assert [set(c) for c in clipped] == [set(g) for g in grads]
     coef = 0.1 / (total + 1e-6)
-    for c, g in zip(clipped, grads, strict=True):
+    for c, g in zip_same(clipped, grads):
         for key in g:
             assert np.array_equal(c[key], g[key] * coef)
     by_value = ref.clip_grad_value(grads, 1e-3)
@@ -208,7 +208,7 @@ def test_network_gradients_match_finite_differences(rng, act, loss, training):
             assert err <= 1e-6, f"layer {li} {key}: relative error {err:.3g}"
     # Neither the loss nor backward moved the running statistics.
     after = [a for a in net.running_means + net.running_vars if a is not None]
-    assert all(np.array_equal(a, b) for a, b in zip(stats, after, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip_same(stats, after))
 
 
 def _torch_act(torch, act):
@@ -256,7 +256,7 @@ def test_network_matches_torch(rng, act, loss):
     torch = pytest.importorskip("torch")
     net = _network(rng, act, loss, batch_norm=True, dropout=0.25, l1=0.003, l2=0.01)
     stats = [(torch.from_numpy(m.copy()), torch.from_numpy(v.copy())) if m is not None else None
-             for m, v in zip(net.running_means, net.running_vars, strict=True)]
+             for m, v in zip_same(net.running_means, net.running_vars)]
     for step in range(3):
         x = rng.standard_normal((12, 5))
         t = _targets(rng, loss, 12, 3)
@@ -314,7 +314,7 @@ def test_sgd_step_updates_batch_norm_parameters(rng):
     before = [{k: v.copy() for k, v in layer.items()} for layer in net.parameters()]
     _, grads = net.backward(x, t)
     net.sgd_step(grads, lr=0.5)
-    for b, layer, g in zip(before, net.parameters(), grads, strict=True):
+    for b, layer, g in zip_same(before, net.parameters(), grads):
         for key in layer:
             assert np.array_equal(layer[key], b[key] - 0.5 * g[key])
 

@@ -327,3 +327,84 @@ def test_bad_calls_raise():
     with pytest.raises(ValueError, match=r"^state: expected the keys"):
         step.set_state(good)
 
+
+
+# ---------------------------------------------------------------------------
+# closed forms, per epoch, without torch
+# ---------------------------------------------------------------------------
+
+
+CLOSED_FORMS = {  # the rate of the schedule's own epoch k (k = 0 at its start)
+    "StepLR": lambda kw, k: BASE_LR * kw.get("gamma", 0.1) ** (k // kw["step_size"]),
+    "ExponentialLR": lambda kw, k: BASE_LR * kw["gamma"] ** k,
+    "CosineAnnealingLR": lambda kw, k: kw.get("eta_min", 0.0) + (
+        BASE_LR - kw.get("eta_min", 0.0)) * (1 + np.cos(np.pi * k / kw["T_max"])) / 2,
+}
+
+
+def closed_form(name, kw, warmup):
+    """Epoch e: base_lr (e + 1) / (W + 1) while e < W, then the schedule's
+    closed form at k = e - W (past T_max the cosine comes back up: it is
+    periodic with period 2 T_max)."""
+    return [BASE_LR * (e + 1) / (warmup + 1) if e < warmup else CLOSED_FORMS[name](kw, e - warmup)
+            for e in range(EPOCHS)]
+
+
+@pytest.mark.parametrize("warmup", WARMUPS)
+@pytest.mark.parametrize(("name", "kw"), CHAINABLE, ids=[_id(*c) for c in CHAINABLE])
+def test_chainable_schedule_closed_form(name, kw, warmup):
+    got = run(getattr(fm.optim, name)(**kw, warmup_epochs=warmup))
+    # The schedules follow torch's recursions (one rounding per epoch), the
+    # closed form is evaluated directly: 40 epochs of roundings stay far below
+    # 1e-12 * base_lr.
+    np.testing.assert_allclose(got, closed_form(name, kw, warmup), rtol=1e-12,
+                               atol=1e-12 * BASE_LR)
+
+
+# ReduceLROnPlateau, worked by hand from torch's documented rule: a metric is
+# an improvement when it beats best * (1 - threshold) (mode min, rel); after
+# more than `patience` bad epochs in a row the rate is multiplied by factor
+# (not below min_lr, and not when the change would be <= eps), the bad count
+# restarts, and `cooldown` epochs follow in which bad epochs do not count.
+# lrs[e] is the rate epoch e trains with; the metric of epoch e decides lrs[e + 1].
+PLATEAU_BY_HAND = {
+    "patience 2": (
+        {"patience": 2, "factor": 0.5}, 0,
+        [1.0, 0.5, 0.5, 0.5, 0.5, 0.4, 0.4, 0.4, 0.4],
+        [0.1, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.025]),
+    "gains under the rel threshold are bad epochs": (
+        {"patience": 0, "factor": 0.5}, 0,
+        [1.0, 0.99995, 0.9998],   # 1 - 5e-5 is not below 1 * (1 - 1e-4); 0.9998 is
+        [0.1, 0.1, 0.05, 0.05]),
+    "abs threshold": (
+        {"patience": 0, "factor": 0.5, "threshold_mode": "abs", "threshold": 0.1},
+        0, [1.0, 0.95, 0.85],     # 0.95 is within 0.1 of 1: bad; 0.85 beats 0.9
+        [0.1, 0.1, 0.05, 0.05]),
+    "mode max with cooldown": (
+        {"mode": "max", "patience": 0, "factor": 0.5, "cooldown": 1}, 0,
+        [1.0, 0.5, 0.5, 0.5, 2.0],
+        [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]),
+    "min_lr floor": (
+        {"patience": 0, "factor": 0.1, "min_lr": 0.005}, 0,
+        [1.0, 1.0, 1.0, 1.0, 1.0],
+        [0.1, 0.1, 0.01, 0.005, 0.005, 0.005]),
+    "warmup ignores the warmup epochs' metrics": (
+        {"patience": 0, "factor": 0.5}, 2,
+        [0.0, 0.0, 1.0, 1.0],     # the 0.0s would make 1.0 a bad epoch if they counted
+        [0.1 / 3, 0.2 / 3, 0.1, 0.1, 0.05]),
+}
+
+
+@pytest.mark.parametrize("case", list(PLATEAU_BY_HAND), ids=list(PLATEAU_BY_HAND))
+def test_plateau_worked_by_hand(case):
+    kw, warmup, values, expected = PLATEAU_BY_HAND[case]
+    sched = fm.optim.ReduceLROnPlateau(**kw, warmup_epochs=warmup)
+    lrs = [sched.start(BASE_LR)]
+    lrs += [sched.step(v) for v in values]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-14, atol=0)
+
+
+def test_plateau_eps_skips_reductions_smaller_than_eps():
+    sched = fm.optim.ReduceLROnPlateau(patience=0, factor=0.5, eps=1e-8)
+    lrs = [sched.start(1e-8)] + [sched.step(1.0) for _ in range(4)]
+    assert lrs == [1e-8] * 5  # each reduction would change the rate by 5e-9 <= eps

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastmlp as fm
+from conftest import TeamProbe
 
 
 def _params(model):
@@ -125,7 +126,10 @@ def test_fit_is_bitwise_reproducible_and_thread_count_independent(rng, dtype, lo
         fm.set_num_threads(threads)
         m = fm.MLP(sizes, activation="tanh", loss=loss, dtype=dtype, seed=11)
         m.compile(optimizer=fm.optim.SGD(lr=0.01, momentum=0.9, nesterov=True))
-        h = m.fit(X, y, epochs=3, batch_size=128, seed=4, verbose=0)
+        with TeamProbe() as probe:
+            h = m.fit(X, y, epochs=3, batch_size=128, seed=4, verbose=0)
+        if fm._core.have_openmp():
+            assert probe.largest == (0 if threads == 1 else 2)
         return _params(m), h["loss"]
 
     p1, l1 = run(1)

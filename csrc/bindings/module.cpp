@@ -34,6 +34,11 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("n"));
   m.def("get_num_threads", &fastmlp::num_threads);
   m.def("have_openmp", &fastmlp::have_openmp);
+  m.def("_threads_probe_reset", &fastmlp::threads_probe_reset,
+        "Testing aid: forget the teams seen so far (see _threads_probe).");
+  m.def("_threads_probe", &fastmlp::threads_probe,
+        "Testing aid: the largest thread team that ran a parallel region of the core since "
+        "the last _threads_probe_reset() (0 if every region ran on the calling thread).");
   m.def("gemm_kernel", &fastmlp::gemm_kernel_name);
   m.def("supported_isas", &fastmlp::supported_gemm_isas);
   m.def("best_isa", &fastmlp::best_gemm_isa);

@@ -23,6 +23,10 @@ int num_threads() { return thread_setting().load(std::memory_order_relaxed); }
 
 void set_num_threads(int n) { thread_setting().store(n < 1 ? 1 : n, std::memory_order_relaxed); }
 
+int threads_probe() { return threads_probe_largest.load(std::memory_order_relaxed); }
+
+void threads_probe_reset() { threads_probe_largest.store(0, std::memory_order_relaxed); }
+
 bool have_openmp() {
 #if defined(_OPENMP)
   return true;

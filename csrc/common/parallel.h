@@ -6,6 +6,8 @@
 // same process. Every parallel region passes it in num_threads().
 #pragma once
 
+#include <atomic>
+
 #include "common/types.h"
 
 #if defined(_OPENMP)
@@ -17,6 +19,24 @@ namespace fastmlp {
 int num_threads();          // threads a parallel region may use (>= 1)
 void set_num_threads(int);  // n >= 1; validated by the caller
 bool have_openmp();
+
+// Thread-count probe, a testing aid: the largest team that has run a parallel
+// region since the last reset (0: none ran; a region that the work size sends
+// to the calling thread alone records nothing). Tests use it to prove that a
+// "1 vs 2 threads" comparison really ran on two threads. Each thread of a
+// region calls note_team() once: one relaxed load of a shared counter, and a
+// store only the first time a larger team is seen, so it costs nothing next to
+// the region itself (opening a team takes microseconds).
+inline std::atomic<int> threads_probe_largest{0};
+inline void note_team(int team) {
+  std::atomic<int>& slot = threads_probe_largest;
+  int seen = slot.load(std::memory_order_relaxed);
+  while (seen < team &&
+         !slot.compare_exchange_weak(seen, team, std::memory_order_relaxed)) {
+  }
+}
+int threads_probe();        // largest team since the last reset
+void threads_probe_reset();
 
 inline int thread_id() {
 #if defined(_OPENMP)
@@ -42,8 +62,12 @@ template <class F>
 inline void parallel_for(index_t n, int nt, F&& body) {
 #if defined(_OPENMP)
   if (nt > 1) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (index_t i = 0; i < n; ++i) body(i);
+#pragma omp parallel num_threads(nt)
+    {
+      note_team(omp_get_num_threads());
+#pragma omp for schedule(static)
+      for (index_t i = 0; i < n; ++i) body(i);
+    }
     return;
   }
 #else
@@ -57,8 +81,12 @@ template <class F>
 inline void parallel_for_simd(index_t n, int nt, F&& body) {
 #if defined(_OPENMP)
   if (nt > 1) {
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-    for (index_t i = 0; i < n; ++i) body(i);
+#pragma omp parallel num_threads(nt)
+    {
+      note_team(omp_get_num_threads());
+#pragma omp for simd schedule(static)
+      for (index_t i = 0; i < n; ++i) body(i);
+    }
     return;
   }
 #else

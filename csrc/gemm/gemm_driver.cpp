@@ -364,6 +364,7 @@ void gemm_blocked(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, i
 #endif
   {
     const int t = thread_id();
+    note_team(team_size());
     const int r = t / sp.tn, s = t % sp.tn;
     // Tiles split as evenly as possible: the first (mt % tm) parts get one more.
     auto part = [](index_t tiles, int parts, int idx, int width, index_t limit, index_t* beg,

@@ -48,6 +48,7 @@ void for_feature_strips(index_t n, index_t f, double work_per_element, const Bod
 #pragma omp parallel num_threads(nt)
     {
       const index_t t = thread_id(), nteam = team_size();
+      note_team(int(nteam));
       const index_t c0 = std::min(f, units * t / nteam * kUnit);
       const index_t c1 = std::min(f, units * (t + 1) / nteam * kUnit);
       run(c0, c1);

@@ -178,6 +178,7 @@ void dropout_mask(T* mask, index_t count, double p, uint64_t seed, uint64_t step
 #pragma omp parallel num_threads(nt)
     {
       const index_t t = thread_id(), nteam = team_size();
+      note_team(int(nteam));
       const index_t b0 = n_batches * t / nteam, b1 = n_batches * (t + 1) / nteam;
       mask_range<T>(avx512, mask, b0 * kBatch, std::min(count, b1 * kBatch), c1, c2, c3, ks, seed,
                     t32, scale);

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from . import _core, callbacks, io, ops, optim, reference
+from . import _core, callbacks, datasets, io, ops, optim, reference
 from .callbacks import Callback, EarlyStopping, History
 from .model import MLP, load
 from .layers import Dense, Layer
@@ -26,6 +26,7 @@ __all__ = [
     "History",
     "Layer",
     "callbacks",
+    "datasets",
     "load",
     "get_num_threads",
     "ops",

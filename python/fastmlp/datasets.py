@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,14 @@ MNIST_FILES = {
 def read_idx(path):
     """An IDX file (optionally gzipped) as a NumPy array of its stored type."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    if path.suffix == ".gz":
+        raw = path.read_bytes()
+        try:
+            data = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:  # not gzip, corrupt, truncated
+            raise ValueError(f"path: {path} is not a valid gzip file ({e})") from None
+    else:
+        data = path.read_bytes()
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"path: {path} is not an IDX file (bad magic number)")
     types = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

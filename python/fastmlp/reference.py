@@ -159,6 +159,17 @@ def _erfc(z):
     return _erfc_f64(z).astype(z.dtype, copy=False)
 
 
+def _zip_same(*seqs):
+    """zip() of sequences that must have one length, as zip(..., strict=True),
+    which needs Python 3.10 (the package supports 3.9)."""
+    seqs = [list(q) for q in seqs]
+    lengths = [len(q) for q in seqs]
+    if len(set(lengths)) > 1:
+        msg = f"internal error: zipped sequences have different lengths {lengths}"
+        raise ValueError(msg)
+    return zip(*seqs)
+
+
 def _check_activation(act):
     if act not in ACTIVATIONS:
         msg = f"act: expected one of {ACTIVATIONS}, got {act!r}"
@@ -758,23 +769,24 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
 # take and return the optimizer's state as a list of arrays in the core's
 # order (see optimizer_step), None meaning "no step taken yet".
 
-OPTIMIZER_KINDS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")  # OptKind ids 0..4
-
-# OptConfig's defaults (csrc/optim/optimizer.h), for keys a config dict omits.
-_OPT_DEFAULTS = {
-    "lr": 0.01,
-    "weight_decay": 0.0,
-    "momentum": 0.0,
-    "dampening": 0.0,
-    "nesterov": False,
-    "beta1": 0.9,
-    "beta2": 0.999,
-    "amsgrad": False,
-    "eps": 1e-8,
-    "alpha": 0.99,
-    "centered": False,
-    "lr_decay": 0.0,
-    "initial_accumulator": 0.0,
+# torch.optim's documented defaults, one dict per optimizer class, keyed by
+# the public constructor arguments (fastmlp.optim.<Class>(...).get_config()
+# uses the same names). They are written out here rather than read from
+# fastmlp.optim or from the core, so that a wrong default there is caught by
+# a comparison with this oracle instead of being inherited by it. One
+# deliberate difference from torch: SGD's lr is 0.01 (DESIGN.md), where
+# torch 2.x changed its default to 1e-3.
+OPTIMIZER_DEFAULTS = {
+    "SGD": {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
+            "weight_decay": 0.0},
+    "Adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+             "amsgrad": False},
+    "AdamW": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2,
+              "amsgrad": False},
+    "RMSprop": {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0,
+                "centered": False},
+    "Adagrad": {"lr": 1e-2, "lr_decay": 0.0, "weight_decay": 0.0,
+                "initial_accumulator_value": 0.0, "eps": 1e-10},
 }
 
 
@@ -968,53 +980,85 @@ def _sgd_general_step(p, g, state, step, lr, momentum, dampening, nesterov, weig
     return p - lr * buf_new, [buf_new]
 
 
-def optimizer_step(config, p, g, state=None, step=1):
-    """One update by any optimizer of csrc/optim/optimizer.h, from its config.
+def optimizer_config(optimizer, **overrides):
+    """The full hyper-parameters of an optimizer, from its public description.
 
-    config is the dict that fastmlp.optim.<Optimizer>._core_config() returns:
-    "kind" (0 sgd, 1 adam, 2 adamw, 3 rmsprop, 4 adagrad, or the name) plus
-    hyper-parameters named as OptConfig's fields; missing ones take
-    OptConfig's defaults. state is the list of state arrays, in the core's
-    order, or None before the first step; step is this update's number
-    t = 1, 2, ... Returns (p_new, state_new); inputs are not modified.
+    optimizer is a class name ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad";
+    any case), a pair (class name, dict of constructor arguments), or an
+    object with get_config() (an fm.optim optimizer, named by its class);
+    overrides are further constructor arguments. Arguments not given take
+    OPTIMIZER_DEFAULTS (torch's). Returns (class name, {argument: value}).
 
-    State, in order:  sgd      [buf] if momentum != 0, else []
-                      adam(w)  [m, v] (+ [v_max] with amsgrad)
-                      rmsprop  [v] (+ [g_avg] if centered) (+ [buf] if momentum > 0)
-                      adagrad  [s]
+    Only public constructor arguments are read (lr, betas, eps,
+    weight_decay, momentum, dampening, nesterov, amsgrad, centered, alpha,
+    lr_decay, initial_accumulator_value): never the core's configuration, so
+    that this oracle stays independent of how fastmlp.optim talks to the core.
     """
-    if not isinstance(config, dict):
-        msg = f"config: expected a dict, got {type(config).__name__}"
+    args = {}
+    if isinstance(optimizer, tuple):
+        if len(optimizer) != 2 or not isinstance(optimizer[1], dict):
+            msg = f"optimizer: expected (class name, dict of arguments), got {optimizer!r}"
+            raise TypeError(msg)
+        optimizer, args = optimizer
+    elif not isinstance(optimizer, str) and hasattr(optimizer, "get_config"):
+        args = optimizer.get_config()
+        optimizer = type(optimizer).__name__
+    if not isinstance(optimizer, str):
+        msg = (f"optimizer: expected a class name, (name, arguments) or an optimizer with "
+               f"get_config(), got {optimizer!r}")
         raise TypeError(msg)
-    unknown = sorted(set(config) - set(_OPT_DEFAULTS) - {"kind"})
+    names = {k.lower(): k for k in OPTIMIZER_DEFAULTS}
+    name = names.get(optimizer.lower())
+    if name is None:
+        msg = f"optimizer: expected one of {sorted(OPTIMIZER_DEFAULTS)}, got {optimizer!r}"
+        raise ValueError(msg)
+    given = {**args, **overrides}
+    unknown = sorted(set(given) - set(OPTIMIZER_DEFAULTS[name]))
     if unknown:
-        msg = f"config: unknown key {unknown[0]!r}"
+        msg = (f"config: unknown argument {unknown[0]!r} for {name} "
+               f"(expected some of {sorted(OPTIMIZER_DEFAULTS[name])})")
         raise ValueError(msg)
-    kind = config.get("kind")
-    if isinstance(kind, str) and kind in OPTIMIZER_KINDS:
-        kind = OPTIMIZER_KINDS.index(kind)
-    if isinstance(kind, bool) or not isinstance(kind, (int, np.integer)) or not (
-        0 <= kind < len(OPTIMIZER_KINDS)
-    ):
-        msg = f"kind: expected one of {OPTIMIZER_KINDS} or its id 0..4, got {kind!r}"
-        raise ValueError(msg)
-    c = {**_OPT_DEFAULTS, **{k: v for k, v in config.items() if k != "kind"}}
+    config = {**OPTIMIZER_DEFAULTS[name], **given}
+    if "betas" in config:
+        betas = tuple(config["betas"])
+        if len(betas) != 2:
+            msg = f"betas: expected a pair (beta1, beta2), got {config['betas']!r}"
+            raise ValueError(msg)
+        config["betas"] = betas
+    return name, config
+
+
+def optimizer_step(optimizer, p, g, state=None, step=1, **overrides):
+    """One update by any optimizer of csrc/optim/optimizer.h, from its public description.
+
+    optimizer (and overrides) as for optimizer_config: e.g. "Adam",
+    ("AdamW", {"lr": 0.01, "amsgrad": True}), or fm.optim.RMSprop(centered=True).
+    state is the list of state arrays, in the core's order, or None before
+    the first step; step is this update's number t = 1, 2, ... Returns
+    (p_new, state_new); inputs are not modified.
+
+    State, in order:  SGD      [buf] if momentum != 0, else []
+                      Adam(W)  [m, v] (+ [v_max] with amsgrad)
+                      RMSprop  [v] (+ [g_avg] if centered) (+ [buf] if momentum > 0)
+                      Adagrad  [s]
+    """
+    name, c = optimizer_config(optimizer, **overrides)
     step = _check_step(step)
     p, g = _check_p_g(p, g)
-    name = OPTIMIZER_KINDS[kind]
-    if name == "sgd":
+    if name == "SGD":
         n = 1 if c["momentum"] != 0.0 else 0
         state = _check_state(state, n, p, ("buf",) * n)
         return _sgd_general_step(p, g, state, step, c["lr"], c["momentum"], c["dampening"],
                                  c["nesterov"], c["weight_decay"])
-    if name in ("adam", "adamw"):
-        return adam_step(p, g, state, step, c["lr"], c["beta1"], c["beta2"], c["eps"],
-                         c["weight_decay"], c["amsgrad"], decoupled=name == "adamw")
-    if name == "rmsprop":
+    if name in ("Adam", "AdamW"):
+        beta1, beta2 = c["betas"]
+        return adam_step(p, g, state, step, c["lr"], beta1, beta2, c["eps"],
+                         c["weight_decay"], c["amsgrad"], decoupled=name == "AdamW")
+    if name == "RMSprop":
         return rmsprop_step(p, g, state, step, c["lr"], c["alpha"], c["eps"],
                             c["weight_decay"], c["momentum"], c["centered"])
     return adagrad_step(p, g, state, step, c["lr"], c["lr_decay"], c["weight_decay"],
-                        c["initial_accumulator"], c["eps"])
+                        c["initial_accumulator_value"], c["eps"])
 
 
 # ---------------------------------------------------------------------------
@@ -1361,7 +1405,7 @@ def _flatten_grads(grads, name):
 
 def _unflatten_grads(grads, items, arrays):
     out = [dict(g) if isinstance(g, dict) else None for g in grads]
-    for (i, k, _), a in zip(items, arrays, strict=True):
+    for (i, k, _), a in _zip_same(items, arrays):
         if k is None:
             out[i] = a
         else:
@@ -1406,6 +1450,7 @@ def clip_grad_value(grads, clip_value):
 __all__ += [  # the sections above, appended here to keep their additions in one place
     "adam_step",
     "adagrad_step",
+    "optimizer_config",
     "optimizer_step",
     "rmsprop_step",
     "batch_norm_backward",
@@ -1490,7 +1535,7 @@ class Network:
                 f"got {len(activations)}"
             )
             raise ValueError(msg)
-        for li, (w, b, act) in enumerate(zip(weights, biases, activations, strict=True)):
+        for li, (w, b, act) in enumerate(_zip_same(weights, biases, activations)):
             _check_activation(act)
             _check_2d(w, f"weights[{li}]")
             if li > 0 and w.shape[1] != weights[li - 1].shape[0]:
@@ -1524,7 +1569,7 @@ class Network:
         self.bn_eps = float(bn_eps)
         self.bn_momentum = float(bn_momentum)
         self.gammas, self.betas, self.running_means, self.running_vars = [], [], [], []
-        for w, bn in zip(weights, self.batch_norm, strict=True):
+        for w, bn in _zip_same(weights, self.batch_norm):
             out, dt = w.shape[0], w.dtype
             self.gammas.append(np.ones(out, dtype=dt) if bn else None)
             self.betas.append(np.zeros(out, dtype=dt) if bn else None)
@@ -1577,8 +1622,7 @@ class Network:
             msg = "update_stats: running statistics are only updated in training mode (training=True)"
             raise ValueError(msg)
         self.xs, self.lins, self.zs, self.ys, self.masks, self.bn_caches = [], [], [], [], [], []
-        for li, (w, b, act) in enumerate(zip(self.weights, self.biases, self.activations,
-                                             strict=True)):
+        for li, (w, b, act) in enumerate(_zip_same(self.weights, self.biases, self.activations)):
             cache = None
             if self.batch_norm[li]:
                 lin, _ = dense_forward(x, w, b, "identity")
