@@ -556,6 +556,14 @@ class Network64:
     @step_count.setter
     def step_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+def _threads_probe() -> int:
+    """
+    Testing aid: the largest thread team that ran a parallel region of the core since the last _threads_probe_reset() (0 if every region ran on the calling thread).
+    """
+def _threads_probe_reset() -> None:
+    """
+    Testing aid: forget the teams seen so far (see _threads_probe).
+    """
 @typing.overload
 def activation_backward(dy: numpy.typing.NDArray[numpy.float32], z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     ...

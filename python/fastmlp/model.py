@@ -406,7 +406,7 @@ class MLP:
         """The training and validation arrays, checked and converted once."""
         X = self._X(X)
         y = self._y(y, X.shape[0])
-        sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
+        sw, _ = self._weights(sample_weight, None, y, X.shape[0])
         Xv = yv = swv = None
         if validation_data is not None:
             if split:
@@ -430,6 +430,8 @@ class MLP:
             X, Xv, y, yv = X[:cut], X[cut:], y[:cut], y[cut:]
             if sw is not None:
                 sw, swv = sw[:cut], sw[cut:]
+        # After the split: "balanced" counts the training rows only.
+        _, cw = self._weights(None, class_weight, y, X.shape[0])
         return _FitData(X, y, sw, cw, Xv, yv, swv)
 
     def _run_epochs(self, data, epochs, batch_size, shuffle, shuffle_seed, callbacks, verbose):
