@@ -277,6 +277,39 @@ void bind_network(py::module_& m, const char* name) {
              return n.train_step(b.x, b.t, b.rows);
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
+      // The step in its phases, for a caller that works on the gradients
+      // between backward and the update (an all-reduce): forward_backward,
+      // then finish_step(loss, rows) run exactly what train_step runs.
+      .def("forward_backward",
+           [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
+             Batch<T> b;
+             load_batch(b, n, x, y, sw, cw);
+             if (b.rows == 0)
+               throw py::value_error("X: expected at least one sample, got shape " +
+                                     shape_str(x));
+             py::gil_scoped_release nogil;
+             return n.forward_backward(b.x, b.t, b.rows);
+           },
+           "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
+      .def("finish_step",
+           [](Net& n, double loss, index_t rows) {
+             if (n.pending_rows() < 0)
+               throw py::value_error(
+                   "finish_step: no forward_backward to finish (each step needs its own, and "
+                   "no other pass in between)");
+             if (rows != n.pending_rows())
+               throw py::value_error("rows: expected the " + std::to_string(n.pending_rows()) +
+                                     " rows of the last forward_backward, got " +
+                                     std::to_string(rows));
+             py::gil_scoped_release nogil;
+             return n.finish_step(loss, rows);
+           },
+           "loss"_a, "rows"_a)
+      .def("grads_flat",
+           [](py::object self) {
+             Net& n = net_of<T>(self);
+             return view<T>(self, n.parameters().grads(), {n.parameters().size()});
+           })
       .def("train_epoch",
            [](Net& n, carray<T> x, py::array y, std::optional<carray<int64_t>> perm,
               index_t batch_size, index_t start, index_t max_batches, py::object sw, py::object cw,

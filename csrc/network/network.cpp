@@ -67,6 +67,7 @@ void Network<T>::initialize(const std::vector<Init>& schemes, uint64_t seed) {
 
 template <class T>
 const T* Network<T>::forward(const T* x, index_t n, bool training) {
+  pending_rows_ = -1;
   ws_.reserve(std::max<index_t>(n, 1));
   const index_t L = num_layers();
   const uint64_t step = uint64_t(trainer_.step_count());
@@ -150,23 +151,35 @@ void Network<T>::backward(const T* x, index_t n) {
 }
 
 template <class T>
-double Network<T>::compute_gradients(const T* x, const Target<T>& t, index_t n) {
+double Network<T>::forward_backward(const T* x, const Target<T>& t, index_t n) {
   forward(x, n, true);
   trainer_.record_unit_activity(ws_, n);
   const double loss = loss_gradient(t, n);
   backward(x, n);
+  pending_rows_ = n;
+  return loss;
+}
+
+template <class T>
+double Network<T>::compute_gradients(const T* x, const Target<T>& t, index_t n) {
+  const double loss = forward_backward(x, t, n);
+  pending_rows_ = -1;  // the penalty goes in now: this step cannot be finished
   return trainer_.postprocess(params_, loss, /*clip=*/false).loss;
 }
 
 template <class T>
-StepResult Network<T>::train_step(const T* x, const Target<T>& t, index_t n) {
-  forward(x, n, true);
-  trainer_.record_unit_activity(ws_, n);
-  const double loss = loss_gradient(t, n);
-  backward(x, n);
+StepResult Network<T>::finish_step(double loss, index_t n) {
+  pending_rows_ = -1;
   const StepResult r = trainer_.postprocess(params_, loss, /*clip=*/true);
   if (r.ok) trainer_.update(params_, ws_, n);
   return r;
+}
+
+template <class T>
+StepResult Network<T>::train_step(const T* x, const Target<T>& t, index_t n) {
+  const double loss = forward_backward(x, t, n);
+  // [a data-parallel step all-reduces parameters().grads() and the loss here]
+  return finish_step(loss, n);
 }
 
 template class Network<float>;

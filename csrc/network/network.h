@@ -65,6 +65,12 @@ class Network {
   // layer's d; x is the batch the last forward ran on.
   void backward(const T* x, index_t n);
 
+  // Phases 1-3 in training mode (and the dead-unit statistics): returns the
+  // batch's mean loss without the penalty; the gradient buffer holds the
+  // data term of d(loss)/d(params). This is where a data-parallel step hands
+  // over to its all-reduce, then to trainer().postprocess and update.
+  double forward_backward(const T* x, const Target<T>& t, index_t n);
+
   // Mean loss of a batch plus the penalty, without touching the gradients.
   double loss(const T* x, const Target<T>& t, index_t n, bool training = false);
   // Phases 1-4 without clipping: the gradient buffer receives
@@ -73,6 +79,12 @@ class Network {
   // Phases 1-5. A non-finite loss or gradient leaves parameters, optimizer
   // state and running statistics unchanged (the result says so).
   StepResult train_step(const T* x, const Target<T>& t, index_t n);
+  // Phases 4-5 after forward_backward on n rows, as train_step runs them.
+  StepResult finish_step(double loss, index_t n);
+  // The rows of a forward_backward whose step is not finished yet, or -1
+  // (any other pass in between clears it: its batch statistics are not the
+  // ones the gradients were taken with).
+  index_t pending_rows() const { return pending_rows_; }
 
  private:
   bool dropout_on(index_t l, bool training) const {
@@ -85,6 +97,7 @@ class Network {
   std::vector<LayerSpec> layers_;
   Loss loss_;
   uint64_t seed_ = 0;
+  index_t pending_rows_ = -1;
   Parameters<T> params_;
   Workspace<T> ws_;
   Trainer<T> trainer_;
