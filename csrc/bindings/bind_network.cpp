@@ -189,8 +189,6 @@ void bind_network(py::module_& m, const char* name) {
            "layers"_a, "loss"_a)
       .def_property_readonly("num_layers", &Net::num_layers)
       .def_property_readonly("num_params", [](const Net& n) { return n.parameters().count(); })
-      .def_property_readonly("input_size", &Net::input_size)
-      .def_property_readonly("output_size", &Net::output_size)
       .def_property_readonly("loss_kind", &Net::loss_kind)
       .def("layer_spec",
            [](const Net& n, index_t l) { return n.layer(check_layer(l, n.num_layers())); },
@@ -228,7 +226,6 @@ void bind_network(py::module_& m, const char* name) {
              n.initialize(schemes, seed);
            },
            "schemes"_a, "seed"_a)
-      .def_property("seed", &Net::seed, &Net::set_seed)
       .def("forward",
            [](Net& n, carray<T> x, bool training) {
              const T* xp = input_of(n, x);

@@ -49,7 +49,6 @@ class Network {
   // the dropout masks.
   void initialize(const std::vector<Init>& schemes, uint64_t seed);
   uint64_t seed() const { return seed_; }
-  void set_seed(uint64_t s) { seed_ = s; }
 
   // The step's phases 1-3 (trainer.h lists them all).
   //
