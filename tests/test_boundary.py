@@ -10,8 +10,10 @@ compiled module as it is, and that the io module only reads and writes.
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import pathlib
+import pickle
 import re
 
 import numpy as np
@@ -29,19 +31,37 @@ def test_optimizer_fields_agree_between_cpp_and_python():
     assert tuple(_core.OptConfig.fields()) == fm.optim.CORE_FIELDS
 
 
-@pytest.mark.parametrize("cls", [fm.optim.SGD, fm.optim.Adam, fm.optim.AdamW,
-                                 fm.optim.RMSprop, fm.optim.Adagrad])
-def test_each_optimizer_maps_onto_core_fields(cls):
-    opt = cls()
-    fields = opt._core_fields()
-    assert set(fields) <= set(fm.optim.CORE_FIELDS)
+# Each optimizer with every argument away from its default, and the core
+# fields those arguments must arrive in (written out here, independently of
+# fastmlp.optim's mapping). Fields not listed keep the C++ default.
+NON_DEFAULT = [
+    (fm.optim.SGD(lr=0.3, momentum=0.7, nesterov=False, weight_decay=0.01, dampening=0.2),
+     {"lr": 0.3, "momentum": 0.7, "weight_decay": 0.01, "dampening": 0.2}),
+    (fm.optim.SGD(lr=0.3, momentum=0.7, nesterov=True),
+     {"lr": 0.3, "momentum": 0.7, "nesterov": True}),
+    (fm.optim.Adam(lr=0.2, betas=(0.5, 0.75), eps=1e-6, weight_decay=0.02, amsgrad=True),
+     {"lr": 0.2, "beta1": 0.5, "beta2": 0.75, "eps": 1e-6, "weight_decay": 0.02, "amsgrad": True}),
+    (fm.optim.AdamW(lr=0.2, betas=(0.6, 0.7), eps=1e-5, weight_decay=0.3),
+     {"lr": 0.2, "beta1": 0.6, "beta2": 0.7, "eps": 1e-5, "weight_decay": 0.3}),
+    (fm.optim.RMSprop(lr=0.1, alpha=0.8, eps=1e-4, weight_decay=0.05, momentum=0.4,
+                      centered=True),
+     {"lr": 0.1, "alpha": 0.8, "eps": 1e-4, "weight_decay": 0.05, "momentum": 0.4,
+      "centered": True}),
+    (fm.optim.Adagrad(lr=0.4, lr_decay=0.1, weight_decay=0.2, initial_accumulator_value=0.3,
+                      eps=1e-3),
+     {"lr": 0.4, "lr_decay": 0.1, "weight_decay": 0.2, "initial_accumulator": 0.3,
+      "eps": 1e-3}),
+]
+
+
+@pytest.mark.parametrize(("opt", "want"), NON_DEFAULT, ids=lambda v: type(v).__name__)
+def test_each_optimizer_maps_onto_core_fields(opt, want):
+    assert set(opt._core_fields()) <= set(fm.optim.CORE_FIELDS)
     config = opt._core_config()
-    assert config.kind == getattr(_core.OptimizerKind, cls.__name__.lower())
+    assert config.kind == getattr(_core.OptimizerKind, type(opt).__name__.lower())
+    defaults = _core.OptConfig(kind=config.kind).as_dict()
     for name in fm.optim.CORE_FIELDS:
-        # every field is an attribute of the bound config, given or default
-        value = getattr(config, name)
-        if name in fields:
-            assert value == fields[name], name
+        assert getattr(config, name) == want.get(name, defaults[name]), name
 
 
 def test_optconfig_defaults_are_the_cpp_defaults():
@@ -60,7 +80,19 @@ def test_optconfig_is_a_read_only_value():
         c.lr = 1.0
     assert c == _core.OptConfig(kind=_core.OptimizerKind.adam, lr=0.5)
     assert c != _core.OptConfig(kind=_core.OptimizerKind.adam, lr=0.25)
+    assert c != _core.OptConfig(kind=_core.OptimizerKind.adamw, lr=0.5)
+    assert c != None and c != {"lr": 0.5}  # noqa: E711
     assert "lr" in repr(c)
+    again = pickle.loads(pickle.dumps(c))
+    assert again == c and again is not c
+    assert copy.deepcopy(c) == c
+
+
+def test_layer_spec_pickles():
+    s = _core.LayerSpec(3, 4, _core.Activation.gelu, 0.5, True)
+    t = pickle.loads(pickle.dumps(s))
+    assert (t.in_features, t.out_features, t.activation, t.dropout, t.batch_norm) == (
+        3, 4, _core.Activation.gelu, 0.5, True)
 
 
 # -- the kinds: the core's enums under the contract's names -----------------
@@ -123,23 +155,26 @@ def test_every_layer_index_is_checked_with_one_message(call, index):
 
 # -- one loss-weight check, one message --------------------------------------
 
-@pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf])
-def test_loss_weight_messages_are_the_same_everywhere(rng, bad):
+@pytest.mark.parametrize(("bad", "text"), [
+    (np.nan, "nan"), (-np.nan, "nan"), (-1.0, "-1"), (-10.0, "-10"), (-1e15, "-1e+15"),
+    (-0.1, "-0.1"), (-np.inf, "-inf"), (np.inf, "inf"), (-1.25e-7, "-1.25e-07")])
+def test_loss_weight_messages_are_the_same_everywhere(rng, bad, text):
     X = rng.standard_normal((4, 3))
     y = np.array([0, 1, 0, 1])
     w = np.ones(4)
     w[2] = bad
     model = fm.MLP([3, 2], dtype="float64")
-    pattern = r"^sample_weight: weights must be finite and >= 0, got \S+ at index 2$"
-    with pytest.raises(ValueError, match=pattern):
-        model.loss(X, y, sample_weight=w)
-    with pytest.raises(ValueError, match=pattern):
-        model.fit(X, y, epochs=1, verbose=0, sample_weight=w)
-    with pytest.raises(ValueError, match=pattern):
-        model._net.loss(X, y.astype(np.int32), False, w, None)  # the core's own check
-    z = rng.standard_normal((4, 2))
-    with pytest.raises(ValueError, match=pattern):
-        fm.ops.loss_forward_backward("cross_entropy", z, z, y, sample_weight=w)
+    want = f"sample_weight: weights must be finite and >= 0, got {text} at index 2"
+    messages = []
+    for call in (
+        lambda: model.loss(X, y, sample_weight=w),                      # Python's check
+        lambda: model.fit(X, y, epochs=1, verbose=0, sample_weight=w),  # Python's check
+        lambda: model._net.loss(X, y.astype(np.int32), False, w, None),  # the core's own
+    ):
+        with pytest.raises(ValueError) as err:
+            call()
+        messages.append(str(err.value))
+    assert messages == [want] * 3
 
 
 # -- the stub describes the module ---------------------------------------------
@@ -244,6 +279,9 @@ def test_io_imports_nothing_of_the_package_and_reads_no_private_field():
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"io.py imports from the package: {ast.dump(node)}"
+            assert not (node.module or "").startswith("fastmlp"), ast.dump(node)
+        if isinstance(node, ast.Import):
+            assert not any(a.name.startswith("fastmlp") for a in node.names), ast.dump(node)
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             base = node.value
             assert isinstance(base, ast.Name) and base.id in {"np", "json", "os"}, (

@@ -73,16 +73,38 @@ def test_the_update_uses_the_buffer_as_left_between_the_phases(rng):
 
 
 def test_forward_backward_leaves_the_data_gradient(rng):
-    model = fm.MLP([4, 8, 3], dtype="float64").compile(fm.optim.SGD(), l1=0.0, l2=0.0)
+    # With a penalty on: forward_backward leaves the data term alone (what
+    # gradients() gives for the same model without the penalty).
+    model = fm.MLP([4, 8, 3], dtype="float64").compile(fm.optim.SGD(), l1=0.5, l2=0.25)
+    plain = fm.MLP([4, 8, 3], dtype="float64").compile(fm.optim.SGD())
     X = rng.standard_normal((10, 4))
     y = rng.integers(0, 3, 10).astype(np.int32)
-    want = model.gradients(X, y)
+    want = plain.gradients(X, y)
+    with_penalty = model.gradients(X, y)
     model._net.forward_backward(X, y, None, None)
     flat = model._net.grads_flat()
     for i, g in enumerate(want):
         np.testing.assert_array_equal(model._net.grad(i, "W"), g["W"])
         np.testing.assert_array_equal(model._net.grad(i, "b"), g["b"])
+        assert not np.array_equal(with_penalty[i]["W"], g["W"])
     assert np.shares_memory(flat, model._net.grad(0, "W"))
+
+
+def test_forward_backward_checks_the_batch_as_train_step_does(rng):
+    net = fm.MLP([4, 5, 2], dtype="float64", batch_norm=True)._net
+    X = rng.standard_normal((6, 4))
+    y = rng.integers(0, 2, 6).astype(np.int32)
+    bad = X.copy()
+    bad[1, 2] = np.nan
+    for call in (net.train_step, net.forward_backward):
+        with pytest.raises(ValueError, match="^X: contains NaN or infinity"):
+            call(bad, y, None, None)
+        with pytest.raises(ValueError, match="^X: expected at least one sample"):
+            call(X[:0], y[:0], None, None)
+        with pytest.raises(ValueError, match="^y: class ids must lie in"):
+            call(X, y + 2, None, None)
+        with pytest.raises(ValueError, match="^X: batch normalization in training needs at least 2"):
+            call(X[:1], y[:1], None, None)
 
 
 def test_finish_step_needs_its_own_forward_backward(rng):

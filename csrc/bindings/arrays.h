@@ -27,15 +27,19 @@ namespace py = pybind11;
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;
 
-// The shortest text that reads back as v ("-1", "0.1", "nan"), as Python's
+// The shortest of the %.{1..17}g texts that read back as v ("-1", "-10",
+// "0.1", "-1e+15", "inf"; "nan" whatever its sign bit), as Python's
 // fastmlp._validation.num_str writes it, so both sides give one message.
 inline std::string num_str(double v) {
+  if (std::isnan(v)) return "nan";
+  std::string best;
   char buf[40];
   for (int prec = 1; prec <= 17; ++prec) {
     std::snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (std::isnan(v) || std::strtod(buf, nullptr) == v) break;
+    if (std::strtod(buf, nullptr) == v && (best.empty() || std::strlen(buf) < best.size()))
+      best = buf;
   }
-  return buf;
+  return best;
 }
 
 // A loss-weight entry that is not finite and >= 0 (the message of

@@ -1,6 +1,8 @@
-// fastmlp._core.Network32 / Network64: the network object. Parameter and
-// gradient views are zero-copy NumPy arrays whose base is the Python object
-// of the network, so they keep it alive; the buffers never move.
+// fastmlp._core.Network32 / Network64: the network object. Parameter,
+// gradient and optimizer-state views are zero-copy NumPy arrays whose base is
+// the Python object of the network, so they keep it alive; the buffers are
+// never freed or moved while it lives (a new optimizer reuses its state
+// buffers, growing them at most).
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
@@ -8,7 +10,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <tuple>
 #include <vector>
 
 #include "bindings/arrays.h"
@@ -157,11 +158,15 @@ py::object running_view(py::object self, index_t l, bool var) {
   return view<T>(self, p, {n.layer(l).out});
 }
 
-// What one batch's call needs from Python: X's rows and the target.
+// What one batch's call needs from Python: X's rows and the target. Not
+// copyable: t.labels may point into ids.
 template <class T>
 struct Batch {
-  const T* x;
-  index_t rows;
+  Batch() = default;
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+  const T* x = nullptr;
+  index_t rows = 0;
   Target<T> t;
   std::vector<int32_t> ids;  // class ids narrowed from int64, when given so
 };
@@ -175,16 +180,39 @@ void load_batch(Batch<T>& b, const Network<T>& n, const carray<T>& x, const py::
   add_weights(n, b.t, b.rows, sw, cw);
 }
 
+// A training step's batch, for callers whose arrays Python hands over
+// without checking their values (MLP.train_step's fast path, a per-batch
+// cost that dominates small networks): at least one row, X finite, y's
+// values in range, on top of load_batch.
+template <class T>
+void load_step_batch(Batch<T>& b, const Network<T>& n, const carray<T>& x, const py::array& y,
+                     const py::object& sw, const py::object& cw) {
+  const T* xp = input_of(n, x);
+  if (x.shape(0) == 0)
+    throw py::value_error("X: expected at least one sample, got shape " + shape_str(x));
+  if (!scan_values<T, false>(xp, std::size_t(x.shape(0) * n.input_size())).finite)
+    throw py::value_error("X: contains NaN or infinity");
+  load_batch(b, n, x, y, sw, cw, /*check_dense=*/true);
+}
+
+// A previous call's result for the same epoch, to continue: its sums only.
+inline EpochResult continued(const EpochResult& c) {
+  EpochResult r;
+  r.loss_sum = c.loss_sum;
+  r.rows = c.rows;
+  r.batches = c.batches;
+  r.correct = c.correct;
+  r.predictions = c.predictions;
+  r.grad_norm_sum = c.grad_norm_sum;
+  return r;
+}
+
 template <class T>
 void bind_network(py::module_& m, const char* name) {
   using Net = Network<T>;
   py::class_<Net>(m, name)
       .def(py::init([](const std::vector<LayerSpec>& layers, Loss loss) {
-             try {
-               return std::make_unique<Net>(layers, loss);
-             } catch (const std::invalid_argument& e) {
-               throw py::value_error(e.what());
-             }
+             return std::make_unique<Net>(layers, loss);
            }),
            "layers"_a, "loss"_a)
       .def_property_readonly("num_layers", &Net::num_layers)
@@ -259,17 +287,8 @@ void bind_network(py::module_& m, const char* name) {
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       .def("train_step",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
-             // MLP.train_step hands over arrays that already have the core's
-             // layout without checking their values in Python (a per-batch
-             // cost that dominates small networks): X and y are checked here.
-             const T* xp = input_of(n, x);
-             if (x.shape(0) == 0)
-               throw py::value_error("X: expected at least one sample, got shape " +
-                                     shape_str(x));
-             if (!scan_values<T, false>(xp, std::size_t(x.shape(0) * n.input_size())).finite)
-               throw py::value_error("X: contains NaN or infinity");
              Batch<T> b;
-             load_batch(b, n, x, y, sw, cw, /*check_dense=*/true);
+             load_step_batch(b, n, x, y, sw, cw);
              py::gil_scoped_release nogil;
              return n.train_step(b.x, b.t, b.rows);
            },
@@ -280,10 +299,7 @@ void bind_network(py::module_& m, const char* name) {
       .def("forward_backward",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
              Batch<T> b;
-             load_batch(b, n, x, y, sw, cw);
-             if (b.rows == 0)
-               throw py::value_error("X: expected at least one sample, got shape " +
-                                     shape_str(x));
+             load_step_batch(b, n, x, y, sw, cw);
              py::gil_scoped_release nogil;
              return n.forward_backward(b.x, b.t, b.rows);
            },
@@ -347,8 +363,7 @@ void bind_network(py::module_& m, const char* name) {
              // Its sums continue here, so a chunked epoch adds the same
              // numbers in the same order as a whole one (bitwise equal loss
              // and norms).
-             EpochResult r = carry ? *carry : EpochResult{};
-             r.interrupted = r.diverged = false;
+             EpochResult r = carry ? continued(*carry) : EpochResult{};
              if (r.grad_norm_sum.size() > std::size_t(n.num_layers()))
                throw py::value_error("carry: grad_norm_sum has more entries than layers");
              {

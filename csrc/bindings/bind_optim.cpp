@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bindings/arrays.h"
+#include "bindings/types.h"
 #include "optim/optimizer.h"
 
 namespace py = pybind11;
@@ -27,7 +28,6 @@ namespace {
 
 constexpr int kMaxStates = 3;
 
-std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
 
 std::string dtype_str(py::handle h) {
   return py::str(py::reinterpret_borrow<py::array>(h).dtype());

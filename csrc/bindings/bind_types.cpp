@@ -21,8 +21,6 @@ using namespace pybind11::literals;
 
 namespace {
 
-std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
-
 bool is_bool(py::handle h) {
   return PyBool_Check(h.ptr()) || py::isinstance(h, py::module_::import("numpy").attr("bool_"));
 }
@@ -142,6 +140,12 @@ void bind_types(py::module_& m) {
       .def_readonly("activation", &LayerSpec::act)
       .def_readonly("dropout", &LayerSpec::dropout)
       .def_readonly("batch_norm", &LayerSpec::batch_norm)
+      .def(py::pickle(
+          [](const LayerSpec& s) { return py::make_tuple(s.in, s.out, s.act, s.dropout, s.batch_norm); },
+          [](const py::tuple& t) {
+            return LayerSpec{t[0].cast<index_t>(), t[1].cast<index_t>(), t[2].cast<Act>(),
+                             t[3].cast<double>(), t[4].cast<bool>()};
+          }))
       .def("__repr__", [](const LayerSpec& s) {
         return "LayerSpec(" + std::to_string(s.in) + ", " + std::to_string(s.out) + ", " +
                py::cast<std::string>(py::str(py::cast(s.act))) + ", dropout=" +
@@ -158,9 +162,16 @@ void bind_types(py::module_& m) {
       .def_static("fields", &opt_field_names, "The field names, kind excluded, in C++ order.")
       .def("as_dict", &opt_config_as_dict, "kind and every field by name")
       .def("__eq__",
-           [](const OptConfig& a, const OptConfig& b) {
-             return opt_config_as_dict(a).equal(opt_config_as_dict(b));
+           [](const OptConfig& a, const py::object& b) -> py::object {
+             if (!py::isinstance<OptConfig>(b)) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+             return py::bool_(opt_config_as_dict(a).equal(opt_config_as_dict(b.cast<const OptConfig&>())));
            })
+      .def(py::pickle([](const OptConfig& c) { return opt_config_as_dict(c); },
+                      [](const py::dict& d) {
+                        py::kwargs kw;
+                        for (auto item : d) kw[item.first] = item.second;
+                        return opt_config_from_kwargs(kw);
+                      }))
       .def("__repr__", [](const OptConfig& c) {
         return "OptConfig(" + py::cast<std::string>(py::str(opt_config_as_dict(c))) + ")";
       });

@@ -21,6 +21,11 @@ inline index_t check_layer(index_t l, index_t n) {
   return l;
 }
 
+// The Python type name of h, for messages.
+inline std::string type_name(py::handle h) {
+  return py::str(py::type::handle_of(h).attr("__name__"));
+}
+
 void bind_types(py::module_& m);
 
 }  // namespace fastmlp::bind

@@ -110,19 +110,21 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
 }
 
 template <class T>
-double Network<T>::loss_gradient(const Target<T>& t, index_t n) {
+double Network<T>::output_loss(const Target<T>& t, index_t n, bool gradient) {
   LayerBuffers<T>& last = ws_.layer(num_layers() - 1);
-  return loss_forward_backward<T>(loss_, last.d, last.z, last.y, t, n, output_size(),
-                                  ws_.row_loss(), ws_.lse());
+  return loss_forward_backward<T>(loss_, gradient ? last.d : nullptr, last.z, last.y, t, n,
+                                  output_size(), ws_.row_loss(), ws_.lse());
+}
+
+template <class T>
+double Network<T>::loss_gradient(const Target<T>& t, index_t n) {
+  return output_loss(t, n, /*gradient=*/true);
 }
 
 template <class T>
 double Network<T>::loss(const T* x, const Target<T>& t, index_t n, bool training) {
   forward(x, n, training);
-  LayerBuffers<T>& last = ws_.layer(num_layers() - 1);
-  return loss_forward_backward<T>(loss_, nullptr, last.z, last.y, t, n, output_size(),
-                                  ws_.row_loss(), ws_.lse()) +
-         trainer_.penalty(params_);
+  return output_loss(t, n, /*gradient=*/false) + trainer_.penalty(params_);
 }
 
 template <class T>
@@ -164,13 +166,13 @@ template <class T>
 double Network<T>::compute_gradients(const T* x, const Target<T>& t, index_t n) {
   const double loss = forward_backward(x, t, n);
   pending_rows_ = -1;  // the penalty goes in now: this step cannot be finished
-  return trainer_.postprocess(params_, loss, /*clip=*/false).loss;
+  return trainer_.penalize(params_, loss);
 }
 
 template <class T>
 StepResult Network<T>::finish_step(double loss, index_t n) {
   pending_rows_ = -1;
-  const StepResult r = trainer_.postprocess(params_, loss, /*clip=*/true);
+  const StepResult r = trainer_.check_and_clip(params_, trainer_.penalize(params_, loss));
   if (r.ok) trainer_.update(params_, ws_, n);
   return r;
 }

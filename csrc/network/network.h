@@ -67,7 +67,7 @@ class Network {
   // Phases 1-3 in training mode (and the dead-unit statistics): returns the
   // batch's mean loss without the penalty; the gradient buffer holds the
   // data term of d(loss)/d(params). This is where a data-parallel step hands
-  // over to its all-reduce, then to trainer().postprocess and update.
+  // over to its all-reduce, then to finish_step.
   double forward_backward(const T* x, const Target<T>& t, index_t n);
 
   // Mean loss of a batch plus the penalty, without touching the gradients.
@@ -86,6 +86,9 @@ class Network {
   index_t pending_rows() const { return pending_rows_; }
 
  private:
+  // The mean loss of the last forward's output against t; with gradient,
+  // dL/d(output) into the output layer's d.
+  double output_loss(const Target<T>& t, index_t n, bool gradient);
   bool dropout_on(index_t l, bool training) const {
     return training && layers_[l].dropout > 0.0 && l + 1 < num_layers();
   }

@@ -9,8 +9,9 @@
 // Layout, layer after layer: W_l (out_l x in_l, row-major), b_l (out_l), and
 // for a batch-normalized layer gamma_l and beta_l (out_l each). Each block
 // starts on a 64-byte boundary, so every W row block loads aligned; the
-// padding stays zero in every buffer of this layout (gradients and optimizer
-// state included).
+// padding of the values and the gradients stays zero (optimizer state of the
+// same layout starts at its initial value there, e.g. Adagrad's
+// initial_accumulator, and no parameter reads it).
 #pragma once
 
 #include <cstdint>

@@ -31,13 +31,13 @@ void Trainer<T>::set_optimizer(const OptConfig& cfg) {
   validate(cfg);
   opt_ = cfg;
   n_state_ = fastmlp::optimizer_state_count(cfg);
+  // Buffers only grow: views that Python took of an earlier optimizer's
+  // state stay valid memory for the network's lifetime.
   T* ptrs[3] = {nullptr, nullptr, nullptr};
-  for (int i = 0; i < 3; ++i) {
-    state_[i].resize(i < n_state_ ? buffer_size_ : 0);
-    if (i < n_state_) {
-      state_[i].zero();
-      ptrs[i] = state_[i].data();
-    }
+  for (int i = 0; i < n_state_; ++i) {
+    state_[i].reserve(buffer_size_);
+    state_[i].zero();
+    ptrs[i] = state_[i].data();
   }
   if (n_state_) optimizer_init_state<T>(opt_, ptrs, buffer_size_);
   opt_steps_ = 0;
@@ -82,19 +82,23 @@ double Trainer<T>::penalty(const Parameters<T>& p) const {
 }
 
 template <class T>
-StepResult Trainer<T>::postprocess(Parameters<T>& p, double loss, bool clip) {
-  StepResult r;
+double Trainer<T>::penalize(Parameters<T>& p, double loss) {
   const bool pen = reg_.l1 != 0.0 || reg_.l2 != 0.0;
-  const index_t L = p.num_layers();
-  for (index_t l = 0; l < L; ++l) {
+  for (index_t l = 0; l < p.num_layers(); ++l) {
     if (pen)
       loss += add_penalty<T>(p.layer(l).W, p.grad(l).W, p.spec(l).out * p.spec(l).in, reg_.l1,
                              reg_.l2);
     const ParamOffsets& o = p.offsets(l);
     grad_sumsq_[l] = sum_squares<T>(p.grads() + o.W, o.end - o.W);
   }
+  return loss;
+}
+
+template <class T>
+StepResult Trainer<T>::check_and_clip(Parameters<T>& p, double loss) {
+  StepResult r;
   r.loss = loss;
-  if (!clip) return r;
+  const index_t L = p.num_layers();
   double total = 0.0;
   for (index_t l = L - 1; l >= 0; --l) {
     if (!std::isfinite(grad_sumsq_[l]) && r.bad_layer < 0) r.bad_layer = l;

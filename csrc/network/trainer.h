@@ -10,8 +10,9 @@
 //   2 loss                 Network::loss_gradient: the loss and dL/d(output)
 //   3 backward             Network::backward: every layer's gradient into grads()
 //     [a data-parallel step all-reduces grads() and the loss here]
-//   4 post-processing      Trainer::postprocess: L1/L2 penalty (loss and gradient),
-//                          per-layer norms, the finiteness check, clipping
+//   4 post-processing      Trainer::penalize: L1/L2 penalty (loss and gradient),
+//                          per-layer norms; Trainer::check_and_clip: the
+//                          finiteness check, clipping
 //   5 update               Trainer::update: optimizer step, batch-norm running
 //                          statistics, counters
 #pragma once
@@ -86,19 +87,20 @@ class Trainer {
   int64_t step_count() const { return steps_; }
   void set_step_count(int64_t s) { steps_ = s; }
 
-  // Phase 4. Adds the L1/L2 penalty to `loss` and to the gradients and keeps
-  // each layer's squared gradient norm; with `clip`, then checks that the
-  // loss and every gradient are finite and, if so, clips. Returns the loss
-  // with the penalty, whether the step may be taken and, if not, the layer to
-  // blame.
-  StepResult postprocess(Parameters<T>& p, double loss, bool clip);
+  // Phase 4, first half: adds the L1/L2 penalty to the gradients and keeps
+  // each layer's squared gradient norm. Returns `loss` plus the penalty.
+  double penalize(Parameters<T>& p, double loss);
+  // Phase 4, second half: whether the loss and every gradient are finite
+  // (if not, the layer to blame: the step must not be taken) and, if so,
+  // clipping by value, then by global norm.
+  StepResult check_and_clip(Parameters<T>& p, double loss);
   // Phase 5. One optimizer step on every parameter, the batch-norm running
   // statistics from this batch's (n rows) statistics, the counters.
   void update(Parameters<T>& p, Workspace<T>& ws, index_t n);
 
   // The L1/L2 penalty of the current weights (0 without it).
   double penalty(const Parameters<T>& p) const;
-  // Squared 2-norm of layer l's gradient (all its blocks) after the last postprocess.
+  // Squared 2-norm of layer l's gradient (all its blocks) after the last penalize.
   double grad_sumsq(index_t l) const { return grad_sumsq_[l]; }
 
   // Dead units: after reset_unit_activity(), record_unit_activity marks the
@@ -121,7 +123,8 @@ class Trainer {
   std::vector<std::vector<unsigned char>> alive_;
 };
 
-// The epoch loop: mini-batches of batch_size from row `start` on, in the
+// The epoch loop (the trainer's, written as a function of the whole network
+// whose steps it runs): mini-batches of batch_size from row `start` on, in the
 // order of perm (nullptr: natural order), for at most max_batches batches
 // (< 0: to the end), each gathered into the workspace and trained on by
 // net.train_step. Accumulates into r. poll() is called between batches; true

@@ -241,9 +241,13 @@ class LayerSpec:
     """
     One layer of a core network (csrc/network/layer.h).
     """
+    def __getstate__(self) -> tuple[int, int, Activation, float, bool]:
+        ...
     def __init__(self, in_features: typing.SupportsInt | typing.SupportsIndex, out_features: typing.SupportsInt | typing.SupportsIndex, activation: Activation = ..., dropout: typing.SupportsFloat | typing.SupportsIndex = 0.0, batch_norm: bool = False) -> None:
         ...
     def __repr__(self) -> str:
+        ...
+    def __setstate__(self, arg0: tuple) -> None:
         ...
     @property
     def activation(self) -> Activation:
@@ -270,11 +274,15 @@ class OptConfig:
         """
         The field names, kind excluded, in C++ order.
         """
-    def __eq__(self, arg0: OptConfig) -> bool:
+    def __eq__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __getstate__(self) -> dict:
         ...
     def __init__(self, **kwargs) -> None:
         ...
     def __repr__(self) -> str:
+        ...
+    def __setstate__(self, arg0: dict) -> None:
         ...
     def as_dict(self) -> dict:
         """

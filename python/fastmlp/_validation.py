@@ -155,24 +155,27 @@ def check_float(value, name, minimum=None, maximum=None, min_inclusive=True, max
 
 
 def num_str(v):
-    """The shortest text that reads back as v, without a trailing ".0" (the
-    core's bind::num_str writes the same)."""
-    r = repr(float(v))
-    return r[:-2] if r.endswith(".0") else r
+    """The shortest of the %.{1..17}g texts that read back as v ("-1", "-10",
+    "0.1", "-1e+15", "inf", "nan"), as the core's bind::num_str writes it, so
+    a message is the same from either side."""
+    v = float(v)
+    if v != v:
+        return "nan"
+    texts = (f"{v:.{prec}g}" for prec in range(1, 18))
+    return min((s for s in texts if float(s) == v), key=len)
 
 
-def check_loss_weights(w, name, length, dtype):
+def check_loss_weights(w, name, length, dtype, per="row"):
     """Per-row or per-class loss weights: a 1-D numeric array of `length`
     finite values >= 0 (length None: any), converted once to `dtype`. The
-    one check of loss weights in the package: fm.MLP and fm.ops both use it,
-    and the core's own check says the same."""
+    Python check of loss weights: fm.MLP and fm.ops both use it; the core
+    checks again what reaches it directly, with the same message."""
     arr = np.asarray(w)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected numbers, got dtype {arr.dtype}")
     if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
         want = "a 1-D array" if length is None else f"shape ({length},)"
-        raise ValueError(f"{name}: expected {want}, one weight per "
-                         f"{'row' if name.startswith('sample') else 'entry'}, got {arr.shape}")
+        raise ValueError(f"{name}: expected {want}, one weight per {per}, got {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
     bad = ~(np.isfinite(arr) & (arr >= 0))
     if bad.any():
@@ -211,5 +214,5 @@ def class_weight_array(cw, loss, n_outputs, y, dtype):
             arr[int(key)] = check_float(value, f"class_weight[{key}]", minimum=0.0)
     else:
         arr = cw
-    return check_loss_weights(arr, "class_weight", n_classes, dtype)
+    return check_loss_weights(arr, "class_weight", n_classes, dtype, per="class")
 

@@ -280,7 +280,7 @@ class MLP:
             return self._net.forward(X, bool(training))
 
     def _weights(self, sample_weight, class_weight, y, n, name="sample_weight"):
-        """The loss weights as the core takes them (the one place they are checked)."""
+        """The loss weights as the core takes them, checked (_validation)."""
         sw = None if sample_weight is None else check_loss_weights(
             sample_weight, name, n, self.dtype)
         cw = None if class_weight is None else class_weight_array(
@@ -587,7 +587,7 @@ class MLP:
         try:
             return cls._from_state_unchecked(meta, arrays, name)
         except KeyError as e:
-            raise ValueError(f"{name}: incomplete model description (missing {e})") from None
+            raise ValueError(f"{name}: incomplete model file (missing {e})") from None
         except (TypeError, AttributeError, IndexError) as e:
             raise ValueError(f"{name}: corrupt model description ({e})") from None
 
@@ -667,9 +667,7 @@ class MLP:
             self._lock = threading.RLock()
             return
         meta, arrays = io.from_bytes(state["npz"], "state")
-        other = MLP._from_state(meta, arrays)
-        self.__dict__.update(other.__dict__)
-        self._layers = [Layer(self._net, i) for i in range(len(self._acts))]
+        self.__dict__.update(MLP._from_state(meta, arrays).__dict__)
 
     def predict(self, X):
         """Class ids (cross_entropy), 0/1 labels (binary_cross_entropy) or
