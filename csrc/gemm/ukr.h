@@ -17,6 +17,7 @@
 #pragma once
 
 #include "common/types.h"
+#include "gemm/gemm.h"
 #include "nn/activations.h"
 
 namespace fastmlp {
@@ -49,11 +50,27 @@ struct GemmKernel {
   Ukr<T> wide;           // the main tile
   Ukr<T> narrow;         // one vector wide, for results with few columns
   index_t mc, kc, nc;    // cache blocks: A block mc x kc (L2), B panel kc x nc (L3)
-  bool direct;           // full tiles may read operands in place (see gemm_rect)
+  bool direct;           // full tiles may read operands in place (see plan_rect)
   PackBtFn<T> pack_bt;   // vectorized transposing pack of B, or nullptr
   ActRunFn<T> act_run;   // activation forward at this ISA's width, or nullptr
   const char* name;
 };
+
+// What the plans need of K (gemm.h).
+template <class T>
+inline GemmBlocking blocking_of(const GemmKernel<T>& K) {
+  GemmBlocking b;
+  b.mr = K.wide.mr;
+  b.nr = K.wide.nr;
+  b.narrow_mr = K.narrow.mr;
+  b.narrow_nr = K.narrow.nr;
+  b.mc = K.mc;
+  b.kc = K.kc;
+  b.nc = K.nc;
+  b.direct = K.direct;
+  b.name = K.name;
+  return b;
+}
 
 // The kernel chosen for this machine (see dispatch.cpp).
 template <class T>
