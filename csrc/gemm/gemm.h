@@ -6,9 +6,11 @@
 //
 // Row-major; op(X) = X or X^T as the Trans flag says; ld* are row strides in
 // elements. beta == 0 never reads C (it may hold NaN). Transposes are absorbed
-// when the panels are packed, so a micro-kernel sees one layout only.
+// by packing or by the kernel's A layout (k-major or row-major, ukr.h): B
+// always reaches a kernel as rows of NR elements, A as either layout.
 //
-// Determinism: threads split the m and n loops (output tiles) only, never k.
+// Determinism: threads own disjoint, tile-aligned rectangles of C, never a
+// share of k.
 // Each element of C is accumulated by one thread, over k in a fixed order
 // that does not depend on the thread count, so results are bitwise identical
 // for any number of threads.
