@@ -10,10 +10,9 @@
 // always reaches a kernel as rows of NR elements, A as either layout.
 //
 // Determinism: threads own disjoint, tile-aligned rectangles of C, never a
-// share of k.
-// Each element of C is accumulated by one thread, over k in a fixed order
-// that does not depend on the thread count, so results are bitwise identical
-// for any number of threads.
+// share of k. Each element of C is accumulated by one thread, over k in a
+// fixed order that does not depend on the thread count, so results are
+// bitwise identical for any number of threads.
 //
 // The optional epilogue runs after the last k block of each mc x nc block of
 // C, while the block is still in L2 (in the swapped route, on each
