@@ -145,7 +145,12 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
   const index_t MC = R.mc, KC = R.kc, NC = R.nc;
   const index_t i_beg = r.i0, i_end = r.i1, j_beg = r.j0, j_end = r.j1;
   const index_t m = i_end - i_beg, n = j_end - j_beg;
+  // The plan's fields as locals: the micro-kernel calls are opaque, and a
+  // field read through R would be reloaded after each of them.
   const bool a_packed = R.a == ARoute::packed, b_packed = R.b == BRoute::packed;
+  const bool a_rows = R.a == ARoute::rows, transposed_c = R.transposed_c;
+  const index_t narrow_edge_nr = R.narrow_edge_nr;
+  const TileOrder order = R.order, order_last = R.order_last;
   PackBuffers<T>& bufs = pack_buffers<T>();
   bufs.a.reserve((a_packed ? std::min(MC, (m + MR - 1) / MR * MR) : MR) * std::min(KC, k));
   bufs.b.reserve((b_packed ? std::min(NC, (n + NR - 1) / NR * NR) : NR) * std::min(KC, k));
@@ -215,7 +220,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
             sl.bp = bpack;
             sl.bstride = NR;
           }
-          sl.ukr = sl.nr <= R.narrow_edge_nr ? &K.narrow : &U;
+          sl.ukr = sl.nr <= narrow_edge_nr ? &K.narrow : &U;
           return sl;
         };
         auto run_tile = [&](const Sliver& sl, index_t ir) {
@@ -235,7 +240,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
             f = UJ.kmajor;
             ap = apack;
             astride = MR;
-          } else if (R.a == ARoute::rows) {
+          } else if (a_rows) {
             f = UJ.rowmajor;
             ap = a + i0 * lda + pc;
             astride = lda;
@@ -244,7 +249,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
             ap = a + pc * lda + i0;
             astride = lda;
           }
-          if (!R.transposed_c) {
+          if (!transposed_c) {
             f(kc, ap, astride, bp, bstride, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
             return;
           }
@@ -261,7 +266,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
           }
           if (last_k && ep) apply_epilogue(K, *ep, c, ldc, j0, nr, i0, mr);
         };
-        if ((last_k ? R.order_last : R.order) == TileOrder::ir_fastest) {
+        if ((last_k ? order_last : order) == TileOrder::ir_fastest) {
           for (index_t jr = 0; jr < n_jr; ++jr) {
             const Sliver sl = sliver(jr);
             for (index_t ir = 0; ir < n_ir; ++ir) run_tile(sl, ir);
@@ -273,7 +278,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
         // The epilogue of this mc x nc block, one call per row over all its
         // columns while the block is still in L2 (per micro-tile it would be
         // one call per 32 elements, and the calls cost more than the work).
-        if (last_k && ep && !R.transposed_c) apply_epilogue(K, *ep, c, ldc, ic, mc, jc, nc);
+        if (last_k && ep && !transposed_c) apply_epilogue(K, *ep, c, ldc, ic, mc, jc, nc);
       }
     }
   }
