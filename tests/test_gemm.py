@@ -1,4 +1,6 @@
-"""fm.ops.matmul (the core's one GEMM entry point) against NumPy."""
+"""fm.ops.matmul (the core's one GEMM entry point) against NumPy, over shapes
+derived from each path's own tile sizes and cache blocks, and fm.ops.gemm_plan
+(the route each product takes) against the rules gemm_driver.cpp documents."""
 
 from __future__ import annotations
 
@@ -14,10 +16,32 @@ import fastmlp as fm
 pytestmark = pytest.mark.usefixtures("isa")
 
 TRANS = list(itertools.product([False, True], [False, True]))
-# Around the register tile (4x8 / 4x4), the k block (256) and awkward primes.
-MS = [1, 3, 4, 5, 17, 129]
-NS = [1, 7, 8, 9, 33, 257]
-KS = [1, 3, 255, 256, 257, 513]
+
+
+def blocking(dtype):
+    """The active path's tile sizes and cache blocks, as its plans report them."""
+    p = fm.ops.gemm_plan(1, 1, 1, dtype=dtype)
+    return p["wide_tile"], p["narrow_tile"], p["mc"], p["kc"], p["nc"]
+
+
+def sweep_shapes(dtype):
+    """(m, n, k) around the active path's blocking: the edges of every tile
+    (wide and narrow), k past KC, m past MC, n past NC. A chosen set, not the
+    full product, so that the large sizes meet only tiny other dimensions."""
+    (mr, nr), (nmr, nnr), mc, kc, nc = blocking(dtype)
+    ms = {1, mr - 1, mr, mr + 1, 2 * mr + 1, nmr + 1}
+    ns = {1, nnr - 1, nnr, nnr + 1, nr - 1, nr, nr + 1, 2 * nr + 1}
+    shapes = {(m, n, k) for m in ms | ns for n in ns | ms for k in (1, 7)}
+    blocks = set()
+    for k in (kc - 1, kc, kc + 1, 2 * kc + 1):
+        blocks |= {(mr + 1, nr + 1, k), (mr, nr, k), (2, nnr - 1, k)}
+    for m in (mc - 1, mc, mc + 1, 2 * mc + mr + 1):
+        blocks |= {(m, nr + 1, 9), (m, nnr - 1, 9)}
+    for n in (nc - 1, nc, nc + 1, 2 * nc + 1):
+        blocks |= {(1, n, 3), (mr + 1, n, 3)}
+    # Each also transposed, so that the swapped route (C^T) meets the same blocks.
+    shapes |= blocks | {(n, m, k) for m, n, k in blocks}
+    return sorted(s for s in shapes if min(s) >= 1)
 
 
 def operands(rng, m, n, k, ta, tb, dtype):
@@ -50,11 +74,28 @@ def check(c, a, b, ta, tb, dtype):
 
 
 @pytest.mark.parametrize(("ta", "tb"), TRANS)
-def test_matmul_shape_sweep(rng, dtype, ta, tb):
-    for m, n, k in itertools.product(MS, NS, KS):
+def test_matmul_shape_sweep(isa, rng, dtype, ta, tb):
+    for m, n, k in sweep_shapes(dtype):
         a, b = operands(rng, m, n, k, ta, tb, dtype)
         c = fm.ops.matmul(a, b, trans_a=ta, trans_b=tb)
         check(c, a, b, ta, tb, dtype)
+
+
+def test_shape_sweep_reaches_every_block(isa, dtype):
+    # The sweep's shapes as the plans route them (one thread): the kernel's n
+    # past NC, m past MC and k past 2 KC, the narrow kernel and narrow edge
+    # tiles, and the swapped route on the paths whose tiles make it pay (the
+    # generic 4 x 8 / 4 x 4 tiles never do: see plan_gemm's rule).
+    (mr, nr), (nmr, nnr), mc, kc, nc = blocking(dtype)
+    plans = [fm.ops.gemm_plan(m, n, k, dtype=dtype, threads=1) for m, n, k in sweep_shapes(dtype)]
+    direct = [p for p in plans if not p["swapped"]]
+    assert any(p["n"] > nc for p in direct)
+    assert any(p["m"] > mc for p in direct)
+    assert any(p["k"] > 2 * kc for p in direct)
+    assert any(p["narrow"] for p in plans)
+    assert any(p["rects"][0]["narrow_edge_nr"] for p in plans)
+    if isa != "generic":
+        assert any(p["swapped"] for p in plans)
 
 
 @pytest.mark.parametrize(("ta", "tb"), TRANS)
@@ -131,3 +172,255 @@ def test_bitwise_identical_across_thread_counts(rng, dtype):
     for cs in by_case.values():
         for c in cs[1:]:
             assert np.array_equal(c, cs[0])
+
+
+# ---------------------------------------------------------------------------
+# fm.ops.gemm_plan: the routes, checked against the rules as gemm_driver.cpp
+# documents them (restated here in Python, not computed by the core).
+
+ES = {np.float32: 4, np.float64: 8}
+
+
+def fill(m, n, mr, nr):
+    """Fraction of the register tiles' lanes that hold elements of an m x n result."""
+    return (m / (-(-m // mr) * mr)) * (n / (-(-n // nr) * nr))
+
+
+def expected_top(m, n, k, ta, tb, lda, ldb, plan, threads):
+    """plan_gemm's rules: narrow when its tiles are > 1.25x fuller, swapped
+    (C^T = op(B)^T op(A)^T on the wide kernel) when > 1.5x fuller than that;
+    threads: one per 262144 multiply-adds, at most `threads`, reduced until a
+    tile-aligned tm x tn grid uses all of them (least padded work + packing)."""
+    (mr, nr), (nmr, nnr) = plan["wide_tile"], plan["narrow_tile"]
+    narrow = fill(m, n, nmr, nnr) > 1.25 * fill(m, n, mr, nr)
+    umr, unr = (nmr, nnr) if narrow else (mr, nr)
+    swapped = fill(n, m, mr, nr) > 1.5 * fill(m, n, umr, unr)
+    if swapped:
+        narrow, umr, unr = False, mr, nr
+        m, n, ta, tb, lda, ldb = n, m, not tb, not ta, ldb, lda
+    work = float(m) * n * k / 262144.0
+    nt = 1 if threads <= 1 or work < 2.0 else min(int(work), threads)
+
+    def split(nt):
+        mt, ntl = -(-m // umr), -(-n // unr)
+        best, best_cost = (1, 1), None
+        for tm in range(1, nt + 1):
+            tn = nt // tm
+            if nt % tm or tm > mt or tn > ntl:
+                continue
+            rows, cols = -(-mt // tm) * umr, -(-ntl // tn) * unr
+            cost = rows * cols * k + 4.0 * (rows + cols) * k
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (tm, tn), cost
+        return best
+
+    sp = split(nt)
+    while nt > 1 and sp[0] * sp[1] != nt:
+        nt -= 1
+        sp = split(nt)
+    if nt <= 1:
+        nt, sp = 1, (1, 1)
+    return dict(swapped=swapped, narrow=narrow, mr=umr, nr=unr, m=m, n=n, trans_a=ta, trans_b=tb,
+                lda=lda, ldb=ldb, threads=nt, split=sp)
+
+
+def expected_rect(rows, cols, k, ta, tb, lda, ldb, ldc, es, plan):
+    """plan_rect's rules for a rows x cols rectangle of the product the kernel computes."""
+    mr, nr, direct = plan["mr"], plan["nr"], plan["direct"]
+    kib = 1024
+    limit = 512 * kib  # bytes an operand read in place along k may span
+    if not direct:
+        a = ("packed", "no_direct")
+    elif not ta:
+        if rows * lda * es > 4 * limit:
+            a = ("packed", "size")
+        elif (lda * es) % (4 * kib) == 0 and cols > 2 * nr:
+            a = ("packed", "conflicts")
+        else:
+            a = ("rows", "")
+    else:
+        a = ("kstrided", "") if k * lda * es <= limit else ("packed", "size")
+    if not direct:
+        b = ("packed", "no_direct")
+    elif tb:
+        b = ("packed", "transposed")
+    elif k * ldb * es > limit:
+        b = ("packed", "size")
+    elif (ldb * es) % kib == 0 and nr * es <= 64:
+        b = ("packed", "conflicts")
+    else:
+        b = ("rows", "")
+    nmr, nnr = plan["narrow_tile"]
+    alias = not plan["swapped"] and (ldc * es) % (4 * kib) == 0
+    kc = plan["kc"]
+
+    def order(kblock):
+        return "jr_fastest" if alias and kblock < 32 else "ir_fastest"
+
+    return dict(a_route=a[0], a_why=a[1], b_route=b[0], b_why=b[1],
+                narrow_edge_nr=nr // 2 if (nmr == mr and 2 * nnr == nr) else 0,
+                tile_order=order(min(kc, k)), tile_order_last=order((k - 1) % kc + 1),
+                transposed_c=plan["swapped"])
+
+
+def check_plan(m, n, k, ta, tb, dtype, isa, lda=None, ldb=None, ldc=None, threads=1):
+    lda = lda or (m if ta else k)
+    ldb = ldb or (k if tb else n)
+    ldc = ldc or n
+    p = fm.ops.gemm_plan(m, n, k, ta, tb, dtype=dtype, isa=isa, lda=lda, ldb=ldb, ldc=ldc,
+                         threads=threads)
+    want = expected_top(m, n, k, ta, tb, lda, ldb, p, threads)
+    assert {key: p[key] for key in want} == want, (m, n, k, ta, tb)
+    assert p["kernel"] == isa and p["k"] == k and p["ldc"] == ldc
+    # The rectangles tile the product on register-tile boundaries, one per thread.
+    assert len(p["rects"]) == p["threads"] == p["split"][0] * p["split"][1]
+    covered = 0
+    for r in p["rects"]:
+        (i0, i1), (j0, j1) = r["rows"], r["cols"]
+        assert i0 % p["mr"] == 0 and j0 % p["nr"] == 0 and i0 < i1 <= p["m"] and j0 < j1 <= p["n"]
+        covered += (i1 - i0) * (j1 - j0)
+        got = {key: r[key] for key in ("a_route", "a_why", "b_route", "b_why", "narrow_edge_nr",
+                                        "tile_order", "tile_order_last", "transposed_c")}
+        assert got == expected_rect(i1 - i0, j1 - j0, k, p["trans_a"], p["trans_b"], p["lda"],
+                                    p["ldb"], ldc, ES[dtype], p), (m, n, k, ta, tb, r)
+    assert covered == p["m"] * p["n"]
+    return p
+
+
+def test_plans_follow_the_rules(isa, dtype):
+    (mr, nr), (nmr, nnr), mc, kc, nc = blocking(dtype)
+    shapes = sweep_shapes(dtype)[::5] + [(128, 256, 784), (256, 784, 128), (128, 784, 256),
+                                          (256, 1024, 10), (1024, 1024, 1024), (300, 2100, 600)]
+    # At the thresholds: short k (32) with C rows 4 KiB apart; A rows 4 KiB
+    # apart with C 2 NR wide; work of 2 and 3 threads' minimum (262144).
+    shapes += [(256, 1024, k) for k in (31, 32, 33, kc + 31, kc + 32)]
+    shapes += [(64, n, 1024) for n in (2 * nr, 2 * nr + 1, 2 * nnr, 2 * nnr + 1)]
+    shapes += [(64, 64, k) for k in (127, 128, 191, 192, 256, 385)]
+    for (m, n, k), (ta, tb) in itertools.product(shapes, TRANS):
+        for threads in (1, 2, 3, 8):
+            check_plan(m, n, k, ta, tb, dtype, isa, threads=threads)
+    # Strides: 1 KiB and 4 KiB multiples, padded rows.
+    for ld in (256, 1024, 1000, 2048):
+        for ta, tb in TRANS:
+            check_plan(64, 100, 40, ta, tb, dtype, isa, lda=max(ld, 100), ldb=max(ld, 100),
+                       ldc=max(ld, 100))
+
+
+def rect(p):
+    (r,) = p["rects"]
+    return r
+
+
+def test_plan_forward_product_packs_b(isa, dtype):
+    # Forward X W^T (batch 128, 784 -> 256): op(B) = W^T, which no kernel reads in place.
+    p = fm.ops.gemm_plan(128, 256, 784, trans_b=True, dtype=dtype, isa=isa, threads=1)
+    assert not p["swapped"]
+    assert rect(p)["b_route"] == "packed"
+    assert rect(p)["b_why"] == ("transposed" if p["direct"] else "no_direct")
+
+
+def test_plan_generic_packs_everything(dtype):
+    for ta, tb in TRANS:
+        r = rect(fm.ops.gemm_plan(64, 64, 64, ta, tb, dtype=dtype, isa="generic", threads=1))
+        assert (r["a_route"], r["a_why"], r["b_route"], r["b_why"]) == (
+            "packed", "no_direct", "packed", "no_direct")
+
+
+def test_plan_thin_output_layer_avoids_the_wide_tile(isa, dtype):
+    # 128 x 10 (an output layer's 10 classes): the wide tile (nr >= 8) wastes
+    # most lanes; the plan takes the narrow kernel or the swapped product when
+    # that fills its tiles clearly better.
+    p = fm.ops.gemm_plan(128, 10, 256, trans_b=True, dtype=dtype, isa=isa, threads=1)
+    (mr, nr), (nmr, nnr) = p["wide_tile"], p["narrow_tile"]
+    if fill(128, 10, nmr, nnr) > 1.25 * fill(128, 10, mr, nr):
+        assert p["narrow"] or p["swapped"]
+        assert (p["mr"], p["nr"]) != (mr, nr) or p["swapped"]
+    if isa == "avx512":
+        # 12 x 16 narrow tile: 10/16 of the lanes, against 10/32 for 12 x 32.
+        assert p["narrow"] and not p["swapped"] and p["nr"] == 16
+
+
+def test_plan_swapped_product_is_the_transpose():
+    # avx2 float64 (6 x 8 tiles, narrow 6 x 4): 7 x 4097 fills 7/12 of the
+    # 6-row tiles; swapped, 4097 rows fill 6-row tiles and 7 columns 7/8 of 8,
+    # so C^T is computed. (A plan for any path of the build, run or not.)
+    p = fm.ops.gemm_plan(7, 4097, 3, trans_a=False, trans_b=True, dtype="float64", isa="avx2",
+                         threads=1)
+    assert p["swapped"] and not p["narrow"]
+    assert (p["m"], p["n"], p["trans_a"], p["trans_b"]) == (4097, 7, False, True)
+    assert (p["lda"], p["ldb"]) == (3, 3)
+    assert rect(p)["transposed_c"] and rect(p)["tile_order"] == "ir_fastest"
+
+
+def test_plan_short_k_with_aliasing_c_rows_runs_jr_fastest(isa, dtype):
+    # dX = dZ W of L's output layer: 256 x 1024, k = 10, C rows 4 or 8 KiB apart.
+    p = fm.ops.gemm_plan(256, 1024, 10, dtype=dtype, isa=isa, threads=1)
+    assert rect(p)["tile_order_last"] == "jr_fastest"
+    # Rows 1000 elements apart do not alias: the usual order.
+    p = fm.ops.gemm_plan(256, 1000, 10, dtype=dtype, isa=isa, threads=1)
+    assert rect(p)["tile_order_last"] == "ir_fastest"
+    # k past the k block: only the short last block changes order.
+    kc = p["kc"]
+    p = fm.ops.gemm_plan(256, 1024, kc + 10, dtype=dtype, isa=isa, threads=1)
+    assert (rect(p)["tile_order"], rect(p)["tile_order_last"]) == ("ir_fastest", "jr_fastest")
+
+
+def test_plan_b_rows_of_one_cache_line_at_1kib_stride_are_packed(isa, dtype):
+    # dW = dZ^T X for 256-wide layers: op(B) = X (128 x 256), row stride 1 or 2 KiB.
+    p = fm.ops.gemm_plan(256, 256, 128, trans_a=True, dtype=dtype, isa=isa, threads=1)
+    r = rect(p)
+    if not p["direct"]:
+        assert r["b_why"] == "no_direct"
+    elif p["nr"] * ES[dtype] <= 64:  # a B row of one cache line
+        assert (r["b_route"], r["b_why"]) == ("packed", "conflicts")
+    else:
+        assert (r["b_route"], r["b_why"]) == ("rows", "")
+    if p["direct"]:
+        assert r["a_route"] == "kstrided"  # op(A) = dZ^T read in place, 128 x 256 x es bytes
+    # The same product with rows 300 elements apart reads B in place.
+    if p["direct"]:
+        p = fm.ops.gemm_plan(256, 300, 128, trans_a=True, dtype=dtype, isa=isa, threads=1)
+        assert rect(p)["b_route"] == "rows"
+
+
+def test_plan_large_operands_are_packed(isa, dtype):
+    p = fm.ops.gemm_plan(1024, 1024, 1024, dtype=dtype, isa=isa, threads=1)
+    if p["direct"]:
+        # 1024 rows of 1024 elements: 4 or 8 MiB, beyond the 2 MiB limit of row-major A.
+        assert (rect(p)["a_route"], rect(p)["a_why"]) == ("packed", "size")
+        assert (rect(p)["b_route"], rect(p)["b_why"]) == ("packed", "size")
+        p = fm.ops.gemm_plan(256, 256, 1024, trans_a=True, dtype=dtype, isa=isa, threads=1)
+        assert (rect(p)["a_route"], rect(p)["a_why"]) == ("packed", "size")
+        # Small enough: read in place.
+        p = fm.ops.gemm_plan(100, 300, 100, dtype=dtype, isa=isa, threads=1)
+        assert rect(p)["a_route"] == "rows" and rect(p)["b_route"] == "rows"
+
+
+def test_plan_a_rows_4kib_apart_are_packed_unless_c_is_narrow(isa):
+    # float32, k = 1024: A's rows 4 KiB apart.
+    p = fm.ops.gemm_plan(256, 1024, 1024, trans_b=True, isa=isa, threads=1)
+    if p["direct"]:
+        assert (rect(p)["a_route"], rect(p)["a_why"]) == ("packed", "conflicts")
+        p = fm.ops.gemm_plan(64, p["nr"] * 2, 1024, trans_b=True, isa=isa, threads=1)
+        assert not p["swapped"] and rect(p)["a_route"] == "rows"
+
+
+def test_plan_threads_split_only_large_products(isa, dtype):
+    assert fm.ops.gemm_plan(16, 16, 16, dtype=dtype, isa=isa, threads=8)["threads"] == 1
+    p = fm.ops.gemm_plan(512, 512, 512, dtype=dtype, isa=isa, threads=2)
+    assert p["threads"] == 2 and len(p["rects"]) == 2
+    assert fm.ops.gemm_plan(512, 512, 512, dtype=dtype, isa=isa)["threads"] <= fm.get_num_threads()
+
+
+def test_plan_arguments_are_checked():
+    with pytest.raises(ValueError, match="^m, n, k:"):
+        fm.ops.gemm_plan(0, 4, 4)
+    with pytest.raises(ValueError, match="^lda:"):
+        fm.ops.gemm_plan(4, 4, 8, lda=7)
+    with pytest.raises(ValueError, match="^isa:"):
+        fm.ops.gemm_plan(4, 4, 4, isa="sse")
+    with pytest.raises(ValueError, match="^dtype:"):
+        fm.ops.gemm_plan(4, 4, 4, dtype="int32")
+    with pytest.raises(ValueError, match="^threads:"):
+        fm.ops.gemm_plan(4, 4, 4, threads=0)
+    assert fm.ops.gemm_plan(4, 4, 4)["kernel"] == fm.show_config()["isa"]

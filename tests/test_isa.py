@@ -5,6 +5,7 @@ narrow kernel, swapped operands, edge tiles), on every path this CPU runs."""
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -42,11 +43,43 @@ def test_fastmlp_isa_unknown_is_a_clear_error(value):
     assert "FASTMLP_ISA: expected one of generic, avx2, avx512" in r.stderr
 
 
-@pytest.mark.skipif("avx512" in ISAS, reason="this CPU runs every path")
-def test_fastmlp_isa_unsupported_is_a_clear_error():
-    missing = "avx512" if "avx2" in ISAS else "avx2"
-    r = _run("import fastmlp", FASTMLP_ISA=missing)
-    assert r.returncode != 0 and f"does not support {missing}" in r.stderr
+# FASTMLP_HIDE_ISA (a test hook of csrc/gemm/dispatch.cpp) makes the
+# dispatcher believe the CPU lacks a path, so that the refusal of a path the
+# CPU cannot run is tested on every machine, the ones with AVX-512 included.
+X86 = platform.machine().lower() in ("x86_64", "amd64", "x64")
+CONFIG = "import fastmlp as fm; c = fm.show_config(); print(c['isa'], *c['isa_supported'])"
+
+
+@pytest.mark.skipif(not X86, reason="the avx2 and avx512 paths are x86-64 only")
+@pytest.mark.parametrize("hidden", ["avx512", "avx2"])
+def test_fastmlp_isa_unsupported_is_a_clear_error(hidden):
+    r = _run("import fastmlp", FASTMLP_ISA=hidden, FASTMLP_HIDE_ISA=hidden)
+    assert r.returncode != 0
+    assert f"FASTMLP_ISA: this CPU (or OS) does not support {hidden}" in r.stderr
+    # Hiding avx2 hides avx512 too (its kernels also run AVX2 instructions).
+    r = _run("import fastmlp", FASTMLP_ISA="avx512", FASTMLP_HIDE_ISA=hidden)
+    assert r.returncode != 0 and "does not support avx512" in r.stderr
+
+
+@pytest.mark.skipif(not X86, reason="the avx2 and avx512 paths are x86-64 only")
+@pytest.mark.parametrize(("hidden", "left"), [("avx512", ["generic", "avx2"]),
+                                              ("avx2", ["generic"]),
+                                              ("avx2,avx512", ["generic"])])
+def test_hidden_isa_leaves_the_supported_list(hidden, left):
+    r = _run(CONFIG, FASTMLP_HIDE_ISA=hidden)
+    assert r.returncode == 0, r.stderr
+    isa, *supported = r.stdout.split()
+    assert supported == [name for name in ISAS if name in left]
+    assert isa == supported[-1]  # the best path left
+    r = _run("import fastmlp as fm; fm.ops.set_isa('avx512')", FASTMLP_HIDE_ISA=hidden)
+    assert r.returncode != 0
+    assert "ValueError: isa: this CPU (or OS) does not support avx512" in r.stderr
+
+
+def test_hide_isa_unknown_is_a_clear_error():
+    r = _run("import fastmlp", FASTMLP_HIDE_ISA="sse")
+    assert r.returncode != 0
+    assert "FASTMLP_HIDE_ISA: expected a comma-separated list of avx2, avx512, got 'sse'" in r.stderr
 
 
 def test_set_isa_rejects_bad_values():

@@ -251,9 +251,126 @@ py::tuple scan_array(const py::array& a) {
   return py::make_tuple(r.finite, r.lo, r.hi);
 }
 
+const char* route_name(ARoute r) {
+  switch (r) {
+    case ARoute::rows: return "rows";
+    case ARoute::kstrided: return "kstrided";
+    default: return "packed";
+  }
+}
+const char* route_name(BRoute r) { return r == BRoute::rows ? "rows" : "packed"; }
+const char* why_name(PackWhy w) {
+  switch (w) {
+    case PackWhy::no_direct: return "no_direct";
+    case PackWhy::transposed: return "transposed";
+    case PackWhy::size: return "size";
+    case PackWhy::conflicts: return "conflicts";
+    default: return "";
+  }
+}
+const char* order_name(TileOrder o) {
+  return o == TileOrder::jr_fastest ? "jr_fastest" : "ir_fastest";
+}
+
+// An optional leading dimension: `cols` when None, else at least `cols`.
+index_t leading_dim(const std::optional<index_t>& ld, const char* name, index_t cols,
+                    const char* what) {
+  if (!ld) return cols;
+  if (*ld < std::max<index_t>(cols, 1))
+    throw py::value_error(std::string(name) + ": expected >= " + std::to_string(cols) + " (" +
+                          what + "), got " + std::to_string(*ld));
+  return *ld;
+}
+
+// _core.gemm_plan: the plan gemm() would follow for this product, as a dict
+// (fastmlp.ops.gemm_plan documents the fields). Nothing is computed here but
+// the conversion; the plan functions are those of csrc/gemm/gemm.h.
+py::dict gemm_plan_dict(index_t m, index_t n, index_t k, bool ta, bool tb,
+                        const std::string& dtype, const std::optional<std::string>& isa,
+                        std::optional<index_t> lda, std::optional<index_t> ldb,
+                        std::optional<index_t> ldc, std::optional<int> threads) {
+  if (m < 1 || n < 1 || k < 1)
+    throw py::value_error("m, n, k: expected >= 1 (gemm() plans no product otherwise), got " +
+                          std::to_string(m) + ", " + std::to_string(n) + ", " +
+                          std::to_string(k));
+  if (dtype != "float32" && dtype != "float64")
+    throw py::value_error("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+  if (threads && *threads < 1)
+    throw py::value_error("threads: expected a positive number of threads, got " +
+                          std::to_string(*threads));
+  const bool dbl = dtype == "float64";
+  GemmBlocking K;
+  try {
+    K = gemm_blocking(isa ? *isa : std::string(gemm_kernel_name()), dbl);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+  GemmShape s;
+  s.ta = ta ? Trans::T : Trans::N;
+  s.tb = tb ? Trans::T : Trans::N;
+  s.m = m;
+  s.n = n;
+  s.k = k;
+  s.lda = leading_dim(lda, "lda", ta ? m : k, ta ? "m, the columns of a = op(a)^T" : "k, the columns of a");
+  s.ldb = leading_dim(ldb, "ldb", tb ? k : n, tb ? "k, the columns of b = op(b)^T" : "n, the columns of b");
+  s.ldc = leading_dim(ldc, "ldc", n, "n, the columns of c");
+  s.elem_size = dbl ? 8 : 4;
+  const GemmPlan P = plan_gemm(s, K, threads ? *threads : num_threads());
+  py::list rects;
+  for (int t = 0; t < P.threads; ++t) {
+    const GemmRect r = plan_thread_rect(P, t);
+    if (!(r.i0 < r.i1 && r.j0 < r.j1)) continue;
+    GemmShape rs = P.shape;
+    rs.m = r.i1 - r.i0;
+    rs.n = r.j1 - r.j0;
+    const RectPlan R = plan_rect(rs, K, P.narrow, P.swapped);
+    py::dict d;
+    d["rows"] = py::make_tuple(r.i0, r.i1);
+    d["cols"] = py::make_tuple(r.j0, r.j1);
+    d["a_route"] = route_name(R.a);
+    d["a_why"] = why_name(R.a_why);
+    d["b_route"] = route_name(R.b);
+    d["b_why"] = why_name(R.b_why);
+    d["narrow_edge_nr"] = R.narrow_edge_nr;
+    d["tile_order"] = order_name(R.order);
+    d["tile_order_last"] = order_name(R.order_last);
+    d["transposed_c"] = R.transposed_c;
+    rects.append(d);
+  }
+  py::dict out;
+  out["kernel"] = K.name;
+  out["dtype"] = dtype;
+  out["swapped"] = P.swapped;
+  out["narrow"] = P.narrow;
+  out["mr"] = P.mr;
+  out["nr"] = P.nr;
+  out["mc"] = K.mc;
+  out["kc"] = K.kc;
+  out["nc"] = K.nc;
+  out["direct"] = K.direct;
+  out["wide_tile"] = py::make_tuple(K.mr, K.nr);
+  out["narrow_tile"] = py::make_tuple(K.narrow_mr, K.narrow_nr);
+  out["m"] = P.shape.m;
+  out["n"] = P.shape.n;
+  out["k"] = P.shape.k;
+  out["trans_a"] = P.shape.ta == Trans::T;
+  out["trans_b"] = P.shape.tb == Trans::T;
+  out["lda"] = P.shape.lda;
+  out["ldb"] = P.shape.ldb;
+  out["ldc"] = P.shape.ldc;
+  out["threads"] = P.threads;
+  out["split"] = py::make_tuple(P.tm, P.tn);
+  out["rects"] = rects;
+  return out;
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
+  m.def("gemm_plan", &gemm_plan_dict, "m"_a, "n"_a, "k"_a, "trans_a"_a = false,
+        "trans_b"_a = false, "dtype"_a = "float32", "isa"_a = py::none(), "lda"_a = py::none(),
+        "ldb"_a = py::none(), "ldc"_a = py::none(), "threads"_a = py::none(),
+        "The route gemm() takes for C = op(A) op(B) (see fastmlp.ops.gemm_plan).");
   m.def(
       "scan",
       [](const py::array& a) -> py::object {

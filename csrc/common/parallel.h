@@ -100,12 +100,16 @@ inline void parallel_for_simd(index_t n, int nt, F&& body) {
 // microseconds to open, so small problems run on the calling thread. The
 // answer never changes a result, only its speed (see the determinism rule in
 // gemm.h: work is split over output tiles, never over a reduction).
-inline int threads_for(double work, double min_work_per_thread = 262144.0) {
-  int nt = num_threads();
+// threads_for_count: the same rule for `nt` available threads (a pure
+// function, for plans that are computed for a given thread count).
+inline int threads_for_count(double work, int nt, double min_work_per_thread = 262144.0) {
   if (nt <= 1) return 1;
   double by_work = work / min_work_per_thread;
   if (by_work < 2.0) return 1;
   return by_work < nt ? static_cast<int>(by_work) : nt;
+}
+inline int threads_for(double work, double min_work_per_thread = 262144.0) {
+  return threads_for_count(work, num_threads(), min_work_per_thread);
 }
 
 }  // namespace fastmlp

@@ -4,6 +4,13 @@
 // machine cannot run is an error, reported when the module is imported.
 // set_gemm_isa() switches paths at run time, so that the tests can check
 // every supported path in one process.
+//
+// Test hook: FASTMLP_HIDE_ISA=avx512 (or avx2, or "avx2,avx512") makes this
+// process believe the CPU lacks that instruction set, so that the refusal of
+// an unsupported FASTMLP_ISA can be tested on any machine. Hiding avx2 hides
+// avx512 too (the AVX-512 path also runs AVX2 instructions). Read once, at
+// the first query; an unknown name fails the import like a bad FASTMLP_ISA.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -23,14 +30,46 @@ struct KernelPair {
 std::atomic<const GemmKernel<float>*> g_sgemm{nullptr};
 std::atomic<const GemmKernel<double>*> g_dgemm{nullptr};
 
+struct Hidden {
+  bool avx2 = false, avx512 = false;
+  std::string error;  // non-empty: FASTMLP_HIDE_ISA names something else
+};
+
+Hidden read_hidden() {
+  Hidden h;
+  const char* env = std::getenv("FASTMLP_HIDE_ISA");
+  const std::string v = env ? env : "";
+  std::size_t pos = 0;
+  while (pos <= v.size() && !v.empty()) {
+    const std::size_t end = std::min(v.find(',', pos), v.size());
+    const std::string name = v.substr(pos, end - pos);
+    if (name == "avx2") {
+      h.avx2 = h.avx512 = true;
+    } else if (name == "avx512") {
+      h.avx512 = true;
+    } else {
+      h.error = "FASTMLP_HIDE_ISA: expected a comma-separated list of avx2, avx512, got '" + v + "'";
+      break;
+    }
+    pos = end + 1;
+  }
+  return h;
+}
+
+const Hidden& hidden() {
+  static const Hidden h = read_hidden();
+  return h;
+}
+
 bool cpu_has(const std::string& isa) {
   if (isa == "generic") return true;
 #if defined(FASTMLP_HAVE_X86_KERNELS)
   __builtin_cpu_init();
-  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == "avx2")
+    return !hidden().avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (isa == "avx512")
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-           __builtin_cpu_supports("fma");
+    return !hidden().avx512 && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
   return false;
 }
@@ -46,6 +85,14 @@ KernelPair kernels_for(const std::string& isa) {
 
 const char* const kKnown[] = {"generic", "avx2", "avx512"};
 
+constexpr bool compiled_x86() {
+#if defined(FASTMLP_HAVE_X86_KERNELS)
+  return true;
+#else
+  return false;
+#endif
+}
+
 void install(const std::string& isa) {
   KernelPair k = kernels_for(isa);
   g_sgemm.store(k.s, std::memory_order_release);
@@ -54,6 +101,7 @@ void install(const std::string& isa) {
 
 void ensure_selected() {
   if (g_sgemm.load(std::memory_order_acquire)) return;
+  if (!hidden().error.empty()) throw std::invalid_argument(hidden().error);
   const char* env = std::getenv("FASTMLP_ISA");
   if (env && *env) {
     set_gemm_isa(env);
@@ -85,7 +133,9 @@ void set_gemm_isa(const std::string& isa) {
                                 "'");
   if (!cpu_has(isa)) {
 #if defined(FASTMLP_HAVE_X86_KERNELS)
+    const bool hid = isa == "avx512" ? hidden().avx512 : hidden().avx2;
     throw std::invalid_argument("FASTMLP_ISA: this CPU (or OS) does not support " + isa +
+                                (hid ? " (FASTMLP_HIDE_ISA hides it)" : "") +
                                 "; supported here: " + best_gemm_isa() + " and below");
 #else
     throw std::invalid_argument("FASTMLP_ISA: " + isa +
@@ -96,6 +146,20 @@ void set_gemm_isa(const std::string& isa) {
 }
 
 void init_gemm_dispatch() { ensure_selected(); }
+
+GemmBlocking gemm_blocking(const std::string& isa, bool dbl) {
+#if defined(FASTMLP_HAVE_X86_KERNELS)
+  const bool compiled = isa == "generic" || isa == "avx2" || isa == "avx512";
+#else
+  const bool compiled = isa == "generic";
+#endif
+  if (!compiled)
+    throw std::invalid_argument("isa: expected one of the paths of this build (generic" +
+                                std::string(compiled_x86() ? ", avx2, avx512" : "") + "), got '" +
+                                isa + "'");
+  const KernelPair k = kernels_for(isa);
+  return dbl ? blocking_of(*k.d) : blocking_of(*k.s);
+}
 
 template <>
 const GemmKernel<float>& active_gemm_kernel<float>() {

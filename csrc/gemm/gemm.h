@@ -6,18 +6,26 @@
 //
 // Row-major; op(X) = X or X^T as the Trans flag says; ld* are row strides in
 // elements. beta == 0 never reads C (it may hold NaN). Transposes are absorbed
-// when the panels are packed, so a micro-kernel sees one layout only.
+// by packing or by the kernel's A layout (k-major or row-major, ukr.h): B
+// always reaches a kernel as rows of NR elements, A as either layout.
 //
-// Determinism: threads split the m and n loops (output tiles) only, never k.
-// Each element of C is accumulated by one thread, over k in a fixed order
-// that does not depend on the thread count, so results are bitwise identical
-// for any number of threads.
+// Determinism: threads own disjoint, tile-aligned rectangles of C, never a
+// share of k. Each element of C is accumulated by one thread, over k in a
+// fixed order that does not depend on the thread count, so results are
+// bitwise identical for any number of threads.
 //
-// The optional epilogue runs on each output tile right after its last k
-// block, while the tile is still in L1: C += bias (per column), then
-// y = act(C) if y is given (C keeps the pre-activation z).
+// The optional epilogue runs after the last k block of each mc x nc block of
+// C, while the block is still in L2 (in the swapped route, on each
+// micro-tile as it is written back): C += bias (per column), then y = act(C)
+// if y is given (C keeps the pre-activation z). With k == 0 or alpha == 0 it
+// runs once over all of C after C = beta * C.
+//
+// Deciding is separate from doing: plan_gemm() and plan_rect() below choose
+// the route of a product from its shape alone, and the loops of
+// gemm_driver.cpp follow that plan without choices of their own.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -54,6 +62,101 @@ std::vector<std::string> supported_gemm_isas();
 std::string best_gemm_isa();
 void set_gemm_isa(const std::string& isa);
 void init_gemm_dispatch();
+
+// ---------------------------------------------------------------------------
+// Plans. A route never changes a value (packing copies, and every element is
+// summed over k in increasing order in every route), only the speed, so the
+// rules below are measured choices, documented where they are decided
+// (gemm_driver.cpp). Python twin: fastmlp.ops.gemm_plan.
+
+// What a plan needs to know of an instruction set's kernels (ukr.h GemmKernel).
+struct GemmBlocking {
+  int mr = 1, nr = 1;                // wide register tile (rows x columns of C)
+  int narrow_mr = 1, narrow_nr = 1;  // one-vector tile
+  index_t mc = 1, kc = 1, nc = 1;    // cache blocks: A block mc x kc, B panel kc x nc
+  bool direct = false;               // full tiles may read operands in place
+  const char* name = "";             // "generic", "avx2", "avx512"
+};
+
+// The blocking of a compiled path (`dbl`: the float64 kernels), whether or
+// not this CPU runs it; std::invalid_argument naming `isa` for an unknown one.
+GemmBlocking gemm_blocking(const std::string& isa, bool dbl);
+
+// C (m x n) = op(A) (m x k) op(B) (k x n); ld* row strides in elements.
+struct GemmShape {
+  Trans ta = Trans::N, tb = Trans::N;
+  index_t m = 0, n = 0, k = 0;
+  index_t lda = 0, ldb = 0, ldc = 0;
+  int elem_size = 4;  // sizeof(T)
+};
+
+// How op(A) reaches the micro-kernel for full MR-row tiles. Edge tiles (fewer
+// than MR rows) are always packed, zero-padded, one sliver per mc block.
+enum class ARoute : std::uint8_t {
+  packed,    // each mc x kc block packed into k-major MR-row slivers
+  rows,      // op(A) = A read in place by the row-major kernel
+  kstrided,  // op(A) = A^T read in place by the k-major kernel
+};
+// How op(B) reaches the micro-kernel for full NR-column tiles. In place, an
+// edge sliver (fewer than NR columns) is packed, zero-padded.
+enum class BRoute : std::uint8_t {
+  packed,  // each kc x nc panel packed into NR-column slivers
+  rows,    // op(B) = B read in place, one row of NR elements per k step
+};
+// Why an operand is packed.
+enum class PackWhy : std::uint8_t {
+  none,        // not packed
+  no_direct,   // the path's kernels read packed panels only (generic)
+  transposed,  // op(B) = B^T: no kernel reads it in place
+  size,        // beyond the read-in-place size limit
+  conflicts,   // rows of the operand map to a few L1 sets (A: stride a multiple
+               // of 4 KiB; B: 1 KiB with rows of one cache line)
+};
+// Order of the micro-tiles inside an mc x nc block.
+enum class TileOrder : std::uint8_t {
+  ir_fastest,  // down a column strip: one B sliver reused from L1
+  jr_fastest,  // along a row strip: neighbouring tiles of C
+};
+
+// The route of one rectangle of C (one thread's share).
+struct RectPlan {
+  int mr = 1, nr = 1;                   // register tile of the kernel in use
+  index_t mc = 1, kc = 1, nc = 1;       // cache blocks
+  ARoute a = ARoute::packed;
+  PackWhy a_why = PackWhy::none;
+  BRoute b = BRoute::packed;
+  PackWhy b_why = PackWhy::none;
+  int narrow_edge_nr = 0;               // an edge tile at most this many columns wide
+                                        // runs the narrow kernel (0: never)
+  TileOrder order = TileOrder::ir_fastest;       // k blocks of kc
+  TileOrder order_last = TileOrder::ir_fastest;  // the last k block (the only one
+                                                 // when k <= kc)
+  bool transposed_c = false;            // tiles written to C transposed (swapped plan)
+};
+
+// The route of a whole product.
+struct GemmPlan {
+  bool swapped = false;  // computes C^T = op(B)^T op(A)^T (shape below is that product)
+  bool narrow = false;   // the one-vector kernel for every tile
+  int mr = 1, nr = 1;    // its register tile
+  GemmShape shape;       // the product the kernel computes
+  int threads = 1;       // threads that run it
+  int tm = 1, tn = 1;    // their grid of rectangles over shape.m x shape.n
+};
+
+// Rows [i0, i1) and columns [j0, j1) of the product a plan computes.
+struct GemmRect {
+  index_t i0 = 0, i1 = 0, j0 = 0, j1 = 0;
+};
+
+// Pure functions of their arguments. plan_gemm: m, n, k >= 1; `threads` is
+// the number available (num_threads() in gemm()); the plan may use fewer.
+GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads);
+// Thread t's rectangle (t < p.threads): tile-aligned, as even as possible.
+GemmRect plan_thread_rect(const GemmPlan& p, int t);
+// The route of a rectangle: s.m x s.n its size, the rest as in the product;
+// narrow and transposed_c as the product's plan says (narrow, swapped).
+RectPlan plan_rect(const GemmShape& s, const GemmBlocking& K, bool narrow, bool transposed_c);
 
 // Measured FMA throughput of one path: `threads` threads each run
 // independent FMA chains for about `seconds`; returns GFLOP/s (all threads).

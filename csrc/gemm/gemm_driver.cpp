@@ -1,11 +1,13 @@
 // Cache-blocked GEMM driver: the five loops around the micro-kernel.
 //
-//   for jc over n in steps of NC        B panel (kc x nc) packed once, shared (L3)
+//   for jc over n in steps of NC        B panel (kc x nc), packed or read in place (L3)
 //     for pc over k in steps of KC      the only loop that accumulates into C
-//       for ic over m in steps of MC    A block (mc x kc) packed once, shared (L2)
-//         for (jr, ir) micro-tiles      split over threads; B sliver kc x NR in L1
+//       for ic over m in steps of MC    A block (mc x kc), packed or read in place (L2)
+//         for jr, for ir micro-tiles    B sliver kc x NR in L1 (or ir outer: plan_rect)
 //           micro-kernel MR x NR
 //
+// plan_gemm() and plan_rect() (below) decide the route: kernel, swap, thread
+// grid, which operands are packed, tile order; gemm_rect() only follows it.
 // Threads own disjoint rectangles of C (a grid chosen per shape) and run these
 // loops on their own rectangle with their own pack buffers, so there is no
 // barrier inside a product. Threads never split pc or the k loop inside a
@@ -126,57 +128,32 @@ PackBuffers<T>& pack_buffers() {
   return bufs;
 }
 
-
-// The blocked product of one rectangle of C, rows [i_beg, i_end) and
-// columns [j_beg, j_end), on the calling thread with its own pack buffers.
+// The blocked product of one rectangle of C, rows [r.i0, r.i1) and columns
+// [r.j0, r.j1), on the calling thread with its own pack buffers, along the
+// route R (plan_rect). U is the plan's kernel; K supplies the narrow kernel
+// for edge tiles, the packing functions and the epilogue's activation loop.
 //
-// Full tiles read an operand in place whenever its layout lets the kernel
-// stream it: B when op(B) = B (rows along j), A always (row-major kernel for
-// op(A) = A, k-major kernel for op(A) = A^T). Only op(B) = B^T (the forward
-// product X W^T) and edge tiles are packed. Packing never changes a value,
-// so which tiles are packed does not change the result.
-//
-// With transposed_c the caller has swapped the operands (computing
-// C^T = op(B)^T op(A)^T, see gemm()) so that the kernel's vector dimension runs
-// along the longer side of C: each micro-tile is then formed in a small
-// buffer and written to C transposed, with the epilogue applied in C's own
-// coordinates.
+// With R.transposed_c the caller has swapped the operands (computing
+// C^T = op(B)^T op(A)^T, see plan_gemm): each micro-tile is then formed in a
+// small buffer and written to C transposed, with the epilogue applied to it
+// in C's own coordinates.
 template <class T>
-void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, index_t i_beg,
-               index_t i_end, index_t j_beg, index_t j_end, index_t k, T alpha, const T* a,
-               index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc,
-               const Epilogue<T>* ep, bool transposed_c) {
-  const int MR = U.mr, NR = U.nr;
-  const index_t MC = K.mc, KC = K.kc, NC = K.nc;
+void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans ta, Trans tb,
+               const GemmRect& r, index_t k, T alpha, const T* a, index_t lda, const T* b,
+               index_t ldb, T beta, T* c, index_t ldc, const Epilogue<T>* ep) {
+  const int MR = R.mr, NR = R.nr;
+  const index_t MC = R.mc, KC = R.kc, NC = R.nc;
+  const index_t i_beg = r.i0, i_end = r.i1, j_beg = r.j0, j_end = r.j1;
   const index_t m = i_end - i_beg, n = j_end - j_beg;
-  // In place along k (each k step a new row of the operand) only while the
-  // operand is small enough to stay cached: beyond that, every k step of a
-  // micro-kernel touches a new page and packing is cheaper than the misses.
-  const double kDirectBytes = 512.0 * 1024.0;
-  // Below this many k steps per block, C tiles whose rows alias in L1 are
-  // written row block by row block (see the tile loops).
-  constexpr index_t kShortK = 32;
-  const bool c_rows_alias = !transposed_c && (std::size_t(ldc) * sizeof(T)) % 4096 == 0;
-  // Row-major A streams well in place while its block stays in L2-sized
-  // reach; a larger A is packed, so that the ic block is contiguous. So is an
-  // A whose row stride is a multiple of 4 KiB: the MR rows a micro-kernel
-  // reads side by side would all map to one L1 set and evict each other
-  // (256x1024 f32 dZ W: 85 -> 95 GFLOP/s packed), unless C is so narrow that
-  // each A row is used once and packing would double the traffic.
-  const bool a_rows = K.direct && ta == Trans::N && double(m) * lda * sizeof(T) <= 4 * kDirectBytes &&
-                      ((std::size_t(lda) * sizeof(T)) % 4096 != 0 || n <= 2 * NR);
-  const bool a_kstrided = K.direct && ta == Trans::T && double(k) * lda * sizeof(T) <= kDirectBytes;
-  // B read in place brings one row of NR elements per k step. When that row
-  // is a single cache line and the row stride a multiple of 1 KiB (layers 256
-  // or 1024 wide), successive rows fall into a few L1 sets and evict each
-  // other: pack instead (AVX2 float32, 256x256x128 dW: 98 -> 118 GFLOP/s).
-  const bool b_conflicts = (std::size_t(ldb) * sizeof(T)) % 1024 == 0 && NR * sizeof(T) <= 64;
-  const bool b_direct = K.direct && tb == Trans::N && double(k) * ldb * sizeof(T) <= kDirectBytes &&
-                        !b_conflicts;
+  // The plan's fields as locals: the micro-kernel calls are opaque, and a
+  // field read through R would be reloaded after each of them.
+  const bool a_packed = R.a == ARoute::packed, b_packed = R.b == BRoute::packed;
+  const bool a_rows = R.a == ARoute::rows, transposed_c = R.transposed_c;
+  const index_t narrow_edge_nr = R.narrow_edge_nr;
+  const TileOrder order = R.order, order_last = R.order_last;
   PackBuffers<T>& bufs = pack_buffers<T>();
-  const bool a_direct = a_rows || a_kstrided;
-  bufs.a.reserve((a_direct ? MR : std::min(MC, (m + MR - 1) / MR * MR)) * std::min(KC, k));
-  bufs.b.reserve((b_direct ? NR : std::min(NC, (n + NR - 1) / NR * NR)) * std::min(KC, k));
+  bufs.a.reserve((a_packed ? std::min(MC, (m + MR - 1) / MR * MR) : MR) * std::min(KC, k));
+  bufs.b.reserve((b_packed ? std::min(NC, (n + NR - 1) / NR * NR) : NR) * std::min(KC, k));
   T* const apack = bufs.a.data();
   T* const bpack = bufs.b.data();
   alignas(64) T tile[kMaxTile];
@@ -188,12 +165,14 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
       const index_t kc = std::min(KC, k - pc);
       const T beta_blk = pc == 0 ? beta : T(1);
       const bool last_k = pc + kc == k;
-      if (!b_direct && tb == Trans::N)
+      // A packed panel of op(B) = B is packed row by row, one of op(B) = B^T
+      // sliver by sliver (the ISA's transposing pack when it has one).
+      if (b_packed && tb == Trans::N)
         pack_b_panel_rows(bpack, b, ldb, pc, kc, jc, nc, NR);
-      else if (!b_direct)
+      else if (b_packed)
         for (index_t jr = 0; jr < n_jr; ++jr) {
           const index_t j0 = jr * NR, nr = std::min<index_t>(NR, nc - j0);
-          if (tb == Trans::T && K.pack_bt)
+          if (K.pack_bt)
             K.pack_bt(bpack + jr * NR * kc, b, ldb, pc, kc, jc + j0, nr, NR);
           else
             pack_b_sliver(bpack + jr * NR * kc, tb, b, ldb, pc, kc, jc + j0, nr, NR);
@@ -209,7 +188,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
           else
             pack_a_sliver(dst, ta, a, lda, i0, rows, pc, kc, MR);
         };
-        if (!a_direct) {
+        if (a_packed) {
           for (index_t ir = 0; ir < n_ir; ++ir) {
             const index_t i0 = ir * MR;
             pack_a(apack + ir * MR * kc, ic + i0, std::min<index_t>(MR, mc - i0));
@@ -218,7 +197,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
           pack_a(apack, ic + (n_ir - 1) * MR, mc % MR);
         }
         // Column sliver jr of B as the kernel reads it: in place, or packed
-        // (the whole panel above, or here an edge sliver of a direct B).
+        // (the whole panel above, or here an edge sliver of an in-place B).
         struct Sliver {
           const T* bp;
           index_t bstride, j0, nr;
@@ -229,7 +208,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
           Sliver sl;
           sl.j0 = jc + jr * NR;
           sl.nr = std::min<index_t>(NR, j_end - sl.j0);
-          if (!b_direct) {
+          if (b_packed) {
             sl.bp = bpack + jr * NR * kc;
             sl.bstride = NR;
           } else if (sl.nr == NR) {
@@ -241,10 +220,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
             sl.bp = bpack;
             sl.bstride = NR;
           }
-          // An edge column tile at most half as wide as the register tile runs
-          // the one-vector kernel of the same height (it reads the same B
-          // panel through its stride): half the multiply-adds, same result.
-          sl.ukr = (sl.nr * 2 <= NR && K.narrow.mr == MR && K.narrow.nr * 2 == NR) ? &K.narrow : &U;
+          sl.ukr = sl.nr <= narrow_edge_nr ? &K.narrow : &U;
           return sl;
         };
         auto run_tile = [&](const Sliver& sl, index_t ir) {
@@ -256,7 +232,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
           UkrFn<T> f;
           const T* ap;
           index_t astride;
-          if (!a_direct) {
+          if (a_packed) {
             f = UJ.kmajor;
             ap = apack + ir * MR * kc;
             astride = MR;
@@ -264,11 +240,11 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
             f = UJ.kmajor;
             ap = apack;
             astride = MR;
-          } else if (ta == Trans::N) {
+          } else if (a_rows) {
             f = UJ.rowmajor;
             ap = a + i0 * lda + pc;
             astride = lda;
-          } else {
+          } else {  // ARoute::kstrided
             f = UJ.kmajor;
             ap = a + pc * lda + i0;
             astride = lda;
@@ -290,14 +266,7 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, inde
           }
           if (last_k && ep) apply_epilogue(K, *ep, c, ldc, j0, nr, i0, mr);
         };
-        // Normally ir runs fastest, so consecutive tiles reuse the B sliver
-        // from L1/L2. With a short k (an output layer's dX = dZ W, k = 10)
-        // writing C is most of the work, and when C's rows lie a multiple of
-        // 4 KiB apart, walking down a column strip puts every row of every
-        // tile in the same L1 set: then jr runs fastest, so that consecutive
-        // tiles are neighbours in C (f32 256x1024x10: 62 -> 172 GFLOP/s). For
-        // other strides the usual order measured faster.
-        if (kc >= kShortK || !c_rows_alias) {
+        if ((last_k ? order_last : order) == TileOrder::ir_fastest) {
           for (index_t jr = 0; jr < n_jr; ++jr) {
             const Sliver sl = sliver(jr);
             for (index_t ir = 0; ir < n_ir; ++ir) run_tile(sl, ir);
@@ -343,47 +312,6 @@ inline Split choose_split(index_t m, index_t n, index_t k, int MR, int NR, int n
   return best;
 }
 
-// Threads work on disjoint rectangles of C with no barrier between them
-// (only the final join), so a thread that the OS preempts delays only its own
-// share; each element of C is still summed by one thread in k order.
-template <class T>
-void gemm_blocked(const GemmKernel<T>& K, const Ukr<T>& U, Trans ta, Trans tb, index_t m,
-                  index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b, index_t ldb,
-                  T beta, T* c, index_t ldc, const Epilogue<T>* ep, bool transposed_c) {
-  int nt = threads_for(double(m) * double(n) * double(k));
-  Split sp = choose_split(m, n, k, U.mr, U.nr, nt);
-  // Fewer tiles than threads: use as many threads as the split can feed.
-  while (nt > 1 && sp.tm * sp.tn != nt) sp = choose_split(m, n, k, U.mr, U.nr, --nt);
-  if (nt <= 1) {
-    gemm_rect(K, U, ta, tb, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep, transposed_c);
-    return;
-  }
-  const index_t mt = (m + U.mr - 1) / U.mr, ntl = (n + U.nr - 1) / U.nr;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nt)
-#endif
-  {
-    const int t = thread_id();
-    note_team(team_size());
-    const int r = t / sp.tn, s = t % sp.tn;
-    // Tiles split as evenly as possible: the first (mt % tm) parts get one more.
-    auto part = [](index_t tiles, int parts, int idx, int width, index_t limit, index_t* beg,
-                   index_t* end) {
-      const index_t base = tiles / parts, extra = tiles % parts;
-      const index_t t0 = idx * base + std::min<index_t>(idx, extra);
-      const index_t t1 = t0 + base + (idx < extra ? 1 : 0);
-      *beg = std::min(limit, t0 * width);
-      *end = std::min(limit, t1 * width);
-    };
-    index_t i0, i1, j0, j1;
-    part(mt, sp.tm, r, U.mr, m, &i0, &i1);
-    part(ntl, sp.tn, s, U.nr, n, &j0, &j1);
-    if (i0 < i1 && j0 < j1)
-      gemm_rect(K, U, ta, tb, i0, i1, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, ep,
-                transposed_c);
-  }
-}
-
 // Fraction of the register tiles' lanes that hold real elements of an m x n
 // result: 1 when both divide evenly.
 inline double tile_fill(index_t m, index_t n, int mr, int nr) {
@@ -392,7 +320,176 @@ inline double tile_fill(index_t m, index_t n, int mr, int nr) {
   return fm * fn;
 }
 
+// Runs plan P (operands already swapped when P.swapped). Threads work on
+// disjoint rectangles of C with no barrier between them (only the final
+// join), so a thread that the OS preempts delays only its own share; each
+// element of C is still summed by one thread in k order.
+template <class T>
+void gemm_run(const GemmKernel<T>& K, const GemmBlocking& B, const GemmPlan& P, T alpha,
+              const T* a, const T* b, T beta, T* c, const Epilogue<T>* ep) {
+  const GemmShape& s = P.shape;
+  const Ukr<T>& U = P.narrow ? K.narrow : K.wide;
+  auto run = [&](const GemmRect& r) {
+    GemmShape rs = s;
+    rs.m = r.i1 - r.i0;
+    rs.n = r.j1 - r.j0;
+    const RectPlan R = plan_rect(rs, B, P.narrow, P.swapped);
+    gemm_rect(K, U, R, s.ta, s.tb, r, s.k, alpha, a, s.lda, b, s.ldb, beta, c, s.ldc, ep);
+  };
+  if (P.threads <= 1) {
+    run(plan_thread_rect(P, 0));
+    return;
+  }
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(P.threads)
+#endif
+  {
+    note_team(team_size());
+    const GemmRect r = plan_thread_rect(P, thread_id());
+    if (r.i0 < r.i1 && r.j0 < r.j1) run(r);
+  }
+}
+
 }  // namespace
+
+// ---------------------------------------------------------------------------
+// Plans: every routing rule of the driver, each with the measurement that
+// decided it.
+
+GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads) {
+  GemmPlan p;
+  // A thin C (an output layer's 10 columns against a batch of 128 rows) fills
+  // a wide register tile badly. Two remedies, chosen by how full the tiles
+  // are: the one-vector-wide kernel, or C^T = op(B)^T op(A)^T, which puts the
+  // long side along the vector lanes (its write-back is slower and op(A)^T
+  // may need packing, so it must win clearly). The choice depends on the
+  // shape only, never on the thread count.
+  const bool narrow = tile_fill(s.m, s.n, K.narrow_mr, K.narrow_nr) >
+                      1.25 * tile_fill(s.m, s.n, K.mr, K.nr);
+  const int umr = narrow ? K.narrow_mr : K.mr, unr = narrow ? K.narrow_nr : K.nr;
+  p.shape = s;
+  if (tile_fill(s.n, s.m, K.mr, K.nr) > 1.5 * tile_fill(s.m, s.n, umr, unr)) {
+    p.swapped = true;
+    p.narrow = false;
+    p.mr = K.mr;
+    p.nr = K.nr;
+    p.shape.ta = s.tb == Trans::N ? Trans::T : Trans::N;
+    p.shape.tb = s.ta == Trans::N ? Trans::T : Trans::N;
+    p.shape.m = s.n;
+    p.shape.n = s.m;
+    p.shape.lda = s.ldb;
+    p.shape.ldb = s.lda;
+  } else {
+    p.narrow = narrow;
+    p.mr = umr;
+    p.nr = unr;
+  }
+  const index_t m = p.shape.m, n = p.shape.n, k = p.shape.k;
+  int nt = threads_for_count(double(m) * double(n) * double(k), threads);
+  Split sp = choose_split(m, n, k, p.mr, p.nr, nt);
+  // Fewer tiles than threads: use as many threads as the split can feed.
+  while (nt > 1 && sp.tm * sp.tn != nt) sp = choose_split(m, n, k, p.mr, p.nr, --nt);
+  if (nt <= 1) nt = 1, sp = Split();
+  p.threads = nt;
+  p.tm = sp.tm;
+  p.tn = sp.tn;
+  return p;
+}
+
+GemmRect plan_thread_rect(const GemmPlan& p, int t) {
+  const index_t m = p.shape.m, n = p.shape.n;
+  const index_t mt = (m + p.mr - 1) / p.mr, ntl = (n + p.nr - 1) / p.nr;
+  // Tiles split as evenly as possible: the first (mt % tm) parts get one more.
+  auto part = [](index_t tiles, int parts, int idx, int width, index_t limit, index_t* beg,
+                 index_t* end) {
+    const index_t base = tiles / parts, extra = tiles % parts;
+    const index_t t0 = idx * base + std::min<index_t>(idx, extra);
+    const index_t t1 = t0 + base + (idx < extra ? 1 : 0);
+    *beg = std::min(limit, t0 * width);
+    *end = std::min(limit, t1 * width);
+  };
+  GemmRect r;
+  part(mt, p.tm, t / p.tn, p.mr, m, &r.i0, &r.i1);
+  part(ntl, p.tn, t % p.tn, p.nr, n, &r.j0, &r.j1);
+  return r;
+}
+
+RectPlan plan_rect(const GemmShape& s, const GemmBlocking& K, bool narrow, bool transposed_c) {
+  RectPlan R;
+  R.mr = narrow ? K.narrow_mr : K.mr;
+  R.nr = narrow ? K.narrow_nr : K.nr;
+  R.mc = K.mc;
+  R.kc = K.kc;
+  R.nc = K.nc;
+  R.transposed_c = transposed_c;
+  const int MR = R.mr, NR = R.nr;
+  const double es = double(s.elem_size);
+  const std::size_t esz = std::size_t(s.elem_size);
+  // In place along k (each k step a new row of the operand) only while the
+  // operand is small enough to stay cached: beyond that, every k step of a
+  // micro-kernel touches a new page and packing is cheaper than the misses.
+  const double kDirectBytes = 512.0 * 1024.0;
+
+  // Row-major A streams well in place while its block stays in L2-sized
+  // reach; a larger A is packed, so that the ic block is contiguous. So is an
+  // A whose row stride is a multiple of 4 KiB: the MR rows a micro-kernel
+  // reads side by side would all map to one L1 set and evict each other
+  // (256x1024 f32 dZ W: 85 -> 95 GFLOP/s packed), unless C is so narrow that
+  // each A row is used once and packing would double the traffic. op(A) = A^T
+  // is read in place k-major while it stays within the limit.
+  if (!K.direct) {
+    R.a_why = PackWhy::no_direct;
+  } else if (s.ta == Trans::N) {
+    if (!(double(s.m) * double(s.lda) * es <= 4 * kDirectBytes))
+      R.a_why = PackWhy::size;
+    else if ((std::size_t(s.lda) * esz) % 4096 == 0 && s.n > 2 * NR)
+      R.a_why = PackWhy::conflicts;
+    else
+      R.a = ARoute::rows;
+  } else {
+    if (double(s.k) * double(s.lda) * es <= kDirectBytes)
+      R.a = ARoute::kstrided;
+    else
+      R.a_why = PackWhy::size;
+  }
+
+  // B read in place brings one row of NR elements per k step. When that row
+  // is a single cache line and the row stride a multiple of 1 KiB (layers 256
+  // or 1024 wide), successive rows fall into a few L1 sets and evict each
+  // other: pack instead (AVX2 float32, 256x256x128 dW: 98 -> 118 GFLOP/s).
+  if (!K.direct)
+    R.b_why = PackWhy::no_direct;
+  else if (s.tb == Trans::T)
+    R.b_why = PackWhy::transposed;
+  else if (!(double(s.k) * double(s.ldb) * es <= kDirectBytes))
+    R.b_why = PackWhy::size;
+  else if ((std::size_t(s.ldb) * esz) % 1024 == 0 && std::size_t(NR) * esz <= 64)
+    R.b_why = PackWhy::conflicts;
+  else
+    R.b = BRoute::rows;
+
+  // An edge column tile at most half as wide as the register tile runs the
+  // one-vector kernel of the same height (it reads the same B panel through
+  // its stride): half the multiply-adds, same result.
+  R.narrow_edge_nr = (K.narrow_mr == MR && K.narrow_nr * 2 == NR) ? NR / 2 : 0;
+
+  // Normally ir runs fastest, so consecutive tiles reuse the B sliver from
+  // L1/L2. With a short k block (an output layer's dX = dZ W, k = 10)
+  // writing C is most of the work, and when C's rows lie a multiple of 4 KiB
+  // apart, walking down a column strip puts every row of every tile in the
+  // same L1 set: then jr runs fastest, so that consecutive tiles are
+  // neighbours in C (f32 256x1024x10: 62 -> 172 GFLOP/s). For other strides,
+  // and for the swapped route (which writes C through a tile buffer), the
+  // usual order measured faster.
+  constexpr index_t kShortK = 32;
+  const bool c_rows_alias = !transposed_c && (std::size_t(s.ldc) * esz) % 4096 == 0;
+  auto order_for = [&](index_t kc) {
+    return kc < kShortK && c_rows_alias ? TileOrder::jr_fastest : TileOrder::ir_fastest;
+  };
+  R.order = order_for(std::min(K.kc, s.k));
+  R.order_last = order_for((s.k - 1) % K.kc + 1);
+  return R;
+}
 
 template <class T>
 void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
@@ -404,23 +501,22 @@ void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T*
     return;
   }
   const GemmKernel<T>& K = active_gemm_kernel<T>();
-  // A thin C (an output layer's 10 columns against a batch of 128 rows) fills
-  // a wide register tile badly. Two remedies, chosen by how full the tiles
-  // are: the one-vector-wide kernel, or C^T = op(B)^T op(A)^T, which puts the
-  // long side along the vector lanes (its write-back is slower and op(A)^T
-  // may need packing, so it must win clearly). The choice depends on the
-  // shape only, never on the thread count.
-  const Ukr<T>& U = tile_fill(m, n, K.narrow.mr, K.narrow.nr) >
-                            1.25 * tile_fill(m, n, K.wide.mr, K.wide.nr)
-                        ? K.narrow
-                        : K.wide;
-  if (tile_fill(n, m, K.wide.mr, K.wide.nr) > 1.5 * tile_fill(m, n, U.mr, U.nr)) {
-    const Trans fa = tb == Trans::N ? Trans::T : Trans::N;
-    const Trans fb = ta == Trans::N ? Trans::T : Trans::N;
-    gemm_blocked(K, K.wide, fa, fb, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc, ep, true);
-    return;
-  }
-  gemm_blocked(K, U, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep, false);
+  const GemmBlocking B = blocking_of(K);
+  GemmShape s;
+  s.ta = ta;
+  s.tb = tb;
+  s.m = m;
+  s.n = n;
+  s.k = k;
+  s.lda = lda;
+  s.ldb = ldb;
+  s.ldc = ldc;
+  s.elem_size = int(sizeof(T));
+  const GemmPlan P = plan_gemm(s, B, num_threads());
+  if (P.swapped)
+    gemm_run(K, B, P, alpha, b, a, beta, c, ep);
+  else
+    gemm_run(K, B, P, alpha, a, b, beta, c, ep);
 }
 
 template <class T>

@@ -1,7 +1,9 @@
 // Transposing pack of op(B) = B^T with 256-bit in-register transposes (8 x 8
 // floats, 4 x 4 doubles): the forward product X W^T reads W this way, once
 // per step, and a scalar transpose would cost about a tenth of the product at
-// batch 128. AVX2 instructions, so usable by the AVX2 and AVX-512 units.
+// batch 128. A row-major A sliver packs the same way (dst[p*MR + i] =
+// a[i*lda + p]), so the driver uses it for both. AVX2 instructions, so
+// usable by the AVX2 and AVX-512 units.
 //
 // Include only from an ISA unit, inside its anonymous namespace (see
 // ukr_simd.h).

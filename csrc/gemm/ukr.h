@@ -17,6 +17,7 @@
 #pragma once
 
 #include "common/types.h"
+#include "gemm/gemm.h"
 #include "nn/activations.h"
 
 namespace fastmlp {
@@ -33,7 +34,9 @@ struct Ukr {
 };
 
 // Packs op(B) = B^T (B row-major n x k): dst[p*NR + j] = b[(j0 + j)*ldb + p0 + p]
-// for p < kc, j < nr, zero for nr <= j < NR. nullptr: the driver's scalar loop.
+// for p < kc, j < nr, zero for nr <= j < NR. A row-major A sliver is the same
+// copy (MR for NR), so the driver packs those with it too. nullptr: the
+// driver's scalar loops.
 template <class T>
 using PackBtFn = void (*)(T* dst, const T* b, index_t ldb, index_t p0, index_t kc, index_t j0,
                           index_t nr, int NR);
@@ -47,13 +50,30 @@ using ActRunFn = void (*)(T* y, const T* z, index_t len, Act act);
 template <class T>
 struct GemmKernel {
   Ukr<T> wide;           // the main tile
-  Ukr<T> narrow;         // one vector wide, for results with few columns
+  Ukr<T> narrow;         // one vector wide, same height: results with few columns, and
+                         // edge tiles at most half the wide tile's width
   index_t mc, kc, nc;    // cache blocks: A block mc x kc (L2), B panel kc x nc (L3)
-  bool direct;           // full tiles may read operands in place (see gemm_rect)
+  bool direct;           // full tiles may read operands in place (see plan_rect)
   PackBtFn<T> pack_bt;   // vectorized transposing pack of B, or nullptr
   ActRunFn<T> act_run;   // activation forward at this ISA's width, or nullptr
   const char* name;
 };
+
+// What the plans need of K (gemm.h).
+template <class T>
+inline GemmBlocking blocking_of(const GemmKernel<T>& K) {
+  GemmBlocking b;
+  b.mr = K.wide.mr;
+  b.nr = K.wide.nr;
+  b.narrow_mr = K.narrow.mr;
+  b.narrow_nr = K.narrow.nr;
+  b.mc = K.mc;
+  b.kc = K.kc;
+  b.nc = K.nc;
+  b.direct = K.direct;
+  b.name = K.name;
+  return b;
+}
 
 // The kernel chosen for this machine (see dispatch.cpp).
 template <class T>

@@ -1,5 +1,5 @@
 // AVX-512F micro-kernels (512-bit registers, 32 of them), compiled with
-// -mavx512f -mfma for this file only and selected at run time (dispatch.cpp).
+// -mavx512f -mavx2 -mfma for this file only and selected at run time (dispatch.cpp).
 //
 // float: 12 x 32 tile (24 zmm accumulators, 2 B loads and 12 broadcasts per
 // k step); double: 6 x 32 (24 accumulators, 4 B loads and 6 broadcasts).

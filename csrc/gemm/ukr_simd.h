@@ -12,8 +12,9 @@
 // load_n(p, n) / store_n(p, r, n) for the first n < W lanes.
 //
 // Tile: MR rows x NR = NV*W columns of C, MR*NV accumulators. Per k step it
-// loads NV vectors of B, broadcasts MR elements of A and issues MR*NV FMAs. The sum over k runs in increasing k
-// for every element (the determinism rule of gemm.h).
+// loads NV vectors of B, broadcasts MR elements of A and issues MR*NV FMAs.
+// The sum over k runs in increasing k for every element (the determinism
+// rule of gemm.h).
 
 // ROWS: A is row-major (A(i, p) = a[i*lda + p]); otherwise k-major
 // (A(i, p) = a[p*lda + i]). Row-major A is read through MR/3 row pointers,

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'best_isa', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'get_num_threads', 'have_openmp', 'loss_forward_backward', 'matmul', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'scan', 'set_isa', 'set_num_threads', 'supported_isas']
+__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'best_isa', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_plan', 'get_num_threads', 'have_openmp', 'loss_forward_backward', 'matmul', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'scan', 'set_isa', 'set_num_threads', 'supported_isas']
 class Activation:
     """
     Activation functions (csrc/nn/activations.h)
@@ -614,6 +614,10 @@ def fma_peak(isa: str, double: bool, threads: typing.SupportsInt | typing.Suppor
     ...
 def gemm_kernel() -> str:
     ...
+def gemm_plan(m: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, trans_a: bool = False, trans_b: bool = False, dtype: str = 'float32', isa: str | None = None, lda: typing.SupportsInt | typing.SupportsIndex | None = None, ldb: typing.SupportsInt | typing.SupportsIndex | None = None, ldc: typing.SupportsInt | typing.SupportsIndex | None = None, threads: typing.SupportsInt | typing.SupportsIndex | None = None) -> dict:
+    """
+    The route gemm() takes for C = op(A) op(B) (see fastmlp.ops.gemm_plan).
+    """
 def get_num_threads() -> int:
     ...
 def have_openmp() -> bool:

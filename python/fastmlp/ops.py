@@ -17,6 +17,7 @@ from ._validation import check_loss_weights
 
 __all__ = [
     "fma_peak",
+    "gemm_plan",
     "set_isa",
     "supported_isas",
     "activation_backward",
@@ -320,3 +321,51 @@ def fma_peak(dtype="float32", threads=1, seconds=0.3, isa=None):
     if isa not in _core.supported_isas():
         raise ValueError(f"isa: expected one of {_core.supported_isas()}, got {isa!r}")
     return float(_core.fma_peak(isa, dt == np.float64, threads, seconds))
+
+
+def gemm_plan(m, n, k, trans_a=False, trans_b=False, dtype="float32", isa=None, lda=None,
+              ldb=None, ldc=None, threads=None):
+    """The route the core's GEMM takes for C (m x n) = op(A) (m x k) @ op(B) (k x n).
+
+    For tests and tuning: the plan that gemm() (csrc/gemm/gemm.h, plan_gemm and
+    plan_rect) would follow, computed without running the product. isa: any
+    path of this build ('generic', 'avx2', 'avx512'; default the one in use),
+    whether or not this CPU runs it. lda, ldb, ldc: row strides in elements
+    (default: the arrays are contiguous). threads: the threads available
+    (default fm.get_num_threads()); the plan may use fewer. No route changes a
+    value, only the speed.
+
+    Returns a dict:
+      kernel, dtype          the path and element type
+      mr, nr                 register tile of the kernel in use; wide_tile and
+                             narrow_tile are the path's two (mr, nr)
+      mc, kc, nc, direct     the path's cache blocks; direct: full tiles may read
+                             operands in place (False on generic)
+      narrow                 the one-vector (narrow) kernel runs every tile
+      swapped                the kernel computes C^T = op(B)^T op(A)^T; then m, n,
+                             trans_a, trans_b, lda, ldb below are that product's
+      m, n, k, trans_a, trans_b, lda, ldb, ldc
+      threads, split         threads used and their (tm, tn) grid of rectangles
+      rects                  per thread, its rectangle of the product and route:
+        rows, cols           [i0, i1), [j0, j1)
+        a_route              'rows' (op(A) = A read in place), 'kstrided' (op(A) =
+                             A^T read in place) or 'packed'; edge tiles are always
+                             packed
+        b_route              'rows' (op(B) = B read in place) or 'packed'
+        a_why, b_why         why packed: 'no_direct', 'transposed' (op(B) = B^T),
+                             'size' (beyond the read-in-place limit), 'conflicts'
+                             (rows in a few L1 sets: A's stride a multiple of 4 KiB,
+                             B's of 1 KiB with nr elements in one cache line); ''
+        narrow_edge_nr       edge tiles at most this many columns wide run the
+                             narrow kernel (0: never)
+        tile_order           'ir_fastest' or 'jr_fastest' for k blocks of kc;
+        tile_order_last      the same for the last k block (the only one if k <= kc)
+        transposed_c         tiles are written to C transposed (swapped)
+    """
+    from ._validation import resolve_dtype
+
+    dt = resolve_dtype(dtype)
+    if isa is not None and not isinstance(isa, str):
+        raise TypeError(f"isa: expected a string or None, got {isa!r}")
+    return _core.gemm_plan(int(m), int(n), int(k), bool(trans_a), bool(trans_b), dt.name, isa,
+                           lda, ldb, ldc, threads)
