@@ -361,7 +361,7 @@ def test_bad_weights_raise_value_error(loss, kwargs, name):
 
 def test_bad_weight_types_at_every_level():
     z, y, t = _bad_batch("cross_entropy")
-    lid = 1  # cross_entropy
+    lid = _core.Loss.cross_entropy
     for name in ("sample_weight", "class_weight"):
         n = N if name == "sample_weight" else K
         with pytest.raises(TypeError, match=rf"^{name}:"):

@@ -149,4 +149,32 @@ const char* dtype_name() {
   return sizeof(T) == 4 ? "float32" : "float64";
 }
 
+// Loss weights: None (all ones: returns nullptr), or a C-contiguous 1-D
+// array of T with `len` finite entries >= 0, one per `per` (for the
+// message). The core trusts these, so every binding that takes them checks
+// them here, once, while the GIL is held; the messages are those of
+// fastmlp._validation.check_loss_weights where the two check the same thing.
+template <class T>
+const T* loss_weights(const py::object& obj, const char* name, index_t len, const char* per) {
+  if (obj.is_none()) return nullptr;
+  const std::string nm(name);
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(nm + ": expected a numpy array of " + dtype_name<T>() + " or None, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().equal(py::dtype::of<T>()))
+    throw py::type_error(nm + ": expected dtype " + dtype_name<T>() + ", got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 1 || a.shape(0) != len)
+    throw py::value_error(nm + ": expected shape (" + std::to_string(len) + ",), one weight per " +
+                          per + ", got " + shape_str(a));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(nm + ": expected a C-contiguous array");
+  const T* p = static_cast<const T*>(a.data());
+  for (index_t i = 0; i < len; ++i)
+    if (!(std::isfinite(p[i]) && p[i] >= T(0)))  // also refuses NaN, which fails every compare
+      throw bad_weight(name, double(p[i]), i);
+  return p;
+}
+
 }  // namespace fastmlp::bind

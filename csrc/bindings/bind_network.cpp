@@ -103,34 +103,16 @@ const T* input_of(const Network<T>& net, const carray<T>& x) {
   return require<T>(x, "X", {-1, net.input_size()});
 }
 
-// Optional per-row and per-class weights of the loss, checked here (shape,
-// dtype, finite, >= 0); the Python layer has converted them already.
+// Optional per-row and per-class weights of the loss (bindings/arrays.h
+// checks them); the Python layer has converted them already.
 template <class T>
 void add_weights(const Network<T>& net, Target<T>& t, index_t n, const py::object& sw,
                  const py::object& cw) {
-  auto check = [](const T* p, index_t len, const char* name) {
-    for (index_t i = 0; i < len; ++i)
-      if (!(p[i] >= T(0)) || !std::isfinite(double(p[i]))) throw bad_weight(name, double(p[i]), i);
-  };
-  if (!sw.is_none()) {
-    if (!py::isinstance<carray<T>>(sw) || !(py::array(sw).flags() & py::array::c_style))
-      throw py::type_error(std::string("sample_weight: expected a C-contiguous ") + dtype_name<T>() +
-                           " array");
-    auto a = py::reinterpret_borrow<carray<T>>(sw);
-    t.sample_weight = require<T>(a, "sample_weight", {n});
-    check(t.sample_weight, n, "sample_weight");
-  }
-  if (!cw.is_none()) {
-    if (net.loss_kind() == Loss::mse)
-      throw py::value_error("class_weight: not defined for the mse loss");
-    if (!py::isinstance<carray<T>>(cw) || !(py::array(cw).flags() & py::array::c_style))
-      throw py::type_error(std::string("class_weight: expected a C-contiguous ") + dtype_name<T>() +
-                           " array");
-    auto a = py::reinterpret_borrow<carray<T>>(cw);
-    const index_t len = net.loss_kind() == Loss::cross_entropy ? net.output_size() : 2;
-    t.class_weight = require<T>(a, "class_weight", {len});
-    check(t.class_weight, len, "class_weight");
-  }
+  t.sample_weight = loss_weights<T>(sw, "sample_weight", n, "row");
+  if (!cw.is_none() && net.loss_kind() == Loss::mse)
+    throw py::value_error("class_weight: not defined for the mse loss (use sample_weight)");
+  const index_t classes = net.loss_kind() == Loss::cross_entropy ? net.output_size() : 2;
+  t.class_weight = loss_weights<T>(cw, "class_weight", classes, "class");
 }
 
 template <class T>

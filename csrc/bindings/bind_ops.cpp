@@ -22,43 +22,7 @@ using namespace pybind11::literals;
 
 namespace {
 
-Act to_act(int a) {
-  if (a < 0 || a >= kNumActs) throw py::value_error("act: unknown activation id " + std::to_string(a));
-  return Act(a);
-}
-Loss to_loss(int l) {
-  if (l < 0 || l >= kNumLosses) throw py::value_error("loss: unknown loss id " + std::to_string(l));
-  return Loss(l);
-}
 
-// A loss weight vector: None (all ones: returns nullptr), or a C-contiguous
-// 1-D array of T with `len` finite entries >= 0. The core trusts these, so
-// they are checked here, once, while the GIL is held. `of` says what the
-// entries are counted against, for the message.
-template <class T>
-const T* weight_array(const py::object& obj, const char* name, index_t len, const char* of) {
-  if (obj.is_none()) return nullptr;
-  const std::string nm(name);
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(nm + ": expected a numpy array of " + dtype_name<T>() + " or None, got " +
-                         std::string(py::str(py::type::of(obj).attr("__name__"))));
-  const auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().equal(py::dtype::of<T>()))
-    throw py::type_error(nm + ": expected dtype " + dtype_name<T>() + " (the dtype of z), got " +
-                         std::string(py::str(a.dtype())));
-  if (a.ndim() != 1 || a.shape(0) != len)
-    throw py::value_error(nm + ": expected shape (" + std::to_string(len) + ",) (one weight per " +
-                          of + "), got " + shape_str(a));
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(nm + ": expected a C-contiguous array");
-  const T* p = static_cast<const T*>(a.data());
-  for (index_t i = 0; i < len; ++i)
-    if (!(std::isfinite(p[i]) && p[i] >= T(0)))  // also refuses NaN, which fails every compare
-      throw py::value_error(nm + ": expected finite weights >= 0, got " +
-                            py::str(py::float_(double(p[i]))).cast<std::string>() + " at index " +
-                            std::to_string(i));
-  return p;
-}
 
 template <class T>
 void bind_typed(py::module_& m) {
@@ -93,13 +57,12 @@ void bind_typed(py::module_& m) {
 
   m.def(
       "activation_forward",
-      [](carray<T> z, int act) {
+      [](carray<T> z, Act a) {
         require<T>(z, "z", {-1, -1});
         const index_t r = z.shape(0), c = z.shape(1);
         carray<T> y({r, c});
         T* yp = y.mutable_data();
         const T* zp = z.data();
-        const Act a = to_act(act);
         py::gil_scoped_release nogil;
         activation_forward<T>(yp, zp, r, c, a);
         return y;
@@ -108,7 +71,7 @@ void bind_typed(py::module_& m) {
 
   m.def(
       "activation_backward",
-      [](carray<T> dy, carray<T> z, carray<T> y, int act) {
+      [](carray<T> dy, carray<T> z, carray<T> y, Act a) {
         require<T>(dy, "dy", {-1, -1});
         const index_t r = dy.shape(0), c = dy.shape(1);
         require<T>(z, "z", {r, c});
@@ -116,7 +79,6 @@ void bind_typed(py::module_& m) {
         carray<T> dz({r, c});
         T* o = dz.mutable_data();
         const T *dyp = dy.data(), *zp = z.data(), *yp = y.data();
-        const Act a = to_act(act);
         py::gil_scoped_release nogil;
         activation_backward<T>(o, dyp, zp, yp, r, c, a);
         return dz;
@@ -125,7 +87,7 @@ void bind_typed(py::module_& m) {
 
   m.def(
       "dense_forward",
-      [](carray<T> x, carray<T> w, carray<T> b, int act) {
+      [](carray<T> x, carray<T> w, carray<T> b, Act a) {
         require<T>(w, "w", {-1, -1});
         const index_t out = w.shape(0), in = w.shape(1);
         require<T>(x, "x", {-1, in});
@@ -134,7 +96,6 @@ void bind_typed(py::module_& m) {
         carray<T> z({n, out}), y({n, out});
         T *zp = z.mutable_data(), *yp = y.mutable_data();
         const T *xp = x.data(), *wp = w.data(), *bp = b.data();
-        const Act a = to_act(act);
         {
           py::gil_scoped_release nogil;
           dense_forward<T>(zp, yp, xp, wp, bp, n, in, out, a);
@@ -145,7 +106,7 @@ void bind_typed(py::module_& m) {
 
   m.def(
       "dense_backward",
-      [](carray<T> dy, carray<T> x, carray<T> w, carray<T> z, carray<T> y, int act) {
+      [](carray<T> dy, carray<T> x, carray<T> w, carray<T> z, carray<T> y, Act a) {
         require<T>(w, "w", {-1, -1});
         const index_t out = w.shape(0), in = w.shape(1);
         require<T>(x, "x", {-1, in});
@@ -157,7 +118,6 @@ void bind_typed(py::module_& m) {
         T *dxp = dx.mutable_data(), *dwp = dw.mutable_data(), *dbp = db.mutable_data(),
           *dzp = dz.mutable_data();
         const T *dyp = dy.data(), *xp = x.data(), *wp = w.data(), *zp = z.data(), *yp = y.data();
-        const Act a = to_act(act);
         {
           py::gil_scoped_release nogil;
           dense_backward<T>(dxp, dwp, dbp, dzp, dyp, xp, wp, zp, yp, n, in, out, a);
@@ -175,14 +135,12 @@ void bind_typed(py::module_& m) {
                     const py::object& class_weight) {
     const index_t n = z.shape(0), k = z.shape(1);
     if (L == Loss::mse && !class_weight.is_none())
-      throw py::value_error(
-          "class_weight: expected None for mse (class weights are for classification; "
-          "use sample_weight)");
+      throw py::value_error("class_weight: not defined for the mse loss (use sample_weight)");
     const index_t nc = L == Loss::binary_cross_entropy ? 2 : k;
-    const T* sw = weight_array<T>(sample_weight, "sample_weight", n, "rows of z");
-    const T* cw = weight_array<T>(class_weight, "class_weight", nc,
-                                  L == Loss::binary_cross_entropy ? "targets 0 and 1"
-                                                                  : "classes, the columns of z");
+    const T* sw = loss_weights<T>(sample_weight, "sample_weight", n, "row of z");
+    const T* cw = loss_weights<T>(class_weight, "class_weight", nc,
+                                  L == Loss::binary_cross_entropy ? "target value (0 and 1)"
+                                                                  : "class (a column of z)");
     carray<T> y({n, k}), d({n, k});
     T *yp = y.mutable_data(), *dp = d.mutable_data();
     const T* zp = z.data();
@@ -207,25 +165,25 @@ void bind_typed(py::module_& m) {
   };
   m.def(
       "loss_forward_backward",
-      [loss_fn](int loss, carray<T> z, carray<T> y, carray<T> t, py::object sample_weight,
+      [loss_fn](Loss loss, carray<T> z, carray<T> y, carray<T> t, py::object sample_weight,
                 py::object class_weight) {
         require<T>(z, "z", {-1, -1});
         const index_t n = z.shape(0), k = z.shape(1);
         require<T>(y, "y", {n, k});
         require<T>(t, "target", {n, k});
-        return loss_fn(to_loss(loss), z, y, t.data(), nullptr, sample_weight, class_weight);
+        return loss_fn(loss, z, y, t.data(), nullptr, sample_weight, class_weight);
       },
       "loss"_a, "z"_a.noconvert(), "y"_a.noconvert(), "target"_a.noconvert(),
       "sample_weight"_a = py::none(), "class_weight"_a = py::none());
   m.def(
       "loss_forward_backward",
-      [loss_fn](int loss, carray<T> z, carray<T> y, carray<int32_t> labels,
+      [loss_fn](Loss loss, carray<T> z, carray<T> y, carray<int32_t> labels,
                 py::object sample_weight, py::object class_weight) {
         require<T>(z, "z", {-1, -1});
         const index_t n = z.shape(0), k = z.shape(1);
         require<T>(y, "y", {n, k});
         require<int32_t>(labels, "target", {n});
-        if (to_loss(loss) != Loss::cross_entropy)
+        if (loss != Loss::cross_entropy)
           throw py::value_error("target: class ids are only for cross_entropy");
         for (index_t i = 0; i < n; ++i)
           if (labels.data()[i] < 0 || labels.data()[i] >= k)

@@ -41,7 +41,6 @@ PYBIND11_MODULE(_core, m) {
         "the last _threads_probe_reset() (0 if every region ran on the calling thread).");
   m.def("gemm_kernel", &fastmlp::gemm_kernel_name);
   m.def("supported_isas", &fastmlp::supported_gemm_isas);
-  m.def("best_isa", &fastmlp::best_gemm_isa);
   m.def("set_isa", [](const std::string& isa) {
     try {
       fastmlp::set_gemm_isa(isa);

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'best_isa', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_plan', 'get_num_threads', 'have_openmp', 'loss_forward_backward', 'matmul', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'scan', 'set_isa', 'set_num_threads', 'supported_isas']
+__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_plan', 'get_num_threads', 'have_openmp', 'loss_forward_backward', 'matmul', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'scan', 'set_isa', 'set_num_threads', 'supported_isas']
 class Activation:
     """
     Activation functions (csrc/nn/activations.h)
@@ -561,16 +561,16 @@ def _threads_probe_reset() -> None:
     Testing aid: forget the teams seen so far (see _threads_probe).
     """
 @typing.overload
-def activation_backward(dy: numpy.typing.NDArray[numpy.float32], z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+def activation_backward(dy: numpy.typing.NDArray[numpy.float32], z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], act: Activation) -> numpy.typing.NDArray[numpy.float32]:
     ...
 @typing.overload
-def activation_backward(dy: numpy.typing.NDArray[numpy.float64], z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+def activation_backward(dy: numpy.typing.NDArray[numpy.float64], z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], act: Activation) -> numpy.typing.NDArray[numpy.float64]:
     ...
 @typing.overload
-def activation_forward(z: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+def activation_forward(z: numpy.typing.NDArray[numpy.float32], act: Activation) -> numpy.typing.NDArray[numpy.float32]:
     ...
 @typing.overload
-def activation_forward(z: numpy.typing.NDArray[numpy.float64], act: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+def activation_forward(z: numpy.typing.NDArray[numpy.float64], act: Activation) -> numpy.typing.NDArray[numpy.float64]:
     ...
 def apply_mask(x: typing.Any, mask: typing.Any) -> numpy.ndarray:
     """
@@ -592,19 +592,17 @@ def batchnorm_update_running(running_mean: typing.Any, running_var: typing.Any, 
     """
     Update running_mean and running_var in place from a batch of n rows.
     """
-def best_isa() -> str:
+@typing.overload
+def dense_backward(dy: numpy.typing.NDArray[numpy.float32], x: numpy.typing.NDArray[numpy.float32], w: numpy.typing.NDArray[numpy.float32], z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], act: Activation) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
     ...
 @typing.overload
-def dense_backward(dy: numpy.typing.NDArray[numpy.float32], x: numpy.typing.NDArray[numpy.float32], w: numpy.typing.NDArray[numpy.float32], z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+def dense_backward(dy: numpy.typing.NDArray[numpy.float64], x: numpy.typing.NDArray[numpy.float64], w: numpy.typing.NDArray[numpy.float64], z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], act: Activation) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     ...
 @typing.overload
-def dense_backward(dy: numpy.typing.NDArray[numpy.float64], x: numpy.typing.NDArray[numpy.float64], w: numpy.typing.NDArray[numpy.float64], z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], act: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+def dense_forward(x: numpy.typing.NDArray[numpy.float32], w: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], act: Activation) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
     ...
 @typing.overload
-def dense_forward(x: numpy.typing.NDArray[numpy.float32], w: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], act: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
-    ...
-@typing.overload
-def dense_forward(x: numpy.typing.NDArray[numpy.float64], w: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], act: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+def dense_forward(x: numpy.typing.NDArray[numpy.float64], w: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], act: Activation) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     ...
 def dropout_mask(out: typing.Any, p: typing.SupportsFloat | typing.SupportsIndex, seed: typing.Any, step: typing.Any, layer: typing.Any) -> None:
     """
@@ -623,16 +621,16 @@ def get_num_threads() -> int:
 def have_openmp() -> bool:
     ...
 @typing.overload
-def loss_forward_backward(loss: typing.SupportsInt | typing.SupportsIndex, z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], target: numpy.typing.NDArray[numpy.float32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+def loss_forward_backward(loss: Loss, z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], target: numpy.typing.NDArray[numpy.float32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
     ...
 @typing.overload
-def loss_forward_backward(loss: typing.SupportsInt | typing.SupportsIndex, z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], target: numpy.typing.NDArray[numpy.int32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+def loss_forward_backward(loss: Loss, z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], target: numpy.typing.NDArray[numpy.int32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
     ...
 @typing.overload
-def loss_forward_backward(loss: typing.SupportsInt | typing.SupportsIndex, z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], target: numpy.typing.NDArray[numpy.float64], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+def loss_forward_backward(loss: Loss, z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], target: numpy.typing.NDArray[numpy.float64], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     ...
 @typing.overload
-def loss_forward_backward(loss: typing.SupportsInt | typing.SupportsIndex, z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], target: numpy.typing.NDArray[numpy.int32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+def loss_forward_backward(loss: Loss, z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], target: numpy.typing.NDArray[numpy.int32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     ...
 @typing.overload
 def matmul(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float32] | None = None, naive: bool = False) -> numpy.typing.NDArray[numpy.float32]:

@@ -76,24 +76,24 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, naive=False):
 
 def activation_forward(z, act):
     (z,) = _prepare({"z": z}, (2,))
-    return _core.activation_forward(z, int(_activation(act, "act")))
+    return _core.activation_forward(z, _activation(act, "act"))
 
 
 def activation_backward(dy, z, y, act):
     dy, z, y = _prepare({"dy": dy, "z": z, "y": y}, (2, 2, 2))
-    return _core.activation_backward(dy, z, y, int(_activation(act, "act")))
+    return _core.activation_backward(dy, z, y, _activation(act, "act"))
 
 
 def dense_forward(x, w, b, act):
     """(z, y) = (x w^T + b, act(z))."""
     x, w, b = _prepare({"x": x, "w": w, "b": b}, (2, 2, 1))
-    return _core.dense_forward(x, w, b, int(_activation(act, "act")))
+    return _core.dense_forward(x, w, b, _activation(act, "act"))
 
 
 def dense_backward(dy, x, w, z, y, act):
     """(dx, dw, db, dz) of one dense layer."""
     dy, x, w, z, y = _prepare({"dy": dy, "x": x, "w": w, "z": z, "y": y}, (2, 2, 2, 2, 2))
-    return _core.dense_backward(dy, x, w, z, y, int(_activation(act, "act")))
+    return _core.dense_backward(dy, x, w, z, y, _activation(act, "act"))
 
 
 def _loss_weight(w, name, dtype):
@@ -117,7 +117,7 @@ def loss_forward_backward(loss, z, y, target, sample_weight=None, class_weight=N
     over sum_i class_weight[target_i], and a batch where that sum is 0 has
     loss 0 and gradient 0.
     """
-    lid = int(_loss(loss))
+    lid = _loss(loss)
     z, y = _prepare({"z": z, "y": y}, (2, 2))
     t = np.asarray(target)
     if t.ndim == 1 and t.dtype.kind in "biu":
