@@ -271,8 +271,12 @@ void bind_network(py::module_& m, const char* name) {
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
              Batch<T> b;
              load_step_batch(b, n, x, y, sw, cw);
-             py::gil_scoped_release nogil;
-             return n.train_step(b.x, b.t, b.rows);
+             StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               r = n.train_step(b.x, b.t, b.rows);
+             }
+             return to_python(r);
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       // The step in its phases, for a caller that works on the gradients
@@ -296,8 +300,12 @@ void bind_network(py::module_& m, const char* name) {
                throw py::value_error("rows: expected the " + std::to_string(n.pending_rows()) +
                                      " rows of the last forward_backward, got " +
                                      std::to_string(rows));
-             py::gil_scoped_release nogil;
-             return n.finish_step(loss, rows);
+             StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               r = n.finish_step(loss, rows);
+             }
+             return to_python(r);
            },
            "loss"_a, "rows"_a)
       .def("grads_flat",

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/types.h"
+#include "network/trainer.h"
 
 namespace fastmlp::bind {
 
@@ -25,6 +26,9 @@ inline index_t check_layer(index_t l, index_t n) {
 inline std::string type_name(py::handle h) {
   return py::str(py::type::handle_of(h).attr("__name__"));
 }
+
+// A step's result as Python sees it: _core.StepResult (loss, ok, bad_layer).
+py::object to_python(const StepResult& r);
 
 void bind_types(py::module_& m);
 

@@ -386,10 +386,13 @@ GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads) {
   }
   const index_t m = p.shape.m, n = p.shape.n, k = p.shape.k;
   int nt = threads_for_count(double(m) * double(n) * double(k), threads);
-  Split sp = choose_split(m, n, k, p.mr, p.nr, nt);
-  // Fewer tiles than threads: use as many threads as the split can feed.
-  while (nt > 1 && sp.tm * sp.tn != nt) sp = choose_split(m, n, k, p.mr, p.nr, --nt);
-  if (nt <= 1) nt = 1, sp = Split();
+  Split sp;  // one thread: the whole of C (most small products end here)
+  if (nt > 1) {
+    sp = choose_split(m, n, k, p.mr, p.nr, nt);
+    // Fewer tiles than threads: use as many threads as the split can feed.
+    while (nt > 1 && sp.tm * sp.tn != nt) sp = choose_split(m, n, k, p.mr, p.nr, --nt);
+    if (nt <= 1) nt = 1, sp = Split();
+  }
   p.threads = nt;
   p.tm = sp.tm;
   p.tn = sp.tn;

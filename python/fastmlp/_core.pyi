@@ -356,19 +356,26 @@ class OptConfig:
         """
         L2 decay: coupled (sgd, adam, rmsprop, adagrad), decoupled (adamw)
         """
-class StepResult:
+class StepResult(tuple):
     """
     What a training step reports (csrc/network/trainer.h).
     """
-    @property
-    def bad_layer(self) -> int:
+    __match_args__: typing.ClassVar[tuple] = ('loss', 'ok', 'bad_layer')
+    n_fields: typing.ClassVar[int] = 3
+    n_sequence_fields: typing.ClassVar[int] = 3
+    n_unnamed_fields: typing.ClassVar[int] = 0
+    @staticmethod
+    def __new__(type, *args, **kwargs):
+        """
+        Create and return a new object.  See help(type) for accurate signature.
+        """
+    @staticmethod
+    def __reduce__(*args, **kwargs):
         ...
-    @property
-    def loss(self) -> float:
-        ...
-    @property
-    def ok(self) -> bool:
-        ...
+    def __repr__(self):
+        """
+        Return repr(self).
+        """
 class EpochResult:
     """
     What an epoch, or a part of one, reports (csrc/network/trainer.h).
@@ -415,7 +422,7 @@ class Network32:
         ...
     def dead_fraction(self, layer: typing.SupportsInt | typing.SupportsIndex) -> float:
         ...
-    def finish_step(self, loss: typing.SupportsFloat | typing.SupportsIndex, rows: typing.SupportsInt | typing.SupportsIndex) -> StepResult:
+    def finish_step(self, loss: typing.SupportsFloat | typing.SupportsIndex, rows: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
     def forward(self, X: numpy.typing.NDArray[numpy.float32], training: bool = False) -> numpy.typing.NDArray[numpy.float32]:
         ...
@@ -457,7 +464,7 @@ class Network32:
         ...
     def train_epoch(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, perm: numpy.typing.NDArray[numpy.int64] | None, batch_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, max_batches: typing.SupportsInt | typing.SupportsIndex = -1, sample_weight: typing.Any = None, class_weight: typing.Any = None, check_signals: bool = True, carry: EpochResult | None = None) -> EpochResult:
         ...
-    def train_step(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> StepResult:
+    def train_step(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> typing.Any:
         ...
     @property
     def loss_kind(self) -> Loss:
@@ -487,7 +494,7 @@ class Network64:
         ...
     def dead_fraction(self, layer: typing.SupportsInt | typing.SupportsIndex) -> float:
         ...
-    def finish_step(self, loss: typing.SupportsFloat | typing.SupportsIndex, rows: typing.SupportsInt | typing.SupportsIndex) -> StepResult:
+    def finish_step(self, loss: typing.SupportsFloat | typing.SupportsIndex, rows: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
     def forward(self, X: numpy.typing.NDArray[numpy.float64], training: bool = False) -> numpy.typing.NDArray[numpy.float64]:
         ...
@@ -529,7 +536,7 @@ class Network64:
         ...
     def train_epoch(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, perm: numpy.typing.NDArray[numpy.int64] | None, batch_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, max_batches: typing.SupportsInt | typing.SupportsIndex = -1, sample_weight: typing.Any = None, class_weight: typing.Any = None, check_signals: bool = True, carry: EpochResult | None = None) -> EpochResult:
         ...
-    def train_step(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> StepResult:
+    def train_step(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> typing.Any:
         ...
     @property
     def loss_kind(self) -> Loss:
