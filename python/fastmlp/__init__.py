@@ -14,6 +14,7 @@ import os
 from . import _core, callbacks, datasets, io, ops, optim, reference
 from .callbacks import Callback, EarlyStopping, History
 from .model import MLP, load
+from .plotting import plot_history
 from .layers import Dense, Layer
 
 __version__ = _core.__version__
@@ -31,6 +32,7 @@ __all__ = [
     "get_num_threads",
     "ops",
     "optim",
+    "plot_history",
     "reference",
     "set_num_threads",
     "show_config",

@@ -55,6 +55,14 @@ class History:
                       key=lambda k: int(k.rsplit("_", 1)[1]))
         return np.array([self.history[k] for k in keys]).T if keys else np.empty((len(self), 0))
 
+    def plot(self, path=None, **kwargs):
+        """Loss, accuracy, learning rate and per-layer gradient norms as a
+        matplotlib Figure, saved as PNG when path is given: see
+        fastmlp.plot_history (needs matplotlib, ``pip install "fastmlp[plot]"``)."""
+        from .plotting import plot_history
+
+        return plot_history(self, path, **kwargs)
+
     def __len__(self):
         return len(self.epochs)
 
