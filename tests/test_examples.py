@@ -1,0 +1,130 @@
+"""The lessons in examples/ run and print what they claim.
+
+Each example runs as a subprocess (as a reader would run it) and the test
+reads its findings back from what it printed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
+
+
+def run(name, *args, cwd):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def number(pattern, text):
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in the output:\n{text}"
+    return float(m.group(1))
+
+
+def check_figure(out, png):
+    if HAVE_MPL:
+        assert f"figure: {png}" in out
+        assert png.stat().st_size > 1000
+    else:
+        assert "matplotlib is not installed" in out
+
+
+def test_backprop_by_hand(tmp_path):
+    out = run("backprop_by_hand.py", cwd=tmp_path)
+    assert "prediction 0.800000, target 1.0, error a2 - t = -0.200000, loss 0.040000" in out
+    assert "dL/da2 = 2 (a2 - t)    -0.400000000000" in out
+    assert "da2/dz2 = a2 (1 - a2)  +0.160000000000" in out
+    # core against reference, the hand chain-rule product against the core's dL/dw, the update
+    assert number(r"max \|core - reference\| over every value above: (\S+)", out) <= 1e-12
+    assert number(r"max \|hand chain-rule product - core dL/dw\|: (\S+)", out) <= 1e-12
+    assert number(r"max \|hand update - core update\|: (\S+)", out) <= 1e-12
+    # every per-layer difference printed beside the values is small too
+    diffs = [float(v) for v in re.findall(r"\|core - ref\| (\S+)", out)]
+    assert len(diffs) == 12
+    assert max(diffs) <= 1e-12
+    # 9 hidden + 4 output rows of "hand  reference  core": all three columns equal to 1e-12
+    rows = re.findall(r"^  [wb][12]\S* .*?([+-]\d\.\d{12})\s+([+-]\d\.\d{12})\s+([+-]\d\.\d{12})$",
+                      out, flags=re.M)
+    assert len(rows) == 13
+    for hand, ref, core in rows:
+        assert abs(float(hand) - float(core)) <= 2e-12  # printed to 12 decimals
+        assert abs(float(ref) - float(core)) <= 2e-12
+    before, after = number(r"loss (\S+) -> ", out), number(r"loss \S+ -> (\S+)", out)
+    assert after < before
+
+
+def test_vanishing_gradients(tmp_path):
+    png = tmp_path / "vg.png"
+    out = run("vanishing_gradients.py", "--epochs", "12", "--png", str(png), cwd=tmp_path)
+
+    sigmoid = _ratio(out, "sigmoid")
+    relu_he = _ratio(out, "relu + He")
+    bn = _ratio(out, "sigmoid + batch norm")
+    clipped = _ratio(out, "relu, W x 1.3, clip_norm=5")
+    assert sigmoid < 1e-6          # vanished: ~1e-12 in this setup
+    assert relu_he > 1e-2
+    assert bn > 1e-2
+    assert relu_he / sigmoid > 1e6
+    assert clipped > 1e-3
+    assert re.search(r"^relu, W x 1\.3 +diverged: training diverged at epoch 1", out, re.M)
+    # the exploding run's first-epoch gradients are large, clipped it still learns
+    row = _row(out, "relu, W x 1.3, clip_norm=5")
+    assert float(row[1]) > 10
+    assert float(row[3]) < float(row[2])
+    # the sigmoid net is stuck near chance, the cured ones learn
+    assert float(_row(out, "sigmoid")[4]) < 0.7
+    assert float(_row(out, "relu + He")[4]) > 0.85
+    check_figure(out, png)
+
+
+def _row(out, name):
+    """(ratio, largest norm, first loss, last loss, accuracy) of one network's line."""
+    m = re.search(rf"^{re.escape(name)} +(\S+) +(\S+) +(\S+) -> (\S+) +(\S+)$", out, re.M)
+    assert m, f"no row for {name!r} in:\n{out}"
+    return m.groups()
+
+
+def _ratio(out, name):
+    return float(_row(out, name)[0])
+
+
+def test_optimizers(tmp_path):
+    png = tmp_path / "opt.png"
+    out = run("optimizers.py", "--epochs", "30", "--png", str(png), cwd=tmp_path)
+    rows = dict(re.findall(r"^(SGD|Momentum|RMSProp|Adam|AdaGrad) +\S+ +(\S+)", out, re.M))
+    firsts = dict(re.findall(r"^(SGD|Momentum|RMSProp|Adam|AdaGrad) +(\S+)", out, re.M))
+    assert set(rows) == {"SGD", "Momentum", "RMSProp", "Adam", "AdaGrad"}
+    for name in rows:
+        assert float(rows[name]) < float(firsts[name]), name
+    sgd = float(rows["SGD"])
+    for name in ("Momentum", "Adam", "RMSProp", "AdaGrad"):
+        assert float(rows[name]) < 0.5 * sgd, name
+    assert "finding: after 30 epochs plain SGD" in out
+    check_figure(out, png)
+
+
+@pytest.mark.parametrize("name", ["vanishing_gradients.py", "optimizers.py"])
+def test_without_matplotlib_the_lesson_goes_on(tmp_path, name):
+    # A sitecustomize that hides matplotlib, first on the child's path.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['matplotlib'] = None\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), "--epochs", "3", "--png",
+                           str(tmp_path / "x.png")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "matplotlib is not installed: no figure" in proc.stdout
+    assert "finding:" in proc.stdout
+    assert not (tmp_path / "x.png").exists()
