@@ -27,7 +27,8 @@ def history():
 
 def _axis(fig, title):
     found = [ax for ax in fig.axes if ax.get_title() == title]
-    assert len(found) == 1, f"no single axis titled {title!r} in {[a.get_title() for a in fig.axes]}"
+    titles = [a.get_title() for a in fig.axes]
+    assert len(found) == 1, f"no single axis titled {title!r} in {titles}"
     return found[0]
 
 

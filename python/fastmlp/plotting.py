@@ -15,7 +15,9 @@ import os
 
 import numpy as np
 
-_INSTALL_HINT = 'plot_history needs matplotlib: pip install "fastmlp[plot]" (or pip install matplotlib)'
+_INSTALL_HINT = (
+    'plot_history needs matplotlib: pip install "fastmlp[plot]" (or pip install matplotlib)'
+)
 
 
 def _matplotlib():
