@@ -60,7 +60,16 @@ _STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 def expected_failed_checks(estimator):
     """{sklearn check name: why it fails} for parametrize_with_checks /
     check_estimator: the checks fastmlp's estimators are known not to pass."""
-    return {}
+    failed = {}
+    if isinstance(estimator, _Base) and estimator.dtype is not None and (
+            np.dtype(estimator.dtype) == np.float32):
+        failed["check_sample_weight_equivalence_on_dense_data"] = (
+            "float32 training: integer weights and the repeated rows they stand for give the "
+            "same objective, but float32 sums in another order differ in the last bits, and "
+            "after a hundred optimizer steps the predictions differ by ~1e-5 relative, above "
+            "the check's rtol=1e-7 (with dtype=None or 'float64' it passes). Whether a given "
+            "problem stays inside the tolerance is luck: may fail, may pass.")
+    return failed
 
 
 class _Base(BaseEstimator):
@@ -137,12 +146,16 @@ class _Base(BaseEstimator):
         self.n_threads = n_threads
 
     # -- helpers ------------------------------------------------------------
-    def _compute_dtype(self):
-        """dtype=None: float64 for lbfgs (its line searches need exact
-        gradients), float32 (the fast path) for the stochastic solvers."""
+    def _compute_dtype(self, X=None):
+        """The model's dtype: `dtype` when given; None follows sklearn, whose
+        MLP computes in X's dtype after validation (float32 stays float32,
+        everything else becomes float64). float32 X (or dtype="float32") takes
+        fastmlp's fast path."""
         if self.dtype is not None:
             return np.dtype(self.dtype)
-        return np.dtype(np.float64 if self.solver == "lbfgs" else np.float32)
+        if X is not None and X.dtype == np.float32:
+            return np.dtype(np.float32)
+        return np.dtype(np.float64)
 
     def _hidden(self):
         h = self.hidden_layer_sizes
@@ -201,10 +214,11 @@ class _Base(BaseEstimator):
         self._model.compile(optimizer=self._optimizer(c), l1=float(self.l1), l2=l2,
                             clip_norm=self.clip_norm, lr_schedule=sched)
 
-    def _new_model(self, n_features, seed):
+    def _new_model(self, X, seed):
+        n_features = X.shape[1]
         sizes = [n_features, *self._hidden(), self.n_outputs_]
         self._model = MLP(sizes, activation=_ACTIVATIONS[self.activation], loss=self._fm_loss,
-                          init="glorot_uniform", dtype=self._compute_dtype(),
+                          init="glorot_uniform", dtype=self._compute_dtype(X),
                           dropout=float(self.dropout), batch_norm=bool(self.batch_norm),
                           seed=seed)
         self.n_layers_ = len(sizes)
@@ -244,7 +258,7 @@ class _Base(BaseEstimator):
         if first:
             self.n_outputs_ = y.shape[1]
             self._set_output(y)
-            self._new_model(X.shape[1], int(rng.randint(np.iinfo(np.int32).max)))
+            self._new_model(X, int(rng.randint(np.iinfo(np.int32).max)))
         elif y.shape[1] != self.n_outputs_ or self._model.sizes[1:-1] != hidden:
             raise ValueError(
                 f"warm_start / partial_fit: the network has {self._model.sizes[1:-1]} hidden "
@@ -343,7 +357,10 @@ class _Base(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n))
         fresh = not incremental or not getattr(self, "_compiled", False)
         if fresh:
-            self._compile(c, batch_size)
+            # sklearn divides a batch's penalty by its weight sum: batch_size
+            # rows of the mean weight.
+            mean_w = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+            self._compile(c, batch_size * mean_w if mean_w > 0 else batch_size)
             self._compiled = True
             self._lr = float(self.learning_rate_init)
             self.loss_curve_ = []
