@@ -271,7 +271,7 @@ class _Base(BaseEstimator):
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, y, sample_weight)
             else:
-                self._fit_stochastic(X, y, sample_weight, incremental, rng, X_val, y_val)
+                self._fit_stochastic(X, y, sample_weight, incremental, rng, X_val, y_val, first)
         finally:
             _core.set_num_threads(old_threads)
         return self
@@ -327,7 +327,7 @@ class _Base(BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may "
                              "contain large values and need to be preprocessed.")
 
-    def _fit_stochastic(self, X, y, sample_weight, incremental, rng, X_val, y_val):
+    def _fit_stochastic(self, X, y, sample_weight, incremental, rng, X_val, y_val, first):
         model = self._model
         net = model._net
         c = self._scale()
@@ -355,14 +355,18 @@ class _Base(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                               "going to be clipped", stacklevel=3)
             batch_size = int(np.clip(self.batch_size, 1, n))
-        fresh = not incremental or not getattr(self, "_compiled", False)
-        if fresh:
+        if not incremental or not getattr(self, "_compiled", False):
+            # As sklearn: a new optimizer for every fit (warm_start included);
+            # partial_fit keeps its state.
             # sklearn divides a batch's penalty by its weight sum: batch_size
             # rows of the mean weight.
             mean_w = 1.0 if sample_weight is None else float(np.mean(sample_weight))
             self._compile(c, batch_size * mean_w if mean_w > 0 else batch_size)
             self._compiled = True
             self._lr = float(self.learning_rate_init)
+        if first or not hasattr(self, "loss_curve_"):
+            # As sklearn: the curves and the stopping state start with the
+            # network; warm_start and partial_fit continue them.
             self.loss_curve_ = []
             self._no_improvement_count = 0
             if early_stopping:
