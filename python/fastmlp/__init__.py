@@ -21,6 +21,8 @@ __version__ = _core.__version__
 
 __all__ = [
     "MLP",
+    "MLPClassifier",
+    "MLPRegressor",
     "Callback",
     "Dense",
     "EarlyStopping",
@@ -37,6 +39,17 @@ __all__ = [
     "set_num_threads",
     "show_config",
 ]
+
+
+def __getattr__(name):
+    # The scikit-learn estimators import sklearn (an optional dependency):
+    # loaded on first use, so `import fastmlp` works without it.
+    if name in ("MLPClassifier", "MLPRegressor", "estimators"):
+        import importlib
+
+        module = importlib.import_module(".estimators", __name__)
+        return module if name == "estimators" else getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def set_num_threads(n):

@@ -1,0 +1,650 @@
+"""scikit-learn estimators on top of fm.MLP: MLPClassifier and MLPRegressor.
+
+Drop-in replacements for sklearn.neural_network's estimators of the same
+names (sklearn 1.6+): the same constructor names and defaults, the same fitted
+attributes and the same objective, trained by fastmlp's core. This module
+imports scikit-learn (an optional dependency); ``fastmlp`` exposes the classes
+lazily, so ``import fastmlp`` works without it.
+
+The objective is sklearn's. sklearn minimises, per batch B,
+
+    S = c * L_fm + 0.5 * alpha * sum ||W||^2 / |B|
+
+where L_fm is fastmlp's mean loss and c its scale relative to sklearn's loss
+(0.5 for squared_error, whose sklearn form is half the MSE; 1 for softmax
+cross-entropy; k for k logistic outputs, whose sklearn form sums over outputs
+where torch's BCE averages). fastmlp minimises F = L_fm + l2 * sum ||W||^2,
+so l2 = alpha / (2 c |B|) gives S = c F: the same minimiser and, with SGD's
+learning rate multiplied by c (Adam's epsilon divided by c), the same steps.
+loss_ and loss_curve_ are reported in sklearn's scale (c F). One difference
+for stochastic solvers: fastmlp's penalty coefficient is fixed per fit, so a
+last, smaller batch uses |B| = batch_size where sklearn uses its row count.
+Sample weights are rescaled to mean 1 (sklearn divides weighted losses by
+the weights' sum, fastmlp by the row count).
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from . import _core, _enums
+from . import optim as _optim
+from .model import MLP
+
+__all__ = ["MLPClassifier", "MLPRegressor", "expected_failed_checks"]
+
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+
+
+def expected_failed_checks(estimator):
+    """{sklearn check name: why it fails} for parametrize_with_checks /
+    check_estimator: the checks fastmlp's estimators are known not to pass."""
+    failed = {}
+    if isinstance(estimator, _Base) and estimator.dtype is not None and (
+            np.dtype(estimator.dtype) == np.float32):
+        failed["check_sample_weight_equivalence_on_dense_data"] = (
+            "float32 training: integer weights and the repeated rows they stand for give the "
+            "same objective, but float32 sums in another order differ in the last bits, and "
+            "after a hundred optimizer steps the predictions differ by ~1e-5 relative, above "
+            "the check's rtol=1e-7 (with dtype=None or 'float64' it passes). Whether a given "
+            "problem stays inside the tolerance is luck: may fail, may pass.")
+    return failed
+
+
+class _Base(BaseEstimator):
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", *_STOCHASTIC})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "l1": [Interval(Real, 0, None, closed="left")],
+        "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "lr_schedule": [_optim.LRSchedule, None],
+        "dtype": [StrOptions({"float32", "float64"}), None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, batch_norm=False, l1=0.0, clip_norm=None, lr_schedule=None,
+                 dtype=None, n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.l1 = l1
+        self.clip_norm = clip_norm
+        self.lr_schedule = lr_schedule
+        self.dtype = dtype
+        self.n_threads = n_threads
+
+    # -- helpers ------------------------------------------------------------
+    def _compute_dtype(self, X=None):
+        """The model's dtype: `dtype` when given; None follows sklearn, whose
+        MLP computes in X's dtype after validation (float32 stays float32,
+        everything else becomes float64). float32 X (or dtype="float32") takes
+        fastmlp's fast path."""
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        if X is not None and X.dtype == np.float32:
+            return np.dtype(np.float32)
+        return np.dtype(np.float64)
+
+    def _hidden(self):
+        h = self.hidden_layer_sizes
+        h = list(h) if hasattr(h, "__iter__") else [h]
+        if np.any(np.array(h) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {h}.")
+        return [int(v) for v in h]
+
+    def _scale(self):
+        """c: sklearn's loss / fastmlp's loss (see the module docstring)."""
+        if self._fm_loss == "mse":
+            return 0.5
+        if self._fm_loss == "cross_entropy":
+            return 1.0
+        return float(self.n_outputs_)
+
+    def _refresh_views(self):
+        """coefs_ (fan_in, fan_out) and intercepts_: views of the model's
+        parameters, so they always show (and edit) the weights predict uses."""
+        layers = self._model.layers
+        self.coefs_ = [layer.W.T for layer in layers]
+        self.intercepts_ = [layer.b for layer in layers]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state)
+        state.pop("coefs_", None)
+        state.pop("intercepts_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if getattr(self, "_model", None) is not None:
+            self._refresh_views()
+
+    def _optimizer(self, c):
+        lr = float(self.learning_rate_init)
+        if self.solver == "sgd":
+            return _optim.SGD(lr=lr * c, momentum=float(self.momentum),
+                              nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+        betas = (float(self.beta_1), float(self.beta_2))
+        if self.solver == "adam":
+            return _optim.Adam(lr=lr, betas=betas, eps=float(self.epsilon) / c)
+        if self.solver == "adamw":
+            return _optim.AdamW(lr=lr, betas=betas, eps=float(self.epsilon) / c)
+        if self.solver == "rmsprop":
+            return _optim.RMSprop(lr=lr, eps=float(self.epsilon) / c)
+        if self.solver == "adagrad":
+            return _optim.Adagrad(lr=lr)
+        return _optim.SGD(lr=1.0)  # lbfgs drives the parameters itself
+
+    def _compile(self, c, rows):
+        """Optimizer (fresh state) and penalties for batches of `rows` rows."""
+        l2 = float(self.alpha) / (2.0 * c * rows)
+        sched = self.lr_schedule if self.learning_rate == "constant" else None
+        self._model.compile(optimizer=self._optimizer(c), l1=float(self.l1), l2=l2,
+                            clip_norm=self.clip_norm, lr_schedule=sched)
+
+    def _new_model(self, X, seed):
+        n_features = X.shape[1]
+        sizes = [n_features, *self._hidden(), self.n_outputs_]
+        self._model = MLP(sizes, activation=_ACTIVATIONS[self.activation], loss=self._fm_loss,
+                          init="glorot_uniform", dtype=self._compute_dtype(X),
+                          dropout=float(self.dropout), batch_norm=bool(self.batch_norm),
+                          seed=seed)
+        self.n_layers_ = len(sizes)
+        self.n_iter_ = 0
+        self.t_ = 0
+        self._compiled = False
+        self._refresh_views()
+
+    def _output(self, X):
+        """Network output for already validated X, in the model's dtype."""
+        X = np.ascontiguousarray(X, dtype=self._model.dtype)
+        return self._model.forward(X)
+
+    def _check_X_predict(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+
+    # -- fitting ------------------------------------------------------------
+    def _fit(self, X, y, sample_weight=None, incremental=False, X_val=None, y_val=None):
+        self._validate_params()
+        hidden = self._hidden()
+        if self.solver == "lbfgs" and (self.dropout or X_val is not None):
+            raise ValueError("solver='lbfgs' trains full-batch and deterministically: it takes "
+                             "neither dropout nor a validation set (X_val)")
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val: give both or neither")
+        first = not hasattr(self, "_model") or (not self.warm_start and not incremental)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X, y = self._validate_input(X, y, incremental, reset=first)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        sample_weight = self._with_class_weight(y, sample_weight)
+        if y.ndim == 1:
+            y = y.reshape(-1, 1)
+        rng = check_random_state(self.random_state)
+        if first:
+            self.n_outputs_ = y.shape[1]
+            self._set_output(y)
+            self._new_model(X, int(rng.randint(np.iinfo(np.int32).max)))
+        elif y.shape[1] != self.n_outputs_ or self._model.sizes[1:-1] != hidden:
+            raise ValueError(
+                f"warm_start / partial_fit: the network has {self._model.sizes[1:-1]} hidden "
+                f"units and {self.n_outputs_} outputs; got hidden_layer_sizes={hidden} and y "
+                f"with {y.shape[1]} outputs")
+        old_threads = _core.get_num_threads()
+        if self.n_threads is not None:
+            _core.set_num_threads(int(self.n_threads))
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(X, y, sample_weight)
+            else:
+                self._fit_stochastic(X, y, sample_weight, incremental, rng, X_val, y_val, first)
+        finally:
+            _core.set_num_threads(old_threads)
+        return self
+
+    def _with_class_weight(self, y, sample_weight):
+        return sample_weight
+
+    def _fm_targets(self, y):
+        """y (n, outputs) as the core takes it for this estimator's loss."""
+        dtype = self._model.dtype
+        if self._fm_loss == "cross_entropy":
+            return np.ascontiguousarray(np.argmax(y, axis=1), dtype=np.int64)
+        return np.ascontiguousarray(y, dtype=dtype)
+
+    @staticmethod
+    def _normalized(sw, dtype):
+        if sw is None:
+            return None
+        total = float(np.sum(sw))
+        sw = sw * (sw.shape[0] / total) if total > 0 else sw
+        return np.ascontiguousarray(sw, dtype=dtype)
+
+    def _fit_lbfgs(self, X, y, sample_weight):
+        import scipy.optimize
+
+        model = self._model
+        net = model._net
+        c = self._scale()
+        self._compile(c, X.shape[0])
+        Xc = np.ascontiguousarray(X, dtype=model.dtype)
+        yc = self._fm_targets(y)
+        sw = self._normalized(sample_weight, model.dtype)
+        if sw is not None:
+            # sklearn divides the penalty by the weights' sum.
+            model.compile(optimizer=model.optimizer, l1=float(self.l1),
+                          l2=float(self.alpha) / (2.0 * c * float(np.sum(sample_weight))),
+                          clip_norm=self.clip_norm)
+        flat = net.params_flat()
+
+        def loss_grad(p):
+            flat[...] = p
+            loss = net.compute_gradients(Xc, yc, sw, None)
+            return c * float(loss), c * np.asarray(net.grads_flat(), dtype=np.float64)
+
+        res = scipy.optimize.minimize(
+            loss_grad, np.asarray(flat, dtype=np.float64), method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        self._compiled = False
+        self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
+        flat[...] = res.x
+        self.loss_ = float(res.fun)
+        if not np.isfinite(flat).all():
+            raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                             "contain large values and need to be preprocessed.")
+
+    def _fit_stochastic(self, X, y, sample_weight, incremental, rng, X_val, y_val, first):
+        model = self._model
+        net = model._net
+        c = self._scale()
+        early_stopping = self.early_stopping or X_val is not None
+        if early_stopping and X_val is None:
+            stratify = y if (is_classifier(self) and self.n_outputs_ == 1) else None
+            parts = train_test_split(
+                X, y, *([] if sample_weight is None else [sample_weight]), random_state=rng,
+                test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, y, y_val = parts[:4]
+            if sample_weight is not None:
+                sample_weight = parts[4]
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+        elif early_stopping:
+            X_val = validate_data(self, X_val, dtype=(np.float64, np.float32), reset=False)
+        n = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped", stacklevel=3)
+            batch_size = int(np.clip(self.batch_size, 1, n))
+        if not incremental or not getattr(self, "_compiled", False):
+            # As sklearn: a new optimizer for every fit (warm_start included);
+            # partial_fit keeps its state.
+            # sklearn divides a batch's penalty by its weight sum: batch_size
+            # rows of the mean weight.
+            mean_w = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+            self._compile(c, batch_size * mean_w if mean_w > 0 else batch_size)
+            self._compiled = True
+            self._lr = float(self.learning_rate_init)
+        if first or not hasattr(self, "loss_curve_"):
+            # As sklearn: the curves and the stopping state start with the
+            # network; warm_start and partial_fit continue them.
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+            self._best = model._snapshot()
+        Xc = np.ascontiguousarray(X, dtype=model.dtype)
+        yc = self._fm_targets(y)
+        sw = self._normalized(sample_weight, model.dtype)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        self.n_iter_ = 0
+        try:
+            for _ in range(self.max_iter):
+                try:
+                    h = model.fit(Xc, yc, epochs=1, batch_size=batch_size,
+                                  shuffle=bool(self.shuffle), verbose=0, seed=seed,
+                                  sample_weight=sw)
+                except FloatingPointError:
+                    raise ValueError(
+                        "Solver produced non-finite parameter weights. The input data may "
+                        "contain large values and need to be preprocessed.") from None
+                self.n_iter_ += 1
+                self.loss_ = c * float(h["loss"][-1])
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+                self._update_no_improvement_count(early_stopping, X_val, y_val)
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    self._set_lr(self.learning_rate_init / (self.t_ + 1) ** self.power_t)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if self._trigger_stopping(early_stopping):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                        "and the optimization hasn't converged yet.", ConvergenceWarning,
+                        stacklevel=3)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=3)
+        if early_stopping:
+            model._restore(self._best)
+
+    def _set_lr(self, lr):
+        self._lr = float(lr)
+        self._model._net.set_lr(self._lr * (self._scale() if self.solver == "sgd" else 1.0))
+
+    def _trigger_stopping(self, early_stopping):
+        """sklearn's: 'adaptive' sgd divides the rate by 5 until it is <= 1e-6;
+        everything else stops."""
+        what = "Validation score" if early_stopping else "Training loss"
+        msg = (f"{what} did not improve more than tol={self.tol:f} for "
+               f"{self.n_iter_no_change} consecutive epochs.")
+        if self.solver == "sgd" and self.learning_rate == "adaptive":
+            if self._lr <= 1e-6:
+                if self.verbose:
+                    print(msg + " Learning rate too small. Stopping.")
+                return True
+            self._set_lr(self._lr / 5.0)
+            if self.verbose:
+                print(msg + f" Setting learning rate to {self._lr:f}")
+            return False
+        if self.verbose:
+            print(msg + " Stopping.")
+        return True
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val):
+        if early_stopping:
+            score = self._score(X_val, y_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best = self._model._snapshot()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+
+    def _score(self, X, y):
+        pred = self._predict_validated(X)
+        if np.issubdtype(pred.dtype, np.floating) and not np.isfinite(pred).all():
+            return np.nan
+        return float((accuracy_score if is_classifier(self) else r2_score)(y, pred))
+
+    def fit(self, X, y, sample_weight=None, X_val=None, y_val=None):
+        """Fit the model to X and y (sklearn's fit). X_val, y_val: a validation
+        set for early stopping (used instead of a validation_fraction split;
+        giving one turns early stopping on)."""
+        return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC:
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is "
+                "not stochastic.")
+        return True
+
+
+class MLPClassifier(ClassifierMixin, _Base):
+    """Multi-layer perceptron classifier: sklearn.neural_network.MLPClassifier,
+    trained by fastmlp. Extra keywords: dropout, batch_norm, l1, clip_norm,
+    lr_schedule, class_weight, dtype (None: float64 for lbfgs, float32
+    otherwise), n_threads."""
+
+    _parameter_constraints: dict = {
+        **_Base._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, batch_norm=False, l1=0.0, clip_norm=None, lr_schedule=None,
+                 class_weight=None, dtype=None, n_threads=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dropout=dropout, batch_norm=batch_norm, l1=l1, clip_norm=clip_norm,
+            lr_schedule=lr_schedule, dtype=dtype, n_threads=n_threads)
+        self.class_weight = class_weight
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the "
+                        f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        self._y_labels = y
+        return X, self._label_binarizer.transform(y).astype(bool)
+
+    def _with_class_weight(self, y, sample_weight):
+        if self.class_weight is None:
+            return sample_weight
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            raise ValueError("class_weight is not supported for multilabel targets")
+        cw = compute_sample_weight(self.class_weight, self._y_labels)
+        return cw if sample_weight is None else cw * sample_weight
+
+    def _set_output(self, y):
+        if self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_, self._fm_loss = "softmax", "cross_entropy"
+        else:
+            self.out_activation_, self._fm_loss = "logistic", "binary_cross_entropy"
+
+    def _predict_validated(self, X):
+        out = self._output(X)
+        if self.n_outputs_ == 1:
+            out = out.ravel()
+        return self._label_binarizer.inverse_transform(out)
+
+    def predict(self, X):
+        """Class labels for X."""
+        return self._predict_validated(self._check_X_predict(X))
+
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_classes), columns in classes_ order."""
+        out = self._output(self._check_X_predict(X))
+        if self.n_outputs_ == 1:
+            p = out.ravel()
+            return np.vstack([1 - p, p]).T
+        return out
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X))."""
+        p = self.predict_proba(X)
+        return np.log(p, out=p)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X, y. classes: every class, required on the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _Base):
+    """Multi-layer perceptron regressor: sklearn.neural_network.MLPRegressor,
+    trained by fastmlp. loss: 'squared_error' or 'poisson' (where the core has
+    it). Extra keywords as MLPClassifier, less class_weight."""
+
+    _parameter_constraints: dict = {
+        **_Base._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, batch_norm=False, l1=0.0, clip_norm=None, lr_schedule=None,
+                 dtype=None, n_threads=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dropout=dropout, batch_norm=batch_norm, l1=l1, clip_norm=clip_norm,
+            lr_schedule=lr_schedule, dtype=dtype, n_threads=n_threads)
+        self.loss = loss
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("loss='poisson' requires non-negative y")
+        return X, y
+
+    def _set_output(self, y):
+        if self.loss == "poisson":
+            if "poisson" not in _enums.LOSSES:
+                raise ValueError("loss='poisson' needs a fastmlp core with the poisson loss; "
+                                 f"this one has {list(_enums.LOSSES)}")
+            self.out_activation_, self._fm_loss = "exp", "poisson"
+        else:
+            self.out_activation_, self._fm_loss = "identity", "mse"
+
+    def _predict_validated(self, X):
+        out = self._output(X)
+        return out.ravel() if out.shape[1] == 1 else out
+
+    def predict(self, X):
+        """Predicted values, (n_samples,) or (n_samples, n_outputs)."""
+        return self._predict_validated(self._check_X_predict(X))
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X, y."""
+        return self._fit(X, y, sample_weight, incremental=True)
