@@ -71,9 +71,10 @@ torch.nn.CrossEntropyLoss and BCEWithLogitsLoss, those losses take the output
 layer's pre-activation z ("logits") and return dz directly; the output layer
 then has the identity activation. Poisson regression is the same with exp:
 its output is the predicted mean exp(z), the loss is written in z (as
-torch.nn.PoissonNLLLoss(log_input=True)), and dz = ``exp(z) - t``. Mean squared error has no such transform: it
-takes the output y of the last layer (whatever its activation) and returns dy,
-which goes through step 1 like any other layer.
+torch.nn.PoissonNLLLoss(log_input=True)), and dz = ``exp(z) - t`` (over
+n k). Mean squared error has no such transform: it takes the output y of the
+last layer (whatever its activation) and returns dy, which goes through step
+1 like any other layer.
 
 Where the C++ twins live
 ------------------------
