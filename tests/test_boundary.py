@@ -100,7 +100,7 @@ def test_layer_spec_pickles():
 def test_kinds_are_the_contracts_names():
     assert _enums.ACTIVATIONS == ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
                                   "gelu", "softplus")
-    assert _enums.LOSSES == ("mse", "cross_entropy", "binary_cross_entropy")
+    assert _enums.LOSSES == ("mse", "cross_entropy", "binary_cross_entropy", "poisson")
     assert set(_enums.INITS) == {"he_uniform", "he_normal", "glorot_uniform", "glorot_normal",
                                  "lecun_normal", "zeros"}
     assert tuple(_core.OptimizerKind.__members__) == ("sgd", "adam", "adamw", "rmsprop",

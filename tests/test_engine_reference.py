@@ -67,7 +67,7 @@ VARIANTS = {
 }
 
 ACTIVATIONS = ("relu", "tanh", "gelu")
-LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "poisson")
 
 
 # ---------------------------------------------------------------------------
@@ -81,6 +81,8 @@ def _batch(rng, loss, n, k=SIZES[-1], n_in=SIZES[0]):
         y = rng.integers(0, k, n)
     elif loss == "binary_cross_entropy":
         y = (rng.random((n, k)) < 0.4).astype(np.float64)
+    elif loss == "poisson":
+        y = rng.poisson(1.5, (n, k)).astype(np.float64)
     else:
         y = rng.standard_normal((n, k))
     return X, y
@@ -356,6 +358,7 @@ WEIGHT_CASES = [
     ("binary_cross_entropy", "sample"), ("binary_cross_entropy", "class"),
     ("binary_cross_entropy", "both"),
     ("mse", "sample"),
+    ("poisson", "sample"),
 ]
 
 
@@ -393,7 +396,7 @@ def test_gradients_match_finite_differences(rng, act, loss):
         W[...] = np.where(np.abs(W) < 0.05, np.copysign(0.05, W), W)
     X, y = _batch(rng, loss, 12)
     weights = {"sample_weight": rng.uniform(0.2, 2.0, 12)}
-    if loss != "mse":
+    if loss in CLASS_WEIGHTS:  # not for the regression losses
         weights["class_weight"] = CLASS_WEIGHTS[loss]
     stats = [(layer.running_mean.copy(), layer.running_var.copy())
              for layer in model.layers if layer.batch_norm]
@@ -569,6 +572,8 @@ def test_train_steps_match_torch(rng, opt, loss):
             value = F.mse_loss(z, torch.tensor(y))
         elif loss == "cross_entropy":
             value = F.cross_entropy(z, torch.tensor(y))
+        elif loss == "poisson":
+            value = F.poisson_nll_loss(z, torch.tensor(y), log_input=True, full=False)
         else:
             value = F.binary_cross_entropy_with_logits(z, torch.tensor(y))
         for p in layers:

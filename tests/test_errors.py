@@ -109,6 +109,30 @@ CONSTRUCTION_CASES = {
     "binary target out of range": (
         lambda: fm.MLP([2, 1], loss="binary_cross_entropy").fit(np.ones((2, 2)), [0, 2], verbose=0),
         ValueError, r"^y: binary_cross_entropy targets"),
+    "poisson target negative": (
+        lambda: fm.MLP([2, 1], loss="poisson").fit(np.ones((3, 2)), [0, -1, 2], verbose=0),
+        ValueError, r"^y: poisson targets must be >= 0, got -1$"),
+    "poisson target NaN": (
+        lambda: fm.MLP([2, 1], loss="poisson").loss(np.ones((2, 2)), [1.0, np.nan]),
+        ValueError, r"^y: contains NaN"),
+    "poisson target inf": (
+        lambda: fm.MLP([2, 1], loss="poisson").fit(np.ones((2, 2)), [1.0, np.inf], verbose=0),
+        ValueError, r"^y: contains NaN"),
+    "poisson validation target negative": (
+        lambda: fm.MLP([2, 1], loss="poisson").fit(
+            np.ones((2, 2)), [1.0, 2.0], validation_data=(np.ones((1, 2)), [-0.5]), verbose=0),
+        ValueError, r"poisson targets must be >= 0, got -0.5$"),
+    "poisson class_weight": (
+        lambda: fm.MLP([2, 1], loss="poisson").fit(np.ones((2, 2)), [1.0, 2.0],
+                                                  class_weight=[1.0, 2.0], verbose=0),
+        ValueError, r"^class_weight: not defined for the poisson loss"),
+    "poisson output activation": (
+        lambda: fm.MLP([2, fm.Dense(1, activation="softplus")], loss="poisson").predict(
+            np.ones((2, 2))),
+        ValueError, r"^layers: .*'poisson', which applies exp"),
+    "predict_proba of a poisson regressor": (
+        lambda: fm.MLP([2, 1], loss="poisson").predict_proba(np.ones((2, 2))),
+        AttributeError, r"^predict_proba:"),
     "mse target width": (
         lambda: fm.MLP([2, 3], loss="mse").loss(np.ones((2, 2)), np.ones((2, 2))),
         ValueError, r"^y: expected shape"),
@@ -182,6 +206,9 @@ def test_lazy_model_rejects_1d_first_input_without_building():
     ("binary_cross_entropy", -0.1, r"^y: binary_cross_entropy targets must lie"),
     ("mse", np.nan, r"^y: contains NaN"),
     ("mse", np.inf, r"^y: contains NaN"),
+    ("poisson", -1.0, r"^y: poisson targets must be >= 0, got -1$"),
+    ("poisson", -np.finfo(np.float32).tiny, r"^y: poisson targets must be >= 0"),
+    ("poisson", np.nan, r"^y: contains NaN"),
 ])
 def test_train_step_dense_targets_checked_by_the_core(loss, bad, pattern):
     m = fm.MLP([4, 5, 2], loss=loss, dtype="float32").compile(fm.optim.SGD(lr=0.5))

@@ -29,6 +29,8 @@ def targets(rng, loss, n, k):
         return rng.integers(0, k, n)
     if loss == "binary_cross_entropy":
         return (rng.random((n, k)) > 0.5).astype(np.float64)
+    if loss == "poisson":
+        return rng.poisson(1.5, (n, k)).astype(np.float64)
     return rng.standard_normal((n, k))
 
 

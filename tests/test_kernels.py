@@ -119,6 +119,8 @@ def _targets(rng, loss, n, k, dtype, soft=False):
         return rng.integers(0, k, n).astype(np.int32)
     if loss == "binary_cross_entropy":
         return (rng.random((n, k)) if soft else (rng.random((n, k)) > 0.5)).astype(dtype)
+    if loss == "poisson":  # counts, or (soft) any non-negative values
+        return (rng.random((n, k)) * 3 if soft else rng.poisson(2.0, (n, k))).astype(dtype)
     return rng.standard_normal((n, k)).astype(dtype)
 
 

@@ -32,9 +32,10 @@ from fastmlp import reference as ref
 from conftest import TeamProbe
 
 # (loss, target kind, weights): every loss with every target form it takes and
-# every weight it accepts; mse has no class weights.
+# every weight it accepts; mse and poisson have no class weights.
 CASES = [
     ("mse", "dense", "sample"),
+    ("poisson", "dense", "sample"),
     *[("cross_entropy", kind, w) for kind in ("ids", "soft") for w in ("sample", "class", "both")],
     *[("binary_cross_entropy", kind, w) for kind in ("hard", "soft")
       for w in ("sample", "class", "both")],
@@ -47,7 +48,14 @@ def make_batch(rng, loss, kind, n, k, dtype):
     z = (rng.standard_normal((n, k)) * 4).astype(dtype)
     z.flat[0] = 60.0  # far into saturation
     y = rng.standard_normal((n, k)).astype(dtype)
-    if loss == "mse":
+    if loss == "poisson":
+        # z is a log mean: means from ~0.01 to ~100, one of e^8, and counts
+        # drawn near them (some 0), so exp(z) - t both cancels and does not.
+        z = (rng.standard_normal((n, k)) * 1.5).astype(dtype)
+        z.flat[0] = 8.0
+        t = rng.poisson(np.exp(z.astype(np.float64) + 0.3 * rng.standard_normal((n, k))))
+        t = t.astype(dtype)
+    elif loss == "mse":
         t = rng.standard_normal((n, k)).astype(dtype)
     elif kind == "ids":
         t = rng.integers(0, k, n).astype(np.int32)
@@ -77,12 +85,14 @@ def make_weights(rng, loss, weights, n, k, dtype):
     return out
 
 
-def gradient_unit(loss, kind, t, w, n, k, d_ref):
+def gradient_unit(loss, kind, t, w, n, k, d_ref, z=None):
     """max over elements of |d_ref| and of the factor f_ij that multiplies an
     O(1) difference in gradient element (i, j): s_i / (n k) for mse (times
     2 (y - t), which loses no accuracy), s_i c_{y_i} / sum_m c_{y_m} for class
     ids, s_i max_j c_j / n for probabilities, s_i w_ij / (n k) for binary
-    cross-entropy. |p - t| <= 1, so |d_ref| <= f except for mse."""
+    cross-entropy, s_i (exp(z_ij) + t_ij) / (n k) for poisson (exp(z) carries
+    its rounding into the difference exp(z) - t). |p - t| <= 1, so |d_ref| <= f
+    except for mse."""
     s = w.get("sample_weight", np.ones(n)).astype(np.float64)
     c = w.get("class_weight")
     c = None if c is None else c.astype(np.float64)
@@ -93,6 +103,8 @@ def gradient_unit(loss, kind, t, w, n, k, d_ref):
         f = s * (1.0 if c is None else c.max()) / n
     elif loss == "binary_cross_entropy" and c is not None:
         f = s * c.max() / (n * k)
+    elif loss == "poisson":
+        f = s[:, None] * (np.exp(z.astype(np.float64)) + np.abs(t)) / (n * k)
     else:
         f = s / (n * k)
     return max(float(np.abs(d_ref).max()), float(f.max()), 1e-300)
@@ -119,7 +131,7 @@ def test_core_matches_reference(rng, dtype, loss, kind, weights, n, k):
     assert d.dtype == dtype
     if "sample_weight" in w:  # a row of weight 0 has no gradient at all
         assert not d[w["sample_weight"] == 0].any()
-    unit = gradient_unit(loss, kind, t, w, n, k, want_d)
+    unit = gradient_unit(loss, kind, t, w, n, k, want_d, z)
     if dtype == np.float64:
         assert abs(value - want_value) <= 1e-12 * abs(want_value), (value, want_value)
         np.testing.assert_allclose(d, want_d, rtol=1e-12, atol=1e-14 * unit)
@@ -167,6 +179,8 @@ def test_gradient_matches_finite_differences(rng, impl, loss, kind, weights):
     n, k = 6, 4
     z, y, t = make_batch(rng, loss, kind, n, k, np.float64)
     z.flat[0] = 1.5  # finite differences need no saturation
+    if loss == "poisson":
+        t.flat[0] = 4.0  # ... nor poisson's count near e^8 (a loss of ~200)
     w = make_weights(rng, loss, weights, n, k, np.float64)
     p = y if loss == "mse" else z  # mse's gradient is dL/dy, the others' dL/dz
     _, grad = impl(loss, z, y, t, w)
@@ -275,6 +289,11 @@ def torch_loss_and_grad(loss, kind, z, y, t, s, c):
         # torch's unreduced MSELoss times s_i, averaged over all n k elements.
         value = (nn.MSELoss(reduction="none")(yt, tt) * st[:, None]).mean()
         leaf = yt
+    elif loss == "poisson":
+        # likewise PoissonNLLLoss (z the log mean, no Stirling term).
+        per_elem = nn.PoissonNLLLoss(log_input=True, full=False, reduction="none")(zt, tt)
+        value = (per_elem * st[:, None]).mean()
+        leaf = zt
     elif loss == "cross_entropy" and s is None:
         # CrossEntropyLoss(weight=c) itself, class ids or probabilities.
         value = nn.CrossEntropyLoss(weight=ct)(zt, tt)
@@ -315,7 +334,7 @@ def test_matches_torch(rng, impl, loss, kind, weights):
     # loss is a sum of 37 to 185 non-negative terms, so the orders agree to a
     # few hundred eps, and the gradients as in test_core_matches_reference.
     assert abs(value - want_value) <= 1e-12 * abs(want_value), (value, want_value)
-    unit = gradient_unit(loss, kind, t, w, n, k, want_grad)
+    unit = gradient_unit(loss, kind, t, w, n, k, want_grad, z)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-14 * unit)
 
 
@@ -328,7 +347,8 @@ N, K = 4, 3
 
 def _bad_batch(loss):
     rng = np.random.default_rng(5)
-    kind = {"mse": "dense", "cross_entropy": "ids", "binary_cross_entropy": "hard"}[loss]
+    kind = {"mse": "dense", "cross_entropy": "ids", "binary_cross_entropy": "hard",
+            "poisson": "dense"}[loss]
     return make_batch(rng, loss, kind, N, K, np.float64)
 
 
@@ -345,6 +365,8 @@ BAD = [
     ("binary_cross_entropy", {"class_weight": np.ones(K)}, "class_weight"),  # needs 2
     ("binary_cross_entropy", {"class_weight": np.array([-np.inf, 1.0])}, "class_weight"),
     ("mse", {"class_weight": np.ones(K)}, "class_weight"),
+    ("poisson", {"sample_weight": np.array([1.0, -1.0, 1.0, 1.0])}, "sample_weight"),
+    ("poisson", {"class_weight": np.ones(K)}, "class_weight"),
 ]
 
 

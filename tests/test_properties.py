@@ -41,8 +41,12 @@ def test_network_gradients_property(sizes, act, loss, n, seed):
         y = rng.integers(0, k, n)
         t = y
     else:
-        y = (rng.random((n, k)) > 0.5).astype(float) if loss == "binary_cross_entropy" \
-            else rng.standard_normal((n, k))
+        if loss == "binary_cross_entropy":
+            y = (rng.random((n, k)) > 0.5).astype(float)
+        elif loss == "poisson":
+            y = rng.poisson(1.5, (n, k)).astype(float)
+        else:
+            y = rng.standard_normal((n, k))
         t = y
     net = ref.Network([l.W.copy() for l in model.layers], [l.b.copy() for l in model.layers],
                       [l.activation for l in model.layers], loss)

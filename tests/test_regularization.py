@@ -173,6 +173,8 @@ def _targets(rng, loss, n, k):
         return rng.integers(0, k, n)
     if loss == "binary_cross_entropy":
         return (rng.random((n, k)) > 0.5).astype(np.float64)
+    if loss == "poisson":
+        return rng.poisson(1.5, (n, k)).astype(np.float64)
     return rng.standard_normal((n, k))
 
 
@@ -243,6 +245,8 @@ def _torch_loss(torch, net, x, t, training, seed, step, stats):
         loss = F.mse_loss(h, torch.from_numpy(t))
     elif net.loss_name == "cross_entropy":
         loss = F.cross_entropy(z, torch.from_numpy(t))
+    elif net.loss_name == "poisson":
+        loss = F.poisson_nll_loss(z, torch.from_numpy(t), log_input=True, full=False)
     else:
         loss = F.binary_cross_entropy_with_logits(z, torch.from_numpy(t))
     for p in params:

@@ -32,6 +32,9 @@ def torch_loss(loss, out, t):
         return F.mse_loss(out, t)
     if loss == "cross_entropy":
         return F.cross_entropy(out, t)
+    if loss == "poisson":
+        # out is the log of the predicted mean; full=False, reduction="mean"
+        return F.poisson_nll_loss(out, t, log_input=True, full=False)
     return F.binary_cross_entropy_with_logits(out, t)
 
 
@@ -46,8 +49,12 @@ def test_network_matches_torch_autograd(rng, act, loss):
         y = rng.integers(0, 3, 9)
         ty = torch.tensor(y)
     else:
-        y = (rng.random((9, 3)) > 0.5).astype(float) if loss == "binary_cross_entropy" \
-            else rng.standard_normal((9, 3))
+        if loss == "binary_cross_entropy":
+            y = (rng.random((9, 3)) > 0.5).astype(float)
+        elif loss == "poisson":
+            y = rng.poisson(1.5, (9, 3)).astype(float)
+        else:
+            y = rng.standard_normal((9, 3))
         ty = torch.tensor(y)
     Ws = [torch.tensor(l.W.copy(), requires_grad=True) for l in model.layers]
     bs = [torch.tensor(l.b.copy(), requires_grad=True) for l in model.layers]

@@ -111,7 +111,7 @@ def test_fit_shuffle_follows_the_seeded_permutation(rng):
         np.testing.assert_array_equal(ba, bb)
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "binary_cross_entropy"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "binary_cross_entropy", "poisson"])
 def test_fit_is_bitwise_reproducible_and_thread_count_independent(rng, dtype, loss):
     n, d = 600, 40
     X = rng.normal(size=(n, d))
@@ -119,6 +119,8 @@ def test_fit_is_bitwise_reproducible_and_thread_count_independent(rng, dtype, lo
         y, sizes = rng.integers(0, 10, size=n), [d, 96, 64, 10]
     elif loss == "binary_cross_entropy":
         y, sizes = (X[:, 0] > 0).astype(float), [d, 96, 64, 1]
+    elif loss == "poisson":
+        y, sizes = rng.poisson(np.exp(X[:, :3] * 0.3)).astype(float), [d, 96, 64, 3]
     else:
         y, sizes = X[:, :3] * 0.5, [d, 96, 64, 3]
 

@@ -54,8 +54,8 @@ void check_class_ids(const I* p, index_t n, index_t k) {
 // Builds a Target from (n,) class ids, int32 (read in place) or int64 (checked,
 // then narrowed into `ids`, which must outlive the Target), or from a (n, k)
 // float array. Class ids are always range-checked. With check_dense, (n, k)
-// targets are checked too (finite, and >= 0 for cross_entropy or in [0, 1]
-// for binary cross-entropy: the rules of fastmlp._validation.check_y), for
+// targets are checked too (finite, and >= 0 for cross_entropy and poisson or
+// in [0, 1] for binary cross-entropy: the rules of fastmlp._validation.check_y), for
 // callers whose targets Python has not checked: train_step's fast path. fit
 // checks its targets once, not at every chunk of an epoch.
 template <class T>
@@ -91,6 +91,8 @@ Target<T> make_target(const Network<T>& net, const py::array& t, index_t n,
       throw py::value_error("y: class probabilities must be finite and non-negative");
     if (loss == Loss::binary_cross_entropy && (s.lo < 0.0 || s.hi > 1.0))
       throw py::value_error("y: binary_cross_entropy targets must lie in [0, 1]");
+    if (loss == Loss::poisson && s.lo < 0.0)
+      throw py::value_error("y: poisson targets must be >= 0, got " + num_str(s.lo));
   } else {
     throw py::type_error(std::string("y: expected a C-contiguous int32 or int64 (n,) or ") +
                          dtype_name<T>() + " (n, k) array");
@@ -109,8 +111,10 @@ template <class T>
 void add_weights(const Network<T>& net, Target<T>& t, index_t n, const py::object& sw,
                  const py::object& cw) {
   t.sample_weight = loss_weights<T>(sw, "sample_weight", n, "row");
-  if (!cw.is_none() && net.loss_kind() == Loss::mse)
-    throw py::value_error("class_weight: not defined for the mse loss (use sample_weight)");
+  if (!cw.is_none() && (net.loss_kind() == Loss::mse || net.loss_kind() == Loss::poisson))
+    throw py::value_error(std::string("class_weight: not defined for the ") +
+                          (net.loss_kind() == Loss::mse ? "mse" : "poisson") +
+                          " loss (use sample_weight)");
   const index_t classes = net.loss_kind() == Loss::cross_entropy ? net.output_size() : 2;
   t.class_weight = loss_weights<T>(cw, "class_weight", classes, "class");
 }

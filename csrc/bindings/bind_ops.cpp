@@ -134,8 +134,9 @@ void bind_typed(py::module_& m) {
                     const int32_t* labels, const py::object& sample_weight,
                     const py::object& class_weight) {
     const index_t n = z.shape(0), k = z.shape(1);
-    if (L == Loss::mse && !class_weight.is_none())
-      throw py::value_error("class_weight: not defined for the mse loss (use sample_weight)");
+    if ((L == Loss::mse || L == Loss::poisson) && !class_weight.is_none())
+      throw py::value_error(std::string("class_weight: not defined for the ") +
+                            (L == Loss::mse ? "mse" : "poisson") + " loss (use sample_weight)");
     const index_t nc = L == Loss::binary_cross_entropy ? 2 : k;
     const T* sw = loss_weights<T>(sample_weight, "sample_weight", n, "row of z");
     const T* cw = loss_weights<T>(class_weight, "class_weight", nc,

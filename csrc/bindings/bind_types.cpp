@@ -124,7 +124,8 @@ void bind_types(py::module_& m) {
   py::enum_<Loss>(m, "Loss", "Losses (csrc/nn/losses.h)")
       .value("mse", Loss::mse)
       .value("cross_entropy", Loss::cross_entropy)
-      .value("binary_cross_entropy", Loss::binary_cross_entropy);
+      .value("binary_cross_entropy", Loss::binary_cross_entropy)
+      .value("poisson", Loss::poisson);
   py::enum_<OptKind>(m, "OptimizerKind", "Optimizers (csrc/optim/optimizer.h)")
       .value("sgd", OptKind::sgd)
       .value("adam", OptKind::adam)

@@ -24,8 +24,8 @@ enum class Act : int {
 };
 constexpr int kNumActs = 8;
 
-enum class Loss : int { mse = 0, cross_entropy = 1, binary_cross_entropy = 2 };
-constexpr int kNumLosses = 3;
+enum class Loss : int { mse = 0, cross_entropy = 1, binary_cross_entropy = 2, poisson = 3 };
+constexpr int kNumLosses = 4;
 
 enum class Init : int {
   he_uniform = 0,

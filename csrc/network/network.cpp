@@ -47,8 +47,8 @@ void check_layers(const std::vector<LayerSpec>& layers, Loss loss) {
     throw std::invalid_argument("loss: unknown loss id " + std::to_string(int(loss)));
   if (loss != Loss::mse && layers.back().act != Act::identity)
     throw std::invalid_argument(
-        "layers: the output layer must be linear (activation identity) for cross_entropy and "
-        "binary_cross_entropy, which apply softmax / sigmoid themselves");
+        "layers: the output layer must be linear (activation identity) for cross_entropy, "
+        "binary_cross_entropy and poisson, which apply softmax / sigmoid / exp themselves");
 }
 
 template <class T>
@@ -138,7 +138,7 @@ void Network<T>::backward(const T* x, index_t n) {
     T* d = w.d;
     T* dx = l > 0 ? ws_.layer(l - 1).d : nullptr;
     const T* in = layer_input(x, l);
-    // The classification losses hand back dL/dz of the output layer already.
+    // Every loss but mse hands back dL/dz of the output layer already.
     const Act act = (l == L - 1 && loss_ != Loss::mse) ? Act::identity : s.act;
     if (dropout_on(l, ws_.last_training)) apply_mask<T>(d, d, w.mask, n * s.out);
     if (s.batch_norm) {

@@ -53,7 +53,8 @@ class Network {
   // The step's phases 1-3 (trainer.h lists them all).
   //
   // 1. Runs the layers on x (n, in). Returns the network output (n, out)
-  // inside the workspace: probabilities for the classification losses.
+  // inside the workspace: probabilities for the classification losses, the
+  // predicted means exp(z) for poisson.
   // training: batch statistics and the dropout masks of the trainer's next
   // step (running statistics are not updated: only update() does that).
   const T* forward(const T* x, index_t n, bool training = false);

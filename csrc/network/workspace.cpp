@@ -42,7 +42,7 @@ void Workspace<T>::reserve(index_t rows) {
       return at;
     };
     // y needs its own buffer unless it is z itself: the identity, except on
-    // the output layer of a classification loss, whose y is softmax/sigmoid.
+    // the output layer of a loss that owns its transform (softmax/sigmoid/exp).
     const bool own_y = s.act != Act::identity || (l == L - 1 && loss_ != Loss::mse);
     Slots& o = slots[l];
     o.z = take();

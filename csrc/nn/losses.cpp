@@ -29,6 +29,9 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
     T* yi = y + i * k;
     if (loss == Loss::binary_cross_entropy) {
       for (index_t j = 0; j < k; ++j) yi[j] = sigmoid_scalar(zi[j]);
+    } else if (loss == Loss::poisson) {
+      // The predicted mean; inf past the dtype's range (see losses.h).
+      for (index_t j = 0; j < k; ++j) yi[j] = std::exp(zi[j]);
     } else {
       T mx = zi[0];
       for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
@@ -81,6 +84,19 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           const T r = yi[j] - ti[j];
           li += double(r) * double(r);
           if (di) di[j] = T(2) * r * g;
+        }
+        break;
+      }
+      case Loss::poisson: {
+        // Like mse: one row weight, no class weights (the bindings refuse them).
+        // The element loss exp(z) - t z is summed in double from y = exp(z):
+        // near the optimum (exp(z) ~ t) its two terms nearly cancel when
+        // t log t ~ t, and float32 arithmetic would lose their low bits.
+        const T g = Weighted ? wi * inv_den : inv_den;
+        const T* ti = t.dense + i * k;
+        for (index_t j = 0; j < k; ++j) {
+          li += double(yi[j]) - double(ti[j]) * double(zi[j]);
+          if (di) di[j] = (yi[j] - ti[j]) * g;
         }
         break;
       }
@@ -145,7 +161,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
 
 // Weighted losses (definitions in losses.h). Branching once here keeps the
 // unweighted loop exactly what it was. The denominators are n k (mse, binary
-// cross-entropy), n (cross-entropy with dense targets, or with class ids and
+// cross-entropy, poisson), n (cross-entropy with dense targets, or with class ids and
 // no class weights) and W = sum_i c_{y_i} (class ids with class weights),
 // summed in row order before the parallel loop so that it is thread-count
 // independent. W == 0 (every row's class has weight 0) makes the loss 0/0;
@@ -159,7 +175,8 @@ double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Targ
   const bool ce = loss == Loss::cross_entropy;
   double den = ce ? double(n) : double(n) * double(k);
   T inv_den = ce ? T(1) / T(n) : T(1) / (T(n) * T(k));
-  const bool weighted = t.sample_weight || (t.class_weight && loss != Loss::mse);
+  const bool regression = loss == Loss::mse || loss == Loss::poisson;
+  const bool weighted = t.sample_weight || (t.class_weight && !regression);
   if (!weighted) {
     loss_rows<T, false>(loss, d, z, y, t, n, k, inv_den, row_loss, lse);
   } else {

@@ -9,9 +9,18 @@
 //                         dL/dz = (softmax(z) * sum_j t_j - t) / n
 //   binary_cross_entropy  mean over n*k of max(z,0) - z t + log(1 + e^-|z|)  (BCEWithLogitsLoss)
 //                         dL/dz = (sigmoid(z) - t) / (n k)
+//   poisson               mean over n*k of exp(z) - t z                (PoissonNLLLoss with
+//                         log_input=True, full=False: z is the log of the predicted mean)
+//                         dL/dz = (exp(z) - t) / (n k); targets t finite and >= 0
+//                         (counts, or any non-negative values). sklearn's
+//                         MLPRegressor(loss="poisson") minimises the half Poisson
+//                         deviance summed over outputs and averaged over rows,
+//                         k * L + C(t) with C(t) = mean_i sum_j (t log t - t): the
+//                         same minimiser, gradients k times ours.
 //
 // Weights (both optional, Target::sample_weight s (n) and class_weight c):
 //   mse                   sum_ij s_i (y - t)^2 / (n k)             (class weights: not allowed)
+//   poisson               sum_ij s_i (exp(z) - t z) / (n k)        (class weights: not allowed)
 //   cross_entropy labels  sum_i s_i c_{y_i} l_i / sum_i c_{y_i}    (torch's weighted mean;
 //                         with s only: sum_i s_i l_i / n, as Keras' sample_weight)
 //   cross_entropy soft    sum_i s_i (-sum_j c_j t_ij log p_ij) / n  (torch, probability targets)
@@ -20,10 +29,16 @@
 // Gradients follow from these by the same rules (every row term scaled by its
 // weight, the same denominator).
 //
-// Cross-entropy and binary cross-entropy own the output transform and take
-// the logits z, which is both stable (log-sum-exp, no log of a rounded
-// probability) and cheap (the gradient is y - t). mse takes the output layer's
-// activation output y; the layer's act'(z) is then applied as for any layer.
+// Cross-entropy, binary cross-entropy and poisson own the output transform and
+// take the logits z (for poisson: the log of the predicted mean), which is both
+// stable (log-sum-exp, no log of a rounded probability or mean) and cheap (the
+// gradient is y - t). mse takes the output layer's activation output y; the
+// layer's act'(z) is then applied as for any layer.
+//
+// poisson's exp(z) is std::exp in both dtypes (not the clamped exp_f32 of the
+// softmax): it overflows to inf for z beyond ~88.7 (float) / ~709.8 (double),
+// so a diverging network shows an infinite loss instead of a finite wrong
+// one, and it keeps its full relative accuracy down to the subnormals.
 #pragma once
 
 #include <cstdint>
@@ -34,14 +49,15 @@ namespace fastmlp {
 
 template <class T>
 struct Target {
-  const T* dense = nullptr;           // (n, k): values, probabilities or 0/1 targets
+  const T* dense = nullptr;           // (n, k): values, probabilities, 0/1 targets or counts
   const int32_t* labels = nullptr;    // (n): class ids (cross_entropy only)
   const T* sample_weight = nullptr;   // (n) per-row weights >= 0, or null (all ones)
   const T* class_weight = nullptr;    // (k) cross_entropy, (2) binary_cross_entropy, or null
+                                      // (always null for mse and poisson)
 };
 
-// y = softmax(z) (cross_entropy) or sigmoid(z) (binary_cross_entropy), row-wise;
-// for mse nothing is done (y is the output layer's act(z)). For
+// y = softmax(z) (cross_entropy), sigmoid(z) (binary_cross_entropy) or exp(z)
+// (poisson), row-wise; for mse nothing is done (y is the output layer's act(z)). For
 // cross_entropy it also writes lse[i] = log sum_j exp(z_ij) (n entries),
 // which loss_forward_backward reads instead of exponentiating the rows again.
 template <class T>

@@ -83,11 +83,14 @@ class Loss:
       cross_entropy
     
       binary_cross_entropy
+    
+      poisson
     """
     __members__: typing.ClassVar[dict[str, Loss]]
     binary_cross_entropy: typing.ClassVar[Loss]
     cross_entropy: typing.ClassVar[Loss]
     mse: typing.ClassVar[Loss]
+    poisson: typing.ClassVar[Loss]
     @typing.overload
     def __eq__(self, other: Loss) -> bool:
         ...

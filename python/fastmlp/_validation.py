@@ -79,8 +79,9 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
     """Targets in the form the core reads.
 
     cross_entropy: integer class ids (n,) -> int32, or class probabilities /
-    one-hot (n, k) -> dtype. binary_cross_entropy and mse: (n,) or (n, k) ->
-    (n, k) of dtype; binary targets must lie in [0, 1].
+    one-hot (n, k) -> dtype. binary_cross_entropy, mse and poisson: (n,) or
+    (n, k) -> (n, k) of dtype; binary targets must lie in [0, 1], poisson
+    targets (counts, or any non-negative values) must be >= 0.
     """
     arr = _as_numeric(y, name)
     if arr.shape[:1] != (n_samples,):
@@ -128,6 +129,8 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
         raise ValueError(f"{name}: contains NaN or infinity")
     if loss == "binary_cross_entropy" and (lo < 0 or hi > 1):
         raise ValueError(f"{name}: binary_cross_entropy targets must lie in [0, 1]")
+    if loss == "poisson" and lo < 0:
+        raise ValueError(f"{name}: poisson targets must be >= 0, got {num_str(lo)}")
     return out
 
 
@@ -190,8 +193,8 @@ def class_weight_array(cw, loss, n_outputs, y, dtype):
     (the weights of targets 0 and 1) for binary_cross_entropy. cw is
     "balanced" (n / (classes * count) from the targets y; 0 for a class that
     never occurs), a dict {class: weight} (others 1), or a sequence."""
-    if loss == "mse":
-        raise ValueError("class_weight: not defined for the mse loss (use sample_weight)")
+    if loss in ("mse", "poisson"):
+        raise ValueError(f"class_weight: not defined for the {loss} loss (use sample_weight)")
     n_classes = n_outputs if loss == "cross_entropy" else 2
     if isinstance(cw, str):
         if cw != "balanced":

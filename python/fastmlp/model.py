@@ -44,6 +44,11 @@ def _check_seed(seed):
     return int(seed)
 
 
+# What the losses that own their output transform apply to the logits.
+_OUTPUT_TRANSFORM = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
+                     "poisson": "exp"}
+
+
 class MLP:
     """A multilayer perceptron trained by backpropagation.
 
@@ -51,8 +56,9 @@ class MLP:
     ``fm.Dense`` (optionally preceded by the input size; without it the model
     is built when it first sees data). ``activation`` is used by every hidden
     layer that does not name its own; the output layer is linear unless its
-    Dense names an activation (allowed with ``mse`` only: cross_entropy and
-    binary_cross_entropy apply softmax / sigmoid to the logits themselves).
+    Dense names an activation (allowed with ``mse`` only: cross_entropy,
+    binary_cross_entropy and poisson apply softmax / sigmoid / exp to the
+    logits themselves).
     """
 
     def __init__(
@@ -129,7 +135,7 @@ class MLP:
         if self.loss_name != "mse" and acts[-1] != "identity":
             raise ValueError(
                 f"layers: the output layer's activation must be None/'identity' with loss "
-                f"{self.loss_name!r}, which applies {'softmax' if self.loss_name == 'cross_entropy' else 'sigmoid'} "
+                f"{self.loss_name!r}, which applies {_OUTPUT_TRANSFORM[self.loss_name]} "
                 f"to the logits itself; got {acts[-1]!r}"
             )
         sizes = [n_inputs] + [s.units for s in self._specs]
@@ -194,7 +200,7 @@ class MLP:
 
     @property
     def is_classifier(self):
-        return self.loss_name != "mse"
+        return self.loss_name in ("cross_entropy", "binary_cross_entropy")
 
     @property
     def optimizer(self):
@@ -271,8 +277,9 @@ class MLP:
 
     def forward(self, X, training=False):
         """The network's output for X, (n, outputs): class probabilities for
-        cross_entropy (softmax) and binary_cross_entropy (sigmoid), the last
-        layer's activation output for mse. training=True uses batch
+        cross_entropy (softmax) and binary_cross_entropy (sigmoid), the
+        predicted means exp(z) for poisson, the last layer's activation output
+        for mse. training=True uses batch
         statistics and the dropout masks of the next training step (nothing
         is updated)."""
         X = self._X(X)
@@ -671,7 +678,8 @@ class MLP:
 
     def predict(self, X):
         """Class ids (cross_entropy), 0/1 labels (binary_cross_entropy) or
-        values (mse). A single output column is returned as shape (n,)."""
+        values (mse; poisson: the predicted means exp(z)). A single output
+        column is returned as shape (n,)."""
         out = self.forward(X)
         if self.loss_name == "cross_entropy":
             return out.argmax(axis=1)
@@ -686,7 +694,8 @@ class MLP:
         return self.forward(X)
 
     def score(self, X, y):
-        """Accuracy for classification, R^2 for mse."""
+        """Accuracy for classification, R^2 for mse and poisson (as
+        sklearn's MLPRegressor.score, whatever its loss)."""
         X = self._X(X)
         y = self._y(y, X.shape[0])
         if self.is_classifier:

@@ -107,10 +107,13 @@ def loss_forward_backward(loss, z, y, target, sample_weight=None, class_weight=N
 
     z: the output layer's pre-activation (n, k); y: its activation output
     (used by mse only); target: (n, k), or (n,) integer class ids for
-    cross_entropy. The gradient is dL/dy for mse, dL/dz otherwise.
+    cross_entropy. The gradient is dL/dy for mse, dL/dz otherwise. The
+    returned output is y for mse, softmax(z), sigmoid(z) or exp(z) (poisson)
+    otherwise.
 
     sample_weight (n,) and class_weight ((k,) for cross_entropy, (2,) for the
-    weights of targets 0 and 1 in binary_cross_entropy; not for mse) are
+    weights of targets 0 and 1 in binary_cross_entropy; not for mse and
+    poisson) are
     optional, finite and >= 0, and converted once to z's dtype; None means all
     ones. They weight the loss as fastmlp.reference.loss_forward documents
     (torch's weighted means); with class ids and class weights the mean is

@@ -69,9 +69,12 @@ apart: d/dz of the combination is ``softmax(z) - t`` (resp.
 then act'(z) divides by probabilities that may be 0. So, exactly like
 torch.nn.CrossEntropyLoss and BCEWithLogitsLoss, those losses take the output
 layer's pre-activation z ("logits") and return dz directly; the output layer
-then has the identity activation. Mean squared error has no such transform: it
-takes the output y of the last layer (whatever its activation) and returns dy,
-which goes through step 1 like any other layer.
+then has the identity activation. Poisson regression is the same with exp:
+its output is the predicted mean exp(z), the loss is written in z (as
+torch.nn.PoissonNLLLoss(log_input=True)), and dz = ``exp(z) - t`` (over
+n k). Mean squared error has no such transform: it takes the output y of the
+last layer (whatever its activation) and returns dy, which goes through step
+1 like any other layer.
 
 Where the C++ twins live
 ------------------------
@@ -82,7 +85,8 @@ sigmoid, softmax, log_softmax, activation_forward,     csrc/nn/activations.h
 activation_backward
 dense_forward, dense_backward                          csrc/nn/dense.h
 mse_*, cross_entropy_*, binary_cross_entropy_*,        csrc/nn/losses.h
-output_transform, loss_forward, loss_backward
+poisson_*, output_transform, loss_forward,
+loss_backward
 sgd_step, adam_step, rmsprop_step, adagrad_step,      csrc/optim/optimizer.h
 optimizer_step
 dropout_mask, philox4x32                               csrc/nn/dropout.h, csrc/nn/rng.h
@@ -106,7 +110,9 @@ Conventions
   torch's default ``reduction='mean'`` averages them, SGD as torch.optim.SGD.
 * Nothing overflows for large |z| (say z = +-1000): every exponential is
   taken of a non-positive number. Such exponentials may *underflow* to 0,
-  which is harmless and which NumPy ignores by default.
+  which is harmless and which NumPy ignores by default. The one exception is
+  poisson, whose output exp(z) *is* the predicted mean: beyond the dtype's
+  range it is inf (silently, as in the core), and so is the loss.
 """
 
 from __future__ import annotations
@@ -135,13 +141,18 @@ __all__ = [
     "mse_loss",
     "numerical_gradient",
     "output_transform",
+    "poisson_backward",
+    "poisson_loss",
     "sgd_step",
     "sigmoid",
     "softmax",
 ]
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus")
-LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "poisson")
+# What the losses that own their output transform apply to the logits z.
+_OUTPUT_TRANSFORM_NAME = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
+                          "poisson": "exp"}
 
 _LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU default negative_slope
 _SQRT1_2 = math.sqrt(0.5)  # 1/sqrt(2), as M_SQRT1_2 in torch's gelu kernel
@@ -397,7 +408,7 @@ def dense_backward(dy, x, w, z, y, act):
 #
 #   sample_weight  s (n,): weighs row i (sample i) by s_i
 #   class_weight   c: (k,) per class for cross_entropy, (2,) for the targets 0
-#                  and 1 of binary_cross_entropy; not defined for mse
+#                  and 1 of binary_cross_entropy; not defined for mse and poisson
 #
 # None means all ones, which gives the plain means above bit for bit (every
 # weight enters as a product with 1, which is exact). Weights must be finite
@@ -647,6 +658,68 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
     return (sigmoid(z) - t) * w / z.size
 
 
+def _exp(z):
+    """exp(z), inf past the dtype's range without a warning (poisson's mean)."""
+    with np.errstate(over="ignore"):
+        return np.exp(z)
+
+
+def poisson_loss(z, t, *, sample_weight=None, class_weight=None):
+    """Poisson negative log likelihood from log means, as
+    torch.nn.PoissonNLLLoss(log_input=True, full=False); C++: csrc/nn/losses.h.
+
+    z, t (n, k): z is the log of the predicted mean mu = exp(z) (the output
+    layer's pre-activation), t the observed counts (any finite values >= 0).
+    With s = sample_weight (n,), all ones by default (the plain mean),
+
+        L = (1 / (n k)) * sum_ij s_i (exp(z_ij) - t_ij z_ij)
+
+    which is -log P(t | mu) averaged over all n k elements, less the term
+    log(t!) that does not depend on z (torch's full=False). The denominator
+    stays n k whatever the weights, as for mse_loss. Regression has no
+    classes, so class_weight must be None.
+
+    scikit-learn's MLPRegressor(loss="poisson") (sklearn.neural_network.
+    _base.poisson_loss) minimises the half Poisson deviance, averaged over
+    rows with weights s and summed over the k outputs:
+
+        L_sk = sum_j sum_i s_i (t log(t / mu) - t + mu)_ij / sum_i s_i
+             = (n k / sum_i s_i) * L + sum_ij s_i (t log t - t)_ij / sum_i s_i
+
+    (t log t = 0 at t = 0), i.e. k L + C(t) without weights: the same
+    minimiser, and gradients k (n / sum_i s_i) times these.
+
+    exp(z) overflows to inf for z beyond the dtype's range (about 88.7 in
+    float32, 709.8 in float64), and so does L: a diverged network.
+    """
+    z = np.asarray(z)
+    t = np.asarray(t)
+    _check_same_shape(z, "z", t, "t")
+    if class_weight is not None:
+        msg = "class_weight: expected None for poisson (class weights are for classification)"
+        raise ValueError(msg)
+    s = _per_row(_sample_weight(sample_weight, z), z)
+    return float(np.sum(s * (_exp(z) - t * z)) / z.size)
+
+
+def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
+    """Gradient of poisson_loss with respect to z; C++: csrc/nn/losses.h.
+
+    d/dz of exp(z) - t z is exp(z) - t (the predicted mean minus the
+    target), times the row's weight and the 1/(n k) of the mean:
+    dz = s_i (exp(z) - t) / (n k), shape (n, k). The output layer is linear,
+    so this is its dz directly.
+    """
+    z = np.asarray(z)
+    t = np.asarray(t)
+    _check_same_shape(z, "z", t, "t")
+    if class_weight is not None:
+        msg = "class_weight: expected None for poisson (class weights are for classification)"
+        raise ValueError(msg)
+    s = _per_row(_sample_weight(sample_weight, z), z)
+    return s * (_exp(z) - t) / z.size
+
+
 def output_transform(z, loss):
     """What the network reports as its output, given the last layer's z; C++: csrc/nn/losses.h.
 
@@ -655,6 +728,7 @@ def output_transform(z, loss):
                           reports that layer's y.
     cross_entropy         softmax(z), class probabilities per row
     binary_cross_entropy  sigmoid(z), a probability per element
+    poisson               exp(z), the predicted mean per element
     """
     _check_loss(loss)
     z = np.asarray(z)
@@ -662,6 +736,8 @@ def output_transform(z, loss):
         return z.copy()
     if loss == "cross_entropy":
         return softmax(z)
+    if loss == "poisson":
+        return _exp(z)
     return sigmoid(z)
 
 
@@ -669,10 +745,11 @@ def loss_forward(z, y, t, loss, *, sample_weight=None, class_weight=None):
     """Mean loss of the output layer; C++: csrc/nn/losses.h.
 
     z and y are the output layer's pre- and post-activation. mse reads y; the
-    two losses that own their output transform read the logits z.
+    three losses that own their output transform read the logits z.
     sample_weight (n,) and class_weight ((k,) for cross_entropy, (2,) for
-    binary_cross_entropy, None for mse) weigh the mean as mse_loss,
-    cross_entropy_loss and binary_cross_entropy_loss define.
+    binary_cross_entropy, None for mse and poisson) weigh the mean as
+    mse_loss, cross_entropy_loss, binary_cross_entropy_loss and poisson_loss
+    define.
     """
     _check_loss(loss)
     weights = {"sample_weight": sample_weight, "class_weight": class_weight}
@@ -680,6 +757,8 @@ def loss_forward(z, y, t, loss, *, sample_weight=None, class_weight=None):
         return mse_loss(y, t, **weights)
     if loss == "cross_entropy":
         return cross_entropy_loss(z, t, **weights)
+    if loss == "poisson":
+        return poisson_loss(z, t, **weights)
     return binary_cross_entropy_loss(z, t, **weights)
 
 
@@ -688,7 +767,7 @@ def loss_backward(z, y, t, loss, *, sample_weight=None, class_weight=None):
 
     mse:                           returns dL/dy (n, k), to be taken through
                                    the output activation's derivative.
-    cross_entropy, binary_cross_entropy:
+    cross_entropy, binary_cross_entropy, poisson:
                                    returns dL/dz (n, k) directly; the output
                                    activation is the identity, so dz = dy.
 
@@ -700,6 +779,8 @@ def loss_backward(z, y, t, loss, *, sample_weight=None, class_weight=None):
         return mse_backward(y, t, **weights)
     if loss == "cross_entropy":
         return cross_entropy_backward(z, t, **weights)
+    if loss == "poisson":
+        return poisson_backward(z, t, **weights)
     return binary_cross_entropy_backward(z, t, **weights)
 
 
@@ -1550,7 +1631,7 @@ class Network:
         if loss != "mse" and activations[-1] != "identity":
             msg = (
                 f"activations[-1]: expected 'identity' for loss {loss!r}, which applies "
-                f"{'softmax' if loss == 'cross_entropy' else 'sigmoid'} itself; "
+                f"{_OUTPUT_TRANSFORM_NAME[loss]} itself; "
                 f"got {activations[-1]!r}"
             )
             raise ValueError(msg)
@@ -1604,7 +1685,8 @@ class Network:
         """Run every layer on x (n, in_0); return the network output (n, out_{L-1}).
 
         The output is output_transform of the last layer: its y for mse,
-        softmax(z) for cross_entropy, sigmoid(z) for binary_cross_entropy.
+        softmax(z) for cross_entropy, sigmoid(z) for binary_cross_entropy,
+        exp(z) for poisson.
 
         training=True: batch norm normalizes with this batch's statistics and
         each hidden layer l with a dropout rate multiplies its output by
@@ -1686,7 +1768,7 @@ class Network:
         (default True), step, seed and update_stats as in forward.
 
         The loss hands down dy of the output layer (mse) or its dz directly
-        (the other two, whose output activation is the identity, so that
+        (the other three, whose output activation is the identity, so that
         dense_backward's dz = dy * 1 passes it through unchanged). Then each
         layer, last to first, turns its dy into dz, dW, db and the dy of the
         layer below, which is its dx (sample_weight and class_weight weigh
