@@ -140,7 +140,7 @@ def test_real_sklearn_estimator(tmp_path):
 def test_bad_arguments(history, tmp_path):
     with pytest.raises(TypeError, match="history: expected"):
         fm.plot_history([0.5, 0.4])
-    with pytest.raises(TypeError, match="history: an fm.MLP"):
+    with pytest.raises(TypeError, match="history: this fm.MLP has no training record yet"):
         fm.plot_history(fm.MLP([2, 3, 1], loss="mse"))
     with pytest.raises(TypeError, match="path: expected"):
         fm.plot_history(history, 3)
@@ -162,3 +162,15 @@ def test_missing_matplotlib_names_the_extra(history, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r'pip install "fastmlp\[plot\]"'):
         history.plot()
+
+
+def test_a_fitted_model_plots_its_last_history(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = X.sum(axis=1, keepdims=True)
+    model = fm.MLP([3, 8, 1], activation="tanh", loss="mse", dtype="float64", seed=0)
+    h = model.fit(X, y, epochs=4, batch_size=10, verbose=0)
+    assert model.history is h
+    fig = fm.plot_history(model, tmp_path / "m.png")
+    np.testing.assert_array_equal(_axis(fig, "loss").lines[0].get_ydata(), h["loss"])
+    assert (tmp_path / "m.png").stat().st_size > 0

@@ -95,6 +95,7 @@ class MLP:
         self._schedule = None
         self._schedule_started = False
         self._epochs_done = 0
+        self.history = None  # the History of the last fit (Keras' model.history)
         self._lock = threading.RLock()
         if self._n_inputs is not None:
             self._build(self._n_inputs)
@@ -445,6 +446,7 @@ class MLP:
         """The epoch loop: the core trains, Python records and calls back."""
         net = self._net
         history = History()
+        self.history = history
         if self._schedule is not None and not self._schedule_started:
             net.set_lr(self._schedule.start(self._optimizer.lr))
             self._schedule_started = True

@@ -50,8 +50,7 @@ def _series(obj):
         return np.arange(1, len(data["loss"]) + 1, dtype=float), data
     if getattr(type(obj), "__name__", "") == "MLP" and hasattr(obj, "fit"):
         raise TypeError(
-            "history: an fm.MLP does not keep its training record; pass the History that "
-            "fit() returned (history = model.fit(...); fm.plot_history(history))"
+            "history: this fm.MLP has no training record yet (model.history is set by fit)"
         )
     raise TypeError(
         "history: expected an fm.History, an object with a history_ attribute or a "
