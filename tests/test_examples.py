@@ -114,6 +114,44 @@ def test_optimizers(tmp_path):
     check_figure(out, png)
 
 
+def test_overfitting_and_cv(tmp_path):
+    pytest.importorskip("sklearn", reason="overfitting_and_cv.py uses scikit-learn's "
+                        "cross_val_score and GridSearchCV")
+    png = tmp_path / "ocv.png"
+    out = run("overfitting_and_cv.py", "--quick", "--png", str(png), cwd=tmp_path)
+    rows = {m[0]: [float(v) for v in m[1:]] for m in re.findall(
+        r"^(overfit \(alpha=0\)|L2 \(alpha=10\)|dropout=0\.5|early stopping) +(\S+) +(\S+) +(\S+)",
+        out, re.M)}
+    assert len(rows) == 4
+    over_train, over_test, gap = rows["overfit (alpha=0)"]
+    assert over_train >= 0.99                       # learned the training rows by heart
+    assert gap > 0.1
+    assert number(r"finding: overfitting gap (\S+)", out) > 0.1
+    for name, (train, test, _) in rows.items():
+        assert 0 <= test <= train <= 1, name
+    assert rows["L2 (alpha=10)"][1] > over_test     # L2 helps on the test set
+    # cross_val_score (4 settings x 3 folds) and GridSearchCV (2 x 2 grid) scores are accuracies
+    cv_rows = re.findall(r"^cv .+? (\S+) \+- \S+  \[([^\]]*)\]$", out, re.M)
+    assert len(cv_rows) == 4
+    scores = [float(v) for mean, folds in cv_rows for v in [mean, *folds.split()]]
+    assert len(scores) == 4 * 4
+    grid = [float(v) for v in re.findall(r"^  alpha=\S+ +dropout=\S+ +cv (\S+)", out, re.M)]
+    assert len(grid) == 4
+    best_cv = number(r"cv score (\S+), test score", out)
+    for s in [*scores, *grid, best_cv]:
+        assert 0 <= s <= 1
+    assert best_cv == max(grid)
+    best_test = number(r"cv score \S+, test score (\S+)", out)
+    assert best_test > over_test + 0.02             # the CV choice beats the overfit network
+    assert best_test == number(r"the cross-validated choice scores (\S+)", out)
+    # the overfit network's held-out loss turns up while its training loss keeps falling
+    low = number(r"held-out loss is lowest at epoch \d+ \((\S+)\)", out)
+    end = number(r"held-out loss is lowest at epoch \d+ \(\S+\) and ends at (\S+)", out)
+    assert end > 1.5 * low
+    assert number(r"training loss falls to ([\d.]+)", out) < 0.05
+    check_figure(out, png)
+
+
 @pytest.mark.parametrize("name", ["vanishing_gradients.py", "optimizers.py"])
 def test_without_matplotlib_the_lesson_goes_on(tmp_path, name):
     # A sitecustomize that hides matplotlib, first on the child's path.
