@@ -19,6 +19,17 @@ void bind_nn(py::module_& m);
 void bind_types(py::module_& m);
 }  // namespace fastmlp::bind
 
+// The thread setting as plain C symbols, for threadpoolctl (fastmlp/_threadpool.py
+// registers a controller that finds this library by them): threadpool_limits()
+// and joblib's workers then limit fastmlp as they limit BLAS and OpenMP.
+#if defined(_WIN32)
+#define FM_C_EXPORT extern "C" __declspec(dllexport)
+#else
+#define FM_C_EXPORT extern "C" __attribute__((visibility("default")))
+#endif
+FM_C_EXPORT int fastmlp_get_num_threads() { return fastmlp::num_threads(); }
+FM_C_EXPORT void fastmlp_set_num_threads(int n) { fastmlp::set_num_threads(n < 1 ? 1 : n); }
+
 #ifndef FASTMLP_VERSION
 #define FASTMLP_VERSION "0.0.0"
 #endif

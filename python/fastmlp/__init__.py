@@ -19,6 +19,11 @@ from .layers import Dense, Layer
 
 __version__ = _core.__version__
 
+# threadpoolctl (and so joblib's workers) can see and limit fastmlp's threads.
+from ._threadpool import register as _register_threadpool  # noqa: E402
+
+_register_threadpool()
+
 __all__ = [
     "MLP",
     "MLPClassifier",
