@@ -453,6 +453,13 @@ def _per_row(s, a):
     return s.reshape(s.shape + (1,) * (a.ndim - 1))
 
 
+def _no_class_weight(class_weight, loss):
+    """The regression losses (mse, poisson) have no classes to weight."""
+    if class_weight is not None:
+        raise ValueError(
+            f"class_weight: expected None for {loss} (class weights are for classification)")
+
+
 def mse_loss(y, t, *, sample_weight=None, class_weight=None):
     """Mean squared error over all elements, as torch.nn.MSELoss(); C++: csrc/nn/losses.h.
 
@@ -466,9 +473,7 @@ def mse_loss(y, t, *, sample_weight=None, class_weight=None):
     y = np.asarray(y)
     t = np.asarray(t)
     _check_same_shape(y, "y", t, "t")
-    if class_weight is not None:
-        msg = "class_weight: expected None for mse (class weights are for classification)"
-        raise ValueError(msg)
+    _no_class_weight(class_weight, "mse")
     s = _per_row(_sample_weight(sample_weight, y), y)
     d = y - t
     return float(np.sum(s * d * d) / y.size)
@@ -484,9 +489,7 @@ def mse_backward(y, t, *, sample_weight=None, class_weight=None):
     y = np.asarray(y)
     t = np.asarray(t)
     _check_same_shape(y, "y", t, "t")
-    if class_weight is not None:
-        msg = "class_weight: expected None for mse (class weights are for classification)"
-        raise ValueError(msg)
+    _no_class_weight(class_weight, "mse")
     s = _per_row(_sample_weight(sample_weight, y), y)
     return 2.0 * s * (y - t) / y.size
 
@@ -695,9 +698,7 @@ def poisson_loss(z, t, *, sample_weight=None, class_weight=None):
     z = np.asarray(z)
     t = np.asarray(t)
     _check_same_shape(z, "z", t, "t")
-    if class_weight is not None:
-        msg = "class_weight: expected None for poisson (class weights are for classification)"
-        raise ValueError(msg)
+    _no_class_weight(class_weight, "poisson")
     s = _per_row(_sample_weight(sample_weight, z), z)
     return float(np.sum(s * (_exp(z) - t * z)) / z.size)
 
@@ -713,9 +714,7 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     z = np.asarray(z)
     t = np.asarray(t)
     _check_same_shape(z, "z", t, "t")
-    if class_weight is not None:
-        msg = "class_weight: expected None for poisson (class weights are for classification)"
-        raise ValueError(msg)
+    _no_class_weight(class_weight, "poisson")
     s = _per_row(_sample_weight(sample_weight, z), z)
     return s * (_exp(z) - t) / z.size
 
