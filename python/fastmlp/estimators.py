@@ -378,17 +378,17 @@ class _Base(BaseEstimator):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
             self._best = model._snapshot()
-        Xc = np.ascontiguousarray(X, dtype=model.dtype)
-        yc = self._fm_targets(y)
-        sw = self._normalized(sample_weight, model.dtype)
+        # Checked and converted once per fit; each epoch then runs as one
+        # epoch of model.fit would, without checking X again.
+        data = model._fit_data(np.ascontiguousarray(X, dtype=model.dtype), self._fm_targets(y),
+                               self._normalized(sample_weight, model.dtype), None, None, 0.0)
+        model._check_batch_size(batch_size, n)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
                 try:
-                    h = model.fit(Xc, yc, epochs=1, batch_size=batch_size,
-                                  shuffle=bool(self.shuffle), verbose=0, seed=seed,
-                                  sample_weight=sw)
+                    h = model._run_epochs(data, 1, batch_size, bool(self.shuffle), seed, [], 0)
                 except FloatingPointError:
                     raise ValueError(
                         "Solver produced non-finite parameter weights. The input data may "

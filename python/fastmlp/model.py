@@ -401,14 +401,17 @@ class MLP:
         data = self._fit_data(X, y, sample_weight, class_weight, validation_data, split)
         if early_stopping is not None:
             callbacks = callbacks + [_early_stopper(early_stopping, data.Xv is not None)]
-        if self._has_batch_norm and (batch_size == 1 or data.X.shape[0] % batch_size == 1
-                                     or data.X.shape[0] == 1):
-            raise ValueError(
-                f"batch_size: {batch_size} leaves a last batch of 1 row out of {data.X.shape[0]}, "
-                "which batch normalization cannot train on; choose another batch size"
-            )
+        self._check_batch_size(batch_size, data.X.shape[0])
         return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed, callbacks,
                                 verbose)
+
+    def _check_batch_size(self, batch_size, n):
+        """Batch normalization cannot train on a batch of one row."""
+        if self._has_batch_norm and (batch_size == 1 or n % batch_size == 1 or n == 1):
+            raise ValueError(
+                f"batch_size: {batch_size} leaves a last batch of 1 row out of {n}, "
+                "which batch normalization cannot train on; choose another batch size"
+            )
 
     def _fit_data(self, X, y, sample_weight, class_weight, validation_data, split):
         """The training and validation arrays, checked and converted once."""
