@@ -241,7 +241,7 @@ def test_verbose_fit_prints_one_line_per_epoch(rng, capsys):
     X, y = _blobs(rng, n=40)
     fm.MLP([6, 3]).fit(X, y, epochs=3, verbose=1)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("epoch 1") and "loss" in lines[0]
+    assert len(lines) == 3 and lines[0].startswith("Epoch 1/3") and "loss" in lines[0]
 
 
 def test_zero_epochs_changes_nothing(rng):

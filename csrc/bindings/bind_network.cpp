@@ -377,6 +377,17 @@ void bind_network(py::module_& m, const char* name) {
                v.push_back(std::sqrt(n.trainer().grad_sumsq(l)));
              return v;
            })
+      .def("progress",
+           [](const Net& n) {
+             // Read while train_epoch runs in another thread (the GIL is
+             // released there): batches, rows and loss sum of the running
+             // epoch so far. Only atomics are read; no lock is taken.
+             const EpochProgress& p = n.trainer().progress();
+             const int64_t batches = p.batches.load(std::memory_order_acquire);
+             return py::make_tuple(batches, p.rows.load(std::memory_order_relaxed),
+                                   p.loss_sum.load(std::memory_order_relaxed));
+           })
+      .def("reset_progress", [](Net& n) { n.trainer().progress().publish(EpochResult{}); })
       .def("reset_unit_activity", [](Net& n) { n.trainer().reset_unit_activity(); })
       .def("dead_fraction",
            [](const Net& n, index_t l) {

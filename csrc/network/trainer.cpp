@@ -243,6 +243,8 @@ void train_epoch(Network<T>& net, const T* X, const Target<T>& t, index_t rows,
   ws.reserve(bs);
   const index_t L = net.num_layers(), in = net.input_size(), k = net.output_size();
   r.grad_norm_sum.resize(std::size_t(L), 0.0);
+  EpochProgress& progress = net.trainer().progress();
+  progress.publish(r);
   index_t done = 0;
   for (index_t pos = start; pos < rows && (max_batches < 0 || done < max_batches); pos += bs) {
     const index_t nb = std::min(bs, rows - pos);
@@ -272,6 +274,7 @@ void train_epoch(Network<T>& net, const T* X, const Target<T>& t, index_t rows,
     for (index_t l = 0; l < L; ++l)
       r.grad_norm_sum[std::size_t(l)] += std::sqrt(net.trainer().grad_sumsq(l));
     count_correct(net.loss_kind(), ws.layer(L - 1).y, tb, nb, k, r);
+    progress.publish(r);
     if (poll && pos + nb < rows && poll()) {
       r.interrupted = true;
       return;

@@ -17,6 +17,7 @@
 //                          statistics, counters
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -60,6 +61,30 @@ struct EpochResult {
   index_t bad_batch = -1;
   index_t bad_layer = -1;
   double bad_loss = 0.0;
+};
+
+// The running epoch as another thread may read it while train_epoch runs
+// with the GIL released (the progress bar): the epoch's batches, rows and
+// loss sum so far, published after each batch. Copying a Trainer copies the
+// values (atomics themselves do not copy).
+struct EpochProgress {
+  std::atomic<int64_t> batches{0};
+  std::atomic<int64_t> rows{0};
+  std::atomic<double> loss_sum{0.0};
+
+  EpochProgress() = default;
+  EpochProgress(const EpochProgress& o) { *this = o; }
+  EpochProgress& operator=(const EpochProgress& o) {
+    batches.store(o.batches.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    rows.store(o.rows.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    loss_sum.store(o.loss_sum.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return *this;
+  }
+  void publish(const EpochResult& r) {
+    loss_sum.store(r.loss_sum, std::memory_order_relaxed);
+    rows.store(r.rows, std::memory_order_relaxed);
+    batches.store(r.batches, std::memory_order_release);
+  }
 };
 
 template <class T>
@@ -110,6 +135,10 @@ class Trainer {
   void reset_unit_activity();
   double dead_fraction(index_t l) const;
 
+  // The running epoch (see EpochProgress): written by train_epoch only.
+  EpochProgress& progress() { return progress_; }
+  const EpochProgress& progress() const { return progress_; }
+
  private:
   std::vector<LayerSpec> layers_;
   OptConfig opt_;
@@ -121,6 +150,7 @@ class Trainer {
   Regularization reg_;
   std::vector<double> grad_sumsq_;
   std::vector<std::vector<unsigned char>> alive_;
+  EpochProgress progress_;
 };
 
 // The epoch loop (the trainer's, written as a function of the whole network

@@ -8,14 +8,13 @@ core's results into NumPy arrays and a History. All arithmetic is in the core.
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core, _enums, io
+from . import _core, _enums, _progress, io
 from . import optim as _optim
 from ._validation import (
     check_float,
@@ -394,6 +393,7 @@ class MLP:
         """
         epochs = check_positive_int(epochs, "epochs", minimum=0)
         batch_size = check_positive_int(batch_size, "batch_size")
+        verbose = _progress.check_verbose(verbose)
         split = check_float(validation_split, "validation_split", minimum=0.0, maximum=1.0,
                             max_inclusive=False)
         callbacks = _check_callbacks(callbacks)
@@ -455,11 +455,16 @@ class MLP:
             self._schedule_started = True
         for cb in callbacks:
             cb.on_train_begin(self)
+        n_batches = -(-data.X.shape[0] // batch_size)
+        report = _progress.reporter(verbose, net, epochs, n_batches)
         completed = False
         try:
-            for _ in range(epochs):
+            for i in range(epochs):
                 t0 = time.perf_counter()
                 lr_now = net.optimizer_config().lr
+                if report is not None:
+                    net.reset_progress()
+                    report.begin_epoch(i + 1)
                 r, stop = self._train_epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
                 record = self._epoch_record(r, data, lr_now)
                 self._epochs_done += 1
@@ -467,14 +472,16 @@ class MLP:
                 history._record(self._epochs_done, **record)
                 if self._schedule is not None:
                     net.set_lr(self._schedule.step(record.get("val_loss", record["loss"])))
-                if verbose:
-                    _print_epoch(self._epochs_done, record)
+                if report is not None:
+                    report.end_epoch(i + 1, record, r.batches)
                 for cb in callbacks:
                     stop = bool(cb.on_epoch_end(self._epochs_done, dict(record))) or stop
                 if stop:
                     break
             completed = True
         finally:
+            if report is not None:
+                report.close()
             # Ctrl-C or divergence: the model keeps the parameters it has now
             # (callbacks see history.interrupted and must not replace them).
             history.interrupted = not completed
@@ -774,10 +781,3 @@ def _early_stopper(early_stopping, have_validation):
             "give validation_data or validation_split, or monitor 'loss'"
         )
     return stopper
-
-
-def _print_epoch(epoch, record):
-    items = "  ".join(
-        f"{k} {v:.5g}" for k, v in record.items()
-        if not k.startswith(("grad_norm_", "dead_relu_")) and k != "time")
-    print(f"epoch {epoch}  {items}  ({record['time']:.3f} s)", file=sys.stdout, flush=True)
