@@ -75,6 +75,43 @@ def check_X(X, dtype, n_features=None, name="X"):
     return out
 
 
+def is_sparse(X):
+    """Whether X is a scipy.sparse matrix or array (without importing scipy)."""
+    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "tocsr")
+
+
+def check_sparse_X(X, dtype, n_features=None, name="X"):
+    """A scipy.sparse X as CSR of `dtype` (n_samples, n_features), checked
+    like check_X: 2-D, non-empty, numeric, finite. Only the stored values are
+    converted; nothing is densified here (fit and predict densify a block of
+    rows at a time)."""
+    if len(X.shape) != 2:
+        raise ValueError(
+            f"{name}: expected a 2-D array (n_samples, n_features), got shape {X.shape}"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one sample, got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name}: expected {n_features} features (shape (n, {n_features})), "
+            f"got shape {X.shape}"
+        )
+    if np.dtype(X.dtype).kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric sparse matrix, got dtype {X.dtype}")
+    out = X.tocsr()
+    if out.dtype != dtype:
+        out = out.astype(dtype)
+    if out.data.size and not np.isfinite(out.data).all():
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return out
+
+
+def dense_rows(X, rows, dtype):
+    """Rows `rows` (a slice or an index array) of a CSR X as a C-contiguous
+    dense array of `dtype`: the one place sparse input becomes dense."""
+    return np.ascontiguousarray(X[rows].toarray(), dtype=dtype)
+
+
 def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
     """Targets in the form the core reads.
 

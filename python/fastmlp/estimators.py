@@ -48,6 +48,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _core, _enums
+from ._validation import dense_rows, is_sparse
 from . import optim as _optim
 from .model import MLP
 
@@ -55,6 +56,9 @@ __all__ = ["MLPClassifier", "MLPRegressor", "expected_failed_checks"]
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+# scipy.sparse X: validated as CSR (CSC when given, converted by the model),
+# then densified a block of whole batches at a time inside fit.
+_SPARSE = ("csr", "csc")
 
 
 def expected_failed_checks(estimator):
@@ -63,12 +67,15 @@ def expected_failed_checks(estimator):
     failed = {}
     if isinstance(estimator, _Base) and estimator.dtype is not None and (
             np.dtype(estimator.dtype) == np.float32):
-        failed["check_sample_weight_equivalence_on_dense_data"] = (
+        why = (
             "float32 training: integer weights and the repeated rows they stand for give the "
             "same objective, but float32 sums in another order differ in the last bits, and "
             "after a hundred optimizer steps the predictions differ by ~1e-5 relative, above "
             "the check's rtol=1e-7 (with dtype=None or 'float64' it passes). Whether a given "
             "problem stays inside the tolerance is luck: may fail, may pass.")
+        failed["check_sample_weight_equivalence_on_dense_data"] = why
+        failed["check_sample_weight_equivalence_on_sparse_data"] = (
+            why + " Sparse X is trained on as the same rows densified, so the same holds.")
     return failed
 
 
@@ -228,13 +235,14 @@ class _Base(BaseEstimator):
         self._refresh_views()
 
     def _output(self, X):
-        """Network output for already validated X, in the model's dtype."""
-        X = np.ascontiguousarray(X, dtype=self._model.dtype)
+        """Network output for already validated X (sparse: a block of rows
+        at a time), in the model's dtype."""
         return self._model.forward(X)
 
     def _check_X_predict(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        return validate_data(self, X, dtype=(np.float64, np.float32), accept_sparse=_SPARSE,
+                             reset=False)
 
     # -- fitting ------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, incremental=False, X_val=None, y_val=None):
@@ -301,7 +309,6 @@ class _Base(BaseEstimator):
         net = model._net
         c = self._scale()
         self._compile(c, X.shape[0])
-        Xc = np.ascontiguousarray(X, dtype=model.dtype)
         yc = self._fm_targets(y)
         sw = self._normalized(sample_weight, model.dtype)
         if sw is not None:
@@ -310,11 +317,18 @@ class _Base(BaseEstimator):
                           l2=float(self.alpha) / (2.0 * c * float(np.sum(sample_weight))),
                           clip_norm=self.clip_norm)
         flat = net.params_flat()
+        if is_sparse(X):
+            if self.batch_norm:
+                raise ValueError("solver='lbfgs' with batch_norm needs the statistics of the "
+                                 "whole batch: give X dense, or use a stochastic solver")
+            loss_grad = self._lbfgs_blocks(X, yc, sw, c)
+        else:
+            Xc = np.ascontiguousarray(X, dtype=model.dtype)
 
-        def loss_grad(p):
-            flat[...] = p
-            loss = net.compute_gradients(Xc, yc, sw, None)
-            return c * float(loss), c * np.asarray(net.grads_flat(), dtype=np.float64)
+            def loss_grad(p):
+                flat[...] = p
+                loss = net.compute_gradients(Xc, yc, sw, None)
+                return c * float(loss), c * np.asarray(net.grads_flat(), dtype=np.float64)
 
         res = scipy.optimize.minimize(
             loss_grad, np.asarray(flat, dtype=np.float64), method="L-BFGS-B", jac=True,
@@ -326,6 +340,31 @@ class _Base(BaseEstimator):
         if not np.isfinite(flat).all():
             raise ValueError("Solver produced non-finite parameter weights. The input data may "
                              "contain large values and need to be preprocessed.")
+
+    def _lbfgs_blocks(self, X, yc, sw, c):
+        """L-BFGS's loss and gradient for sparse X, a block of rows at a time.
+        Each block's loss is its rows' mean plus the penalty (the same for
+        every block), so the blocks weighted by their share of the rows sum to
+        the whole set's mean plus the penalty, gradient likewise."""
+        model = self._model
+        net = model._net
+        flat = net.params_flat()
+        n = X.shape[0]
+        step = model._block_rows()
+
+        def loss_grad(p):
+            flat[...] = p
+            loss, grad = 0.0, np.zeros(flat.shape[0], dtype=np.float64)
+            for lo in range(0, n, step):
+                rows = slice(lo, lo + step)
+                block = dense_rows(X, rows, model.dtype)
+                share = block.shape[0] / n
+                loss += share * float(net.compute_gradients(
+                    block, yc[rows], None if sw is None else sw[rows], None))
+                grad += share * np.asarray(net.grads_flat(), dtype=np.float64)
+            return c * loss, c * grad
+
+        return loss_grad
 
     def _fit_stochastic(self, X, y, sample_weight, incremental, rng, X_val, y_val, first):
         model = self._model
@@ -346,14 +385,15 @@ class _Base(BaseEstimator):
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
         elif early_stopping:
-            X_val = validate_data(self, X_val, dtype=(np.float64, np.float32), reset=False)
+            X_val = validate_data(self, X_val, dtype=(np.float64, np.float32),
+                                  accept_sparse=_SPARSE, reset=False)
         n = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n)
         else:
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                              "going to be clipped", stacklevel=3)
+                              "going to be clipped", stacklevel=4)
             batch_size = int(np.clip(self.batch_size, 1, n))
         if not incremental or not getattr(self, "_compiled", False):
             # As sklearn: a new optimizer for every fit (warm_start included);
@@ -380,7 +420,7 @@ class _Base(BaseEstimator):
             self._best = model._snapshot()
         # Checked and converted once per fit; each epoch then runs as one
         # epoch of model.fit would, without checking X again.
-        data = model._fit_data(np.ascontiguousarray(X, dtype=model.dtype), self._fm_targets(y),
+        data = model._fit_data(X, self._fm_targets(y),
                                self._normalized(sample_weight, model.dtype), None, None, 0.0)
         model._check_batch_size(batch_size, n)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -412,9 +452,9 @@ class _Base(BaseEstimator):
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
-                        stacklevel=3)
+                        stacklevel=4)
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
+            warnings.warn("Training interrupted by user.", stacklevel=4)
         if early_stopping:
             model._restore(self._best)
 
@@ -473,6 +513,11 @@ class _Base(BaseEstimator):
         giving one turns early stopping on)."""
         return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _check_solver(self):
         if self.solver not in _STOCHASTIC:
             raise AttributeError(
@@ -514,7 +559,7 @@ class MLPClassifier(ClassifierMixin, _Base):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
-                             reset=reset)
+                             accept_sparse=_SPARSE, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -620,7 +665,7 @@ class MLPRegressor(RegressorMixin, _Base):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+                             dtype=(np.float64, np.float32), accept_sparse=_SPARSE, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):

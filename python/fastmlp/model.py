@@ -20,14 +20,21 @@ from ._validation import (
     check_float,
     check_loss_weights,
     check_positive_int,
+    check_sparse_X,
     check_X,
     check_y,
     class_weight_array,
+    dense_rows,
+    is_sparse,
     resolve_dtype,
 )
 from .callbacks import Callback, EarlyStopping, History
 from .layers import Dense, Layer
 from .optim import SGD, Optimizer
+
+# Sparse X is densified this many bytes of rows at a time (fit: whole
+# batches; predict: rows).
+_SPARSE_BLOCK_BYTES = 8 << 20
 
 _REMEDIES = (
     "Try a lower learning rate, gradient clipping (compile(clip_norm=1.0)), standardized inputs "
@@ -169,12 +176,12 @@ class MLP:
 
     def _ensure_built(self, X):
         if self._net is None:
-            arr = np.asarray(X)
-            if arr.ndim != 2:
+            shape = X.shape if is_sparse(X) else np.asarray(X).shape
+            if len(shape) != 2:
                 raise ValueError(
-                    f"X: expected a 2-D array (n_samples, n_features), got shape {arr.shape}"
+                    f"X: expected a 2-D array (n_samples, n_features), got shape {shape}"
                 )
-            self._build(check_positive_int(arr.shape[1], "X.shape[1]"))
+            self._build(check_positive_int(shape[1], "X.shape[1]"))
 
     def _require_built(self):
         if self._net is None:
@@ -268,9 +275,33 @@ class MLP:
         return self._schedule
 
     # -- computation ------------------------------------------------------
-    def _X(self, X, name="X"):
+    def _X(self, X, name="X", keep_sparse=False):
+        """X checked and converted. scipy.sparse X stays sparse (CSR) where
+        the caller densifies it block by block (keep_sparse); elsewhere (a
+        single batch: train_step, loss, gradients) it is densified here."""
         self._ensure_built(X)
+        if is_sparse(X):
+            Xs = check_sparse_X(X, self.dtype, self._sizes[0], name=name)
+            return Xs if keep_sparse else dense_rows(Xs, slice(None), self.dtype)
         return check_X(X, self.dtype, self._sizes[0], name=name)
+
+    def _block_rows(self, multiple=1):
+        """Rows per densified block of sparse X: a multiple of `multiple`."""
+        per = _SPARSE_BLOCK_BYTES // (self._sizes[0] * self.dtype.itemsize)
+        return max(multiple, per - per % multiple)
+
+    def _forward_checked(self, X, training=False):
+        """forward() of X already checked by _X (sparse: block by block)."""
+        if not is_sparse(X):
+            with self._lock:
+                return self._net.forward(X, bool(training))
+        step = self._block_rows()
+        parts = []
+        for lo in range(0, X.shape[0], step):
+            block = dense_rows(X, slice(lo, lo + step), self.dtype)
+            with self._lock:
+                parts.append(self._net.forward(block, bool(training)))
+        return np.concatenate(parts, axis=0)
 
     def _y(self, y, n, name="y"):
         return check_y(y, self.loss_name, n, self._sizes[-1], self.dtype, name=name)
@@ -281,10 +312,10 @@ class MLP:
         predicted means exp(z) for poisson, the last layer's activation output
         for mse. training=True uses batch
         statistics and the dropout masks of the next training step (nothing
-        is updated)."""
-        X = self._X(X)
-        with self._lock:
-            return self._net.forward(X, bool(training))
+        is updated). X may be a scipy.sparse matrix: it is densified a block
+        of rows at a time (all at once with training=True, whose batch
+        statistics span the whole of X)."""
+        return self._forward_checked(self._X(X, keep_sparse=not training), training)
 
     def _weights(self, sample_weight, class_weight, y, n, name="sample_weight"):
         """The loss weights as the core takes them, checked (_validation)."""
@@ -415,7 +446,7 @@ class MLP:
 
     def _fit_data(self, X, y, sample_weight, class_weight, validation_data, split):
         """The training and validation arrays, checked and converted once."""
-        X = self._X(X)
+        X = self._X(X, keep_sparse=True)
         y = self._y(y, X.shape[0])
         sw, _ = self._weights(sample_weight, None, y, X.shape[0])
         Xv = yv = swv = None
@@ -425,7 +456,7 @@ class MLP:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise TypeError("validation_data: expected a tuple (X_val, y_val) or "
                                 "(X_val, y_val, sample_weight_val)")
-            Xv = self._X(validation_data[0], name="validation_data[0]")
+            Xv = self._X(validation_data[0], name="validation_data[0]", keep_sparse=True)
             yv = self._y(validation_data[1], Xv.shape[0], name="validation_data[1]")
             if len(validation_data) == 3 and validation_data[2] is not None:
                 swv, _ = self._weights(validation_data[2], None, yv, Xv.shape[0],
@@ -490,14 +521,23 @@ class MLP:
         return history
 
     def _train_epoch(self, data, batch_size, shuffle, shuffle_seed, callbacks):
-        """One epoch in the core, in chunks when callbacks ask for batch
-        ends. Returns (the core's EpochResult, whether a callback asked to stop)."""
+        """One epoch in the core, in chunks when callbacks ask for batch ends
+        or X is sparse. Returns (the core's EpochResult, whether a callback
+        asked to stop)."""
         net = self._net
         n = data.X.shape[0]
         every = [c.every_n_batches for c in callbacks if c.every_n_batches]
         # Return to Python every gcd(...) batches, so each callback sees every
         # multiple of its own period.
         chunk = math.gcd(*every) if every else -1
+        sparse = is_sparse(data.X)
+        if sparse:
+            # Densify whole batches, about _SPARSE_BLOCK_BYTES at a time, in a
+            # number of batches that divides the callbacks' period.
+            per = max(1, self._block_rows(batch_size) // batch_size)
+            if chunk > 0:
+                per = max(d for d in range(1, min(per, chunk) + 1) if chunk % d == 0)
+            chunk = per
         perm = _core.permutation(n, shuffle_seed, self._epochs_done) if shuffle else None
         net.reset_unit_activity()
         r = None
@@ -505,22 +545,32 @@ class MLP:
         start = 0
         while start < n:
             before = 0 if r is None else r.batches
+            if sparse:
+                # The same batches, rows and order as dense X would give: rows
+                # perm[start:...] gathered here instead of in the core.
+                end = min(n, start + chunk * batch_size)
+                rows = slice(start, end) if perm is None else perm[start:end]
+                X, y = dense_rows(data.X, rows, self.dtype), data.y[rows]
+                sw = None if data.sw is None else data.sw[rows]
+                at, order = 0, None
+            else:
+                X, y, sw, at, order = data.X, data.y, data.sw, start, perm
             with self._lock:
                 # carry=r: the core continues this epoch's sums, so a chunked
                 # epoch gives the same history bitwise.
-                r = net.train_epoch(data.X, data.y, perm, batch_size, start, chunk, data.sw,
-                                    data.cw, carry=r)
+                r = net.train_epoch(X, y, order, batch_size, at, chunk, sw, data.cw, carry=r)
             if r.diverged:
+                bad = r.bad_batch + (start // batch_size if sparse else 0)
                 raise FloatingPointError(
                     f"fit: training diverged at epoch {self._epochs_done + 1}, batch "
-                    f"{r.bad_batch + 1}: {self._divergence(r.bad_loss, r.bad_layer)} The "
+                    f"{bad + 1}: {self._divergence(r.bad_loss, r.bad_layer)} The "
                     f"parameters are those before that batch. {_REMEDIES}"
                 )
             done = r.batches - before
             start += done * batch_size
             if done == 0:
                 break
-            if chunk > 0 and start < n:
+            if every and start < n:
                 logs = {"loss": r.loss_sum / max(r.rows, 1)}
                 batch_no = start // batch_size
                 for cb in callbacks:
@@ -549,15 +599,42 @@ class MLP:
         return record
 
     def _evaluate(self, X, y, prefix="", sample_weight=None, class_weight=None):
+        if is_sparse(X):
+            if class_weight is not None:
+                X = dense_rows(X, slice(None), self.dtype)
+            else:
+                return self._evaluate_blocks(X, y, prefix, sample_weight)
         with self._lock:
-            out = {prefix + "loss": float(self._net.loss(X, y, False, sample_weight, class_weight))}
-            if self.loss_name == "cross_entropy":
-                proba = self._net.forward(X)
-                truth = y if y.ndim == 1 else y.argmax(axis=1)
-                out[prefix + "accuracy"] = float(np.mean(proba.argmax(axis=1) == truth))
-            elif self.loss_name == "binary_cross_entropy":
-                proba = self._net.forward(X)
-                out[prefix + "accuracy"] = float(np.mean((proba > 0.5) == (y > 0.5)))
+            loss = float(self._net.loss(X, y, False, sample_weight, class_weight))
+            proba = self._net.forward(X) if self.is_classifier else None
+        return self._metrics(loss, proba, y, prefix)
+
+    def _evaluate_blocks(self, X, y, prefix, sample_weight):
+        """_evaluate of a sparse X, a block of rows at a time. Without class
+        weights every loss is a sum over rows divided by the row count, so the
+        blocks' losses weighted by their rows give the whole set's."""
+        step = self._block_rows()
+        n = X.shape[0]
+        total = 0.0
+        parts = []
+        for lo in range(0, n, step):
+            rows = slice(lo, lo + step)
+            block = dense_rows(X, rows, self.dtype)
+            sw = None if sample_weight is None else sample_weight[rows]
+            with self._lock:
+                total += float(self._net.loss(block, y[rows], False, sw, None)) * block.shape[0]
+                if self.is_classifier:
+                    parts.append(self._net.forward(block))
+        proba = np.concatenate(parts, axis=0) if parts else None
+        return self._metrics(total / n, proba, y, prefix)
+
+    def _metrics(self, loss, proba, y, prefix):
+        out = {prefix + "loss": loss}
+        if self.loss_name == "cross_entropy":
+            truth = y if y.ndim == 1 else y.argmax(axis=1)
+            out[prefix + "accuracy"] = float(np.mean(proba.argmax(axis=1) == truth))
+        elif self.loss_name == "binary_cross_entropy":
+            out[prefix + "accuracy"] = float(np.mean((proba > 0.5) == (y > 0.5)))
         return out
 
     # -- persistence ------------------------------------------------------
