@@ -141,3 +141,32 @@ def test_single_batch_calls_take_sparse():
     lb = b.train_step(sp.csr_matrix(X), y)
     assert la == lb
     assert a.loss(X, y) == b.loss(sp.csr_matrix(X), y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_estimators_take_sparse(solver, small_blocks):
+    pytest.importorskip("sklearn", reason="scikit-learn (optional) is not installed")
+    X, y = _data(n=600)
+    yr = X @ np.linspace(-1, 1, X.shape[1])
+    for Est, target in ((fm.MLPClassifier, y), (fm.MLPRegressor, yr)):
+        kw = dict(hidden_layer_sizes=(12,), solver=solver, max_iter=25, random_state=0)
+        a = Est(**kw).fit(X, target)
+        b = Est(**kw).fit(sp.csr_matrix(X), target)
+        if solver == "lbfgs":
+            # The loss and gradient are sums over blocks: equal up to rounding.
+            np.testing.assert_allclose(b.loss_curve_ if hasattr(b, "loss_curve_") else b.loss_,
+                                       a.loss_curve_ if hasattr(a, "loss_curve_") else a.loss_,
+                                       rtol=1e-6)
+        else:
+            assert a.loss_curve_ == b.loss_curve_
+            np.testing.assert_array_equal(a.predict(X), b.predict(sp.csc_matrix(X)))
+        assert b.score(sp.csr_matrix(X), target) == pytest.approx(a.score(X, target), rel=1e-6)
+
+
+def test_lbfgs_batch_norm_needs_dense_X():
+    pytest.importorskip("sklearn", reason="scikit-learn (optional) is not installed")
+    X, y = _data(n=100)
+    est = fm.MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", batch_norm=True)
+    with pytest.raises(ValueError, match="batch_norm"):
+        est.fit(sp.csr_matrix(X), y)
