@@ -25,6 +25,7 @@ the weights' sum, fastmlp by the row count).
 
 from __future__ import annotations
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -46,6 +47,14 @@ from sklearn.utils.validation import (
     column_or_1d,
     validate_data,
 )
+
+try:  # scikit-learn >= 1.9: estimators take sklearn.callback callbacks
+    from sklearn.callback import CallbackSupportMixin, with_callbacks
+except ImportError:  # older scikit-learn: no callback API, nothing to support
+    CallbackSupportMixin = None
+
+    def with_callbacks(method):
+        return method
 
 from . import _core, _enums
 from ._validation import dense_rows, is_sparse
@@ -79,7 +88,48 @@ def expected_failed_checks(estimator):
     return failed
 
 
-class _Base(BaseEstimator):
+class _Hooks:
+    """sklearn.callback's hooks around one fit (no-ops where the installed
+    scikit-learn has no callback API): the fit is the root task, each epoch
+    (each L-BFGS iteration) a subtask; a callback's on_fit_task_end returning
+    True stops the fit after that subtask, as early stopping would. The
+    fitted_estimator a callback may ask for is a copy of the estimator with
+    its own copy of the network as it is at that point (made only when some
+    callback asks for it)."""
+
+    def __init__(self, est, max_subtasks, X, y, sample_weight):
+        self.est = est
+        self.ctx = None
+        self.sub = None
+        if not hasattr(est, "_init_callback_context"):
+            return
+        self.ctx = est._init_callback_context(max_subtasks=max_subtasks)
+        self.kw = {"estimator": est, "X": X, "y": y,
+                   "metadata": {} if sample_weight is None else {"sample_weight": sample_weight}}
+        self.ctx.call_on_fit_task_begin(**self.kw)
+
+    def begin(self, name):
+        if self.ctx is not None:
+            self.sub = self.ctx.subcontext(task_name=name)
+            self.sub.call_on_fit_task_begin(**self.kw)
+
+    def end(self, params=None):
+        """Ends the running subtask; True: a callback asks to stop."""
+        if self.sub is None:
+            return False
+        sub, self.sub = self.sub, None
+        return bool(sub.call_on_fit_task_end(
+            **self.kw, reconstruction_attributes=lambda: self.est._as_fitted(params)))
+
+    def finish(self):
+        if self.ctx is not None:
+            if self.sub is not None:  # a subtask that did not run (L-BFGS's last)
+                self.sub.call_on_fit_task_end(estimator=self.est)
+                self.sub = None
+            self.ctx.call_on_fit_task_end(**self.kw, reconstruction_attributes={})
+
+
+class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(_ACTIVATIONS))],
@@ -186,6 +236,20 @@ class _Base(BaseEstimator):
         self.coefs_ = [layer.W.T for layer in layers]
         self.intercepts_ = [layer.b for layer in layers]
 
+    def _as_fitted(self, params=None):
+        """Attributes that make a (shallow) copy of this estimator predict
+        as the network is now, or with flat parameters `params`, independent
+        of the training that goes on (sklearn.callback's fitted_estimator)."""
+        model = copy.deepcopy(self._model)
+        if params is not None:
+            model._net.params_flat()[...] = params
+        layers = model.layers
+        attrs = {"_model": model, "coefs_": [layer.W.T for layer in layers],
+                 "intercepts_": [layer.b for layer in layers], "n_iter_": self.n_iter_}
+        if hasattr(self, "loss_"):
+            attrs["loss_"] = self.loss_
+        return attrs
+
     def __getstate__(self):
         state = super().__getstate__()
         state = dict(state)
@@ -272,16 +336,23 @@ class _Base(BaseEstimator):
                 f"warm_start / partial_fit: the network has {self._model.sizes[1:-1]} hidden "
                 f"units and {self.n_outputs_} outputs; got hidden_layer_sizes={hidden} and y "
                 f"with {y.shape[1]} outputs")
+        # The callbacks see X and y as given (the classifier's labels, not
+        # their binarized form), before any validation split.
+        y_user = getattr(self, "_y_labels", y) if is_classifier(self) else y
+        subtasks = 1 if incremental else max(int(self.max_iter), 1)
+        hooks = _Hooks(self, subtasks + (self.solver == "lbfgs"), X, y_user, sample_weight)
         old_threads = _core.get_num_threads()
         if self.n_threads is not None:
             _core.set_num_threads(int(self.n_threads))
         try:
             if self.solver == "lbfgs":
-                self._fit_lbfgs(X, y, sample_weight)
+                self._fit_lbfgs(X, y, sample_weight, hooks)
             else:
-                self._fit_stochastic(X, y, sample_weight, incremental, rng, X_val, y_val, first)
+                self._fit_stochastic(X, y, sample_weight, incremental, rng, X_val, y_val, first,
+                                     hooks)
         finally:
             _core.set_num_threads(old_threads)
+        hooks.finish()
         return self
 
     def _with_class_weight(self, y, sample_weight):
@@ -302,7 +373,7 @@ class _Base(BaseEstimator):
         sw = sw * (sw.shape[0] / total) if total > 0 else sw
         return np.ascontiguousarray(sw, dtype=dtype)
 
-    def _fit_lbfgs(self, X, y, sample_weight):
+    def _fit_lbfgs(self, X, y, sample_weight, hooks):
         import scipy.optimize
 
         model = self._model
@@ -330,11 +401,27 @@ class _Base(BaseEstimator):
                 loss = net.compute_gradients(Xc, yc, sw, None)
                 return c * float(loss), c * np.asarray(net.grads_flat(), dtype=np.float64)
 
+        stopped = []
+
+        def iteration_done(xk):
+            # scipy calls this after each L-BFGS iteration with its iterate;
+            # each iteration is a callback subtask.
+            self.n_iter_ += 1
+            if hooks.end(xk):
+                stopped.append(True)
+                raise StopIteration
+            hooks.begin("lbfgs iteration")
+
+        self.n_iter_ = 0
+        hooks.begin("lbfgs iteration")
         res = scipy.optimize.minimize(
             loss_grad, np.asarray(flat, dtype=np.float64), method="L-BFGS-B", jac=True,
+            callback=iteration_done if hooks.ctx is not None else None,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
         self._compiled = False
-        self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
+        # A callback that asked to stop is not a failure to converge.
+        self.n_iter_ = int(res.nit) if stopped else _check_optimize_result(
+            "lbfgs", res, self.max_iter)
         flat[...] = res.x
         self.loss_ = float(res.fun)
         if not np.isfinite(flat).all():
@@ -366,7 +453,8 @@ class _Base(BaseEstimator):
 
         return loss_grad
 
-    def _fit_stochastic(self, X, y, sample_weight, incremental, rng, X_val, y_val, first):
+    def _fit_stochastic(self, X, y, sample_weight, incremental, rng, X_val, y_val, first,
+                        hooks):
         model = self._model
         net = model._net
         c = self._scale()
@@ -427,6 +515,7 @@ class _Base(BaseEstimator):
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
+                hooks.begin("epoch")
                 try:
                     h = model._run_epochs(data, 1, batch_size, bool(self.shuffle), seed, [], 0)
                 except FloatingPointError:
@@ -442,6 +531,8 @@ class _Base(BaseEstimator):
                 self._update_no_improvement_count(early_stopping, X_val, y_val)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     self._set_lr(self.learning_rate_init / (self.t_ + 1) ** self.power_t)
+                if hooks.end():
+                    break  # a callback asked to stop: not a convergence failure
                 if self._no_improvement_count > self.n_iter_no_change:
                     if self._trigger_stopping(early_stopping):
                         break
@@ -507,6 +598,7 @@ class _Base(BaseEstimator):
             return np.nan
         return float((accuracy_score if is_classifier(self) else r2_score)(y, pred))
 
+    @with_callbacks
     def fit(self, X, y, sample_weight=None, X_val=None, y_val=None):
         """Fit the model to X and y (sklearn's fit). X_val, y_val: a validation
         set for early stopping (used instead of a validation_fraction split;
@@ -617,6 +709,7 @@ class MLPClassifier(ClassifierMixin, _Base):
         return np.log(p, out=p)
 
     @available_if(lambda est: est._check_solver())
+    @with_callbacks
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over X, y. classes: every class, required on the first call."""
         if _check_partial_fit_first_call(self, classes):
@@ -690,6 +783,7 @@ class MLPRegressor(RegressorMixin, _Base):
         return self._predict_validated(self._check_X_predict(X))
 
     @available_if(lambda est: est._check_solver())
+    @with_callbacks
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over X, y."""
         return self._fit(X, y, sample_weight, incremental=True)
