@@ -385,6 +385,8 @@ def _locate(source, path, cache_dir, download, url, timeout, fn):
         for folder in (p, p / source.subdir):
             if folder.is_dir() and not _missing(folder, source):
                 return folder
+        if not p.exists():
+            raise FileNotFoundError(f"path: {p} does not exist")
         if not p.is_dir():
             raise FileNotFoundError(f"path: {p} is not a folder")
         missing = ", ".join(_describe(n) for n in _missing(p, source))
