@@ -31,7 +31,7 @@ fm.set_num_threads(args.threads)
 path = args.data
 if path is None and not os.environ.get("FASTMLP_DATA"):
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-(Xtr, ytr), (Xte, yte) = load_mnist(path)
+(Xtr, ytr), (Xte, yte) = load_mnist(path=path)
 Xtr = Xtr.astype(np.float32) / 255.0
 Xte = Xte.astype(np.float32) / 255.0
 E, B = args.epochs, 128

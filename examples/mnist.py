@@ -2,9 +2,13 @@
 
     python examples/mnist.py [--data FOLDER_WITH_THE_IDX_FILES] [--epochs 10] [--seed 0]
 
-Looks for the files in --data, $FASTMLP_DATA/mnist or ../shared/data/mnist.
-The recipe (Adam lr 1e-3, batch 128, dropout 0.2 on the hidden layers, cosine
-annealing over the run) reaches about 98% test accuracy in 10 epochs.
+Looks for the files in --data, $FASTMLP_DATA/mnist, ../shared/data/mnist
+beside the repository, or the cache (downloaded there once when online); see
+fastmlp.datasets.load_mnist. The recipe (Adam lr 1e-3, batch 128, dropout 0.2
+on the hidden layers, cosine annealing over the run) reaches about 98.3% test
+accuracy in 10 epochs (seeds 0-2: 0.9835, 0.9826, 0.9827), in about 10 s on
+two idle cores (about 16 s with --threads 1, which is steadier when other
+processes share the cores: two threads took up to 105 s then).
 """
 
 import argparse
@@ -17,6 +21,8 @@ import numpy as np
 import fastmlp as fm
 from fastmlp.datasets import load_mnist
 
+ACCURACY_BAR = 0.98
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--data", default=None)
 parser.add_argument("--epochs", type=int, default=10)
@@ -27,10 +33,11 @@ args = parser.parse_args()
 if args.threads:
     fm.set_num_threads(args.threads)
 path = args.data
-if path is None and not os.environ.get("FASTMLP_DATA"):
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+if path is None and not os.environ.get("FASTMLP_DATA") and shared.is_dir():
+    path = shared
 
-(Xtr, ytr), (Xte, yte) = load_mnist(path)
+(Xtr, ytr), (Xte, yte) = load_mnist(path=path)
 Xtr = Xtr.astype(np.float32) / 255.0
 Xte = Xte.astype(np.float32) / 255.0
 
@@ -42,5 +49,8 @@ t0 = time.perf_counter()
 history = model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
                     validation_data=(Xte, yte), verbose=1)
 secs = time.perf_counter() - t0
+accuracy = model.score(Xte, yte)
 print(f"{args.epochs} epochs in {secs:.1f} s ({secs / args.epochs:.2f} s per epoch); "
-      f"test accuracy {model.score(Xte, yte):.4f}")
+      f"test accuracy {accuracy:.4f}")
+print(f"test accuracy {accuracy:.4f} against the bar of {ACCURACY_BAR:.2f}: "
+      f"{'met' if accuracy >= ACCURACY_BAR else 'NOT met'}")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import shared_data_dir
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
@@ -166,3 +167,28 @@ def test_without_matplotlib_the_lesson_goes_on(tmp_path, name):
     assert "matplotlib is not installed: no figure" in proc.stdout
     assert "finding:" in proc.stdout
     assert not (tmp_path / "x.png").exists()
+
+
+def _needs_shared(sub):
+    base = shared_data_dir()
+    if base is None or not (base / sub).is_dir():
+        pytest.skip(f"{sub} not found: set FASTMLP_DATA or put the files in ../shared/data/{sub}")
+    return base / sub
+
+
+def test_house_prices_meets_its_r2_bar(tmp_path):
+    # The full recipe (about 5 s on one thread): the bar the example prints is met.
+    folder = _needs_shared("california-housing")
+    out = run("house_prices.py", "--data", str(folder), cwd=tmp_path)
+    assert "16512 training and 4128 test districts, 18 features" in out
+    r2 = number(r"test R\^2 (\S+) against the bar of 0\.80: met", out)
+    assert r2 >= 0.80
+
+
+def test_mnist_runs_and_reports_against_its_bar(tmp_path):
+    # Two epochs only (the full ten reach 0.983-0.984; examples/mnist.py's
+    # docstring): the example runs and prints its accuracy against the bar.
+    folder = _needs_shared("mnist")
+    out = run("mnist.py", "--data", str(folder), "--epochs", "2", "--threads", "1", cwd=tmp_path)
+    accuracy = number(r"test accuracy (\S+) against the bar of 0\.98: (?:met|NOT met)", out)
+    assert accuracy > 0.95
