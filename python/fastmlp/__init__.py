@@ -1,5 +1,7 @@
 """fastmlp: fast, exact training of dense feed-forward networks on the CPU.
 
+::
+
     import fastmlp as fm
     model = fm.MLP([64, 32, 10], activation="relu", loss="cross_entropy")
     model.compile(optimizer=fm.optim.SGD(lr=0.1))
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str):
     # The scikit-learn estimators import sklearn (an optional dependency):
     # loaded on first use, so `import fastmlp` works without it.
     if name in ("MLPClassifier", "MLPRegressor", "estimators"):
@@ -57,20 +59,46 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def set_num_threads(n):
-    """Threads the core may use (it uses fewer on small problems). Affects
-    fastmlp only, not NumPy or other OpenMP code in the process."""
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the core may use (it uses fewer on small problems).
+
+    Affects fastmlp only, not NumPy or other OpenMP code in the process.
+    Results do not depend on it: every reduction runs in a fixed order.
+    ``threadpoolctl.threadpool_limits`` changes the same setting.
+
+    Parameters
+    ----------
+    n : int
+        A positive thread count.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected a positive integer, got {n!r}")
     _core.set_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
+    """The number of threads the core may use (see :func:`set_num_threads`).
+
+    Returns
+    -------
+    int
+        The thread count.
+    """
     return _core.get_num_threads()
 
 
-def show_config():
-    """What this build and this machine use."""
+def show_config() -> dict:
+    """What this build and this machine use.
+
+    Returns
+    -------
+    dict
+        ``version``; ``compiler``; ``openmp`` (whether the core was built
+        with OpenMP); ``isa``, the GEMM path in use ("avx512", "avx2" or
+        "generic", chosen from cpuid at import unless ``FASTMLP_ISA`` names
+        one); ``isa_supported``, the paths this CPU runs; ``num_threads``;
+        ``cpu_count``.
+    """
     return {
         "version": __version__,
         "compiler": _core.compiler,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import warnings
 from numbers import Integral, Real
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
@@ -61,6 +62,9 @@ from ._validation import dense_rows, is_sparse
 from . import optim as _optim
 from .model import MLP
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 __all__ = ["MLPClassifier", "MLPRegressor", "expected_failed_checks"]
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -70,9 +74,22 @@ _STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 _SPARSE = ("csr", "csc")
 
 
-def expected_failed_checks(estimator):
-    """{sklearn check name: why it fails} for parametrize_with_checks /
-    check_estimator: the checks fastmlp's estimators are known not to pass."""
+def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
+    """The scikit-learn checks fastmlp's estimators are known not to pass.
+
+    For ``parametrize_with_checks(..., expected_failed_checks=...)`` and
+    ``check_estimator``.
+
+    Parameters
+    ----------
+    estimator : MLPClassifier or MLPRegressor
+        The instance the checks run on.
+
+    Returns
+    -------
+    dict of str to str
+        {check name: why it fails}.
+    """
     failed = {}
     if isinstance(estimator, _Base) and estimator.dtype is not None and (
             np.dtype(estimator.dtype) == np.float32):
@@ -599,10 +616,27 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         return float((accuracy_score if is_classifier(self) else r2_score)(y, pred))
 
     @with_callbacks
-    def fit(self, X, y, sample_weight=None, X_val=None, y_val=None):
-        """Fit the model to X and y (sklearn's fit). X_val, y_val: a validation
-        set for early stopping (used instead of a validation_fraction split;
-        giving one turns early stopping on)."""
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+            X_val: ArrayLike | None = None, y_val: ArrayLike | None = None):
+        """Fit the model to X and y (scikit-learn's fit).
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Training rows (sparse X is densified a batch at a time).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets: labels for the classifier, values for the regressor.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-row weights.
+        X_val, y_val : array-like, optional
+            A validation set for early stopping, used instead of a
+            validation_fraction split; giving one turns early stopping on.
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+        """
         return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val)
 
     def __sklearn_tags__(self):
@@ -620,9 +654,136 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
 
 class MLPClassifier(ClassifierMixin, _Base):
     """Multi-layer perceptron classifier: sklearn.neural_network.MLPClassifier,
-    trained by fastmlp. Extra keywords: dropout, batch_norm, l1, clip_norm,
-    lr_schedule, class_weight, dtype (None: float64 for lbfgs, float32
-    otherwise), n_threads."""
+    trained by fastmlp.
+
+    The same constructor names and defaults, objective and fitted attributes
+    as scikit-learn's (see the module notes on the objective's scaling);
+    fastmlp's extras are the keywords dropout, batch_norm, l1, clip_norm,
+    lr_schedule, class_weight, dtype and n_threads. Multiclass targets train
+    a softmax output (cross_entropy), binary and multilabel ones sigmoid
+    outputs (binary_cross_entropy).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int, default (100,)
+        The i-th element is the number of units of the i-th hidden layer.
+    activation : {"identity", "logistic", "tanh", "relu"}, default "relu"
+        Activation of the hidden layers.
+    solver : {"adam", "sgd", "lbfgs", "adamw", "rmsprop", "adagrad"}, default "adam"
+        "lbfgs" is scipy's L-BFGS-B on the core's full-batch gradient; the
+        others are fastmlp's optimizers on mini-batches.
+    alpha : float, default 0.0001
+        L2 penalty, ``0.5 * alpha * ||W||^2 / batch`` as in scikit-learn.
+    batch_size : int or "auto", default "auto"
+        Rows per mini-batch; "auto" is ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        Schedule of the "sgd" solver, as in scikit-learn.
+    learning_rate_init : float, default 0.001
+        Initial learning rate (stochastic solvers).
+    power_t : float, default 0.5
+        Exponent of "invscaling".
+    max_iter : int, default 200
+        Epochs (stochastic solvers) or iterations (lbfgs).
+    shuffle : bool, default True
+        Shuffle the rows every epoch.
+    random_state : int, RandomState instance or None, default None
+        Seeds the initialization, the shuffling, dropout and the validation
+        split.
+    tol : float, default 1e-4
+        Least improvement of the loss or validation score that counts.
+    verbose : bool, default False
+        Print the loss of every epoch.
+    warm_start : bool, default False
+        Continue from the previous fit's weights, curves and stopping state
+        (with a fresh optimizer, as scikit-learn).
+    momentum : float, default 0.9
+        Momentum of the "sgd" solver.
+    nesterovs_momentum : bool, default True
+        Nesterov momentum for "sgd".
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the rows and stop when the
+        validation score stops improving; the best weights are restored.
+    validation_fraction : float, default 0.1
+        The held-out fraction for early stopping.
+    beta_1, beta_2 : float, default 0.9, 0.999
+        Adam's moment decay rates.
+    epsilon : float, default 1e-8
+        Adam's and RMSprop's epsilon (in scikit-learn's loss scale).
+    n_iter_no_change : int, default 10
+        Epochs without improvement before stopping.
+    max_fun : int, default 15000
+        Largest number of loss evaluations of "lbfgs".
+    dropout : float, default 0.0
+        fastmlp: inverted-dropout rate of the hidden layers.
+    batch_norm : bool, default False
+        fastmlp: batch normalization in the hidden layers.
+    l1 : float, default 0.0
+        fastmlp: L1 penalty on the weights (fastmlp's scale, see
+        :meth:`fastmlp.MLP.compile`).
+    clip_norm : float, optional
+        fastmlp: clip the global gradient norm to this.
+    lr_schedule : fastmlp.optim.LRSchedule, optional
+        fastmlp: a per-epoch learning-rate schedule (with
+        ``learning_rate="constant"``).
+    class_weight : dict, "balanced" or None, default None
+        fastmlp: per-class weights, multiplied into the sample weights
+        (scikit-learn's ``compute_sample_weight``).
+    dtype : {"float32", "float64"} or None, default None
+        fastmlp: the precision of the network. None follows scikit-learn
+        (float32 X stays float32, anything else becomes float64); "float32"
+        is fastmlp's fast path.
+    n_threads : int, optional
+        fastmlp: threads of the core during fit; None follows
+        ``fm.set_num_threads`` and threadpoolctl's limits.
+
+    Attributes
+    ----------
+    loss_ : float
+        The loss of the last epoch, in scikit-learn's scale.
+    loss_curve_ : list of float
+        The loss of every epoch (stochastic solvers).
+    best_loss_ : float or None
+        The best loss seen (None with early stopping).
+    validation_scores_ : list of float or None
+        The validation score of every epoch, with early stopping.
+    best_validation_score_ : float or None
+        The best validation score, with early stopping.
+    coefs_ : list of ndarray
+        Weights per layer, shape (fan_in, fan_out): views of the network's
+        parameters (``layer.W.T``), so writing into them changes the model.
+    intercepts_ : list of ndarray
+        Biases per layer, views as well.
+    n_features_in_ : int
+        Number of features seen in fit.
+    n_iter_ : int
+        Epochs (or L-BFGS iterations) run by the last fit.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of outputs.
+    out_activation_ : str
+        The output's activation.
+    t_ : int
+        Rows seen by the solver (for "invscaling").
+    classes_ : ndarray
+        The class labels.
+
+    See Also
+    --------
+    fastmlp.MLP : the Keras-style model underneath.
+
+    Examples
+    --------
+    >>> import fastmlp as fm
+    >>> from fastmlp.datasets import make_spirals
+    >>> X, y = make_spirals(n_per_class=100, seed=0)
+    >>> clf = fm.MLPClassifier(hidden_layer_sizes=(32, 32), learning_rate_init=0.01,
+    ...                        random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.95
+    True
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 3)
+    """
 
     _parameter_constraints: dict = {
         **_Base._parameter_constraints,
@@ -691,27 +852,79 @@ class MLPClassifier(ClassifierMixin, _Base):
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
 
-    def predict(self, X):
-        """Class labels for X."""
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Class labels for X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        Returns
+        -------
+        ndarray
+            Labels from ``classes_`` (n_samples,), or indicator rows for
+            multilabel targets.
+        """
         return self._predict_validated(self._check_X_predict(X))
 
-    def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in classes_ order."""
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns in ``classes_`` order.
+        """
         out = self._output(self._check_X_predict(X))
         if self.n_outputs_ == 1:
             p = out.ravel()
             return np.vstack([1 - p, p]).T
         return out
 
-    def predict_log_proba(self, X):
-        """log(predict_proba(X))."""
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
+        """``log(predict_proba(X))``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Log-probabilities.
+        """
         p = self.predict_proba(X)
         return np.log(p, out=p)
 
     @available_if(lambda est: est._check_solver())
     @with_callbacks
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over X, y. classes: every class, required on the first call."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None):
+        """One epoch over X, y (stochastic solvers only).
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Training rows.
+        y : array-like of shape (n_samples,)
+            Labels.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-row weights.
+        classes : array-like, optional
+            Every class; required on the first call.
+
+        Returns
+        -------
+        self
+            The estimator.
+        """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
@@ -728,8 +941,119 @@ class MLPClassifier(ClassifierMixin, _Base):
 
 class MLPRegressor(RegressorMixin, _Base):
     """Multi-layer perceptron regressor: sklearn.neural_network.MLPRegressor,
-    trained by fastmlp. loss: 'squared_error' or 'poisson' (where the core has
-    it). Extra keywords as MLPClassifier, less class_weight."""
+    trained by fastmlp.
+
+    The same constructor names and defaults, objective and fitted attributes
+    as scikit-learn's; fastmlp's extras are the keywords dropout, batch_norm,
+    l1, clip_norm, lr_schedule, dtype and n_threads.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        "squared_error" trains fastmlp's mse, "poisson" its poisson loss
+        (the output is the predicted mean exp(z); targets >= 0).
+    hidden_layer_sizes : array-like of int, default (100,)
+        The i-th element is the number of units of the i-th hidden layer.
+    activation : {"identity", "logistic", "tanh", "relu"}, default "relu"
+        Activation of the hidden layers.
+    solver : {"adam", "sgd", "lbfgs", "adamw", "rmsprop", "adagrad"}, default "adam"
+        "lbfgs" is scipy's L-BFGS-B on the core's full-batch gradient; the
+        others are fastmlp's optimizers on mini-batches.
+    alpha : float, default 0.0001
+        L2 penalty, ``0.5 * alpha * ||W||^2 / batch`` as in scikit-learn.
+    batch_size : int or "auto", default "auto"
+        Rows per mini-batch; "auto" is ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        Schedule of the "sgd" solver, as in scikit-learn.
+    learning_rate_init : float, default 0.001
+        Initial learning rate (stochastic solvers).
+    power_t : float, default 0.5
+        Exponent of "invscaling".
+    max_iter : int, default 200
+        Epochs (stochastic solvers) or iterations (lbfgs).
+    shuffle : bool, default True
+        Shuffle the rows every epoch.
+    random_state : int, RandomState instance or None, default None
+        Seeds the initialization, the shuffling, dropout and the validation
+        split.
+    tol : float, default 1e-4
+        Least improvement of the loss or validation score that counts.
+    verbose : bool, default False
+        Print the loss of every epoch.
+    warm_start : bool, default False
+        Continue from the previous fit's weights, curves and stopping state
+        (with a fresh optimizer, as scikit-learn).
+    momentum : float, default 0.9
+        Momentum of the "sgd" solver.
+    nesterovs_momentum : bool, default True
+        Nesterov momentum for "sgd".
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the rows and stop when the
+        validation score stops improving; the best weights are restored.
+    validation_fraction : float, default 0.1
+        The held-out fraction for early stopping.
+    beta_1, beta_2 : float, default 0.9, 0.999
+        Adam's moment decay rates.
+    epsilon : float, default 1e-8
+        Adam's and RMSprop's epsilon (in scikit-learn's loss scale).
+    n_iter_no_change : int, default 10
+        Epochs without improvement before stopping.
+    max_fun : int, default 15000
+        Largest number of loss evaluations of "lbfgs".
+    dropout : float, default 0.0
+        fastmlp: inverted-dropout rate of the hidden layers.
+    batch_norm : bool, default False
+        fastmlp: batch normalization in the hidden layers.
+    l1 : float, default 0.0
+        fastmlp: L1 penalty on the weights (fastmlp's scale, see
+        :meth:`fastmlp.MLP.compile`).
+    clip_norm : float, optional
+        fastmlp: clip the global gradient norm to this.
+    lr_schedule : fastmlp.optim.LRSchedule, optional
+        fastmlp: a per-epoch learning-rate schedule (with
+        ``learning_rate="constant"``).
+    dtype : {"float32", "float64"} or None, default None
+        fastmlp: the precision of the network. None follows scikit-learn
+        (float32 X stays float32, anything else becomes float64); "float32"
+        is fastmlp's fast path.
+    n_threads : int, optional
+        fastmlp: threads of the core during fit; None follows
+        ``fm.set_num_threads`` and threadpoolctl's limits.
+
+    Attributes
+    ----------
+    loss_ : float
+        The loss of the last epoch, in scikit-learn's scale.
+    loss_curve_ : list of float
+        The loss of every epoch (stochastic solvers).
+    best_loss_ : float or None
+        The best loss seen (None with early stopping).
+    validation_scores_ : list of float or None
+        The validation score of every epoch, with early stopping.
+    best_validation_score_ : float or None
+        The best validation score, with early stopping.
+    coefs_ : list of ndarray
+        Weights per layer, shape (fan_in, fan_out): views of the network's
+        parameters (``layer.W.T``), so writing into them changes the model.
+    intercepts_ : list of ndarray
+        Biases per layer, views as well.
+    n_features_in_ : int
+        Number of features seen in fit.
+    n_iter_ : int
+        Epochs (or L-BFGS iterations) run by the last fit.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of outputs.
+    out_activation_ : str
+        The output's activation.
+    t_ : int
+        Rows seen by the solver (for "invscaling").
+
+    See Also
+    --------
+    fastmlp.MLP : the Keras-style model underneath.
+    """
 
     _parameter_constraints: dict = {
         **_Base._parameter_constraints,
@@ -778,12 +1102,38 @@ class MLPRegressor(RegressorMixin, _Base):
         out = self._output(X)
         return out.ravel() if out.shape[1] == 1 else out
 
-    def predict(self, X):
-        """Predicted values, (n_samples,) or (n_samples, n_outputs)."""
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predicted values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predictions.
+        """
         return self._predict_validated(self._check_X_predict(X))
 
     @available_if(lambda est: est._check_solver())
     @with_callbacks
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over X, y."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None):
+        """One epoch over X, y (stochastic solvers only).
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Training rows.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-row weights.
+
+        Returns
+        -------
+        self
+            The estimator.
+        """
         return self._fit(X, y, sample_weight, incremental=True)

@@ -15,8 +15,11 @@ from __future__ import annotations
 import io as _io
 import json
 import os
+from typing import Any
 
 import numpy as np
+
+__all__ = ["from_bytes", "load_npz", "save_npz", "to_bytes"]
 
 FORMAT = "fastmlp-model"
 VERSION = 1
@@ -27,9 +30,25 @@ def _write(target, meta, arrays):
     np.savez(target, meta=np.array(json.dumps(meta)), **arrays)
 
 
-def save_npz(path, meta, arrays):
-    """Write meta (JSON-able dict) and arrays ({name: ndarray}) to `path`
-    (.npz; the suffix is added when missing). Returns the path written."""
+def save_npz(path: str | os.PathLike, meta: dict[str, Any],
+             arrays: dict[str, np.ndarray]) -> str:
+    """Write a description and named arrays to one .npz file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; the suffix .npz is added when missing.
+    meta : dict
+        A JSON-able description, stored as the entry "meta" with the format
+        name and version.
+    arrays : dict of str to ndarray
+        The named arrays.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
@@ -38,8 +57,21 @@ def save_npz(path, meta, arrays):
     return path
 
 
-def to_bytes(meta, arrays):
-    """The bytes save_npz would write (pickling a model uses them)."""
+def to_bytes(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes :func:`save_npz` would write (pickling a model uses them).
+
+    Parameters
+    ----------
+    meta : dict
+        A JSON-able description.
+    arrays : dict of str to ndarray
+        The named arrays.
+
+    Returns
+    -------
+    bytes
+        The .npz file's content.
+    """
     buf = _io.BytesIO()
     _write(buf, meta, arrays)
     return buf.getvalue()
@@ -67,9 +99,29 @@ def _read(source, name):
     return meta, data
 
 
-def load_npz(path):
-    """(meta, arrays) from a file save_npz wrote; ValueError naming `path`
-    for anything else, FileNotFoundError when there is no file."""
+def load_npz(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a file that :func:`save_npz` wrote (no pickle is ever loaded).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; ``path + ".npz"`` is tried when path does not exist.
+
+    Returns
+    -------
+    meta : dict
+        The description.
+    arrays : dict of str to ndarray
+        The named arrays.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no such file.
+    ValueError
+        Naming ``path``, for a file that is not a fastmlp model file, or one
+        written by a newer format version.
+    """
     p = os.fspath(path)
     if not os.path.exists(p) and os.path.exists(p + ".npz"):
         p += ".npz"
@@ -78,6 +130,22 @@ def load_npz(path):
     return _read(p, "path")
 
 
-def from_bytes(blob, name="state"):
-    """(meta, arrays) from to_bytes' output."""
+def from_bytes(blob: bytes, name: str = "state") -> tuple[dict[str, Any],
+                                                          dict[str, np.ndarray]]:
+    """Read what :func:`to_bytes` wrote.
+
+    Parameters
+    ----------
+    blob : bytes
+        The bytes.
+    name : str, default "state"
+        The name error messages give the data.
+
+    Returns
+    -------
+    meta : dict
+        The description.
+    arrays : dict of str to ndarray
+        The named arrays.
+    """
     return _read(_io.BytesIO(blob), name)

@@ -11,6 +11,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,14 @@ from .optim import SGD, Optimizer
 # batches; predict: rows).
 _SPARSE_BLOCK_BYTES = 8 << 20
 
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable, Sequence
+
+    from numpy.typing import ArrayLike, DTypeLike
+
+    from .optim import LRSchedule
+
 _REMEDIES = (
     "Try a lower learning rate, gradient clipping (compile(clip_norm=1.0)), standardized inputs "
     "or batch normalization."
@@ -58,26 +67,77 @@ _OUTPUT_TRANSFORM = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoi
 class MLP:
     """A multilayer perceptron trained by backpropagation.
 
-    layers: the layer sizes, input first (``[784, 256, 10]``), or a list of
-    ``fm.Dense`` (optionally preceded by the input size; without it the model
-    is built when it first sees data). ``activation`` is used by every hidden
-    layer that does not name its own; the output layer is linear unless its
-    Dense names an activation (allowed with ``mse`` only: cross_entropy,
-    binary_cross_entropy and poisson apply softmax / sigmoid / exp to the
-    logits themselves).
+    The parameters, the workspace and every loop live in the compiled core;
+    this object checks arguments, converts data once to the model's dtype and
+    returns NumPy arrays. Configure training with :meth:`compile`, train with
+    :meth:`fit` (or :meth:`train_step`), query with :meth:`predict`.
+
+    Parameters
+    ----------
+    layers : sequence of int or fastmlp.Dense
+        The layer sizes, input first (``[784, 256, 10]``), or a list of
+        ``fm.Dense`` (optionally preceded by the input size; without it the
+        model is built when it first sees data).
+    activation : str, default "relu"
+        The activation of every hidden layer that does not name its own:
+        identity, sigmoid, tanh, relu, leaky_relu, elu, gelu or softplus.
+        The output layer is linear unless its Dense names an activation
+        (allowed with ``mse`` only: cross_entropy, binary_cross_entropy and
+        poisson apply softmax / sigmoid / exp to the logits themselves).
+    loss : str, default "cross_entropy"
+        ``"mse"``, ``"cross_entropy"`` (softmax output, integer class ids or
+        one-hot targets), ``"binary_cross_entropy"`` (sigmoid output, 0/1
+        targets) or ``"poisson"`` (exp output, counts >= 0).
+    init : str, default "auto"
+        Weight initialization: ``"auto"`` (He-uniform for the ReLU family,
+        Glorot-uniform otherwise), he_uniform, he_normal, glorot_uniform,
+        glorot_normal or lecun_normal, with torch.nn.init's variances.
+    dtype : str or numpy dtype, default "float32"
+        ``"float32"`` (the fast path) or ``"float64"`` (exact gradient
+        checks).
+    dropout : float, default 0.0
+        Inverted-dropout rate of every hidden layer, in [0, 1).
+    batch_norm : bool, default False
+        Batch normalization after each hidden layer's linear part.
+    seed : int, default 0
+        Seeds the initialization, the shuffling and the dropout masks
+        (counter-based, so results do not depend on the thread count).
+
+    Attributes
+    ----------
+    history : fastmlp.History or None
+        The record of the last :meth:`fit` (Keras' ``model.history``).
+
+    See Also
+    --------
+    fastmlp.MLPClassifier, fastmlp.MLPRegressor : the scikit-learn spelling.
+
+    Examples
+    --------
+    >>> import fastmlp as fm
+    >>> from fastmlp.datasets import make_spirals
+    >>> X, y = make_spirals(n_per_class=100, seed=0)
+    >>> model = fm.MLP([2, 32, 32, 3], activation="relu", seed=0)
+    >>> model.compile(optimizer=fm.optim.Adam(lr=0.01))
+    MLP([2, 32, 32, 3], ...)
+    >>> history = model.fit(X, y, epochs=50, batch_size=32, verbose=0)
+    >>> len(history), history["loss"][-1] < history["loss"][0]
+    (50, True)
+    >>> model.predict(X[:5]).shape
+    (5,)
     """
 
     def __init__(
         self,
-        layers,
-        activation="relu",
-        loss="cross_entropy",
-        init="auto",
-        dtype="float32",
-        dropout=0.0,
-        batch_norm=False,
-        seed=0,
-    ):
+        layers: Sequence[int | Dense],
+        activation: str = "relu",
+        loss: str = "cross_entropy",
+        init: str = "auto",
+        dtype: DTypeLike = "float32",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.activation = _enums.activation_name(activation)
         self.loss_name = _enums.loss_name(loss)
         if not isinstance(init, str) or (init != "auto" and init not in _enums.INITS):
@@ -193,24 +253,30 @@ class MLP:
 
     # -- introspection ----------------------------------------------------
     @property
-    def layers(self):
+    def layers(self) -> list[Layer]:
+        """The built model's layers (:class:`fastmlp.Layer`), input side first;
+        their ``W`` and ``b`` are zero-copy, writable views."""
         self._require_built()
         return self._layers
 
     @property
-    def sizes(self):
+    def sizes(self) -> list[int] | None:
+        """Layer sizes, input first (None until the model is built)."""
         return list(self._sizes) if self._net is not None else None
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
+        """Number of trainable parameters (weights, biases, batch-norm scales and shifts)."""
         return self._require_built().num_params
 
     @property
-    def is_classifier(self):
+    def is_classifier(self) -> bool:
+        """True for the classification losses (cross_entropy, binary_cross_entropy)."""
         return self.loss_name in ("cross_entropy", "binary_cross_entropy")
 
     @property
-    def optimizer(self):
+    def optimizer(self) -> Optimizer:
+        """The optimizer chosen by :meth:`compile` (SGD with its defaults before)."""
         return self._optimizer
 
     def __repr__(self):
@@ -221,20 +287,38 @@ class MLP:
         )
 
     # -- configuration ----------------------------------------------------
-    def compile(self, optimizer=None, l1=0.0, l2=0.0, clip_norm=None, clip_value=None,
-                lr_schedule=None):
-        """Choose the optimizer (an fm.optim optimizer or its name, e.g.
-        "adam"), L1/L2 penalties, gradient clipping and a learning-rate
-        schedule. A new optimizer starts from fresh state. Returns the model.
+    def compile(self, optimizer: Optimizer | str | None = None, l1: float = 0.0,
+                l2: float = 0.0, clip_norm: float | None = None,
+                clip_value: float | None = None,
+                lr_schedule: LRSchedule | None = None) -> MLP:
+        """Choose the optimizer, L1/L2 penalties, gradient clipping and a
+        learning-rate schedule.
 
-        l1, l2: loss += l1 * sum|W| + l2 * sum W^2 over every weight matrix
-        (not biases or batch-norm parameters), with gradient
-        l1 * sign(W) + 2 * l2 * W -- the penalty form of Keras' regularizers,
-        distinct from the optimizers' weight_decay. clip_value clamps every
-        gradient element to [-clip_value, clip_value]; clip_norm then scales
-        all gradients together so that their global 2-norm is at most
-        clip_norm (torch.nn.utils.clip_grad_value_ / clip_grad_norm_).
-        lr_schedule: an fm.optim schedule, stepped once per epoch by fit.
+        A new optimizer starts from fresh state.
+
+        Parameters
+        ----------
+        optimizer : fastmlp.optim.Optimizer or str, optional
+            An ``fm.optim`` optimizer, or its name ("sgd", "adam", "adamw",
+            "rmsprop", "adagrad") for its defaults. None: ``SGD()``.
+        l1, l2 : float, default 0.0
+            ``loss += l1 * sum(abs(W)) + l2 * sum(W**2)`` over every weight
+            matrix (not biases or batch-norm parameters), with gradient
+            ``l1 * sign(W) + 2 * l2 * W``: the penalty form of Keras'
+            regularizers, distinct from the optimizers' ``weight_decay``.
+        clip_norm : float, optional
+            Scale all gradients together so that their global 2-norm is at
+            most ``clip_norm`` (``torch.nn.utils.clip_grad_norm_``).
+        clip_value : float, optional
+            Clamp every gradient element to ``[-clip_value, clip_value]``
+            (``torch.nn.utils.clip_grad_value_``), before ``clip_norm``.
+        lr_schedule : fastmlp.optim.LRSchedule, optional
+            A learning-rate schedule, stepped once per epoch by :meth:`fit`.
+
+        Returns
+        -------
+        MLP
+            The model itself.
         """
         if optimizer is None:
             optimizer = SGD()
@@ -271,7 +355,8 @@ class MLP:
         net.set_regularization(r["l1"], r["l2"], r["clip_value"] or 0.0, r["clip_norm"] or 0.0)
 
     @property
-    def lr_schedule(self):
+    def lr_schedule(self) -> LRSchedule | None:
+        """The learning-rate schedule chosen by :meth:`compile`, or None."""
         return self._schedule
 
     # -- computation ------------------------------------------------------
@@ -306,15 +391,26 @@ class MLP:
     def _y(self, y, n, name="y"):
         return check_y(y, self.loss_name, n, self._sizes[-1], self.dtype, name=name)
 
-    def forward(self, X, training=False):
-        """The network's output for X, (n, outputs): class probabilities for
-        cross_entropy (softmax) and binary_cross_entropy (sigmoid), the
-        predicted means exp(z) for poisson, the last layer's activation output
-        for mse. training=True uses batch
-        statistics and the dropout masks of the next training step (nothing
-        is updated). X may be a scipy.sparse matrix: it is densified a block
-        of rows at a time (all at once with training=True, whose batch
-        statistics span the whole of X)."""
+    def forward(self, X: ArrayLike, training: bool = False) -> np.ndarray:
+        """The network's output for X.
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Input rows, converted once to the model's dtype. A sparse matrix
+            is densified a block of rows at a time (all at once with
+            training=True, whose batch statistics span the whole of X).
+        training : bool, default False
+            True: batch-norm batch statistics and the dropout masks of the
+            next training step (nothing is updated).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs)
+            Class probabilities for cross_entropy (softmax) and
+            binary_cross_entropy (sigmoid), the predicted means exp(z) for
+            poisson, the last layer's activation output for mse.
+        """
         return self._forward_checked(self._X(X, keep_sparse=not training), training)
 
     def _weights(self, sample_weight, class_weight, y, n, name="sample_weight"):
@@ -325,19 +421,61 @@ class MLP:
             class_weight, self.loss_name, self._sizes[-1], y, self.dtype)
         return sw, cw
 
-    def loss(self, X, y, training=False, sample_weight=None, class_weight=None):
+    def loss(self, X: ArrayLike, y: ArrayLike, training: bool = False,
+             sample_weight: ArrayLike | None = None,
+             class_weight: dict | Sequence[float] | str | None = None) -> float:
         """Mean loss over the rows of X plus the L1/L2 penalty; changes nothing.
-        training=True: batch statistics and dropout, as a training step sees it."""
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+        y : array-like
+            Targets: class ids (n_samples,) or one-hot rows for
+            cross_entropy, 0/1 targets for binary_cross_entropy, values for
+            mse, counts for poisson.
+        training : bool, default False
+            True: batch statistics and dropout, as a training step sees it.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-row loss weights (finite, >= 0).
+        class_weight : dict, sequence or "balanced", optional
+            Per-class loss weights (classification losses only).
+
+        Returns
+        -------
+        float
+            The mean loss.
+        """
         X = self._X(X)
         y = self._y(y, X.shape[0])
         sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
         with self._lock:
             return float(self._net.loss(X, y, bool(training), sw, cw))
 
-    def gradients(self, X, y, sample_weight=None, class_weight=None):
-        """Gradients of the training loss (penalty included, before clipping),
-        per layer {"W": dW, "b": db} plus "gamma"/"beta" for batch-normalized
-        layers; changes no parameter. Dropout uses the masks of the next step."""
+    def gradients(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                  class_weight: dict | Sequence[float] | str | None = None) -> list[dict]:
+        """Gradients of the training loss (penalty included, before clipping);
+        changes no parameter.
+
+        Dropout uses the masks of the next step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows.
+        y : array-like
+            Targets, as for :meth:`loss`.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-row loss weights.
+        class_weight : dict, sequence or "balanced", optional
+            Per-class loss weights (classification losses only).
+
+        Returns
+        -------
+        list of dict
+            Per layer ``{"W": dW, "b": db}``, plus ``"gamma"`` and ``"beta"``
+            for batch-normalized layers (copies, the shapes of the parameters).
+        """
         X = self._X(X)
         y = self._y(y, X.shape[0])
         sw, cw = self._weights(sample_weight, class_weight, y, X.shape[0])
@@ -353,9 +491,34 @@ class MLP:
                 out.append(g)
             return out
 
-    def train_step(self, X, y, sample_weight=None, class_weight=None):
-        """One optimizer step on this batch (with clipping and the current
-        learning rate). Returns the batch's loss (before the step)."""
+    def train_step(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                   class_weight: dict | Sequence[float] | str | None = None) -> float:
+        """One optimizer step on this batch, with clipping and the current
+        learning rate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The batch. Arrays already in the core's layout (C-contiguous, the
+            model's dtype; int32/int64 class ids) go to the core unconverted.
+        y : array-like
+            Its targets, as for :meth:`loss`.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-row loss weights.
+        class_weight : dict, sequence or "balanced", optional
+            Per-class loss weights (classification losses only).
+
+        Returns
+        -------
+        float
+            The batch's loss, before the step.
+
+        Raises
+        ------
+        FloatingPointError
+            When the loss or a gradient is not finite; the parameters are
+            left as they were.
+        """
         sw = cw = None
         if (self._net is None or sample_weight is not None or class_weight is not None
                 or not _core_layout(X, y, self.dtype, self.loss_name)):
@@ -406,21 +569,71 @@ class MLP:
             for key, view in self._running_stats().items():
                 view[...] = stats[key]
 
-    def fit(self, X, y, epochs=10, batch_size=32, shuffle=True, validation_data=None,
-            validation_split=0.0, early_stopping=None, verbose=1, callbacks=(), seed=None,
-            sample_weight=None, class_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 10, batch_size: int = 32,
+            shuffle: bool = True, validation_data: tuple | None = None,
+            validation_split: float = 0.0, early_stopping: EarlyStopping | int | None = None,
+            verbose: int | str = 1, callbacks: Callback | Iterable[Callback] | None = (),
+            seed: int | None = None, sample_weight: ArrayLike | None = None,
+            class_weight: dict | Sequence[float] | str | None = None) -> History:
         """Train by mini-batch gradient descent with the compiled optimizer.
 
         Each epoch runs entirely in the core with the GIL released (shuffle,
         gather, forward, backward, clipping, update, metrics); it returns to
         Python at the epoch's end, or every N batches when a callback sets
-        every_n_batches. Ctrl-C stops between two batches (KeyboardInterrupt,
-        parameters intact). validation_data=(X_val, y_val[, sample_weight]) or
-        validation_split (the last fraction of the rows, before shuffling).
-        early_stopping: an fm.callbacks.EarlyStopping, or an int patience on
-        val_loss (loss without validation data). sample_weight (n,): per-row
-        loss weights; class_weight: {class: weight}, a sequence, or
-        "balanced" (n / (classes * count)). Returns a History.
+        ``every_n_batches``. Ctrl-C stops between two batches
+        (KeyboardInterrupt, parameters intact). A second call continues from
+        where the first stopped (epoch count, optimizer state, schedule).
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Training rows, checked and converted once. A sparse matrix is
+            kept as CSR and densified a whole batch at a time (about 8 MiB),
+            never all at once; the model is bitwise the same as with dense X.
+        y : array-like
+            Targets, as for :meth:`loss`.
+        epochs : int, default 10
+            Epochs to run (0 runs none).
+        batch_size : int, default 32
+            Rows per mini-batch; the last batch of an epoch may be smaller.
+        shuffle : bool, default True
+            Shuffle the rows every epoch (seeded, the same for any thread
+            count).
+        validation_data : tuple, optional
+            ``(X_val, y_val)`` or ``(X_val, y_val, sample_weight_val)``,
+            evaluated after every epoch (``val_loss``, ``val_accuracy``).
+        validation_split : float, default 0.0
+            Instead of validation_data: hold out this last fraction of the
+            rows (before shuffling), as Keras does.
+        early_stopping : fastmlp.EarlyStopping or int, optional
+            An EarlyStopping callback, or an int patience on ``val_loss``
+            (``loss`` without validation data).
+        verbose : {0, 1, 2, "auto"}, default 1
+            0: silent. 1 (or "auto"): on a terminal, a live progress bar per
+            epoch (batches, time per step, ETA, running loss; tqdm when
+            installed), elsewhere one line per epoch. 2: one line per epoch.
+        callbacks : fastmlp.Callback or iterable of Callback, default ()
+            Called at the start and end of training, after every epoch, and
+            every ``every_n_batches`` batches where a callback sets it.
+        seed : int, optional
+            Seed of the shuffling; default the model's seed.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-row loss weights (Keras' sample_weight).
+        class_weight : dict, sequence or "balanced", optional
+            ``{class: weight}``, one weight per class, or ``"balanced"``
+            (``n / (classes * count)``, counted over the training rows);
+            weights the training loss only, as in Keras.
+
+        Returns
+        -------
+        History
+            What the epochs recorded; also kept as ``model.history``.
+
+        Raises
+        ------
+        FloatingPointError
+            When training diverges; the parameters are those before the
+            batch that diverged.
         """
         epochs = check_positive_int(epochs, "epochs", minimum=0)
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -740,10 +953,23 @@ class MLP:
             model._schedule_started = True
         return model
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> str:
         """Save architecture, parameters, batch-norm statistics, optimizer
-        and schedule state to one .npz file (fm.load reads it back). Returns
-        the path written."""
+        and schedule state to one .npz file (:func:`fastmlp.load` reads it back).
+
+        The file holds arrays and a JSON description, no pickle; a loaded
+        model continues training exactly where this one stopped.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write; ``.npz`` is appended when missing.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
         with self._lock:
             meta, arrays = self._state()
         return io.save_npz(path, meta, arrays)
@@ -765,10 +991,21 @@ class MLP:
         meta, arrays = io.from_bytes(state["npz"], "state")
         self.__dict__.update(MLP._from_state(meta, arrays).__dict__)
 
-    def predict(self, X):
-        """Class ids (cross_entropy), 0/1 labels (binary_cross_entropy) or
-        values (mse; poisson: the predicted means exp(z)). A single output
-        column is returned as shape (n,)."""
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predictions for X.
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Input rows.
+
+        Returns
+        -------
+        ndarray
+            Class ids (cross_entropy), 0/1 labels (binary_cross_entropy) or
+            values (mse; poisson: the predicted means exp(z)). A single
+            output column is returned as shape (n_samples,).
+        """
         out = self.forward(X)
         if self.loss_name == "cross_entropy":
             return out.argmax(axis=1)
@@ -776,15 +1013,40 @@ class MLP:
             out = (out > 0.5).astype(np.int64)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def predict_proba(self, X):
-        """Class probabilities (n, outputs); classification losses only."""
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Class probabilities; classification losses only.
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Input rows.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs)
+            Softmax rows (cross_entropy) or per-output sigmoid probabilities
+            (binary_cross_entropy).
+        """
         if not self.is_classifier:
             raise AttributeError("predict_proba: only for cross_entropy and binary_cross_entropy models")
         return self.forward(X)
 
-    def score(self, X, y):
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
         """Accuracy for classification, R^2 for mse and poisson (as
-        sklearn's MLPRegressor.score, whatever its loss)."""
+        sklearn's MLPRegressor.score, whatever its loss).
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Input rows.
+        y : array-like
+            True targets, as for :meth:`loss`.
+
+        Returns
+        -------
+        float
+            The accuracy or the coefficient of determination.
+        """
         X = self._X(X)
         y = self._y(y, X.shape[0])
         if self.is_classifier:
@@ -825,8 +1087,27 @@ def _core_layout(X, y, dtype, loss):
     return y.ndim == 2 and y.dtype == dtype
 
 
-def load(path):
-    """The model saved at `path` by MLP.save, ready to predict or train on."""
+def load(path: str | os.PathLike) -> MLP:
+    """The model saved at `path` by :meth:`MLP.save`, ready to predict or train on.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The .npz file (the suffix may be left out).
+
+    Returns
+    -------
+    MLP
+        The model, with its optimizer and schedule state: training continues
+        exactly where the saved model stopped.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no such file.
+    ValueError
+        When the file is not a fastmlp model file, or is corrupt.
+    """
     meta, arrays = io.load_npz(path)
     return MLP._from_state(meta, arrays, "path")
 

@@ -9,11 +9,18 @@ dtype and shape.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import _core
 from ._enums import activation as _activation, loss as _loss
 from ._validation import check_loss_weights
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
+    from .optim import Optimizer
 
 __all__ = [
     "fma_peak",
@@ -54,8 +61,28 @@ def _prepare(named, ndims):
     return out
 
 
-def matmul(a, b, trans_a=False, trans_b=False, out=None, naive=False):
-    """op(a) @ op(b) through the core's GEMM (naive=True: its triple-loop twin)."""
+def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool = False,
+           out: np.ndarray | None = None, naive: bool = False) -> np.ndarray:
+    """``op(a) @ op(b)`` through the core's GEMM.
+
+    Parameters
+    ----------
+    a : array-like, 2-D
+        op(a) is (m, k).
+    b : array-like, 2-D
+        op(b) is (k, n).
+    trans_a, trans_b : bool, default False
+        Use the transpose of a / b (absorbed by the packing, never copied).
+    out : ndarray, optional
+        C-contiguous (m, n) array of the result dtype to write into.
+    naive : bool, default False
+        Run the triple-loop twin of the GEMM instead (the in-core reference).
+
+    Returns
+    -------
+    ndarray of shape (m, n)
+        float32 when both inputs are float32, else float64; ``out`` when given.
+    """
     if (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2
             and a.dtype in _FLOATS and a.dtype == b.dtype
             and a.flags.c_contiguous and b.flags.c_contiguous
@@ -74,24 +101,104 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, naive=False):
     return _core.matmul(a, b, bool(trans_a), bool(trans_b), out, bool(naive))
 
 
-def activation_forward(z, act):
+def activation_forward(z: ArrayLike, act: str) -> np.ndarray:
+    """``y = act(z)`` element by element (:func:`fastmlp.reference.activation_forward`).
+
+    Parameters
+    ----------
+    z : array-like, 2-D
+        Pre-activations.
+    act : str
+        An activation name (identity, sigmoid, tanh, relu, leaky_relu, elu,
+        gelu, softplus).
+
+    Returns
+    -------
+    ndarray
+        y, the shape of z.
+    """
     (z,) = _prepare({"z": z}, (2,))
     return _core.activation_forward(z, _activation(act, "act"))
 
 
-def activation_backward(dy, z, y, act):
+def activation_backward(dy: ArrayLike, z: ArrayLike, y: ArrayLike, act: str) -> np.ndarray:
+    """``dz = dy * act'(z)`` (:func:`fastmlp.reference.activation_backward`).
+
+    Parameters
+    ----------
+    dy : array-like, 2-D
+        Gradient with respect to the activation's output.
+    z : array-like, 2-D
+        The pre-activation.
+    y : array-like, 2-D
+        The post-activation ``act(z)``.
+    act : str
+        The activation's name.
+
+    Returns
+    -------
+    ndarray
+        dz, the shape of dy.
+    """
     dy, z, y = _prepare({"dy": dy, "z": z, "y": y}, (2, 2, 2))
     return _core.activation_backward(dy, z, y, _activation(act, "act"))
 
 
-def dense_forward(x, w, b, act):
-    """(z, y) = (x w^T + b, act(z))."""
+def dense_forward(x: ArrayLike, w: ArrayLike, b: ArrayLike,
+                  act: str) -> tuple[np.ndarray, np.ndarray]:
+    """One dense layer forward: ``z = x w^T + b``, ``y = act(z)``.
+
+    One GEMM with bias and activation in its epilogue
+    (:func:`fastmlp.reference.dense_forward`).
+
+    Parameters
+    ----------
+    x : array-like of shape (n, in)
+        The layer's input.
+    w : array-like of shape (out, in)
+        Weights.
+    b : array-like of shape (out,)
+        Bias.
+    act : str
+        The activation's name.
+
+    Returns
+    -------
+    z, y : ndarray of shape (n, out)
+        Pre- and post-activation.
+    """
     x, w, b = _prepare({"x": x, "w": w, "b": b}, (2, 2, 1))
     return _core.dense_forward(x, w, b, _activation(act, "act"))
 
 
-def dense_backward(dy, x, w, z, y, act):
-    """(dx, dw, db, dz) of one dense layer."""
+def dense_backward(dy: ArrayLike, x: ArrayLike, w: ArrayLike, z: ArrayLike, y: ArrayLike,
+                   act: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One dense layer backward (:func:`fastmlp.reference.dense_backward`).
+
+    Parameters
+    ----------
+    dy : array-like of shape (n, out)
+        Gradient with respect to the layer's output y.
+    x : array-like of shape (n, in)
+        The layer's input.
+    w : array-like of shape (out, in)
+        Weights.
+    z, y : array-like of shape (n, out)
+        Pre- and post-activation from the forward pass.
+    act : str
+        The activation's name.
+
+    Returns
+    -------
+    dx : ndarray of shape (n, in)
+        Gradient for the layer below.
+    dw : ndarray of shape (out, in)
+        Weight gradient.
+    db : ndarray of shape (out,)
+        Bias gradient.
+    dz : ndarray of shape (n, out)
+        Gradient with respect to z.
+    """
     dy, x, w, z, y = _prepare({"dy": dy, "x": x, "w": w, "z": z, "y": y}, (2, 2, 2, 2, 2))
     return _core.dense_backward(dy, x, w, z, y, _activation(act, "act"))
 
@@ -102,23 +209,40 @@ def _loss_weight(w, name, dtype):
     return None if w is None else check_loss_weights(w, name, None, dtype)
 
 
-def loss_forward_backward(loss, z, y, target, sample_weight=None, class_weight=None):
-    """(mean loss, output y, gradient) of a loss on one batch.
+def loss_forward_backward(loss: str, z: ArrayLike, y: ArrayLike, target: ArrayLike,
+                          sample_weight: ArrayLike | None = None,
+                          class_weight: ArrayLike | None = None) -> tuple:
+    """Mean loss, network output and gradient of a loss on one batch, in one pass.
 
-    z: the output layer's pre-activation (n, k); y: its activation output
-    (used by mse only); target: (n, k), or (n,) integer class ids for
-    cross_entropy. The gradient is dL/dy for mse, dL/dz otherwise. The
-    returned output is y for mse, softmax(z), sigmoid(z) or exp(z) (poisson)
-    otherwise.
+    The weights weigh the loss as :func:`fastmlp.reference.loss_forward`
+    documents (torch's weighted means); with class ids and class weights the
+    mean is over ``sum_i class_weight[target_i]``, and a batch where that sum
+    is 0 has loss 0 and gradient 0.
 
-    sample_weight (n,) and class_weight ((k,) for cross_entropy, (2,) for the
-    weights of targets 0 and 1 in binary_cross_entropy; not for mse and
-    poisson) are
-    optional, finite and >= 0, and converted once to z's dtype; None means all
-    ones. They weight the loss as fastmlp.reference.loss_forward documents
-    (torch's weighted means); with class ids and class weights the mean is
-    over sum_i class_weight[target_i], and a batch where that sum is 0 has
-    loss 0 and gradient 0.
+    Parameters
+    ----------
+    loss : str
+        "mse", "cross_entropy", "binary_cross_entropy" or "poisson".
+    z : array-like of shape (n, k)
+        The output layer's pre-activation.
+    y : array-like of shape (n, k)
+        Its activation output (read by mse only).
+    target : array-like
+        (n, k), or (n,) integer class ids for cross_entropy.
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None means all ones.
+    class_weight : array-like, optional
+        (k,) for cross_entropy, (2,) for the weights of targets 0 and 1 in
+        binary_cross_entropy; not for mse and poisson.
+
+    Returns
+    -------
+    loss : float
+        The mean loss.
+    output : ndarray of shape (n, k)
+        y for mse, softmax(z), sigmoid(z) or exp(z) (poisson) otherwise.
+    grad : ndarray of shape (n, k)
+        dL/dy for mse, dL/dz otherwise.
     """
     lid = _loss(loss)
     z, y = _prepare({"z": z, "y": y}, (2, 2))
@@ -132,9 +256,33 @@ def loss_forward_backward(loss, z, y, target, sample_weight=None, class_weight=N
     return _core.loss_forward_backward(lid, z, y, t, sw, cw)
 
 
-def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None):
-    """(p_new, buf_new) after one torch.optim.SGD step; buf None on the first step.
-    Runs the core's SGD kernel (optimizer_step with kind sgd)."""
+def sgd_step(p: ArrayLike, g: ArrayLike, lr: float, momentum: float = 0.0,
+             nesterov: bool = False, weight_decay: float = 0.0,
+             buf: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One torch.optim.SGD step through the core's optimizer kernel.
+
+    Parameters
+    ----------
+    p, g : array-like, 1-D
+        Parameters and their gradient (not modified).
+    lr : float
+        Learning rate.
+    momentum : float, default 0.0
+        Momentum factor.
+    nesterov : bool, default False
+        Nesterov momentum.
+    weight_decay : float, default 0.0
+        Coupled L2 decay.
+    buf : array-like, optional
+        The momentum buffer; None on the first step.
+
+    Returns
+    -------
+    p_new : ndarray
+        The updated parameters.
+    buf_new : ndarray or None
+        The momentum buffer (None without momentum).
+    """
     p, g = _prepare({"p": p, "g": g}, (1, 1))
     p = p.copy()
     config = _core.OptConfig(kind=_core.OptimizerKind.sgd, lr=float(lr),
@@ -151,13 +299,30 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
     return p, (states[0] if states else None)
 
 
-def optimizer_step(optimizer, p, g, state=None, step=1):
-    """(p_new, state_new) after one update by the core's optimizer kernel.
+def optimizer_step(optimizer: Optimizer | Any, p: ArrayLike, g: ArrayLike,
+                   state: list | None = None,
+                   step: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One update by the core's optimizer kernel. Inputs are copied, never modified.
 
-    optimizer: an fm.optim optimizer or a _core.OptConfig. state: the
-    list of state arrays in the core's order (fm.reference.optimizer_step
-    lists it), or None before the first step; step: this update's 1-based
-    number. Inputs are copied, never modified.
+    Parameters
+    ----------
+    optimizer : fastmlp.optim.Optimizer or fastmlp._core.OptConfig
+        The optimizer.
+    p, g : array-like, 1-D
+        Parameters and their gradient.
+    state : list of array-like, optional
+        The state arrays in the core's order
+        (:func:`fastmlp.reference.optimizer_step` lists it); None before the
+        first step.
+    step : int, default 1
+        This update's 1-based number.
+
+    Returns
+    -------
+    p_new : ndarray
+        The updated parameters.
+    state_new : list of ndarray
+        The updated state.
     """
     from .optim import Optimizer
 
@@ -190,8 +355,23 @@ def optimizer_step(optimizer, p, g, state=None, step=1):
     return p, state
 
 
-def permutation(n, seed, epoch=0):
-    """The core's seeded shuffle of range(n) (counter-based, thread-independent)."""
+def permutation(n: int, seed: int, epoch: int = 0) -> np.ndarray:
+    """The core's seeded shuffle of ``range(n)`` (counter-based, thread-independent).
+
+    Parameters
+    ----------
+    n : int
+        Number of rows.
+    seed : int
+        The seed (fit uses the model's).
+    epoch : int, default 0
+        The epoch: each has its own order.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        A permutation of ``range(n)``, the order fit visits the rows in.
+    """
     return _core.permutation(int(n), int(seed), int(epoch))
 
 
@@ -207,10 +387,33 @@ def _check_shape(shape):
     return tuple(int(d) for d in dims)
 
 
-def dropout_mask(shape, p, seed, step, layer, dtype="float32"):
-    """The core's inverted-dropout mask for (seed, step, layer): an array of
-    `shape`, each element 0 or 1/(1 - p); bitwise equal to
-    fastmlp.reference.dropout_mask (the stream is documented in csrc/nn/dropout.h)."""
+def dropout_mask(shape: int | tuple[int, ...], p: float, seed: int, step: int, layer: int,
+                 dtype: DTypeLike = "float32") -> np.ndarray:
+    """The core's inverted-dropout mask for (seed, step, layer).
+
+    Bitwise equal to :func:`fastmlp.reference.dropout_mask` (the stream is
+    documented in csrc/nn/dropout.h).
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        The mask's shape.
+    p : float
+        The dropout rate, in [0, 1).
+    seed : int
+        The model's seed.
+    step : int
+        The optimizer step.
+    layer : int
+        The layer's index.
+    dtype : str or dtype, default "float32"
+        float32 or float64.
+
+    Returns
+    -------
+    ndarray
+        Each element 0 or ``1 / (1 - p)``.
+    """
     from ._validation import check_float, resolve_dtype
 
     dt = resolve_dtype(dtype)
@@ -220,8 +423,21 @@ def dropout_mask(shape, p, seed, step, layer, dtype="float32"):
     return out
 
 
-def apply_mask(x, mask):
-    """x * mask element by element (dropout forward, and backward with dy for x)."""
+def apply_mask(x: ArrayLike, mask: ArrayLike) -> np.ndarray:
+    """``x * mask`` element by element (dropout forward, and backward with dy for x).
+
+    Parameters
+    ----------
+    x : array-like
+        The layer's output (or its gradient).
+    mask : array-like
+        A mask of x's shape (:func:`dropout_mask`).
+
+    Returns
+    -------
+    ndarray
+        The product.
+    """
     x, mask = np.asarray(x), np.asarray(mask)
     dtype = _common_dtype((x, mask), ("x", "mask"))
     x = np.ascontiguousarray(x, dtype=dtype)
@@ -229,19 +445,43 @@ def apply_mask(x, mask):
     return _core.apply_mask(x, mask)
 
 
-def batch_norm_forward(x, gamma, beta, eps=1e-5, training=True, running_mean=None,
-                       running_var=None, momentum=0.1):
-    """Batch normalization of x (n, f) per column through the core, as torch.nn.BatchNorm1d.
+def batch_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, eps: float = 1e-5,
+                       training: bool = True, running_mean: ArrayLike | None = None,
+                       running_var: ArrayLike | None = None,
+                       momentum: float = 0.1) -> tuple[np.ndarray, dict | None]:
+    """Batch normalization of x per column through the core, as torch.nn.BatchNorm1d.
 
-    Returns (y, cache). training=True: batch statistics; cache is a dict
-    {"training": True, "xhat", "invstd", "gamma", "mean", "var" (biased),
-    "running_mean", "running_var"} for batch_norm_backward (and readable by
-    fastmlp.reference.batch_norm_backward). When running_mean and running_var
-    are given, cache["running_mean"] / cache["running_var"] are *updated
-    copies* (momentum rule with the unbiased variance, n >= 2); the arrays
-    passed in are never modified. Otherwise both are None.
-    training=False: normalizes with running_mean and running_var (required);
-    cache is None (the core has no eval backward: the layer is then affine).
+    The arrays passed in are never modified.
+
+    Parameters
+    ----------
+    x : array-like of shape (n, f)
+        The input.
+    gamma, beta : array-like of shape (f,)
+        Scale and shift.
+    eps : float, default 1e-5
+        Added to the variance.
+    training : bool, default True
+        True: normalize with the batch's statistics. False: with
+        running_mean and running_var (then required).
+    running_mean, running_var : array-like of shape (f,), optional
+        Running statistics; with training=True, updated copies are returned
+        in the cache (momentum rule with the unbiased variance, n >= 2).
+    momentum : float, default 0.1
+        Weight of the batch in the running statistics.
+
+    Returns
+    -------
+    y : ndarray of shape (n, f)
+        The normalized, scaled and shifted x.
+    cache : dict or None
+        training=True: ``{"training": True, "xhat", "invstd", "gamma",
+        "mean", "var" (biased), "running_mean", "running_var"}`` for
+        :func:`batch_norm_backward` (and readable by
+        :func:`fastmlp.reference.batch_norm_backward`); the running entries
+        are the updated copies, or None when none were given.
+        training=False: None (the core has no eval backward: the layer is
+        then affine).
     """
     from ._validation import check_float
 
@@ -274,9 +514,23 @@ def batch_norm_forward(x, gamma, beta, eps=1e-5, training=True, running_mean=Non
     return y, cache
 
 
-def batch_norm_backward(dy, cache):
-    """(dx, dgamma, dbeta) of the training forward, from dy (n, f) and the
-    cache that batch_norm_forward(training=True) returned."""
+def batch_norm_backward(dy: ArrayLike, cache: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of the training forward of :func:`batch_norm_forward`.
+
+    Parameters
+    ----------
+    dy : array-like of shape (n, f)
+        Gradient with respect to y.
+    cache : dict
+        What ``batch_norm_forward(training=True)`` returned.
+
+    Returns
+    -------
+    dx : ndarray of shape (n, f)
+        Gradient with respect to x.
+    dgamma, dbeta : ndarray of shape (f,)
+        Gradients of scale and shift.
+    """
     if not isinstance(cache, dict) or not cache.get("training") or not {
             "xhat", "gamma", "invstd"} <= cache.keys():
         raise TypeError("cache: expected the cache of batch_norm_forward(training=True)")
@@ -295,15 +549,28 @@ __all__ += [
 ]
 
 
-def supported_isas():
+def supported_isas() -> list[str]:
     """The GEMM instruction-set paths this CPU runs, e.g. ['generic', 'avx2', 'avx512']."""
     return list(_core.supported_isas())
 
 
-def set_isa(isa):
-    """Switch the GEMM path for this process ('generic', 'avx2' or 'avx512'),
-    as FASTMLP_ISA does at import. Returns the previous path. For tests and
-    benchmarks: every path computes the same products, at different speeds."""
+def set_isa(isa: str) -> str:
+    """Switch the GEMM path for this process, as ``FASTMLP_ISA`` does at import.
+
+    For tests and benchmarks: every path computes the same products, at
+    different speeds.
+
+    Parameters
+    ----------
+    isa : str
+        "generic", "avx2" or "avx512"; one this CPU supports
+        (:func:`supported_isas`).
+
+    Returns
+    -------
+    str
+        The previous path.
+    """
     if not isinstance(isa, str):
         raise TypeError(f"isa: expected a string, got {isa!r}")
     previous = _core.gemm_kernel()
@@ -311,10 +578,29 @@ def set_isa(isa):
     return previous
 
 
-def fma_peak(dtype="float32", threads=1, seconds=0.3, isa=None):
-    """Measured multiply-add throughput in GFLOP/s: `threads` threads each run
-    independent FMA chains of the given path (default: the one in use) for
-    about `seconds`. The yardstick for "fraction of peak" in the benchmarks."""
+def fma_peak(dtype: DTypeLike = "float32", threads: int = 1, seconds: float = 0.3,
+             isa: str | None = None) -> float:
+    """Measured multiply-add throughput in GFLOP/s.
+
+    ``threads`` threads each run independent FMA chains of the given path for
+    about ``seconds``: the yardstick for "fraction of peak" in the benchmarks.
+
+    Parameters
+    ----------
+    dtype : str or dtype, default "float32"
+        float32 or float64.
+    threads : int, default 1
+        Threads to run.
+    seconds : float, default 0.3
+        About how long to measure.
+    isa : str, optional
+        The path; default the one in use.
+
+    Returns
+    -------
+    float
+        GFLOP/s (two FLOPs per FMA).
+    """
     from ._validation import check_float, check_positive_int, resolve_dtype
 
     dt = resolve_dtype(dtype)
@@ -326,44 +612,63 @@ def fma_peak(dtype="float32", threads=1, seconds=0.3, isa=None):
     return float(_core.fma_peak(isa, dt == np.float64, threads, seconds))
 
 
-def gemm_plan(m, n, k, trans_a=False, trans_b=False, dtype="float32", isa=None, lda=None,
-              ldb=None, ldc=None, threads=None):
+def gemm_plan(m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False,
+              dtype: DTypeLike = "float32", isa: str | None = None, lda: int | None = None,
+              ldb: int | None = None, ldc: int | None = None,
+              threads: int | None = None) -> dict:
     """The route the core's GEMM takes for C (m x n) = op(A) (m x k) @ op(B) (k x n).
 
     For tests and tuning: the plan that gemm() (csrc/gemm/gemm.h, plan_gemm and
-    plan_rect) would follow, computed without running the product. isa: any
-    path of this build ('generic', 'avx2', 'avx512'; default the one in use),
-    whether or not this CPU runs it. lda, ldb, ldc: row strides in elements
-    (default: the arrays are contiguous). threads: the threads available
-    (default fm.get_num_threads()); the plan may use fewer. No route changes a
-    value, only the speed.
+    plan_rect) would follow, computed without running the product. No route
+    changes a value, only the speed.
 
-    Returns a dict:
-      kernel, dtype          the path and element type
-      mr, nr                 register tile of the kernel in use; wide_tile and
-                             narrow_tile are the path's two (mr, nr)
-      mc, kc, nc, direct     the path's cache blocks; direct: full tiles may read
-                             operands in place (False on generic)
-      narrow                 the one-vector (narrow) kernel runs every tile
-      swapped                the kernel computes C^T = op(B)^T op(A)^T; then m, n,
-                             trans_a, trans_b, lda, ldb below are that product's
-      m, n, k, trans_a, trans_b, lda, ldb, ldc
-      threads, split         threads used and their (tm, tn) grid of rectangles
-      rects                  per thread, its rectangle of the product and route:
-        rows, cols           [i0, i1), [j0, j1)
-        a_route              'rows' (op(A) = A read in place), 'kstrided' (op(A) =
-                             A^T read in place) or 'packed'; edge tiles are always
-                             packed
-        b_route              'rows' (op(B) = B read in place) or 'packed'
-        a_why, b_why         why packed: 'no_direct', 'transposed' (op(B) = B^T),
-                             'size' (beyond the read-in-place limit), 'conflicts'
-                             (rows in a few L1 sets: A's stride a multiple of 4 KiB,
-                             B's of 1 KiB with nr elements in one cache line); ''
-        narrow_edge_nr       edge tiles at most this many columns wide run the
-                             narrow kernel (0: never)
-        tile_order           'ir_fastest' or 'jr_fastest' for k blocks of kc;
-        tile_order_last      the same for the last k block (the only one if k <= kc)
-        transposed_c         tiles are written to C transposed (swapped)
+    Parameters
+    ----------
+    m, n, k : int
+        The product's sizes.
+    trans_a, trans_b : bool, default False
+        Whether op(A) = A^T, op(B) = B^T.
+    dtype : str or dtype, default "float32"
+        float32 or float64.
+    isa : str, optional
+        Any path of this build ('generic', 'avx2', 'avx512'; default the one
+        in use), whether or not this CPU runs it.
+    lda, ldb, ldc : int, optional
+        Row strides in elements (default: the arrays are contiguous).
+    threads : int, optional
+        The threads available (default ``fm.get_num_threads()``); the plan
+        may use fewer.
+
+    Returns
+    -------
+    dict
+        The plan, with these keys::
+
+          kernel, dtype          the path and element type
+          mr, nr                 register tile of the kernel in use; wide_tile and
+                                 narrow_tile are the path's two (mr, nr)
+          mc, kc, nc, direct     the path's cache blocks; direct: full tiles may read
+                                 operands in place (False on generic)
+          narrow                 the one-vector (narrow) kernel runs every tile
+          swapped                the kernel computes C^T = op(B)^T op(A)^T; then m, n,
+                                 trans_a, trans_b, lda, ldb below are that product's
+          m, n, k, trans_a, trans_b, lda, ldb, ldc
+          threads, split         threads used and their (tm, tn) grid of rectangles
+          rects                  per thread, its rectangle of the product and route:
+            rows, cols           [i0, i1), [j0, j1)
+            a_route              'rows' (op(A) = A read in place), 'kstrided' (op(A) =
+                                 A^T read in place) or 'packed'; edge tiles are always
+                                 packed
+            b_route              'rows' (op(B) = B read in place) or 'packed'
+            a_why, b_why         why packed: 'no_direct', 'transposed' (op(B) = B^T),
+                                 'size' (beyond the read-in-place limit), 'conflicts'
+                                 (rows in a few L1 sets: A's stride a multiple of 4 KiB,
+                                 B's of 1 KiB with nr elements in one cache line); ''
+            narrow_edge_nr       edge tiles at most this many columns wide run the
+                                 narrow kernel (0: never)
+            tile_order           'ir_fastest' or 'jr_fastest' for k blocks of kc;
+            tile_order_last      the same for the last k block (the only one if k <= kc)
+            transposed_c         tiles are written to C transposed (swapped)
     """
     from ._validation import resolve_dtype
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +106,14 @@ class Optimizer:
     _kind: str = ""
 
     def get_config(self) -> dict:
+        """The constructor's arguments, JSON-able (``type(self)(**get_config())``
+        rebuilds the optimizer; save/load use it).
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         raise NotImplementedError
 
     def _core_fields(self) -> dict:
@@ -134,14 +143,29 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent, as torch.optim.SGD.
 
-    g = grad + weight_decay * p; with momentum: buf = g on the first step,
-    momentum * buf + (1 - dampening) * g after; the step uses
-    g + momentum * buf (Nesterov) or buf; p -= lr * step.
+    ``g = grad + weight_decay * p``; with momentum: ``buf = g`` on the first
+    step, ``momentum * buf + (1 - dampening) * g`` after; the step uses
+    ``g + momentum * buf`` (Nesterov) or ``buf``; ``p -= lr * step``.
+    Formulas: :func:`fastmlp.reference.sgd_step`.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate, > 0.
+    momentum : float, default 0.0
+        Momentum factor.
+    nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0 and dampening 0).
+    weight_decay : float, default 0.0
+        Coupled L2 decay, added to the gradient.
+    dampening : float, default 0.0
+        Dampening of the momentum's gradient term.
     """
 
     _kind = "sgd"
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, dampening: float = 0.0) -> None:
         self.lr = _check_lr(lr)
         self.momentum = check_float(momentum, "momentum", minimum=0.0)
         self.nesterov = _check_bool(nesterov, "nesterov")
@@ -153,7 +177,15 @@ class SGD(Optimizer):
                 f"momentum={self.momentum}, dampening={self.dampening}"
             )
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """The constructor's arguments, JSON-able (``type(self)(**get_config())``
+        rebuilds the optimizer; save/load use it).
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         return {
             "lr": self.lr,
             "momentum": self.momentum,
@@ -185,20 +217,45 @@ def _check_betas(betas):
 
 
 class Adam(Optimizer):
-    """Adam, as torch.optim.Adam: bias-corrected moments, eps outside the root,
-    coupled L2 weight decay (added to the gradient); amsgrad divides by the
-    largest second moment so far. Formulas: fastmlp.reference.adam_step."""
+    """Adam, as torch.optim.Adam.
+
+    Bias-corrected moments, eps outside the root, coupled L2 weight decay
+    (added to the gradient); amsgrad divides by the largest second moment so
+    far. Formulas: :func:`fastmlp.reference.adam_step`.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate, > 0.
+    betas : tuple of (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+    weight_decay : float, default 0.0
+        Coupled L2 decay, added to the gradient.
+    amsgrad : bool, default False
+        Divide by the largest second moment so far (AMSGrad).
+    """
 
     _kind = "adam"
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
         self.lr = _check_lr(lr)
         self.betas = _check_betas(betas)
         self.eps = _check_eps(eps)
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
         self.amsgrad = _check_bool(amsgrad, "amsgrad")
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """The constructor's arguments, JSON-able (``type(self)(**get_config())``
+        rebuilds the optimizer; save/load use it).
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         return {
             "lr": self.lr,
             "betas": list(self.betas),
@@ -219,25 +276,61 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """AdamW, as torch.optim.AdamW: Adam with decoupled weight decay, p is
-    scaled by 1 - lr * weight_decay before each step instead of the decay
-    entering the gradient. Formulas: fastmlp.reference.adam_step(decoupled=True)."""
+    """AdamW, as torch.optim.AdamW: Adam with decoupled weight decay.
+
+    p is scaled by ``1 - lr * weight_decay`` before each step instead of the
+    decay entering the gradient. Formulas:
+    :func:`fastmlp.reference.adam_step` with ``decoupled=True``.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate, > 0.
+    betas : tuple of (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+    weight_decay : float, default 1e-2
+        Decoupled decay rate.
+    amsgrad : bool, default False
+        Divide by the largest second moment so far (AMSGrad).
+    """
 
     _kind = "adamw"
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
         super().__init__(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
 
 class RMSprop(Optimizer):
-    """RMSprop, as torch.optim.RMSprop: divide by the root of a running mean of
-    squared gradients (centered: of their variance), optional momentum on the
-    normalised step, coupled L2 decay. Formulas: fastmlp.reference.rmsprop_step."""
+    """RMSprop, as torch.optim.RMSprop.
+
+    Divide by the root of a running mean of squared gradients (centered: of
+    their variance), optional momentum on the normalised step, coupled L2
+    decay. Formulas: :func:`fastmlp.reference.rmsprop_step`.
+
+    Parameters
+    ----------
+    lr : float, default 1e-2
+        Learning rate, > 0.
+    alpha : float, default 0.99
+        Decay rate of the running mean of squared gradients, in [0, 1].
+    eps : float, default 1e-8
+        Added to the root, > 0.
+    weight_decay : float, default 0.0
+        Coupled L2 decay, added to the gradient.
+    momentum : float, default 0.0
+        Momentum on the normalised step.
+    centered : bool, default False
+        Divide by an estimate of the gradient's variance instead.
+    """
 
     _kind = "rmsprop"
 
-    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False):
+    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False) -> None:
         self.lr = _check_lr(lr)
         self.alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0)
         self.eps = _check_eps(eps)
@@ -245,7 +338,15 @@ class RMSprop(Optimizer):
         self.momentum = check_float(momentum, "momentum", minimum=0.0)
         self.centered = _check_bool(centered, "centered")
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """The constructor's arguments, JSON-able (``type(self)(**get_config())``
+        rebuilds the optimizer; save/load use it).
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         return {
             "lr": self.lr,
             "alpha": self.alpha,
@@ -260,15 +361,30 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad, as torch.optim.Adagrad: divide by the root of the sum of all
-    squared gradients so far (starting at initial_accumulator_value), step
-    size lr / (1 + (t - 1) lr_decay), coupled L2 decay.
-    Formulas: fastmlp.reference.adagrad_step."""
+    """Adagrad, as torch.optim.Adagrad.
+
+    Divide by the root of the sum of all squared gradients so far (starting
+    at initial_accumulator_value), step size ``lr / (1 + (t - 1) lr_decay)``,
+    coupled L2 decay. Formulas: :func:`fastmlp.reference.adagrad_step`.
+
+    Parameters
+    ----------
+    lr : float, default 1e-2
+        Learning rate, > 0.
+    lr_decay : float, default 0.0
+        Decay of the step size with the step count.
+    weight_decay : float, default 0.0
+        Coupled L2 decay, added to the gradient.
+    initial_accumulator_value : float, default 0.0
+        Starting value of the sum of squared gradients.
+    eps : float, default 1e-10
+        Added to the root, > 0.
+    """
 
     _kind = "adagrad"
 
-    def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                 eps=1e-10):
+    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
         self.lr = _check_lr(lr)
         self.lr_decay = check_float(lr_decay, "lr_decay", minimum=0.0)
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
@@ -277,7 +393,15 @@ class Adagrad(Optimizer):
         )
         self.eps = _check_eps(eps)
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """The constructor's arguments, JSON-able (``type(self)(**get_config())``
+        rebuilds the optimizer; save/load use it).
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         return {
             "lr": self.lr,
             "lr_decay": self.lr_decay,
@@ -299,14 +423,37 @@ class Adagrad(Optimizer):
 _OPTIMIZERS = {c.__name__: c for c in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 
-def optimizer_from_config(class_name, config):
-    """The optimizer ``type(opt).__name__``, ``opt.get_config()`` describe."""
+def optimizer_from_config(class_name: str, config: dict[str, Any]) -> Optimizer:
+    """The optimizer that ``type(opt).__name__`` and ``opt.get_config()`` describe.
+
+    Parameters
+    ----------
+    class_name : str
+        "SGD", "Adam", "AdamW", "RMSprop" or "Adagrad".
+    config : dict
+        Constructor arguments, as ``get_config()`` returns them.
+
+    Returns
+    -------
+    Optimizer
+        A new optimizer.
+    """
     return _from_config(_OPTIMIZERS, "an fm.optim optimizer", class_name, config)
 
 
-def optimizer_by_name(name):
-    """The optimizer called `name` ("sgd", "adam", "adamw", "rmsprop",
-    "adagrad"; any case) with its default settings."""
+def optimizer_by_name(name: str) -> Optimizer:
+    """The optimizer called `name`, with its default settings.
+
+    Parameters
+    ----------
+    name : str
+        "sgd", "adam", "adamw", "rmsprop" or "adagrad", in any case.
+
+    Returns
+    -------
+    Optimizer
+        A new optimizer.
+    """
     if not isinstance(name, str):
         raise TypeError(f"optimizer: expected an fm.optim optimizer or its name, got {name!r}")
     table = {cls.__name__.lower(): cls for cls in _OPTIMIZERS.values()}
@@ -341,18 +488,34 @@ class LRSchedule:
     torch ReduceLROnPlateau created at epoch W with the rate base_lr: it
     monitors the metrics of epochs W, W + 1, ... and ignores those of the
     warmup epochs.
+
+    Parameters
+    ----------
+    warmup_epochs : int, default 0
+        Epochs of linear warmup before the schedule proper.
     """
 
     requires_metric = False
 
-    def __init__(self, warmup_epochs=0):
+    def __init__(self, warmup_epochs: int = 0) -> None:
         self.warmup_epochs = check_positive_int(warmup_epochs, "warmup_epochs", minimum=0)
         self._state = None
 
     # -- the interface the model uses ---------------------------------------
 
-    def start(self, base_lr):
-        """Reset to epoch 0 with the optimizer's rate base_lr; returns epoch 0's rate."""
+    def start(self, base_lr: float) -> float:
+        """Reset to epoch 0 with the optimizer's rate.
+
+        Parameters
+        ----------
+        base_lr : float
+            The optimizer's learning rate.
+
+        Returns
+        -------
+        float
+            The rate for epoch 0.
+        """
         base_lr = check_float(base_lr, "base_lr", minimum=0.0)
         w = self.warmup_epochs
         # torch's LinearLR at its epoch 0: lr * start_factor.
@@ -360,10 +523,20 @@ class LRSchedule:
         self._state = {"epoch": 0, "base_lr": base_lr, "lr": lr, **self._fresh_state()}
         return lr
 
-    def step(self, metric=None):
-        """Advance one epoch; returns the rate for the next epoch. metric is the
-        monitored value (e.g. validation loss) of the epoch just finished:
-        required by ReduceLROnPlateau, ignored by the others."""
+    def step(self, metric: float | None = None) -> float:
+        """Advance one epoch.
+
+        Parameters
+        ----------
+        metric : float, optional
+            The monitored value (e.g. the validation loss) of the epoch just
+            finished: required by ReduceLROnPlateau, ignored by the others.
+
+        Returns
+        -------
+        float
+            The rate for the next epoch.
+        """
         s = self._require_started("step")
         metric = self._check_metric(metric)
         s["epoch"] += 1
@@ -377,12 +550,12 @@ class LRSchedule:
         return s["lr"]
 
     @property
-    def lr(self):
+    def lr(self) -> float | None:
         """The current epoch's rate (None before start())."""
         return None if self._state is None else self._state["lr"]
 
     @property
-    def epoch(self):
+    def epoch(self) -> int | None:
         """The current epoch's 0-based index (None before start())."""
         return None if self._state is None else self._state["epoch"]
 
@@ -390,8 +563,15 @@ class LRSchedule:
         """Where the schedule stands, JSON-able ({} before start())."""
         return {} if self._state is None else dict(self._state)
 
-    def set_state(self, state):
-        """Resume from a get_state() result (of a schedule with the same config)."""
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Resume from a :meth:`get_state` result.
+
+        Parameters
+        ----------
+        state : dict
+            What ``get_state()`` of a schedule with the same config returned
+            (``{}``: not started).
+        """
         if not isinstance(state, dict):
             raise TypeError(f"state: expected a dict from get_state(), got {state!r}")
         if not state:
@@ -414,6 +594,13 @@ class LRSchedule:
     # -- configuration ------------------------------------------------------
 
     def get_config(self) -> dict:
+        """The constructor's arguments, JSON-able (save/load use them).
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         raise NotImplementedError
 
     def __repr__(self):
@@ -463,15 +650,33 @@ class LRSchedule:
 
 
 class StepLR(LRSchedule):
-    """Multiply the rate by gamma every step_size epochs (torch.optim.lr_scheduler.StepLR):
-    epoch k trains with base_lr * gamma ** (k // step_size)."""
+    """Multiply the rate by gamma every step_size epochs (torch.optim.lr_scheduler.StepLR).
 
-    def __init__(self, step_size, gamma=0.1, warmup_epochs=0):
+    Epoch k trains with ``base_lr * gamma ** (k // step_size)``.
+
+    Parameters
+    ----------
+    step_size : int
+        Epochs between two decays.
+    gamma : float, default 0.1
+        The factor, > 0.
+    warmup_epochs : int, default 0
+        Epochs of linear warmup first (see :class:`LRSchedule`).
+    """
+
+    def __init__(self, step_size: int, gamma: float = 0.1, warmup_epochs: int = 0) -> None:
         self.step_size = check_positive_int(step_size, "step_size")
         self.gamma = check_float(gamma, "gamma", minimum=0.0, min_inclusive=False)
         super().__init__(warmup_epochs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """The constructor's arguments.
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         return {"step_size": self.step_size, "gamma": self.gamma,
                 "warmup_epochs": self.warmup_epochs}
 
@@ -485,14 +690,30 @@ class StepLR(LRSchedule):
 
 
 class ExponentialLR(LRSchedule):
-    """Multiply the rate by gamma every epoch (torch.optim.lr_scheduler.ExponentialLR):
-    epoch k trains with base_lr * gamma ** k."""
+    """Multiply the rate by gamma every epoch (torch.optim.lr_scheduler.ExponentialLR).
 
-    def __init__(self, gamma, warmup_epochs=0):
+    Epoch k trains with ``base_lr * gamma ** k``.
+
+    Parameters
+    ----------
+    gamma : float
+        The factor, > 0.
+    warmup_epochs : int, default 0
+        Epochs of linear warmup first (see :class:`LRSchedule`).
+    """
+
+    def __init__(self, gamma: float, warmup_epochs: int = 0) -> None:
         self.gamma = check_float(gamma, "gamma", minimum=0.0, min_inclusive=False)
         super().__init__(warmup_epochs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """The constructor's arguments.
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         return {"gamma": self.gamma, "warmup_epochs": self.warmup_epochs}
 
     def _restart_lr(self, base_lr):
@@ -504,20 +725,36 @@ class ExponentialLR(LRSchedule):
 
 class CosineAnnealingLR(LRSchedule):
     """Cosine annealing from base_lr to eta_min over T_max epochs
-    (torch.optim.lr_scheduler.CosineAnnealingLR, stepped without an epoch):
+    (torch.optim.lr_scheduler.CosineAnnealingLR, stepped without an epoch)::
 
         lr_k = eta_min + (base_lr - eta_min) * (1 + cos(pi * k / T_max)) / 2
 
     computed, as torch does, by a recursion from the previous rate; past
     T_max the rate rises again along the same cosine (period 2 * T_max).
+
+    Parameters
+    ----------
+    T_max : int
+        Epochs from base_lr down to eta_min.
+    eta_min : float, default 0.0
+        The lowest rate.
+    warmup_epochs : int, default 0
+        Epochs of linear warmup first (see :class:`LRSchedule`).
     """
 
-    def __init__(self, T_max, eta_min=0.0, warmup_epochs=0):
+    def __init__(self, T_max: int, eta_min: float = 0.0, warmup_epochs: int = 0) -> None:
         self.T_max = check_positive_int(T_max, "T_max")
         self.eta_min = check_float(eta_min, "eta_min", minimum=0.0)
         super().__init__(warmup_epochs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """The constructor's arguments.
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         return {"T_max": self.T_max, "eta_min": self.eta_min,
                 "warmup_epochs": self.warmup_epochs}
 
@@ -548,13 +785,36 @@ class ReduceLROnPlateau(LRSchedule):
     best + threshold in mode "max". After more than ``patience`` epochs in a
     row without improvement the rate becomes max(lr * factor, min_lr) (unless
     that changes it by eps or less), and the next ``cooldown`` epochs count no
-    bad epochs. With warmup, see LRSchedule.
+    bad epochs. With warmup, see :class:`LRSchedule`. :meth:`fastmlp.MLP.fit`
+    passes it the epoch's ``val_loss`` (``loss`` without validation data).
+
+    Parameters
+    ----------
+    mode : {"min", "max"}, default "min"
+        Whether the metric should fall or rise.
+    factor : float, default 0.1
+        The factor the rate is multiplied by, in [0, 1).
+    patience : int, default 10
+        Epochs without improvement tolerated.
+    threshold : float, default 1e-4
+        The least improvement that counts.
+    threshold_mode : {"rel", "abs"}, default "rel"
+        Whether threshold is relative to the best value or absolute.
+    cooldown : int, default 0
+        Epochs after a reduction during which bad epochs do not count.
+    min_lr : float, default 0.0
+        The rate never goes below this.
+    eps : float, default 1e-8
+        Reductions smaller than this are skipped.
+    warmup_epochs : int, default 0
+        Epochs of linear warmup first (see :class:`LRSchedule`).
     """
 
     requires_metric = True
 
-    def __init__(self, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
-                 cooldown=0, min_lr=0.0, eps=1e-8, warmup_epochs=0):
+    def __init__(self, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
+                 min_lr: float = 0.0, eps: float = 1e-8, warmup_epochs: int = 0) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
         self.mode = mode
@@ -570,7 +830,14 @@ class ReduceLROnPlateau(LRSchedule):
         self.eps = check_float(eps, "eps", minimum=0.0)
         super().__init__(warmup_epochs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """The constructor's arguments.
+
+        Returns
+        -------
+        dict
+            {argument: value}.
+        """
         return {
             "mode": self.mode,
             "factor": self.factor,
@@ -644,8 +911,21 @@ _SCHEDULES = {c.__name__: c for c in (StepLR, ExponentialLR, CosineAnnealingLR,
                                       ReduceLROnPlateau)}
 
 
-def schedule_from_config(class_name, config):
-    """The schedule ``type(sched).__name__``, ``sched.get_config()`` describe."""
+def schedule_from_config(class_name: str, config: dict[str, Any]) -> LRSchedule:
+    """The schedule that ``type(sched).__name__`` and ``sched.get_config()`` describe.
+
+    Parameters
+    ----------
+    class_name : str
+        "StepLR", "ExponentialLR", "CosineAnnealingLR" or "ReduceLROnPlateau".
+    config : dict
+        Constructor arguments, as ``get_config()`` returns them.
+
+    Returns
+    -------
+    LRSchedule
+        A new schedule (not started).
+    """
     return _from_config(_SCHEDULES, "an fm.optim learning-rate schedule", class_name, config)
 
 

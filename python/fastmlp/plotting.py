@@ -1,5 +1,7 @@
 """Pictures of training: loss, accuracy, learning rate and per-layer gradient norms.
 
+::
+
     history = model.fit(...)
     fm.plot_history(history, "training.png")     # or history.plot("training.png")
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -63,12 +66,10 @@ def _layer_keys(data, prefix):
     return sorted(keys, key=lambda k: int(k[len(prefix):]))
 
 
-def plot_history(history, path=None, *, title=None, figsize=None):
-    """A figure of what training recorded; returns the matplotlib Figure.
-
-    history: an ``fm.History`` (what ``fit`` returns), an object holding one
-    in ``history_``, or a scikit-learn style estimator (``loss_curve_`` and,
-    with early stopping, ``validation_scores_``).
+def plot_history(history: Any, path: str | os.PathLike | None = None, *,
+                 title: str | None = None,
+                 figsize: tuple[float, float] | None = None) -> Any:
+    """A figure of what training recorded.
 
     Panels, each present only when the data are: "loss" (training and
     validation), "accuracy" (training and validation; for an sklearn-style
@@ -78,10 +79,30 @@ def plot_history(history, path=None, *, title=None, figsize=None):
     the last ones'. The x axis is the epoch count of the model (a second fit
     continues it).
 
-    path: when given (str or os.PathLike), the figure is saved there as PNG
-    with the non-interactive Agg backend and is not registered with pyplot
-    (nothing to close, no window). Without it the figure comes from pyplot,
-    so ``plt.show()`` and notebooks display it; close it when done.
+    Needs matplotlib (``pip install "fastmlp[plot]"``), imported only here.
+
+    Parameters
+    ----------
+    history : fastmlp.History, fastmlp.MLP or estimator
+        An ``fm.History`` (what ``fit`` returns), an object holding one in
+        ``history_`` or ``history`` (a fitted ``fm.MLP``), or a scikit-learn
+        style estimator (``loss_curve_`` and, with early stopping,
+        ``validation_scores_``).
+    path : str or os.PathLike, optional
+        When given, the figure is saved there as PNG with the
+        non-interactive Agg backend and is not registered with pyplot
+        (nothing to close, no window). Without it the figure comes from
+        pyplot, so ``plt.show()`` and notebooks display it; close it when
+        done.
+    title : str, optional
+        A title above the panels.
+    figsize : tuple of (float, float), optional
+        (width, height) in inches; default 5.2 x 3.6 per panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a str or os.PathLike file name, got {type(path).__name__}")

@@ -78,24 +78,24 @@ last layer (whatever its activation) and returns dy, which goes through step
 
 Where the C++ twins live
 ------------------------
-=====================================================  ===========================
-this module                                            C++
-=====================================================  ===========================
-sigmoid, softmax, log_softmax, activation_forward,     csrc/nn/activations.h
-activation_backward
-dense_forward, dense_backward                          csrc/nn/dense.h
-mse_*, cross_entropy_*, binary_cross_entropy_*,        csrc/nn/losses.h
-poisson_*, output_transform, loss_forward,
-loss_backward
-sgd_step, adam_step, rmsprop_step, adagrad_step,      csrc/optim/optimizer.h
-optimizer_step
-dropout_mask, philox4x32                               csrc/nn/dropout.h, csrc/nn/rng.h
-batch_norm_forward, batch_norm_backward                csrc/nn/batchnorm.h
-l1_l2_penalty, l1_l2_gradient, clip_grad_norm,         csrc/optim/regularize.h
-clip_grad_value
-Network                                                csrc/network/network.h
-matmul                                                 csrc/gemm/gemm.h
-=====================================================  ===========================
+==================================  =====================================================
+C++                                 this module
+==================================  =====================================================
+csrc/nn/activations.h               sigmoid, softmax, log_softmax, activation_forward,
+                                    activation_backward
+csrc/nn/dense.h                     dense_forward, dense_backward
+csrc/nn/losses.h                    mse_*, cross_entropy_*, binary_cross_entropy_*,
+                                    poisson_*, output_transform, loss_forward,
+                                    loss_backward
+csrc/optim/optimizer.h              sgd_step, adam_step, rmsprop_step, adagrad_step,
+                                    optimizer_step
+csrc/nn/dropout.h, csrc/nn/rng.h    dropout_mask, philox4x32
+csrc/nn/batchnorm.h                 batch_norm_forward, batch_norm_backward
+csrc/optim/regularize.h             l1_l2_penalty, l1_l2_gradient, clip_grad_norm,
+                                    clip_grad_value
+csrc/network/network.h              Network
+csrc/gemm/gemm.h                    matmul
+==================================  =====================================================
 
 Conventions
 -----------
@@ -108,7 +108,7 @@ Conventions
 * Definitions are PyTorch's documented ones: leaky_relu slope 0.01, elu
   alpha 1, softplus beta 1, gelu in its exact erf form, losses averaged as
   torch's default ``reduction='mean'`` averages them, SGD as torch.optim.SGD.
-* Nothing overflows for large |z| (say z = +-1000): every exponential is
+* Nothing overflows for large ``|z|`` (say z = +-1000): every exponential is
   taken of a non-positive number. Such exponentials may *underflow* to 0,
   which is harmless and which NumPy ignores by default. The one exception is
   poisson, whose output exp(z) *is* the predicted mean: beyond the dtype's
@@ -215,13 +215,23 @@ def _check_2d(a, name):
 def sigmoid(z):
     """Logistic function 1 / (1 + exp(-z)), element-wise; C++: csrc/nn/activations.h.
 
-    Written with e = exp(-|z|), which lies in (0, 1] and cannot overflow::
+    Written with ``e = exp(-|z|)``, which lies in (0, 1] and cannot overflow::
 
         z >= 0:  1 / (1 + exp(-z))          = 1 / (1 + e)
         z <  0:  exp(z) / (exp(z) + 1)      = e / (1 + e)
 
     Both branches are the same function; each is the form whose exponential
     has a non-positive argument.
+
+    Parameters
+    ----------
+    z : array-like
+        Any shape.
+
+    Returns
+    -------
+    ndarray
+        sigmoid(z), the shape of z.
     """
     z = np.asarray(z)
     e = np.exp(-np.abs(z))
@@ -236,6 +246,16 @@ def log_softmax(z):
     exponent <= 0, so the sum is in [1, k] and its log is safe::
 
         log softmax(z)_j = (z_j - c) - log(sum_m exp(z_m - c))
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        Logits.
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+        Row-wise log-probabilities.
     """
     z = np.asarray(z)
     shifted = z - z.max(axis=-1, keepdims=True)
@@ -248,6 +268,16 @@ def softmax(z):
     The row maximum is subtracted first, as in log_softmax: every exponent is
     then <= 0 and the largest is exactly exp(0) = 1, so the denominator is at
     least 1 and nothing overflows.
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        Logits.
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+        Rows of probabilities summing to 1.
     """
     z = np.asarray(z)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -262,14 +292,29 @@ def softmax(z):
 def activation_forward(z, act):
     """y = act(z), element-wise, any shape; C++: csrc/nn/activations.h.
 
-    identity    z
-    sigmoid     1 / (1 + exp(-z))
-    tanh        tanh(z)
-    relu        max(z, 0)
-    leaky_relu  z if z > 0 else 0.01 * z
-    elu         z if z > 0 else exp(z) - 1          (alpha = 1)
-    gelu        z * Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2 = erfc(-z / sqrt 2) / 2, the normal CDF
-    softplus    log(1 + exp(z))                     (beta = 1)
+    ::
+
+      identity    z
+      sigmoid     1 / (1 + exp(-z))
+      tanh        tanh(z)
+      relu        max(z, 0)
+      leaky_relu  z if z > 0 else 0.01 * z
+      elu         z if z > 0 else exp(z) - 1          (alpha = 1)
+      gelu        z * Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2 = erfc(-z / sqrt 2) / 2,
+                  the normal CDF
+      softplus    log(1 + exp(z))                     (beta = 1)
+
+    Parameters
+    ----------
+    z : array-like
+        Pre-activations, any shape.
+    act : str
+        The activation's name (one of ACTIVATIONS).
+
+    Returns
+    -------
+    ndarray
+        y = act(z), a new array of z's shape.
     """
     _check_activation(act)
     z = np.asarray(z)
@@ -302,19 +347,35 @@ def activation_backward(dy, z, y, act):
 
     Step 1 of backpropagation. z is the pre-activation and y = act(z) the
     post-activation saved by the forward pass; each derivative reads whichever
-    of the two gives it exactly and cheaply:
+    of the two gives it exactly and cheaply::
 
-    identity    1
-    sigmoid     y * (1 - y)            since s' = s (1 - s)
-    tanh        1 - y * y              since tanh' = 1 - tanh^2
-    relu        1 if z > 0 else 0      (0 at z == 0, as torch)
-    leaky_relu  1 if z > 0 else 0.01
-    elu         1 if z > 0 else y + 1  since (exp(z) - 1)' = exp(z) = y + 1
-    gelu        Phi(z) + z * phi(z)    product rule on z * Phi(z); phi = Phi'
-                                       is the normal density exp(-z^2/2)/sqrt(2 pi)
-    softplus    sigmoid(z)             since log(1 + e^z)' = e^z / (1 + e^z)
+      identity    1
+      sigmoid     y * (1 - y)            since s' = s (1 - s)
+      tanh        1 - y * y              since tanh' = 1 - tanh^2
+      relu        1 if z > 0 else 0      (0 at z == 0, as torch)
+      leaky_relu  1 if z > 0 else 0.01
+      elu         1 if z > 0 else y + 1  since (exp(z) - 1)' = exp(z) = y + 1
+      gelu        Phi(z) + z * phi(z)    product rule on z * Phi(z); phi = Phi'
+                                         is the normal density exp(-z^2/2)/sqrt(2 pi)
+      softplus    sigmoid(z)             since log(1 + e^z)' = e^z / (1 + e^z)
 
     All arrays share one shape; returns a new array of that shape.
+
+    Parameters
+    ----------
+    dy : array-like
+        dL/dy.
+    z : array-like
+        The pre-activation.
+    y : array-like
+        The post-activation act(z).
+    act : str
+        The activation's name (one of ACTIVATIONS).
+
+    Returns
+    -------
+    ndarray
+        dz = dL/dz.
     """
     _check_activation(act)
     dy = np.asarray(dy)
@@ -353,13 +414,29 @@ def activation_backward(dy, z, y, act):
 def dense_forward(x, w, b, act):
     """One dense layer forward; C++: csrc/nn/dense.h.
 
-    x (n, in), w (out, in), b (out,)  ->  z (n, out), y (n, out)
+    x (n, in), w (out, in), b (out,)  ->  z (n, out), y (n, out)::
 
         z = x @ w.T + b      (b broadcasts over the n rows)
         y = act(z)
 
     Both z and y are returned because backward needs them: the derivative of
     each activation reads one or the other (see activation_backward).
+
+    Parameters
+    ----------
+    x : array-like of shape (n, in)
+        The layer's input.
+    w : array-like of shape (out, in)
+        Weights.
+    b : array-like of shape (out,)
+        Bias.
+    act : str
+        The activation's name.
+
+    Returns
+    -------
+    z, y : ndarray of shape (n, out)
+        Pre- and post-activation.
     """
     x = np.asarray(x)
     w = np.asarray(w)
@@ -383,7 +460,7 @@ def dense_backward(dy, x, w, z, y, act):
     dy (n, out), x (n, in), w (out, in), z (n, out), y (n, out)
     ->  dx (n, in), dw (out, in), db (out,), dz (n, out)
 
-    The four equations of the module docstring, in order:
+    The four equations of the module docstring, in order::
 
         dz = dy * act'(z)        through the activation (element-wise)
         dw = dz.T @ x            (out, n) @ (n, in): sums over the batch
@@ -392,6 +469,30 @@ def dense_backward(dy, x, w, z, y, act):
 
     dz is returned as well; the core keeps it in its workspace and the parity
     tests compare it.
+
+    Parameters
+    ----------
+    dy : array-like of shape (n, out)
+        dL/dy from the layer above (or the loss).
+    x : array-like of shape (n, in)
+        The layer's input, saved by the forward pass.
+    w : array-like of shape (out, in)
+        Weights.
+    z, y : array-like of shape (n, out)
+        Pre- and post-activation, saved by the forward pass.
+    act : str
+        The activation's name.
+
+    Returns
+    -------
+    dx : ndarray of shape (n, in)
+        The dy of the layer below.
+    dw : ndarray of shape (out, in)
+        Weight gradient.
+    db : ndarray of shape (out,)
+        Bias gradient.
+    dz : ndarray of shape (n, out)
+        Gradient with respect to z.
     """
     dz = activation_backward(dy, z, y, act)
     dw = dz.T @ x
@@ -463,12 +564,30 @@ def _no_class_weight(class_weight, loss):
 def mse_loss(y, t, *, sample_weight=None, class_weight=None):
     """Mean squared error over all elements, as torch.nn.MSELoss(); C++: csrc/nn/losses.h.
 
-    y, t (n, k):  L = (1 / (n k)) * sum_ij s_i (y_ij - t_ij)^2
+    y, t (n, k)::
+
+        L = (1 / (n k)) * sum_ij s_i (y_ij - t_ij)^2
 
     with s = sample_weight (n,), all ones by default (the plain mean). The
     denominator stays n k whatever the weights: torch's unreduced
     MSELoss(reduction="none") times s, then averaged. Regression has no
     classes, so class_weight must be None.
+
+    Parameters
+    ----------
+    y : array-like of shape (n, k)
+        The network's output.
+    t : array-like of shape (n, k)
+        Targets.
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        Must be None (regression has no classes).
+
+    Returns
+    -------
+    float
+        L.
     """
     y = np.asarray(y)
     t = np.asarray(t)
@@ -485,6 +604,22 @@ def mse_backward(y, t, *, sample_weight=None, class_weight=None):
     dL/dy_ij = 2 s_i (y_ij - t_ij) / (n k): the derivative of a square, times
     the row's weight and the 1/(n k) of the mean. Returns dy (n, k), which the
     output layer then takes through its activation's derivative.
+
+    Parameters
+    ----------
+    y : array-like of shape (n, k)
+        The network's output.
+    t : array-like of shape (n, k)
+        Targets.
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        Must be None (regression has no classes).
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+        dL/dy.
     """
     y = np.asarray(y)
     t = np.asarray(t)
@@ -541,19 +676,39 @@ def cross_entropy_loss(z, target, *, sample_weight=None, class_weight=None):
     sample_weight (n,) and c = class_weight (k,), both all ones by default,
     target is either
 
-    * class ids (n,) of an integer dtype:
+    * class ids (n,) of an integer dtype::
+
           L = sum_i s_i c_{y_i} l_i / sum_i c_{y_i},   l_i = -log_softmax(z)[i, y_i]
+
       which is CrossEntropyLoss(weight=c) when s is all ones (a mean weighted
       by the class weights) and Keras' sample_weight mean (sum_i s_i l_i / n)
       when c is all ones. If sum_i c_{y_i} = 0 (every row's class weighs 0),
       L = 0 rather than torch's 0/0 = NaN: such a batch contributes nothing.
-    * class probabilities or one-hot rows (n, k) of a float dtype:
+    * class probabilities or one-hot rows (n, k) of a float dtype::
+
           L = (1/n) sum_i s_i (-sum_j c_j t_ij log_softmax(z)[i, j])
+
       as CrossEntropyLoss(weight=c) defines it for probability targets (the
       denominator is n whatever the weights).
 
     log_softmax is used rather than log(softmax): a probability that
     underflows to 0 would make log(0) = -inf, while log_softmax is finite.
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        Logits.
+    target : array-like
+        Class ids (n,) or class probabilities (n, k).
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        (k,) class weights, finite and >= 0; None: all ones.
+
+    Returns
+    -------
+    float
+        L.
     """
     z = np.asarray(z)
     kind, t = _ce_target(z, target)
@@ -574,7 +729,7 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     """Gradient of cross_entropy_loss with respect to the logits z; C++: csrc/nn/losses.h.
 
     For one row, with p = softmax(z) and u_j = c_j t_j (the class-weighted
-    target; u = t without class weights):
+    target; u = t without class weights)::
 
         L_row = -sum_j u_j (z_j - log sum_m exp(z_m))
               = -sum_j u_j z_j + (sum_j u_j) * log sum_m exp(z_m)
@@ -583,13 +738,31 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     since d/dz_j of log sum_m exp(z_m) is exactly p_j. The row's weight and
     the mean's denominator then scale it:
 
-    * class ids: u is c_{y_i} times the one-hot row, so
+    * class ids: u is c_{y_i} times the one-hot row, so::
+
           dz_i = s_i c_{y_i} (p_i - onehot_i) / sum_m c_{y_m}
+
       (zero for every row when sum_m c_{y_m} = 0, as the loss is 0 then).
-    * probabilities: dz_i = s_i (p_i * sum_j u_ij - u_i) / n.
+    * probabilities: ``dz_i = s_i (p_i * sum_j u_ij - u_i) / n``.
 
     Without weights this is the familiar (p - onehot) / n; keeping sum_j u_j
     makes it exact for target rows that do not sum to 1 as well.
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        Logits.
+    target : array-like
+        Class ids (n,) or class probabilities (n, k).
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        (k,) class weights, finite and >= 0; None: all ones.
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+        dL/dz.
     """
     z = np.asarray(z)
     kind, t = _ce_target(z, target)
@@ -627,17 +800,33 @@ def binary_cross_entropy_loss(z, t, *, sample_weight=None, class_weight=None):
 
     z, t (n, k). With p = sigmoid(z), each element contributes
     l_ij = -t log p - (1 - t) log(1 - p). Using log p = -softplus(-z) and
-    log(1 - p) = -softplus(z) this is softplus(z) - t z, computed stably as
+    log(1 - p) = -softplus(z) this is softplus(z) - t z, computed stably as::
 
         max(z, 0) - z t + log1p(exp(-|z|))
 
-    and, with s = sample_weight (n,) and c = class_weight (2,),
+    and, with s = sample_weight (n,) and c = class_weight (2,)::
 
         L = (1 / (n k)) sum_ij s_i w_ij l_ij,   w_ij = c_0 (1 - t_ij) + c_1 t_ij
 
     i.e. BCEWithLogitsLoss(weight=s_i w_ij); all ones by default, the plain
     mean over all n k elements. No log of a probability is ever taken, so p
     rounding to 0 or 1 does no harm.
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        Logits.
+    t : array-like of shape (n, k)
+        Targets in [0, 1].
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        (2,) weights of the targets 0 and 1, finite and >= 0; None: all ones.
+
+    Returns
+    -------
+    float
+        L.
     """
     z = np.asarray(z)
     t = np.asarray(t)
@@ -653,6 +842,22 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
     d/dz of softplus(z) - t z is sigmoid(z) - t; the element's weight does
     not depend on z, so it multiplies as in the loss, and the mean adds
     1/(n k): dz = s_i w_ij (sigmoid(z) - t) / (n k), shape (n, k).
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        Logits.
+    t : array-like of shape (n, k)
+        Targets in [0, 1].
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        (2,) weights of the targets 0 and 1, finite and >= 0; None: all ones.
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+        dL/dz.
     """
     z = np.asarray(z)
     t = np.asarray(t)
@@ -673,7 +878,7 @@ def poisson_loss(z, t, *, sample_weight=None, class_weight=None):
 
     z, t (n, k): z is the log of the predicted mean mu = exp(z) (the output
     layer's pre-activation), t the observed counts (any finite values >= 0).
-    With s = sample_weight (n,), all ones by default (the plain mean),
+    With s = sample_weight (n,), all ones by default (the plain mean)::
 
         L = (1 / (n k)) * sum_ij s_i (exp(z_ij) - t_ij z_ij)
 
@@ -684,7 +889,7 @@ def poisson_loss(z, t, *, sample_weight=None, class_weight=None):
 
     scikit-learn's MLPRegressor(loss="poisson") (sklearn.neural_network.
     _base.poisson_loss) minimises the half Poisson deviance, averaged over
-    rows with weights s and summed over the k outputs:
+    rows with weights s and summed over the k outputs::
 
         L_sk = sum_j sum_i s_i (t log(t / mu) - t + mu)_ij / sum_i s_i
              = (n k / sum_i s_i) * L + sum_ij s_i (t log t - t)_ij / sum_i s_i
@@ -694,6 +899,22 @@ def poisson_loss(z, t, *, sample_weight=None, class_weight=None):
 
     exp(z) overflows to inf for z beyond the dtype's range (about 88.7 in
     float32, 709.8 in float64), and so does L: a diverged network.
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        Log means.
+    t : array-like of shape (n, k)
+        Observed counts, >= 0.
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        Must be None (regression has no classes).
+
+    Returns
+    -------
+    float
+        L.
     """
     z = np.asarray(z)
     t = np.asarray(t)
@@ -710,6 +931,22 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     target), times the row's weight and the 1/(n k) of the mean:
     dz = s_i (exp(z) - t) / (n k), shape (n, k). The output layer is linear,
     so this is its dz directly.
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        Log means.
+    t : array-like of shape (n, k)
+        Observed counts, >= 0.
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        Must be None (regression has no classes).
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+        dL/dz.
     """
     z = np.asarray(z)
     t = np.asarray(t)
@@ -722,12 +959,26 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
 def output_transform(z, loss):
     """What the network reports as its output, given the last layer's z; C++: csrc/nn/losses.h.
 
-    mse                   z unchanged (a copy). An mse network applies its
-                          output activation in the layer itself; Network
-                          reports that layer's y.
-    cross_entropy         softmax(z), class probabilities per row
-    binary_cross_entropy  sigmoid(z), a probability per element
-    poisson               exp(z), the predicted mean per element
+    ::
+
+      mse                   z unchanged (a copy). An mse network applies its
+                            output activation in the layer itself; Network
+                            reports that layer's y.
+      cross_entropy         softmax(z), class probabilities per row
+      binary_cross_entropy  sigmoid(z), a probability per element
+      poisson               exp(z), the predicted mean per element
+
+    Parameters
+    ----------
+    z : array-like of shape (n, k)
+        The last layer's pre-activation.
+    loss : str
+        The loss's name (one of LOSSES).
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+        The network's output.
     """
     _check_loss(loss)
     z = np.asarray(z)
@@ -749,6 +1000,24 @@ def loss_forward(z, y, t, loss, *, sample_weight=None, class_weight=None):
     binary_cross_entropy, None for mse and poisson) weigh the mean as
     mse_loss, cross_entropy_loss, binary_cross_entropy_loss and poisson_loss
     define.
+
+    Parameters
+    ----------
+    z, y : array-like of shape (n, k)
+        The output layer's pre- and post-activation.
+    t : array-like
+        Targets: (n, k), or class ids (n,) for cross_entropy.
+    loss : str
+        The loss's name (one of LOSSES).
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        (k,) for cross_entropy, (2,) for binary_cross_entropy, None for mse and poisson.
+
+    Returns
+    -------
+    float
+        The mean loss.
     """
     _check_loss(loss)
     weights = {"sample_weight": sample_weight, "class_weight": class_weight}
@@ -764,13 +1033,30 @@ def loss_forward(z, y, t, loss, *, sample_weight=None, class_weight=None):
 def loss_backward(z, y, t, loss, *, sample_weight=None, class_weight=None):
     """Start of the backward pass; C++: csrc/nn/losses.h.
 
-    mse:                           returns dL/dy (n, k), to be taken through
-                                   the output activation's derivative.
-    cross_entropy, binary_cross_entropy, poisson:
-                                   returns dL/dz (n, k) directly; the output
-                                   activation is the identity, so dz = dy.
+    * mse: returns dL/dy (n, k), to be taken through the output activation's
+      derivative.
+    * cross_entropy, binary_cross_entropy, poisson: returns dL/dz (n, k)
+      directly; the output activation is the identity, so dz = dy.
 
     The weights are those of loss_forward.
+
+    Parameters
+    ----------
+    z, y : array-like of shape (n, k)
+        The output layer's pre- and post-activation.
+    t : array-like
+        Targets: (n, k), or class ids (n,) for cross_entropy.
+    loss : str
+        The loss's name (one of LOSSES).
+    sample_weight : array-like of shape (n,), optional
+        Row weights, finite and >= 0; None: all ones.
+    class_weight : array-like, optional
+        (k,) for cross_entropy, (2,) for binary_cross_entropy, None for mse and poisson.
+
+    Returns
+    -------
+    ndarray of shape (n, k)
+        dL/dy (mse) or dL/dz.
     """
     _check_loss(loss)
     weights = {"sample_weight": sample_weight, "class_weight": class_weight}
@@ -792,7 +1078,7 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
     """One step of torch.optim.SGD (dampening 0) on one array; C++: csrc/optim/optimizer.h.
 
     p, g and buf share one shape. Returns (p_new, buf_new), where buf_new is
-    None when momentum == 0; p, g and buf are left untouched.
+    None when momentum == 0; p, g and buf are left untouched::
 
         g   = g + weight_decay * p                (L2 penalty, folded into g)
         buf = g                   on the first step (buf is None)
@@ -808,6 +1094,30 @@ def sgd_step(p, g, lr, momentum=0.0, nesterov=False, weight_decay=0.0, buf=None)
     buf = momentum * buf + (1 - dampening) * g would shrink the very first
     step; seeding with g makes the first step a plain gradient step. We follow
     it so that "no buffer yet" (None) means exactly what it means in torch.
+
+    Parameters
+    ----------
+    p : array-like
+        Parameters.
+    g : array-like
+        Their gradient.
+    lr : float
+        Learning rate, >= 0.
+    momentum : float, default 0.0
+        Momentum factor, >= 0.
+    nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0).
+    weight_decay : float, default 0.0
+        Coupled L2 decay, >= 0.
+    buf : array-like, optional
+        The momentum buffer; None before the first step.
+
+    Returns
+    -------
+    p_new : ndarray
+        The updated parameters.
+    buf_new : ndarray or None
+        The momentum buffer (None when momentum == 0).
     """
     if lr < 0.0:
         msg = f"lr: expected >= 0, got {lr}"
@@ -907,7 +1217,7 @@ def adam_step(p, g, state, step, lr, beta1, beta2, eps, weight_decay=0.0, amsgra
 
     C++: csrc/optim/optimizer.h (kinds adam, adamw). state is [m, v] or, with
     amsgrad, [m, v, v_max], or None before the first step (all zeros); step
-    is this update's number t = 1, 2, ... Returns (p_new, state_new).
+    is this update's number t = 1, 2, ... Returns (p_new, state_new)::
 
         g     = g + weight_decay * p           (Adam: coupled L2, part of g)
         p     = p * (1 - lr * weight_decay)    (AdamW: decoupled, shrinks p)
@@ -934,6 +1244,36 @@ def adam_step(p, g, state, step, lr, beta1, beta2, eps, weight_decay=0.0, amsgra
 
     eps is added to sqrt(v_hat), not to v_hat, as torch does (and as the
     Adam paper writes it); this is not scikit-learn's folded form.
+
+    Parameters
+    ----------
+    p : array-like
+        Parameters.
+    g : array-like
+        Their gradient.
+    state : list of array-like, optional
+        [m, v], or [m, v, v_max] with amsgrad; None before the first step.
+    step : int
+        This update's number t = 1, 2, ...
+    lr : float
+        Learning rate.
+    beta1, beta2 : float
+        Decay rates of the moment estimates.
+    eps : float
+        Added to sqrt(v_hat).
+    weight_decay : float, default 0.0
+        Coupled (Adam) or decoupled (AdamW) decay.
+    amsgrad : bool, default False
+        Divide by the largest v so far.
+    decoupled : bool, default False
+        True: AdamW's decoupled weight decay.
+
+    Returns
+    -------
+    p_new : ndarray
+        The updated parameters.
+    state_new : list of ndarray
+        The updated state.
     """
     step = _check_step(step)
     p, g = _check_p_g(p, g)
@@ -965,7 +1305,7 @@ def rmsprop_step(p, g, state, step, lr, alpha, eps, weight_decay=0.0, momentum=0
 
     state is [v], then g_avg if centered, then buf if momentum > 0, in that
     order; None before the first step (all zeros). The rule does not depend on
-    the step number (it is accepted for symmetry). Returns (p_new, state_new).
+    the step number (it is accepted for symmetry). Returns (p_new, state_new)::
 
         g     = g + weight_decay * p            (coupled L2)
         v     = alpha * v + (1 - alpha) * g^2   running mean of g^2
@@ -978,8 +1318,38 @@ def rmsprop_step(p, g, state, step, lr, alpha, eps, weight_decay=0.0, momentum=0
     parameter a step of about lr whatever its gradient's scale. The centered
     form divides by an estimate of the gradient's standard deviation instead
     (v - g_avg^2 is a variance). Unlike Adam there is no bias correction, so
-    the first steps are larger: v starts at 0 and d at sqrt(1 - alpha) |g|.
+    the first steps are larger: v starts at 0 and d at ``sqrt(1 - alpha) |g|``.
     Momentum, when used, accumulates the normalised step g / d.
+
+    Parameters
+    ----------
+    p : array-like
+        Parameters.
+    g : array-like
+        Their gradient.
+    state : list of array-like, optional
+        [v] (+ [g_avg] if centered) (+ [buf] if momentum > 0); None before the first step.
+    step : int
+        This update's number t = 1, 2, ...
+    lr : float
+        Learning rate.
+    alpha : float
+        Decay rate of the running mean of g^2.
+    eps : float
+        Added to the root.
+    weight_decay : float, default 0.0
+        Coupled L2 decay.
+    momentum : float, default 0.0
+        Momentum on the normalised step.
+    centered : bool, default False
+        Divide by the root of an estimate of the variance.
+
+    Returns
+    -------
+    p_new : ndarray
+        The updated parameters.
+    state_new : list of ndarray
+        The updated state.
     """
     _check_step(step)
     p, g = _check_p_g(p, g)
@@ -1017,7 +1387,7 @@ def adagrad_step(p, g, state, step, lr, lr_decay=0.0, weight_decay=0.0,
 
     state is [s] (the running sum of squared gradients), or None before the
     first step, when s starts at initial_accumulator. step is this update's
-    number t = 1, 2, ... Returns (p_new, state_new).
+    number t = 1, 2, ... Returns (p_new, state_new)::
 
         lr_t = lr / (1 + (t - 1) * lr_decay)   the step size decays with t
         g    = g + weight_decay * p            (coupled L2)
@@ -1029,6 +1399,34 @@ def adagrad_step(p, g, state, step, lr, lr_decay=0.0, weight_decay=0.0,
     often: frequent features learn slowly, rare ones keep large steps. eps
     is added to sqrt(s), after the root, and guards the division while s is
     still 0 (initial_accumulator 0 and a zero gradient).
+
+    Parameters
+    ----------
+    p : array-like
+        Parameters.
+    g : array-like
+        Their gradient.
+    state : list of array-like, optional
+        [s]; None before the first step.
+    step : int
+        This update's number t = 1, 2, ...
+    lr : float
+        Learning rate.
+    lr_decay : float, default 0.0
+        Decay of the step size with t.
+    weight_decay : float, default 0.0
+        Coupled L2 decay.
+    initial_accumulator : float, default 0.0
+        Starting value of s.
+    eps : float, default 1e-10
+        Added to sqrt(s).
+
+    Returns
+    -------
+    p_new : ndarray
+        The updated parameters.
+    state_new : list of ndarray
+        The updated state.
     """
     step = _check_step(step)
     p, g = _check_p_g(p, g)
@@ -1073,6 +1471,21 @@ def optimizer_config(optimizer, **overrides):
     weight_decay, momentum, dampening, nesterov, amsgrad, centered, alpha,
     lr_decay, initial_accumulator_value): never the core's configuration, so
     that this oracle stays independent of how fastmlp.optim talks to the core.
+
+    Parameters
+    ----------
+    optimizer : str, tuple or optimizer
+        A class name, a pair (class name, dict of constructor arguments), or
+        an object with get_config().
+    **overrides
+        Further constructor arguments.
+
+    Returns
+    -------
+    name : str
+        The class name, as spelled in OPTIMIZER_DEFAULTS.
+    config : dict
+        Every constructor argument.
     """
     args = {}
     if isinstance(optimizer, tuple):
@@ -1117,10 +1530,34 @@ def optimizer_step(optimizer, p, g, state=None, step=1, **overrides):
     the first step; step is this update's number t = 1, 2, ... Returns
     (p_new, state_new); inputs are not modified.
 
-    State, in order:  SGD      [buf] if momentum != 0, else []
-                      Adam(W)  [m, v] (+ [v_max] with amsgrad)
-                      RMSprop  [v] (+ [g_avg] if centered) (+ [buf] if momentum > 0)
-                      Adagrad  [s]
+    State, in order::
+
+        SGD      [buf] if momentum != 0, else []
+        Adam(W)  [m, v] (+ [v_max] with amsgrad)
+        RMSprop  [v] (+ [g_avg] if centered) (+ [buf] if momentum > 0)
+        Adagrad  [s]
+
+    Parameters
+    ----------
+    optimizer : str, tuple or optimizer
+        As for optimizer_config.
+    p : array-like
+        Parameters.
+    g : array-like
+        Their gradient.
+    state : list of array-like, optional
+        The state arrays in the order above; None before the first step.
+    step : int, default 1
+        This update's number t = 1, 2, ...
+    **overrides
+        Further constructor arguments.
+
+    Returns
+    -------
+    p_new : ndarray
+        The updated parameters.
+    state_new : list of ndarray
+        The updated state.
     """
     name, c = optimizer_config(optimizer, **overrides)
     step = _check_step(step)
@@ -1152,6 +1589,18 @@ def matmul(a, b, trans_a=False, trans_b=False):
     op(a) (m, k), op(b) (k, n) -> (m, n). The three GEMMs of a dense layer
     are matmul(x, w, trans_b=True) forward, and in backward
     matmul(dz, x, trans_a=True) for dw and matmul(dz, w) for dx.
+
+    Parameters
+    ----------
+    a, b : array-like, 2-D
+        The operands.
+    trans_a, trans_b : bool, default False
+        Transpose a / b first.
+
+    Returns
+    -------
+    ndarray of shape (m, n)
+        op(a) @ op(b).
     """
     a = np.asarray(a)
     b = np.asarray(b)
@@ -1208,6 +1657,18 @@ def philox4x32(counters, seed):
     a pure function of (seed, counter), the core can hand any element to any
     thread. All arithmetic is in uint64, where a product of two 32-bit words
     cannot overflow, and every word is masked back to 32 bits.
+
+    Parameters
+    ----------
+    counters : ndarray of shape (N, 4), uint32
+        The counters.
+    seed : int
+        The 64-bit key.
+
+    Returns
+    -------
+    ndarray of shape (N, 4), uint32
+        The random words.
     """
     seed = _check_uint(seed, "seed", 64)
     c = np.asarray(counters)
@@ -1248,6 +1709,26 @@ def dropout_mask(shape, p, seed, step, layer, dtype="float32"):
     optimizer step and layer, the same for any thread count, and backward
     reuses it. 1 / (1 - p) is computed in float64 and rounded once to dtype.
     p == 0 gives all ones (u >= 0 always holds).
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        The layer output's shape.
+    p : float
+        The dropout rate, in [0, 1).
+    seed : int
+        The 64-bit seed.
+    step : int
+        The optimizer step.
+    layer : int
+        The layer's index.
+    dtype : str or dtype, default "float32"
+        float32 or float64.
+
+    Returns
+    -------
+    ndarray
+        The mask.
     """
     try:
         dt = np.dtype(dtype)
@@ -1322,8 +1803,32 @@ def batch_norm_forward(x, gamma, beta, eps=1e-5, training=True, running_mean=Non
     mean and var (the batch's, or the running ones in eval).
 
     Why the two-pass variance (mean first, then squared deviations):
-    mean(x^2) - mean(x)^2 subtracts two nearly equal numbers when |mean| is
+    mean(x^2) - mean(x)^2 subtracts two nearly equal numbers when ``|mean|`` is
     large against the spread, and can even come out negative.
+
+    Parameters
+    ----------
+    x : array-like of shape (n, f)
+        The input.
+    gamma, beta : array-like of shape (f,)
+        Scale and shift.
+    eps : float, default 1e-5
+        Added to the variance.
+    training : bool, default True
+        Batch statistics (True) or the running ones (False).
+    running_mean, running_var : array-like of shape (f,), optional
+        The running statistics (required when training is False).
+    momentum : float, default 0.1
+        Weight of the batch in the running statistics.
+
+    Returns
+    -------
+    y : ndarray of shape (n, f)
+        The output.
+    cache : dict
+        For batch_norm_backward.
+    new_running_mean, new_running_var : ndarray of shape (f,) or None
+        The updated running statistics.
     """
     x = np.asarray(x)
     _check_2d(x, "x")
@@ -1407,6 +1912,20 @@ def batch_norm_backward(dy, cache):
 
     In eval mode mean and var are constants (the running statistics), the
     layer is affine, and dx = gamma s dy.
+
+    Parameters
+    ----------
+    dy : array-like of shape (n, f)
+        dL/dy.
+    cache : dict
+        What batch_norm_forward returned.
+
+    Returns
+    -------
+    dx : ndarray of shape (n, f)
+        dL/dx.
+    dgamma, dbeta : ndarray of shape (f,)
+        Gradients of scale and shift.
     """
     dy = np.asarray(dy)
     xhat = cache["xhat"]
@@ -1435,7 +1954,7 @@ def _check_nonneg(v, name):
 
 
 def l1_l2_penalty(weights, l1, l2):
-    """l1 * sum |W| + l2 * sum W^2 over the weight matrices in `weights`, as a float.
+    """``l1 * sum |W| + l2 * sum W^2`` over the weight matrices in `weights`, as a float.
 
     The penalty Keras' l1_l2 regularizer adds to the loss. Only weight
     matrices take part: biases, and batch norm's gamma and beta, are not
@@ -1445,6 +1964,18 @@ def l1_l2_penalty(weights, l1, l2):
     no term to the loss (with wd = 2 * l2 it gives the same step as the L2
     part here), and from decoupled decay (AdamW), which shrinks p outside
     the adaptive update altogether.
+
+    Parameters
+    ----------
+    weights : iterable of array-like
+        The weight matrices.
+    l1, l2 : float
+        Penalty factors, >= 0.
+
+    Returns
+    -------
+    float
+        The penalty, summed in float64.
     """
     l1 = _check_nonneg(l1, "l1")
     l2 = _check_nonneg(l2, "l2")
@@ -1458,8 +1989,20 @@ def l1_l2_penalty(weights, l1, l2):
 def l1_l2_gradient(w, l1, l2):
     """d/dW of l1_l2_penalty for one weight matrix: l1 sign(W) + 2 l2 W.
 
-    |w| has no derivative at 0; sign(0) = 0 is the subgradient that torch's
+    ``|w|`` has no derivative at 0; sign(0) = 0 is the subgradient that torch's
     abs backward and Keras use, and it keeps exact zeros at zero.
+
+    Parameters
+    ----------
+    w : array-like
+        One weight matrix.
+    l1, l2 : float
+        Penalty factors, >= 0.
+
+    Returns
+    -------
+    ndarray
+        The penalty's gradient, w's shape.
     """
     l1 = _check_nonneg(l1, "l1")
     l2 = _check_nonneg(l2, "l2")
@@ -1494,7 +2037,7 @@ def _unflatten_grads(grads, items, arrays):
 
 
 def clip_grad_norm(grads, max_norm):
-    """Scale gradients to a total 2-norm of at most max_norm, as torch.nn.utils.clip_grad_norm_.
+    """Scale gradients to a total 2-norm of at most max_norm, as ``torch.nn.utils.clip_grad_norm_``.
 
     grads: a list of arrays, or the per-layer dicts that Network.backward
     returns. Returns (clipped, total_norm): clipped has the structure of
@@ -1507,6 +2050,20 @@ def clip_grad_norm(grads, max_norm):
 
     The 1e-6 keeps the division finite for a zero gradient; torch multiplies
     by the clamped coefficient even when it is 1, which changes no value.
+
+    Parameters
+    ----------
+    grads : list of array-like or list of dict
+        Gradients: arrays, or Network.backward's per-layer dicts.
+    max_norm : float
+        The largest total norm allowed, >= 0.
+
+    Returns
+    -------
+    clipped : list
+        The structure of grads, with new arrays.
+    total_norm : float
+        The norm before clipping.
     """
     max_norm = _check_nonneg(max_norm, "max_norm")
     items = _flatten_grads(grads, "grads")
@@ -1517,10 +2074,23 @@ def clip_grad_norm(grads, max_norm):
 
 
 def clip_grad_value(grads, clip_value):
-    """Clamp every gradient element to [-clip_value, clip_value], as torch.nn.utils.clip_grad_value_.
+    """Clamp every gradient element to [-clip_value, clip_value], as
+    ``torch.nn.utils.clip_grad_value_``.
 
     grads: a list of arrays or of per-layer dicts; returns the same structure
     with new arrays.
+
+    Parameters
+    ----------
+    grads : list of array-like or list of dict
+        Gradients: arrays, or Network.backward's per-layer dicts.
+    clip_value : float
+        The bound, >= 0.
+
+    Returns
+    -------
+    list
+        The structure of grads, with new arrays.
     """
     clip_value = _check_nonneg(clip_value, "clip_value")
     items = _flatten_grads(grads, "grads")
@@ -1552,13 +2122,13 @@ __all__ += [  # the sections above, appended here to keep their additions in one
 class Network:
     """The whole network, forward and backward, as the core's layer loop does it.
 
-    C++: csrc/network/network.h. Layer l (0-based, L layers) has
+    C++: csrc/network/network.h. Layer l (0-based, L layers) has::
 
         weights[l]  (out_l, in_l)   with in_{l+1} == out_l
         biases[l]   (out_l,)
         activations[l], one name per layer, the output layer included
 
-    and, optionally (keyword arguments, hidden layers only):
+    and, optionally (keyword arguments, hidden layers only)::
 
         dropout      a rate p (every hidden layer) or one rate per layer, the
                      output layer's 0: inverted dropout of the layer's output
@@ -1575,7 +2145,7 @@ class Network:
     dtype of weights[l]; the four are None for other layers.
 
     After forward (and backward, which runs forward itself) the per-layer
-    workspace is kept under the core's names:
+    workspace is kept under the core's names::
 
         self.xs[l]    (n, in_l)    input of layer l (xs[0] is the batch)
         self.lins[l]  (n, out_l)   x W^T + b; the same array as zs[l] without batch norm
@@ -1594,6 +2164,27 @@ class Network:
     numerical_gradient, leaves them alone.
 
     The parameter arrays are held, not copied: sgd_step writes into them.
+
+    Parameters
+    ----------
+    weights : list of array-like
+        Per layer (out_l, in_l).
+    biases : list of array-like
+        Per layer (out_l,).
+    activations : list of str
+        One name per layer, the output layer included.
+    loss : str
+        The loss's name (one of LOSSES).
+    dropout : float or list of float, default 0.0
+        Hidden layers' dropout rate(s).
+    batch_norm : bool or list of bool, default False
+        Hidden layers' batch normalization.
+    l1, l2 : float, default 0.0
+        The weight penalty.
+    bn_eps : float, default 1e-5
+        Batch norm's eps.
+    bn_momentum : float, default 0.1
+        Batch norm's momentum.
     """
 
     def __init__(self, weights, biases, activations, loss, *, dropout=0.0, batch_norm=False,
@@ -1693,6 +2284,24 @@ class Network:
         (training only) also moves running_means/running_vars toward this
         batch's statistics, in place, as one torch training forward does.
         training=False: running statistics, no dropout; seed and step unused.
+
+        Parameters
+        ----------
+        x : array-like of shape (n, in_0)
+            The batch.
+        training : bool, default False
+            Batch statistics and dropout (True).
+        step : int, default 0
+            The optimizer step (selects the dropout masks).
+        seed : int, default 0
+            The seed of the dropout masks.
+        update_stats : bool, default False
+            Move the running statistics (training only).
+
+        Returns
+        -------
+        ndarray of shape (n, out_{L-1})
+            The network output.
         """
         x = np.asarray(x)
         _check_2d(x, "x")
@@ -1750,6 +2359,30 @@ class Network:
         training, step, seed and update_stats as in forward (eval by default).
         sample_weight (n,) and class_weight weigh the mean as loss_forward
         defines (None: unweighted); the penalty is not weighted.
+
+        Parameters
+        ----------
+        x : array-like of shape (n, in_0)
+            The batch.
+        t : array-like
+            Its targets.
+        training : bool, default False
+            Batch statistics and dropout (True).
+        step : int, default 0
+            The optimizer step (selects the dropout masks).
+        seed : int, default 0
+            The seed of the dropout masks.
+        update_stats : bool, default False
+            Move the running statistics (training only).
+        sample_weight : array-like of shape (n,), optional
+            Row weights, finite and >= 0; None: all ones.
+        class_weight : array-like, optional
+            (k,) for cross_entropy, (2,) for binary_cross_entropy, None for mse and poisson.
+
+        Returns
+        -------
+        float
+            The loss plus the penalty.
         """
         self.forward(x, training=training, step=step, seed=seed, update_stats=update_stats)
         loss = loss_forward(self.zs[-1], self.ys[-1], t, self.loss_name,
@@ -1771,7 +2404,7 @@ class Network:
         dense_backward's dz = dy * 1 passes it through unchanged). Then each
         layer, last to first, turns its dy into dz, dW, db and the dy of the
         layer below, which is its dx (sample_weight and class_weight weigh
-        the loss and its gradient as in loss):
+        the loss and its gradient as in loss)::
 
             dy = dy * mask                    dropout: x_{l+1} = y * mask
             dz = dy * act'(z)                 through the activation
@@ -1779,6 +2412,32 @@ class Network:
                                               (else dlin = dz)
             dW = dlin^T x, db = sum_rows(dlin), dx = dlin W
             dW += l1 sign(W) + 2 l2 W         the penalty
+
+        Parameters
+        ----------
+        x : array-like of shape (n, in_0)
+            The batch.
+        t : array-like
+            Its targets.
+        training : bool, default True
+            Batch statistics and dropout (True).
+        step : int, default 0
+            The optimizer step (selects the dropout masks).
+        seed : int, default 0
+            The seed of the dropout masks.
+        update_stats : bool, default False
+            Move the running statistics (training only).
+        sample_weight : array-like of shape (n,), optional
+            Row weights, finite and >= 0; None: all ones.
+        class_weight : array-like, optional
+            (k,) for cross_entropy, (2,) for binary_cross_entropy, None for mse and poisson.
+
+        Returns
+        -------
+        loss : float
+            The loss plus the penalty.
+        grads : list of dict
+            Per layer gradients.
         """
         weights = {"sample_weight": sample_weight, "class_weight": class_weight}
         loss = self.loss(x, t, training=training, step=step, seed=seed, update_stats=update_stats,
@@ -1831,6 +2490,19 @@ class Network:
         parameter array, and start as None (see sgd_step for why). grads may
         have been clipped first (clip_grad_norm / clip_grad_value take and
         return this list of dicts).
+
+        Parameters
+        ----------
+        grads : list of dict
+            What backward returned (possibly clipped).
+        lr : float
+            Learning rate.
+        momentum : float, default 0.0
+            Momentum factor.
+        nesterov : bool, default False
+            Nesterov momentum.
+        weight_decay : float, default 0.0
+            Coupled L2 decay.
         """
         if len(grads) != len(self.weights):
             msg = f"grads: expected {len(self.weights)} layers, got {len(grads)}"
@@ -1867,7 +2539,7 @@ def numerical_gradient(f, p, eps=1e-6):
     f takes no arguments and reads p (for example through a Network holding
     it). Each element is perturbed in place, f is evaluated at p_i + eps and
     p_i - eps, and p_i is restored to its exact original value afterwards.
-    Returns a float64 array of p's shape:
+    Returns a float64 array of p's shape::
 
         grad_i = (f(p_i + eps) - f(p_i - eps)) / (2 eps)
 
@@ -1877,11 +2549,25 @@ def numerical_gradient(f, p, eps=1e-6):
     O(eps^2). With eps = 1e-6 that truncation error is ~1e-12.
 
     Why float64: the difference f(p + eps) - f(p - eps) is small next to f
-    itself, so the rounding error of f (about machine epsilon times |f|) is
+    itself, so the rounding error of f (about machine epsilon times ``|f|``) is
     divided by 2 eps. In float64 that is ~1e-16 / 1e-6 = 1e-10, far below the
     gradients being checked; in float32 it would be ~1e-7 / 1e-6, i.e. noise
     of the size of the answer (and eps = 1e-6 is below float32's resolution
     near 1). Give this function float64 parameters.
+
+    Parameters
+    ----------
+    f : callable
+        f() -> float, reading p.
+    p : ndarray
+        The parameters, float64; perturbed in place and restored.
+    eps : float, default 1e-6
+        The step.
+
+    Returns
+    -------
+    ndarray
+        The gradient estimate, float64, p's shape.
     """
     grad = np.zeros(p.shape, dtype=np.float64)
     for idx in np.ndindex(p.shape):
