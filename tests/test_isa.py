@@ -79,7 +79,7 @@ def test_hidden_isa_leaves_the_supported_list(hidden, left):
 def test_hide_isa_unknown_is_a_clear_error():
     r = _run("import fastmlp", FASTMLP_HIDE_ISA="sse")
     assert r.returncode != 0
-    assert "FASTMLP_HIDE_ISA: expected a comma-separated list of avx2, avx512, got 'sse'" in r.stderr
+    assert "FASTMLP_HIDE_ISA: expected a comma-separated list of avx2, avx512, avx512_bf16, got 'sse'" in r.stderr
 
 
 def test_set_isa_rejects_bad_values():

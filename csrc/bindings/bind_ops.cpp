@@ -252,15 +252,19 @@ py::dict gemm_plan_dict(index_t m, index_t n, index_t k, bool ta, bool tb,
     throw py::value_error("m, n, k: expected >= 1 (gemm() plans no product otherwise), got " +
                           std::to_string(m) + ", " + std::to_string(n) + ", " +
                           std::to_string(k));
-  if (dtype != "float32" && dtype != "float64")
-    throw py::value_error("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+  if (dtype != "float32" && dtype != "float64" && dtype != "bfloat16")
+    throw py::value_error("dtype: expected 'float32', 'float64' or 'bfloat16', got '" + dtype +
+                          "'");
   if (threads && *threads < 1)
     throw py::value_error("threads: expected a positive number of threads, got " +
                           std::to_string(*threads));
   const bool dbl = dtype == "float64";
   GemmBlocking K;
   try {
-    K = gemm_blocking(isa ? *isa : std::string(gemm_kernel_name()), dbl);
+    if (dtype == "bfloat16")
+      K = gemm_blocking_bf16(isa ? *isa : std::string(bf16_kernel_name()));
+    else
+      K = gemm_blocking(isa ? *isa : std::string(gemm_kernel_name()), dbl);
   } catch (const std::invalid_argument& e) {
     throw py::value_error(e.what());
   }
@@ -350,6 +354,44 @@ void bind_ops(py::module_& m) {
       "pass; None for any other array (the caller falls back to NumPy).");
   bind_typed<float>(m);
   bind_typed<double>(m);
+  m.def(
+      "matmul_bf16",
+      [](carray<float> a, carray<float> b, bool ta, bool tb, std::optional<carray<float>> out) {
+        require<float>(a, "a", {-1, -1});
+        require<float>(b, "b", {-1, -1});
+        const index_t m_ = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
+        const index_t kb = tb ? b.shape(1) : b.shape(0), n_ = tb ? b.shape(0) : b.shape(1);
+        if (ka != kb)
+          throw py::value_error("b: inner dimensions differ: op(a) is " + std::to_string(m_) + "x" +
+                                std::to_string(ka) + ", op(b) is " + std::to_string(kb) + "x" +
+                                std::to_string(n_));
+        carray<float> c = out ? *out : carray<float>({m_, n_});
+        float* cp = require_mut<float>(c, "out", {m_, n_});
+        const float* ap = a.data();
+        const float* bp = b.data();
+        const index_t lda = a.shape(1), ldb = b.shape(1);
+        {
+          py::gil_scoped_release nogil;
+          gemm_bf16(ta ? Trans::T : Trans::N, tb ? Trans::T : Trans::N, m_, n_, ka, 1.0f, ap, lda,
+                    bp, ldb, 0.0f, cp, n_);
+        }
+        return c;
+      },
+      "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
+      "out"_a.noconvert() = py::none(),
+      "C = bf16(op(a)) bf16(op(b)) in float32 (csrc/gemm/gemm.h, gemm_bf16).");
+  m.def(
+      "round_bf16",
+      [](carray<float> x) {
+        carray<float> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+        float* yp = y.mutable_data();
+        const float* xp = x.data();
+        const index_t n = index_t(x.size());
+        py::gil_scoped_release nogil;
+        round_bf16_array(yp, xp, n);
+        return y;
+      },
+      "x"_a.noconvert(), "float32 holding bf16(x), round to nearest even (common/bf16.h).");
   m.def("permutation", [](index_t n, uint64_t seed, uint32_t epoch) {
     if (n < 0) throw py::value_error("n: must be >= 0");
     carray<int64_t> out({n});

@@ -52,6 +52,9 @@ PYBIND11_MODULE(_core, m) {
         "the last _threads_probe_reset() (0 if every region ran on the calling thread).");
   m.def("gemm_kernel", &fastmlp::gemm_kernel_name);
   m.def("supported_isas", &fastmlp::supported_gemm_isas);
+  m.def("bf16_kernel", &fastmlp::bf16_kernel_name);
+  m.def("supported_bf16_isas", &fastmlp::supported_bf16_isas);
+  m.def("have_bf16_instructions", &fastmlp::cpu_has_bf16);
   m.def("set_isa", [](const std::string& isa) {
     try {
       fastmlp::set_gemm_isa(isa);

@@ -162,4 +162,36 @@ RectPlan plan_rect(const GemmShape& s, const GemmBlocking& K, bool narrow, bool 
 // independent FMA chains for about `seconds`; returns GFLOP/s (all threads).
 double fma_peak_gflops(const std::string& isa, bool dbl, int threads, double seconds);
 
+// ---------------------------------------------------------------------------
+// bf16 GEMM, float32 in and out:
+//
+//   C = alpha * bf16(op(A)) * bf16(op(B)) + beta * C
+//
+// with bf16() the round-to-nearest-even of common/bf16.h, applied while the
+// operands are packed (no separate conversion pass), and the products summed
+// in float32. Same layout, transposes, beta rule and thread split (output
+// tiles only: bitwise identical for any thread count) as gemm(); the plans
+// are gemm()'s, with every operand packed. Python twin: a float32 product of
+// fastmlp.reference.round_bf16 of each operand (fastmlp.ops.matmul_bf16).
+void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha, const float* a,
+               index_t lda, const float* b, index_t ldb, float beta, float* c, index_t ldc);
+
+// y[i] = round_bf16(x[i]) (y may equal x).
+void round_bf16_array(float* y, const float* x, index_t n);
+
+// The bf16 kernel in use: "avx512_bf16" (VDPBF16PS) or "generic" (portable,
+// float32 arithmetic on the rounded values). It follows the GEMM path:
+// FASTMLP_ISA=avx512 takes avx512_bf16 where the CPU has it; generic and
+// avx2 take the portable kernel; FASTMLP_ISA=avx512_bf16 insists on
+// VDPBF16PS (an error without it) and FASTMLP_ISA=generic_bf16 forces the
+// portable kernel with the best float paths (dispatch.cpp).
+const char* bf16_kernel_name();
+// Whether this CPU and OS run AVX512-BF16 (cpuid leaf 7 subleaf 1, EAX bit 5,
+// plus AVX-512 state enabled by the OS), unless FASTMLP_HIDE_ISA hides it.
+bool cpu_has_bf16();
+// The bf16 kernels this CPU runs ("generic" first).
+std::vector<std::string> supported_bf16_isas();
+// The blocking of a compiled bf16 kernel ("generic", "avx512_bf16").
+GemmBlocking gemm_blocking_bf16(const std::string& isa);
+
 }  // namespace fastmlp

@@ -16,8 +16,10 @@
 // the core with the GIL released never share one, and a step after the first
 // allocates nothing.
 #include <algorithm>
+#include <cstdint>
 
 #include "common/aligned.h"
+#include "common/bf16.h"
 #include "common/parallel.h"
 #include "common/restrict.h"
 #include "gemm/gemm.h"
@@ -126,6 +128,22 @@ template <class T>
 PackBuffers<T>& pack_buffers() {
   thread_local PackBuffers<T> bufs;
   return bufs;
+}
+
+// The swapped route's write-back: tile(r, s) = C(j0 + s, i0 + r), rows of the
+// tile (row stride NR) are columns of C. beta == 0 never reads C.
+template <class T>
+void write_tile_transposed(const T* tile, int NR, T* c, index_t ldc, index_t i0, index_t j0,
+                           index_t mr, index_t nr, T beta) {
+  for (index_t s = 0; s < nr; ++s) {
+    T* cs = c + (j0 + s) * ldc + i0;
+    if (beta == T(0))
+      for (index_t r = 0; r < mr; ++r) cs[r] = tile[r * NR + s];
+    else if (beta == T(1))
+      for (index_t r = 0; r < mr; ++r) cs[r] += tile[r * NR + s];
+    else
+      for (index_t r = 0; r < mr; ++r) cs[r] = tile[r * NR + s] + beta * cs[r];
+  }
 }
 
 // The blocked product of one rectangle of C, rows [r.i0, r.i1) and columns
@@ -253,17 +271,8 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
             f(kc, ap, astride, bp, bstride, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
             return;
           }
-          // tile(r, s) = C(j0 + s, i0 + r): rows of the tile are columns of C.
           f(kc, ap, astride, bp, bstride, tile, NR, mr, nr, alpha, T(0));
-          for (index_t s = 0; s < nr; ++s) {
-            T* cs = c + (j0 + s) * ldc + i0;
-            if (beta_blk == T(0))
-              for (index_t r = 0; r < mr; ++r) cs[r] = tile[r * NR + s];
-            else if (beta_blk == T(1))
-              for (index_t r = 0; r < mr; ++r) cs[r] += tile[r * NR + s];
-            else
-              for (index_t r = 0; r < mr; ++r) cs[r] = tile[r * NR + s] + beta_blk * cs[r];
-          }
+          write_tile_transposed(tile, NR, c, ldc, i0, j0, mr, nr, beta_blk);
           if (last_k && ep) apply_epilogue(K, *ep, c, ldc, j0, nr, i0, mr);
         };
         if ((last_k ? order_last : order) == TileOrder::ir_fastest) {
@@ -324,17 +333,15 @@ inline double tile_fill(index_t m, index_t n, int mr, int nr) {
 // disjoint rectangles of C with no barrier between them (only the final
 // join), so a thread that the OS preempts delays only its own share; each
 // element of C is still summed by one thread in k order.
-template <class T>
-void gemm_run(const GemmKernel<T>& K, const GemmBlocking& B, const GemmPlan& P, T alpha,
-              const T* a, const T* b, T beta, T* c, const Epilogue<T>* ep) {
-  const GemmShape& s = P.shape;
-  const Ukr<T>& U = P.narrow ? K.narrow : K.wide;
+// run(rect, route) for each thread's rectangle of plan P (the float and the
+// bf16 GEMM both run through here).
+template <class RunRect>
+void run_plan(const GemmBlocking& B, const GemmPlan& P, const RunRect& run_rect) {
   auto run = [&](const GemmRect& r) {
-    GemmShape rs = s;
+    GemmShape rs = P.shape;
     rs.m = r.i1 - r.i0;
     rs.n = r.j1 - r.j0;
-    const RectPlan R = plan_rect(rs, B, P.narrow, P.swapped);
-    gemm_rect(K, U, R, s.ta, s.tb, r, s.k, alpha, a, s.lda, b, s.ldb, beta, c, s.ldc, ep);
+    run_rect(r, plan_rect(rs, B, P.narrow, P.swapped));
   };
   if (P.threads <= 1) {
     run(plan_thread_rect(P, 0));
@@ -347,6 +354,122 @@ void gemm_run(const GemmKernel<T>& K, const GemmBlocking& B, const GemmPlan& P, 
     note_team(team_size());
     const GemmRect r = plan_thread_rect(P, thread_id());
     if (r.i0 < r.i1 && r.j0 < r.j1) run(r);
+  }
+}
+
+template <class T>
+void gemm_run(const GemmKernel<T>& K, const GemmBlocking& B, const GemmPlan& P, T alpha,
+              const T* a, const T* b, T beta, T* c, const Epilogue<T>* ep) {
+  const GemmShape& s = P.shape;
+  const Ukr<T>& U = P.narrow ? K.narrow : K.wide;
+  run_plan(B, P, [&](const GemmRect& r, const RectPlan& R) {
+    gemm_rect(K, U, R, s.ta, s.tb, r, s.k, alpha, a, s.lda, b, s.ldb, beta, c, s.ldc, ep);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// bf16: packing that rounds, and the packed-only loops around the kernel.
+
+inline std::uint32_t bf16_pair(float lo, float hi) {
+  return std::uint32_t(bf16_bits(lo)) | (std::uint32_t(bf16_bits(hi)) << 16);
+}
+
+// R rows of an operand (rows r0..r0+rows, k p0..p0+kc) as bf16 pairs along k,
+// dst[q*R + r] = (X(r, 2q), X(r, 2q+1)) rounded, the last pair of an odd kc
+// padded with +0 and rows beyond `rows` zero. X(r, p) = x[r*ldx + p] when
+// k_contig (op(A) = A, op(B) = B^T), else x[p*ldx + r]. Zero padding keeps
+// the padded lanes finite even against inf or NaN in the other operand's
+// real k (0 * 0), and the padded rows are never written to C.
+FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x,
+                                   index_t ldx, index_t r0, index_t rows, index_t p0, index_t kc,
+                                   int R) {
+  const index_t kfull = kc / 2, kp = (kc + 1) / 2;
+  if (k_contig) {
+    for (index_t r = 0; r < rows; ++r) {
+      const float* src = x + (r0 + r) * ldx + p0;
+      for (index_t q = 0; q < kfull; ++q) dst[q * R + r] = bf16_pair(src[2 * q], src[2 * q + 1]);
+      if (kc % 2) dst[kfull * R + r] = bf16_pair(src[kc - 1], 0.0f);
+    }
+  } else {
+    for (index_t q = 0; q < kfull; ++q) {
+      const float* s0 = x + (p0 + 2 * q) * ldx + r0;
+      const float* s1 = s0 + ldx;
+      std::uint32_t* d = dst + q * R;
+      for (index_t r = 0; r < rows; ++r) d[r] = bf16_pair(s0[r], s1[r]);
+    }
+    if (kc % 2) {
+      const float* s0 = x + (p0 + kc - 1) * ldx + r0;
+      std::uint32_t* d = dst + kfull * R;
+      for (index_t r = 0; r < rows; ++r) d[r] = bf16_pair(s0[r], 0.0f);
+    }
+  }
+  if (rows < R)
+    for (index_t q = 0; q < kp; ++q)
+      for (index_t r = rows; r < R; ++r) dst[q * R + r] = 0;
+}
+
+// gemm_rect for bf16: the same loops and tile orders, every operand packed
+// (the rounding happens there), k blocks of an even KC so that a pair never
+// straddles two blocks.
+void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans ta, Trans tb,
+                    const GemmRect& r, index_t k, float alpha, const float* a, index_t lda,
+                    const float* b, index_t ldb, float beta, float* c, index_t ldc) {
+  const int MR = R.mr, NR = R.nr;
+  const index_t MC = R.mc, KC = R.kc, NC = R.nc;
+  const index_t i_end = r.i1, j_end = r.j1;
+  const index_t m = r.i1 - r.i0, n = r.j1 - r.j0;
+  const UkrBf16Fn wide = narrow ? K.narrow : K.wide, thin = K.narrow;
+  const index_t narrow_edge_nr = R.narrow_edge_nr;
+  const bool transposed_c = R.transposed_c;
+  PackBuffers<std::uint32_t>& bufs = pack_buffers<std::uint32_t>();
+  const index_t kp_max = (std::min(KC, k) + 1) / 2;
+  bufs.a.reserve(std::min(MC, (m + MR - 1) / MR * MR) * kp_max);
+  bufs.b.reserve(std::min(NC, (n + NR - 1) / NR * NR) * kp_max);
+  std::uint32_t* const apack = bufs.a.data();
+  std::uint32_t* const bpack = bufs.b.data();
+  alignas(64) float tile[kMaxTile];
+
+  for (index_t jc = r.j0; jc < j_end; jc += NC) {
+    const index_t nc = std::min(NC, j_end - jc);
+    const index_t n_jr = (nc + NR - 1) / NR;
+    for (index_t pc = 0; pc < k; pc += KC) {
+      const index_t kc = std::min(KC, k - pc), kp = (kc + 1) / 2;
+      const float beta_blk = pc == 0 ? beta : 1.0f;
+      for (index_t jr = 0; jr < n_jr; ++jr) {
+        const index_t j0 = jr * NR;
+        pack_bf16_pairs(bpack + jr * NR * kp, tb == Trans::T, b, ldb, jc + j0,
+                        std::min<index_t>(NR, nc - j0), pc, kc, NR);
+      }
+      for (index_t ic = r.i0; ic < i_end; ic += MC) {
+        const index_t mc = std::min(MC, i_end - ic);
+        const index_t n_ir = (mc + MR - 1) / MR;
+        for (index_t ir = 0; ir < n_ir; ++ir) {
+          const index_t i0 = ir * MR;
+          pack_bf16_pairs(apack + ir * MR * kp, ta == Trans::N, a, lda, ic + i0,
+                          std::min<index_t>(MR, mc - i0), pc, kc, MR);
+        }
+        auto run_tile = [&](index_t jr, index_t ir) {
+          const index_t j0 = jc + jr * NR, nr = std::min<index_t>(NR, j_end - j0);
+          const index_t i0 = ic + ir * MR, mr = std::min<index_t>(MR, i_end - i0);
+          const UkrBf16Fn f = nr <= narrow_edge_nr ? thin : wide;
+          const std::uint32_t* ap = apack + ir * MR * kp;
+          const std::uint32_t* bp = bpack + jr * NR * kp;
+          if (!transposed_c) {
+            f(kp, ap, bp, NR, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
+            return;
+          }
+          f(kp, ap, bp, NR, tile, NR, mr, nr, alpha, 0.0f);
+          write_tile_transposed(tile, NR, c, ldc, i0, j0, mr, nr, beta_blk);
+        };
+        if ((pc + kc == k ? R.order_last : R.order) == TileOrder::ir_fastest) {
+          for (index_t jr = 0; jr < n_jr; ++jr)
+            for (index_t ir = 0; ir < n_ir; ++ir) run_tile(jr, ir);
+        } else {
+          for (index_t ir = 0; ir < n_ir; ++ir)
+            for (index_t jr = 0; jr < n_jr; ++jr) run_tile(jr, ir);
+        }
+      }
+    }
   }
 }
 
@@ -535,6 +658,39 @@ void gemm_naive(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, co
       }
       c[i * ldc + j] = beta == T(0) ? alpha * s : alpha * s + beta * c[i * ldc + j];
     }
+}
+
+void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha, const float* a,
+               index_t lda, const float* b, index_t ldb, float beta, float* c, index_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.0f) {
+    scale_c(beta, c, ldc, m, n);
+    return;
+  }
+  const Bf16Kernel& K = active_bf16_kernel();
+  const GemmBlocking B = blocking_of(K);
+  GemmShape s;
+  s.ta = ta;
+  s.tb = tb;
+  s.m = m;
+  s.n = n;
+  s.k = k;
+  s.lda = lda;
+  s.ldb = ldb;
+  s.ldc = ldc;
+  s.elem_size = int(sizeof(float));  // of C; A and B are always packed
+  const GemmPlan P = plan_gemm(s, B, num_threads());
+  const float* pa = P.swapped ? b : a;
+  const float* pb = P.swapped ? a : b;
+  const GemmShape& ps = P.shape;
+  run_plan(B, P, [&](const GemmRect& r, const RectPlan& R) {
+    gemm_rect_bf16(K, R, P.narrow, ps.ta, ps.tb, r, k, alpha, pa, ps.lda, pb, ps.ldb, beta, c,
+                   ldc);
+  });
+}
+
+void round_bf16_array(float* y, const float* x, index_t n) {
+  for (index_t i = 0; i < n; ++i) y[i] = round_bf16(x[i]);
 }
 
 template void gemm<float>(Trans, Trans, index_t, index_t, index_t, float, const float*, index_t,

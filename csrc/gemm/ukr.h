@@ -16,6 +16,8 @@
 // the operands.
 #pragma once
 
+#include <cstdint>
+
 #include "common/types.h"
 #include "gemm/gemm.h"
 #include "nn/activations.h"
@@ -110,6 +112,55 @@ extern const GemmKernel<float> kSgemm;
 extern const GemmKernel<double> kDgemm;
 double fma_probe(bool dbl, long long iters, double* flops);
 }  // namespace avx512
+#endif
+
+// ---------------------------------------------------------------------------
+// bf16 micro-kernels (gemm_bf16). Both operands arrive packed, as pairs of bf16
+// values along k in one 32-bit word (low half: the even k, high half: the
+// next one; an odd k's last word is padded with bf16 zero):
+//   A pair q of row i:    a[q*MR + i]
+//   B pair q of column j: b[q*ldb + j]  (ldb = NR of the packed panel, which a
+//                                        narrow kernel reads too)
+// so that one VDPBF16PS lane multiplies the pair (A(i, 2q), A(i, 2q+1)), a
+// broadcast word, with the pair of B in that column and adds both products
+// to the float32 accumulator. The kernel computes, for i < m <= MR and
+// j < n <= NR,  C[i][j] = alpha * sum_q (A B products of pair q) + beta * C[i][j]
+// (beta == 0 never reads C), pairs in increasing q.
+using UkrBf16Fn = void (*)(index_t kp, const std::uint32_t* a, const std::uint32_t* b, index_t ldb,
+                           float* c,
+                           index_t ldc, index_t m, index_t n, float alpha, float beta);
+
+struct Bf16Kernel {
+  UkrBf16Fn wide, narrow;          // the main tile and the one-vector tile (same height)
+  int mr, nr, narrow_mr, narrow_nr;
+  index_t mc, kc, nc;              // cache blocks in elements of k (kc even)
+  const char* name;                // "avx512_bf16", "generic"
+};
+
+inline GemmBlocking blocking_of(const Bf16Kernel& K) {
+  GemmBlocking b;
+  b.mr = K.mr;
+  b.nr = K.nr;
+  b.narrow_mr = K.narrow_mr;
+  b.narrow_nr = K.narrow_nr;
+  b.mc = K.mc;
+  b.kc = K.kc;
+  b.nc = K.nc;
+  b.direct = false;  // the conversion to bf16 happens in packing: operands are always packed
+  b.name = K.name;
+  return b;
+}
+
+// The bf16 kernel chosen for this machine (dispatch.cpp).
+const Bf16Kernel& active_bf16_kernel();
+
+namespace generic {
+extern const Bf16Kernel kBf16;
+}  // namespace generic
+#if defined(FASTMLP_HAVE_X86_KERNELS)
+namespace avx512bf16 {
+extern const Bf16Kernel kBf16;
+}  // namespace avx512bf16
 #endif
 
 }  // namespace fastmlp

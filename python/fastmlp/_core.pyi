@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_plan', 'get_num_threads', 'have_openmp', 'loss_forward_backward', 'matmul', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'scan', 'set_isa', 'set_num_threads', 'supported_isas']
+__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'bf16_kernel', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_plan', 'get_num_threads', 'have_bf16_instructions', 'have_openmp', 'loss_forward_backward', 'matmul', 'matmul_bf16', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'round_bf16', 'scan', 'set_isa', 'set_num_threads', 'supported_bf16_isas', 'supported_isas']
 class Activation:
     """
     Activation functions (csrc/nn/activations.h)
@@ -610,6 +610,8 @@ def batchnorm_update_running(running_mean: typing.Any, running_var: typing.Any, 
     """
     Update running_mean and running_var in place from a batch of n rows.
     """
+def bf16_kernel() -> str:
+    ...
 @typing.overload
 def dense_backward(dy: numpy.typing.NDArray[numpy.float32], x: numpy.typing.NDArray[numpy.float32], w: numpy.typing.NDArray[numpy.float32], z: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.float32], act: Activation) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
     ...
@@ -636,6 +638,8 @@ def gemm_plan(m: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsIn
     """
 def get_num_threads() -> int:
     ...
+def have_bf16_instructions() -> bool:
+    ...
 def have_openmp() -> bool:
     ...
 @typing.overload
@@ -656,6 +660,10 @@ def matmul(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy
 @typing.overload
 def matmul(a: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float64] | None = None, naive: bool = False) -> numpy.typing.NDArray[numpy.float64]:
     ...
+def matmul_bf16(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float32] | None = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    C = bf16(op(a)) bf16(op(b)) in float32 (csrc/gemm/gemm.h, gemm_bf16).
+    """
 def optimizer_init_state(config: OptConfig, states: list) -> None:
     """
     Fill the state buffers with their starting values (zeros; Adagrad's sum: initial_accumulator).
@@ -670,6 +678,10 @@ def optimizer_step(config: OptConfig, p: typing.Any, g: typing.Any, states: list
     """
 def permutation(n: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
     ...
+def round_bf16(x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    float32 holding bf16(x), round to nearest even (common/bf16.h).
+    """
 def scan(a: numpy.ndarray) -> typing.Any:
     """
     (all finite, min, max) of a C-contiguous float32/float64/int32/int64/uint8 array in one pass; None for any other array (the caller falls back to NumPy).
@@ -677,6 +689,8 @@ def scan(a: numpy.ndarray) -> typing.Any:
 def set_isa(isa: str) -> None:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+    ...
+def supported_bf16_isas() -> list[str]:
     ...
 def supported_isas() -> list[str]:
     ...
