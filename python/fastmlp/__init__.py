@@ -96,8 +96,10 @@ def show_config() -> dict:
         ``version``; ``compiler``; ``openmp`` (whether the core was built
         with OpenMP); ``isa``, the GEMM path in use ("avx512", "avx2" or
         "generic", chosen from cpuid at import unless ``FASTMLP_ISA`` names
-        one); ``isa_supported``, the paths this CPU runs; ``num_threads``;
-        ``cpu_count``.
+        one); ``isa_supported``, the paths this CPU runs; ``bf16_isa``, the
+        bf16 GEMM kernel in use ("avx512_bf16" or the portable "generic");
+        ``bf16_instructions``, whether this CPU runs AVX512-BF16;
+        ``num_threads``; ``cpu_count``.
     """
     return {
         "version": __version__,
@@ -105,6 +107,8 @@ def show_config() -> dict:
         "openmp": bool(_core.have_openmp()),
         "isa": _core.gemm_kernel(),
         "isa_supported": list(_core.supported_isas()),
+        "bf16_isa": _core.bf16_kernel(),
+        "bf16_instructions": bool(_core.have_bf16_instructions()),
         "num_threads": _core.get_num_threads(),
         "cpu_count": os.cpu_count(),
     }

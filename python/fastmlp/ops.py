@@ -33,6 +33,10 @@ __all__ = [
     "dense_forward",
     "loss_forward_backward",
     "matmul",
+    "matmul_bf16",
+    "round_bf16",
+    "supported_bf16_isas",
+    "have_bf16_instructions",
     "permutation",
     "sgd_step",
 ]
@@ -99,6 +103,99 @@ def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool = Fa
         if not out.flags.c_contiguous:
             raise ValueError("out: expected a C-contiguous array")
     return _core.matmul(a, b, bool(trans_a), bool(trans_b), out, bool(naive))
+
+
+def _as_f32(x, name, ndim=None):
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def matmul_bf16(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool = False,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """``bf16(op(a)) @ bf16(op(b))`` in float32 through the core's bf16 GEMM.
+
+    Each operand is rounded to bfloat16 (:func:`round_bf16`, round to nearest
+    even) while it is packed, the products of the rounded values are summed
+    in float32 (csrc/gemm/gemm.h, ``gemm_bf16``). The kernel is
+    ``fm.show_config()["bf16_isa"]``: "avx512_bf16" (VDPBF16PS) or "generic"
+    (portable float32 arithmetic on the rounded values; see :func:`set_isa`).
+    Results are bitwise identical for any thread count.
+
+    Parameters
+    ----------
+    a : array-like, 2-D
+        op(a) is (m, k); converted once to C-contiguous float32 if it is not.
+    b : array-like, 2-D
+        op(b) is (k, n); converted likewise.
+    trans_a, trans_b : bool, default False
+        Use the transpose of a / b (absorbed by the packing, never copied).
+    out : ndarray, optional
+        C-contiguous float32 (m, n) array to write into.
+
+    Returns
+    -------
+    ndarray of float32, shape (m, n)
+        ``out`` when given.
+    """
+    a = _as_f32(a, "a", 2)
+    b = _as_f32(b, "b", 2)
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
+        if out.dtype != np.float32:
+            raise TypeError(f"out: expected dtype float32, got {out.dtype}")
+        if not out.flags.c_contiguous:
+            raise ValueError("out: expected a C-contiguous array")
+    return _core.matmul_bf16(a, b, bool(trans_a), bool(trans_b), out)
+
+
+def round_bf16(x: ArrayLike) -> np.ndarray:
+    """x rounded to bfloat16 (nearest, ties to even), as float32 (csrc/common/bf16.h).
+
+    The rounding the bf16 GEMM applies to its operands; twin of
+    :func:`fastmlp.reference.round_bf16` (NaN stays NaN, values at or beyond
+    halfway past bf16's largest finite value become infinity, -0 stays -0).
+
+    Parameters
+    ----------
+    x : array-like
+        Any shape; converted once to C-contiguous float32 if it is not.
+
+    Returns
+    -------
+    ndarray of float32, the shape of x
+    """
+    return _core.round_bf16(_as_f32(x, "x"))
+
+
+def supported_bf16_isas() -> list[str]:
+    """The bf16 GEMM kernels this CPU runs: ['generic'] plus 'avx512_bf16' where it can.
+
+    Returns
+    -------
+    list of str
+        Kernel names, the portable one first.
+    """
+    return list(_core.supported_bf16_isas())
+
+
+def have_bf16_instructions() -> bool:
+    """Whether this CPU (and OS) run the AVX512-BF16 instructions the fast bf16 kernel needs.
+
+    Without them only the portable bf16 kernel runs, at float32 speed or
+    below: what a bf16 training mode checks before it refuses to run slowly.
+
+    Returns
+    -------
+    bool
+        cpuid leaf 7 subleaf 1 EAX bit 5 (AVX512_BF16) with AVX-512 enabled
+        by the OS (and not hidden by the FASTMLP_HIDE_ISA test hook).
+    """
+    return bool(_core.have_bf16_instructions())
 
 
 def activation_forward(z: ArrayLike, act: str) -> np.ndarray:
@@ -560,20 +657,31 @@ def set_isa(isa: str) -> str:
     For tests and benchmarks: every path computes the same products, at
     different speeds.
 
+    The bf16 GEMM kernel follows: "avx512" takes "avx512_bf16" where the
+    CPU has it (:func:`have_bf16_instructions`), the other paths the portable
+    one. Two more values choose it: "avx512_bf16" (the avx512 paths with the
+    AVX512-BF16 kernel; an error without it) and "generic_bf16" (the best
+    float paths with the portable bf16 kernel).
+
     Parameters
     ----------
     isa : str
         "generic", "avx2" or "avx512"; one this CPU supports
-        (:func:`supported_isas`).
+        (:func:`supported_isas`); or "avx512_bf16", "generic_bf16".
 
     Returns
     -------
     str
-        The previous path.
+        The previous setting (passing it back restores it).
     """
     if not isinstance(isa, str):
         raise TypeError(f"isa: expected a string, got {isa!r}")
     previous = _core.gemm_kernel()
+    bf16 = _core.bf16_kernel()
+    default_bf16 = ("avx512_bf16" if previous == "avx512" and _core.have_bf16_instructions()
+                    else "generic")
+    if bf16 != default_bf16:
+        previous = "avx512_bf16" if bf16 == "avx512_bf16" else "generic_bf16"
     _core.set_isa(isa)
     return previous
 
@@ -629,10 +737,12 @@ def gemm_plan(m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = Fal
     trans_a, trans_b : bool, default False
         Whether op(A) = A^T, op(B) = B^T.
     dtype : str or dtype, default "float32"
-        float32 or float64.
+        float32 or float64; or "bfloat16" for the bf16 GEMM (:func:`matmul_bf16`,
+        whose operands are always packed).
     isa : str, optional
         Any path of this build ('generic', 'avx2', 'avx512'; default the one
-        in use), whether or not this CPU runs it.
+        in use), whether or not this CPU runs it; for bfloat16 a bf16 kernel
+        ('generic', 'avx512_bf16').
     lda, ldb, ldc : int, optional
         Row strides in elements (default: the arrays are contiguous).
     threads : int, optional
@@ -672,8 +782,9 @@ def gemm_plan(m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = Fal
     """
     from ._validation import resolve_dtype
 
-    dt = resolve_dtype(dtype)
+    bf16 = isinstance(dtype, str) and dtype == "bfloat16"
+    name = "bfloat16" if bf16 else resolve_dtype(dtype).name
     if isa is not None and not isinstance(isa, str):
         raise TypeError(f"isa: expected a string or None, got {isa!r}")
-    return _core.gemm_plan(int(m), int(n), int(k), bool(trans_a), bool(trans_b), dt.name, isa,
+    return _core.gemm_plan(int(m), int(n), int(k), bool(trans_a), bool(trans_b), name, isa,
                            lda, ldb, ldc, threads)

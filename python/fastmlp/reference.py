@@ -143,6 +143,7 @@ __all__ = [
     "output_transform",
     "poisson_backward",
     "poisson_loss",
+    "round_bf16",
     "sgd_step",
     "sigmoid",
     "softmax",
@@ -1615,6 +1616,41 @@ def matmul(a, b, trans_a=False, trans_b=False):
         )
         raise ValueError(msg)
     return opa @ opb
+
+
+def round_bf16(x):
+    """x rounded to bfloat16, returned as float32; C++: csrc/common/bf16.h (bf16_bits).
+
+    bfloat16 keeps the upper 16 bits of a float32 (sign, the 8 exponent bits,
+    7 of the 23 significand bits). Rounding to nearest, ties to even, on the
+    bit pattern: add 0x7FFF plus the lowest kept bit and drop the low 16 bits.
+    The carry this may produce runs into the exponent, as rounding up should:
+    a significand of all ones rounds to the next power of two, and values from
+    halfway between bf16's largest finite number (0x7F7F, 3.3895e38) and the
+    next power of two upwards, float32's largest finite number included,
+    become infinity. Denormals round like any other value; -0 stays -0. NaN
+    stays NaN: the addition could carry a NaN with a payload only in the low
+    half into infinity, so NaNs are quieted instead (the top significand bit
+    set, sign and the upper payload kept). This is torch's
+    ``x.to(torch.bfloat16)``.
+
+    Parameters
+    ----------
+    x : array-like
+        Values, converted to float32 first (any shape).
+
+    Returns
+    -------
+    ndarray of float32, the shape of x
+        Each value's nearest bfloat16, exactly representable in float32.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    u = np.ascontiguousarray(x).view(np.uint32)
+    lsb = (u >> np.uint32(16)) & np.uint32(1)
+    rounded = (u + np.uint32(0x7FFF) + lsb) & np.uint32(0xFFFF0000)  # wraps only for NaN
+    is_nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    quiet = (u & np.uint32(0xFFFF0000)) | np.uint32(0x00400000)
+    return np.where(is_nan, quiet, rounded).astype(np.uint32).view(np.float32).reshape(x.shape)
 
 
 # ---------------------------------------------------------------------------
