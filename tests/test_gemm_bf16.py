@@ -245,6 +245,37 @@ def test_portable_and_avx512_bf16_agree(rng):
         fm.ops.set_isa(previous)
 
 
+def _normal_values(rng, shape):
+    """Finite normal float32 values of every exponent, a quarter of them bf16
+    ties or near-ties (the low half 0x7FFF, 0x8000 or 0x8001)."""
+    u = rng.integers(0, 2**32, size=int(np.prod(shape)), dtype=np.uint64).astype(np.uint32)
+    exp = (u >> np.uint32(23)) & np.uint32(0xFF)
+    u = np.where((exp == 0) | (exp >= 0xFE), u ^ np.uint32(0x40000000), u).astype(np.uint32)
+    low = np.array([0x7FFF, 0x8000, 0x8001], dtype=np.uint32)
+    q = u.size // 4
+    u[:q] = (u[:q] & np.uint32(0xFFFF0000)) | low[np.arange(q) % low.size]
+    return _from_bits(u).reshape(shape)
+
+
+@pytest.mark.parametrize("trans", [False, True])
+def test_packing_rounds_exactly_as_round_bf16(bf16_isa, rng, trans):
+    # Against the identity (exact in bf16) each element of C is one product
+    # x * 1 plus exact zeros, so C must be round_bf16 of the other operand,
+    # value for value: this checks the packing's rounding bit by bit (every
+    # packing layout: A and B, k-contiguous or not, odd k, edge rows), where
+    # the accuracy bound would hide a wrong tie.
+    for m, k in [(13, 33), (40, 64), (29, 97)]:
+        x = _normal_values(rng, (k, m) if trans else (m, k))
+        eye = np.eye(k, dtype=np.float32)
+        c = fm.ops.matmul_bf16(x, eye, trans_a=trans)  # C = op(x) I: x packed as A
+        want = fm.ops.round_bf16(x.T if trans else x)
+        assert np.array_equal(c, want), (m, k, "A")
+        y = _normal_values(rng, (k, m))  # C = I op(b) with op(b) = y: y packed as B
+        b = np.ascontiguousarray(y.T) if trans else y
+        c = fm.ops.matmul_bf16(eye, b, trans_b=trans)
+        assert np.array_equal(c, fm.ops.round_bf16(y)), (m, k, "B")
+
+
 def test_matmul_bf16_is_not_float32(bf16_isa):
     # 1 + 2^-9 is not a bf16 value: it rounds to 1 before the product.
     a = np.full((3, 5), 1.0 + 2.0**-9, dtype=np.float32)

@@ -90,7 +90,9 @@ bool cpu_has(const std::string& isa) {
     // enables the opmask and zmm state) is the one behind avx512f above.
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
     const bool leaf = __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) != 0;
-    return !hidden().avx512_bf16 && leaf && (eax & (1u << 5)) != 0 && cpu_has("avx512");
+    // Its packing also uses AVX512BW (every CPU with AVX512_BF16 has it).
+    return !hidden().avx512_bf16 && leaf && (eax & (1u << 5)) != 0 && cpu_has("avx512") &&
+           __builtin_cpu_supports("avx512bw");
   }
 #endif
   return false;

@@ -421,6 +421,7 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
   const UkrBf16Fn wide = narrow ? K.narrow : K.wide, thin = K.narrow;
   const index_t narrow_edge_nr = R.narrow_edge_nr;
   const bool transposed_c = R.transposed_c;
+  const PackBf16Fn pack = K.pack ? K.pack : &pack_bf16_pairs;
   PackBuffers<std::uint32_t>& bufs = pack_buffers<std::uint32_t>();
   const index_t kp_max = (std::min(KC, k) + 1) / 2;
   bufs.a.reserve(std::min(MC, (m + MR - 1) / MR * MR) * kp_max);
@@ -437,16 +438,16 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
       const float beta_blk = pc == 0 ? beta : 1.0f;
       for (index_t jr = 0; jr < n_jr; ++jr) {
         const index_t j0 = jr * NR;
-        pack_bf16_pairs(bpack + jr * NR * kp, tb == Trans::T, b, ldb, jc + j0,
-                        std::min<index_t>(NR, nc - j0), pc, kc, NR);
+        pack(bpack + jr * NR * kp, tb == Trans::T, b, ldb, jc + j0,
+             std::min<index_t>(NR, nc - j0), pc, kc, NR);
       }
       for (index_t ic = r.i0; ic < i_end; ic += MC) {
         const index_t mc = std::min(MC, i_end - ic);
         const index_t n_ir = (mc + MR - 1) / MR;
         for (index_t ir = 0; ir < n_ir; ++ir) {
           const index_t i0 = ir * MR;
-          pack_bf16_pairs(apack + ir * MR * kp, ta == Trans::N, a, lda, ic + i0,
-                          std::min<index_t>(MR, mc - i0), pc, kc, MR);
+          pack(apack + ir * MR * kp, ta == Trans::N, a, lda, ic + i0,
+               std::min<index_t>(MR, mc - i0), pc, kc, MR);
         }
         auto run_tile = [&](index_t jr, index_t ir) {
           const index_t j0 = jc + jr * NR, nr = std::min<index_t>(NR, j_end - j0);

@@ -130,8 +130,17 @@ using UkrBf16Fn = void (*)(index_t kp, const std::uint32_t* a, const std::uint32
                            float* c,
                            index_t ldc, index_t m, index_t n, float alpha, float beta);
 
+// Packs R rows of an operand into bf16 pairs: dst[q*R + r] = (X(r, 2q), X(r, 2q+1))
+// rounded as common/bf16.h rounds (bit for bit), X(r, p) = x[r*ldx + p] when
+// k_contig, else x[p*ldx + r]; rows r0..r0+rows of R (the rest zero), k
+// p0..p0+kc (an odd kc's last pair padded with zero). See pack_bf16_pairs in
+// gemm_driver.cpp, the scalar version used when a kernel has none.
+using PackBf16Fn = void (*)(std::uint32_t* dst, bool k_contig, const float* x, index_t ldx,
+                            index_t r0, index_t rows, index_t p0, index_t kc, int R);
+
 struct Bf16Kernel {
   UkrBf16Fn wide, narrow;          // the main tile and the one-vector tile (same height)
+  PackBf16Fn pack;                 // vectorized packing, or nullptr
   int mr, nr, narrow_mr, narrow_nr;
   index_t mc, kc, nc;              // cache blocks in elements of k (kc even)
   const char* name;                // "avx512_bf16", "generic"
