@@ -123,7 +123,11 @@ def matmul_bf16(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool
     in float32 (csrc/gemm/gemm.h, ``gemm_bf16``). The kernel is
     ``fm.show_config()["bf16_isa"]``: "avx512_bf16" (VDPBF16PS) or "generic"
     (portable float32 arithmetic on the rounded values; see :func:`set_isa`).
-    Results are bitwise identical for any thread count.
+    Each is within ``k * 2**-23 * (|bf16(A)| @ |bf16(B)|)`` of the exact
+    product of the rounded operands; the two may differ in the last bits
+    (the order of VDPBF16PS's two additions), and VDPBF16PS reads bf16
+    denormals (magnitudes below 1.18e-38) as zero. Results are bitwise
+    identical for any thread count.
 
     Parameters
     ----------
