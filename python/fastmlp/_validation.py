@@ -55,20 +55,25 @@ def _as_numeric(a, name):
     return arr
 
 
+def _check_X_shape(shape, n_features, name):
+    """(n_samples, n_features) with n_samples > 0 and the expected features."""
+    if len(shape) != 2:
+        raise ValueError(
+            f"{name}: expected a 2-D array (n_samples, n_features), got shape {shape}"
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one sample, got shape {shape}")
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(
+            f"{name}: expected {n_features} features (shape (n, {n_features})), "
+            f"got shape {shape}"
+        )
+
+
 def check_X(X, dtype, n_features=None, name="X"):
     """2-D, non-empty, finite, C-contiguous array of `dtype` (n_samples, n_features)."""
     arr = _as_numeric(X, name)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name}: expected a 2-D array (n_samples, n_features), got shape {arr.shape}"
-        )
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name}: expected at least one sample, got shape {arr.shape}")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name}: expected {n_features} features (shape (n, {n_features})), "
-            f"got shape {arr.shape}"
-        )
+    _check_X_shape(arr.shape, n_features, name)
     out = np.ascontiguousarray(arr, dtype=dtype)
     if not _scan(out)[0]:
         raise ValueError(f"{name}: contains NaN or infinity")
@@ -85,17 +90,7 @@ def check_sparse_X(X, dtype, n_features=None, name="X"):
     like check_X: 2-D, non-empty, numeric, finite. Only the stored values are
     converted; nothing is densified here (fit and predict densify a block of
     rows at a time)."""
-    if len(X.shape) != 2:
-        raise ValueError(
-            f"{name}: expected a 2-D array (n_samples, n_features), got shape {X.shape}"
-        )
-    if X.shape[0] == 0:
-        raise ValueError(f"{name}: expected at least one sample, got shape {X.shape}")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"{name}: expected {n_features} features (shape (n, {n_features})), "
-            f"got shape {X.shape}"
-        )
+    _check_X_shape(X.shape, n_features, name)
     if np.dtype(X.dtype).kind not in "biuf":
         raise TypeError(f"{name}: expected a numeric sparse matrix, got dtype {X.dtype}")
     out = X.tocsr()
