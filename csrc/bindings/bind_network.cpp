@@ -425,6 +425,14 @@ void bind_network(py::module_& m, const char* name) {
            },
            "l1"_a = 0.0, "l2"_a = 0.0, "clip_value"_a = 0.0, "clip_norm"_a = 0.0)
       .def_property(
+          "bf16_gemm",
+          [](const Net& n) { return n.gemm_precision() == GemmPrecision::bf16; },
+          [](Net& n, bool on) {
+            n.set_gemm_precision(on ? GemmPrecision::bf16 : GemmPrecision::native);
+          },
+          "The three GEMMs per layer on bf16-rounded operands with float32 sums "
+          "(mixed_bfloat16); Network64 refuses it (ValueError).")
+      .def_property(
           "step_count", [](const Net& n) { return n.trainer().step_count(); },
           [](Net& n, int64_t s) { n.trainer().set_step_count(s); });
 }

@@ -27,6 +27,11 @@ constexpr int kNumActs = 8;
 enum class Loss : int { mse = 0, cross_entropy = 1, binary_cross_entropy = 2, poisson = 3 };
 constexpr int kNumLosses = 4;
 
+// The operands of a network's GEMMs: the storage type T itself (native), or
+// float32 rounded to bfloat16 while packed, products summed in float32
+// (bf16: the mixed_bfloat16 policy; float networks only).
+enum class GemmPrecision : int { native = 0, bf16 = 1 };
+
 enum class Init : int {
   he_uniform = 0,
   he_normal = 1,

@@ -170,11 +170,14 @@ double fma_peak_gflops(const std::string& isa, bool dbl, int threads, double sec
 // with bf16() the round-to-nearest-even of common/bf16.h, applied while the
 // operands are packed (no separate conversion pass), and the products summed
 // in float32. Same layout, transposes, beta rule and thread split (output
-// tiles only: bitwise identical for any thread count) as gemm(); the plans
-// are gemm()'s, with every operand packed. Python twin: a float32 product of
+// tiles only: bitwise identical for any thread count) and epilogue as
+// gemm() (the same code: bias and activation in float32 on the float32
+// accumulators, so a forward layer stays one pass); the plans are gemm()'s,
+// with every operand packed. Python twin: a float32 product of
 // fastmlp.reference.round_bf16 of each operand (fastmlp.ops.matmul_bf16).
 void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha, const float* a,
-               index_t lda, const float* b, index_t ldb, float beta, float* c, index_t ldc);
+               index_t lda, const float* b, index_t ldb, float beta, float* c, index_t ldc,
+               const Epilogue<float>* ep = nullptr);
 
 // y[i] = round_bf16(x[i]) (y may equal x).
 void round_bf16_array(float* y, const float* x, index_t n);

@@ -413,7 +413,11 @@ FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig
 // straddles two blocks.
 void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans ta, Trans tb,
                     const GemmRect& r, index_t k, float alpha, const float* a, index_t lda,
-                    const float* b, index_t ldb, float beta, float* c, index_t ldc) {
+                    const float* b, index_t ldb, float beta, float* c, index_t ldc,
+                    const Epilogue<float>* ep) {
+  // The epilogue is the float GEMM's (apply_epilogue): its activation loop
+  // is the float path's vector code, the same whether or not bf16 is on.
+  const GemmKernel<float>& FK = active_gemm_kernel<float>();
   const int MR = R.mr, NR = R.nr;
   const index_t MC = R.mc, KC = R.kc, NC = R.nc;
   const index_t i_end = r.i1, j_end = r.j1;
@@ -436,6 +440,7 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
     for (index_t pc = 0; pc < k; pc += KC) {
       const index_t kc = std::min(KC, k - pc), kp = (kc + 1) / 2;
       const float beta_blk = pc == 0 ? beta : 1.0f;
+      const bool last_k = pc + kc == k;
       for (index_t jr = 0; jr < n_jr; ++jr) {
         const index_t j0 = jr * NR;
         pack(bpack + jr * NR * kp, tb == Trans::T, b, ldb, jc + j0,
@@ -461,14 +466,17 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
           }
           f(kp, ap, bp, NR, tile, NR, mr, nr, alpha, 0.0f);
           write_tile_transposed(tile, NR, c, ldc, i0, j0, mr, nr, beta_blk);
+          if (last_k && ep) apply_epilogue(FK, *ep, c, ldc, j0, nr, i0, mr);
         };
-        if ((pc + kc == k ? R.order_last : R.order) == TileOrder::ir_fastest) {
+        if ((last_k ? R.order_last : R.order) == TileOrder::ir_fastest) {
           for (index_t jr = 0; jr < n_jr; ++jr)
             for (index_t ir = 0; ir < n_ir; ++ir) run_tile(jr, ir);
         } else {
           for (index_t ir = 0; ir < n_ir; ++ir)
             for (index_t jr = 0; jr < n_jr; ++jr) run_tile(jr, ir);
         }
+        // As in gemm_rect: the block's epilogue while it is still in L2.
+        if (last_k && ep && !transposed_c) apply_epilogue(FK, *ep, c, ldc, ic, mc, jc, nc);
       }
     }
   }
@@ -662,10 +670,12 @@ void gemm_naive(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, co
 }
 
 void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha, const float* a,
-               index_t lda, const float* b, index_t ldb, float beta, float* c, index_t ldc) {
+               index_t lda, const float* b, index_t ldb, float beta, float* c, index_t ldc,
+               const Epilogue<float>* ep) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     scale_c(beta, c, ldc, m, n);
+    if (ep) apply_epilogue(active_gemm_kernel<float>(), *ep, c, ldc, 0, m, 0, n);
     return;
   }
   const Bf16Kernel& K = active_bf16_kernel();
@@ -686,7 +696,7 @@ void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha,
   const GemmShape& ps = P.shape;
   run_plan(B, P, [&](const GemmRect& r, const RectPlan& R) {
     gemm_rect_bf16(K, R, P.narrow, ps.ta, ps.tb, r, k, alpha, pa, ps.lda, pb, ps.ldb, beta, c,
-                   ldc);
+                   ldc, ep);
   });
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "nn/activations.h"
 #include "nn/batchnorm.h"
@@ -66,6 +67,16 @@ void Network<T>::initialize(const std::vector<Init>& schemes, uint64_t seed) {
 }
 
 template <class T>
+void Network<T>::set_gemm_precision(GemmPrecision prec) {
+  if (prec != GemmPrecision::native && prec != GemmPrecision::bf16)
+    throw std::invalid_argument("gemm precision: unknown id " + std::to_string(int(prec)));
+  if (prec == GemmPrecision::bf16 && !std::is_same_v<T, float>)
+    throw std::invalid_argument(
+        "dtype: mixed_bfloat16 keeps float32 master weights; a float64 network cannot use it");
+  prec_ = prec;
+}
+
+template <class T>
 const T* Network<T>::forward(const T* x, index_t n, bool training) {
   pending_rows_ = -1;
   ws_.reserve(std::max<index_t>(n, 1));
@@ -77,7 +88,7 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
     LayerBuffers<T>& w = ws_.layer(l);
     const T* in = layer_input(x, l);
     if (s.batch_norm) {
-      dense_forward<T>(w.lin, w.lin, in, p.W, p.b, n, s.in, s.out, Act::identity);
+      dense_forward<T>(w.lin, w.lin, in, p.W, p.b, n, s.in, s.out, Act::identity, prec_);
       if (training) {
         if (n < 2)
           throw std::invalid_argument(
@@ -92,7 +103,7 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
       }
       if (w.y != w.z) activation_forward<T>(w.y, w.z, n, s.out, s.act);
     } else {
-      dense_forward<T>(w.z, w.y, in, p.W, p.b, n, s.in, s.out, s.act);
+      dense_forward<T>(w.z, w.y, in, p.W, p.b, n, s.in, s.out, s.act, prec_);
     }
     if (dropout_on(l, training)) {
       dropout_mask<T>(w.mask, n * s.out, s.dropout, seed_, step, uint32_t(l));
@@ -145,9 +156,10 @@ void Network<T>::backward(const T* x, index_t n) {
       if (act != Act::identity) activation_backward<T>(d, d, w.z, w.y, n, s.out, act);
       batchnorm_backward<T>(d, w.xhat, p.gamma, ws_.bn_cache(l).invstd, n, s.out, d, g.gamma,
                             g.beta);
-      dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.lin, w.lin, n, s.in, s.out, Act::identity);
+      dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.lin, w.lin, n, s.in, s.out, Act::identity,
+                        prec_);
     } else {
-      dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.z, w.y, n, s.in, s.out, act);
+      dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.z, w.y, n, s.in, s.out, act, prec_);
     }
   }
 }

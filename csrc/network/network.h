@@ -50,6 +50,15 @@ class Network {
   void initialize(const std::vector<Init>& schemes, uint64_t seed);
   uint64_t seed() const { return seed_; }
 
+  // The operands of the three GEMMs per layer (forward x W^T with its bias
+  // and activation epilogue, dW = dZ^T x, dX = dZ W): native, or bf16 for
+  // the mixed_bfloat16 policy (float32 master weights, gradients, optimizer
+  // state, statistics, loss and reductions; only the GEMM operands are
+  // rounded, while packed). Float64 networks refuse bf16
+  // (std::invalid_argument). Default: native.
+  void set_gemm_precision(GemmPrecision prec);
+  GemmPrecision gemm_precision() const { return prec_; }
+
   // The step's phases 1-3 (trainer.h lists them all).
   //
   // 1. Runs the layers on x (n, in). Returns the network output (n, out)
@@ -100,6 +109,7 @@ class Network {
   std::vector<LayerSpec> layers_;
   Loss loss_;
   uint64_t seed_ = 0;
+  GemmPrecision prec_ = GemmPrecision::native;
   index_t pending_rows_ = -1;
   Parameters<T> params_;
   Workspace<T> ws_;

@@ -6,6 +6,9 @@
 //   backward: dz = dy * act'(z)                 one pass, which also sums db
 //             dw = dz^T x,  db = sum_rows(dz),  dx = dz w
 // Every output is written, never accumulated.
+// prec == GemmPrecision::bf16 (float only) runs the three GEMMs on operands
+// rounded to bf16 with float32 sums (gemm_bf16), the epilogue and dz/db in
+// float32 as always; double refuses it (std::invalid_argument).
 #pragma once
 
 #include "common/types.h"
@@ -15,14 +18,15 @@ namespace fastmlp {
 // y may equal z (act == identity, or to keep only y). b may be nullptr (no bias).
 template <class T>
 void dense_forward(T* z, T* y, const T* x, const T* w, const T* b, index_t n, index_t in,
-                   index_t out, Act act);
+                   index_t out, Act act, GemmPrecision prec = GemmPrecision::native);
 
 // dy (n, out) -> dz (n, out), dw (out, in), db (out), dx (n, in).
 // dz may equal dy (computed in place); dx may be nullptr (first layer: no
 // gradient with respect to the data is needed); db may be nullptr.
 template <class T>
 void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T* w, const T* z,
-                    const T* y, index_t n, index_t in, index_t out, Act act);
+                    const T* y, index_t n, index_t in, index_t out, Act act,
+                    GemmPrecision prec = GemmPrecision::native);
 
 // dz = dy * act'(z) and db = sum over rows of dz, in one sweep. The row sum
 // runs in increasing row order for every column, whatever the thread count.

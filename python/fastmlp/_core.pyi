@@ -474,6 +474,14 @@ class Network32:
     def train_step(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> typing.Any:
         ...
     @property
+    def bf16_gemm(self) -> bool:
+        """
+        The three GEMMs per layer on bf16-rounded operands with float32 sums (mixed_bfloat16); Network64 refuses it (ValueError).
+        """
+    @bf16_gemm.setter
+    def bf16_gemm(self, arg1: bool) -> None:
+        ...
+    @property
     def loss_kind(self) -> Loss:
         ...
     @property
@@ -548,6 +556,14 @@ class Network64:
     def train_epoch(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, perm: numpy.typing.NDArray[numpy.int64] | None, batch_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, max_batches: typing.SupportsInt | typing.SupportsIndex = -1, sample_weight: typing.Any = None, class_weight: typing.Any = None, check_signals: bool = True, carry: EpochResult | None = None) -> EpochResult:
         ...
     def train_step(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> typing.Any:
+        ...
+    @property
+    def bf16_gemm(self) -> bool:
+        """
+        The three GEMMs per layer on bf16-rounded operands with float32 sums (mixed_bfloat16); Network64 refuses it (ValueError).
+        """
+    @bf16_gemm.setter
+    def bf16_gemm(self, arg1: bool) -> None:
         ...
     @property
     def loss_kind(self) -> Loss:

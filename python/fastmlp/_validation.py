@@ -23,6 +23,44 @@ def resolve_dtype(dtype, arg="dtype"):
     return dt
 
 
+DTYPE_POLICIES = ("float32", "float64", "mixed_bfloat16")
+
+
+def resolve_dtype_policy(dtype, arg="dtype"):
+    """(storage dtype, policy name) of a model's dtype argument.
+
+    "float32" / "float64" (or their NumPy dtypes) store and compute in that
+    type; "mixed_bfloat16" (Keras' name for the policy) stores float32 and
+    feeds the GEMMs bf16 operands, which needs the bf16 GEMM at speed
+    (require_bf16_gemm).
+    """
+    if isinstance(dtype, str) and dtype == "mixed_bfloat16":
+        require_bf16_gemm(arg)
+        return np.dtype(np.float32), "mixed_bfloat16"
+    try:
+        dt = resolve_dtype(dtype, arg)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(
+            f"{arg}: expected one of {list(DTYPE_POLICIES)}, got {dtype!r}") from None
+    return dt, dt.name
+
+
+def require_bf16_gemm(arg="dtype"):
+    """ValueError unless the bf16 GEMM runs at speed here: the CPU has
+    AVX512_BF16, or the portable bf16 kernel was forced (FASTMLP_ISA /
+    fm.ops.set_isa "generic_bf16"), which runs anywhere, slower than float32."""
+    from . import ops
+
+    if ops.have_bf16_instructions() or ops._portable_bf16_forced():
+        return
+    raise ValueError(
+        f"{arg}: 'mixed_bfloat16' needs a CPU with AVX512_BF16 instructions (VDPBF16PS) "
+        "for its bf16 GEMM, and this CPU (or OS) lacks them; use dtype='float32', or set "
+        "FASTMLP_ISA=generic_bf16 (or fm.ops.set_isa('generic_bf16')) to run it on the "
+        "portable bf16 kernel, which is correct but slower than float32"
+    )
+
+
 def _scan(arr):
     """(all finite, min, max) of arr in one pass of the core where it can,
     else with NumPy (non-contiguous arrays, other dtypes). NaN is skipped by

@@ -92,7 +92,7 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     """
     failed = {}
     if isinstance(estimator, _Base) and estimator.dtype is not None and (
-            np.dtype(estimator.dtype) == np.float32):
+            estimator.dtype == "mixed_bfloat16" or np.dtype(estimator.dtype) == np.float32):
         why = (
             "float32 training: integer weights and the repeated rows they stand for give the "
             "same objective, but float32 sums in another order differ in the last bits, and "
@@ -176,7 +176,7 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         "l1": [Interval(Real, 0, None, closed="left")],
         "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
         "lr_schedule": [_optim.LRSchedule, None],
-        "dtype": [StrOptions({"float32", "float64"}), None],
+        "dtype": [StrOptions({"float32", "float64", "mixed_bfloat16"}), None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
@@ -221,10 +221,13 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
 
     # -- helpers ------------------------------------------------------------
     def _compute_dtype(self, X=None):
-        """The model's dtype: `dtype` when given; None follows sklearn, whose
-        MLP computes in X's dtype after validation (float32 stays float32,
-        everything else becomes float64). float32 X (or dtype="float32") takes
-        fastmlp's fast path."""
+        """The model's dtype policy: `dtype` when given; None follows sklearn,
+        whose MLP computes in X's dtype after validation (float32 stays
+        float32, everything else becomes float64). float32 X (or
+        dtype="float32") takes fastmlp's fast path; "mixed_bfloat16" is
+        passed on as it is (float32 storage, bf16 GEMM operands)."""
+        if self.dtype == "mixed_bfloat16":
+            return "mixed_bfloat16"
         if self.dtype is not None:
             return np.dtype(self.dtype)
         if X is not None and X.dtype == np.float32:
@@ -728,10 +731,12 @@ class MLPClassifier(ClassifierMixin, _Base):
     class_weight : dict, "balanced" or None, default None
         fastmlp: per-class weights, multiplied into the sample weights
         (scikit-learn's ``compute_sample_weight``).
-    dtype : {"float32", "float64"} or None, default None
+    dtype : {"float32", "float64", "mixed_bfloat16"} or None, default None
         fastmlp: the precision of the network. None follows scikit-learn
         (float32 X stays float32, anything else becomes float64); "float32"
-        is fastmlp's fast path.
+        is fastmlp's fast path; "mixed_bfloat16" keeps float32 parameters
+        and feeds the GEMMs bfloat16 operands (fm.MLP's ``dtype``; needs
+        AVX512_BF16, ValueError at fit otherwise).
     n_threads : int, optional
         fastmlp: threads of the core during fit; None follows
         ``fm.set_num_threads`` and threadpoolctl's limits.
@@ -1012,10 +1017,12 @@ class MLPRegressor(RegressorMixin, _Base):
     lr_schedule : fastmlp.optim.LRSchedule, optional
         fastmlp: a per-epoch learning-rate schedule (with
         ``learning_rate="constant"``).
-    dtype : {"float32", "float64"} or None, default None
+    dtype : {"float32", "float64", "mixed_bfloat16"} or None, default None
         fastmlp: the precision of the network. None follows scikit-learn
         (float32 X stays float32, anything else becomes float64); "float32"
-        is fastmlp's fast path.
+        is fastmlp's fast path; "mixed_bfloat16" keeps float32 parameters
+        and feeds the GEMMs bfloat16 operands (fm.MLP's ``dtype``; needs
+        AVX512_BF16, ValueError at fit otherwise).
     n_threads : int, optional
         fastmlp: threads of the core during fit; None follows
         ``fm.set_num_threads`` and threadpoolctl's limits.

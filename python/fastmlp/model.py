@@ -27,7 +27,7 @@ from ._validation import (
     class_weight_array,
     dense_rows,
     is_sparse,
-    resolve_dtype,
+    resolve_dtype_policy,
 )
 from .callbacks import Callback, EarlyStopping, History
 from .layers import Dense, Layer
@@ -93,8 +93,16 @@ class MLP:
         Glorot-uniform otherwise), he_uniform, he_normal, glorot_uniform,
         glorot_normal or lecun_normal, with torch.nn.init's variances.
     dtype : str or numpy dtype, default "float32"
-        ``"float32"`` (the fast path) or ``"float64"`` (exact gradient
-        checks).
+        ``"float32"`` (the fast path), ``"float64"`` (exact gradient
+        checks) or ``"mixed_bfloat16"`` (Keras' name for the policy):
+        float32 parameters (``layers[i].W`` is the float32 master copy),
+        gradients, optimizer state, batch-norm statistics, loss and
+        reductions, with the operands of the three GEMMs per layer rounded
+        to bfloat16 (nearest even) while they are packed and the products
+        summed in float32. It needs a CPU with AVX512_BF16 (ValueError
+        otherwise, unless ``FASTMLP_ISA=generic_bf16`` forces the portable
+        bf16 kernel). The model's arrays are float32 (:attr:`dtype`);
+        :attr:`dtype_policy` names the policy.
     dropout : float, default 0.0
         Inverted-dropout rate of every hidden layer, in [0, 1).
     batch_norm : bool, default False
@@ -105,6 +113,12 @@ class MLP:
 
     Attributes
     ----------
+    dtype : numpy.dtype
+        The dtype of the parameters and of the data the model takes and
+        returns: float32 or float64 (float32 for mixed_bfloat16).
+    dtype_policy : str
+        "float32", "float64" or "mixed_bfloat16": what ``dtype`` asked for
+        (saved, loaded and pickled with the model).
     history : fastmlp.History or None
         The record of the last :meth:`fit` (Keras' ``model.history``).
 
@@ -143,7 +157,7 @@ class MLP:
         if not isinstance(init, str) or (init != "auto" and init not in _enums.INITS):
             raise ValueError(f"init: expected 'auto' or one of {list(_enums.INITS)}, got {init!r}")
         self.init = init
-        self.dtype = resolve_dtype(dtype)
+        self.dtype, self.dtype_policy = resolve_dtype_policy(dtype)
         self.dropout = check_float(dropout, "dropout", minimum=0.0, maximum=1.0, max_inclusive=False)
         self.batch_norm = bool(batch_norm)
         self.seed = _check_seed(seed)
@@ -216,6 +230,7 @@ class MLP:
                 batch_norm=bool(self._specs[i].batch_norm or (self.batch_norm and hidden))))
         core_cls = _core.Network32 if self.dtype == np.float32 else _core.Network64
         net = core_cls(specs, _enums.loss(self.loss_name))
+        net.bf16_gemm = self.dtype_policy == "mixed_bfloat16"
         schemes = []
         for a in acts:
             name = self.init
@@ -283,7 +298,7 @@ class MLP:
         sizes = self._sizes if self._net is not None else ["?"] + [s.units for s in self._specs]
         return (
             f"MLP({sizes}, activation={self.activation!r}, loss={self.loss_name!r}, "
-            f"dtype={np.dtype(self.dtype).name!r})"
+            f"dtype={self.dtype_policy!r})"
         )
 
     # -- configuration ----------------------------------------------------
@@ -868,7 +883,7 @@ class MLP:
             "activation": self.activation,
             "loss": self.loss_name,
             "init": self.init,
-            "dtype": np.dtype(self.dtype).name,
+            "dtype": self.dtype_policy,
             "seed": int(self.seed),
             "optimizer": {"class": type(self._optimizer).__name__,
                           "config": self._optimizer.get_config()},

@@ -9,6 +9,7 @@ dtype and shape.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -678,6 +679,7 @@ def set_isa(isa: str) -> str:
     str
         The previous setting (passing it back restores it).
     """
+    global _bf16_forced
     if not isinstance(isa, str):
         raise TypeError(f"isa: expected a string, got {isa!r}")
     previous = _core.gemm_kernel()
@@ -687,7 +689,19 @@ def set_isa(isa: str) -> str:
     if bf16 != default_bf16:
         previous = "avx512_bf16" if bf16 == "avx512_bf16" else "generic_bf16"
     _core.set_isa(isa)
+    _bf16_forced = isa == "generic_bf16"
     return previous
+
+
+# Whether the portable bf16 kernel was chosen explicitly (FASTMLP_ISA at
+# import, or set_isa since): on a CPU without AVX512_BF16 that is the one way
+# to run dtype="mixed_bfloat16" (the kernel names alone cannot tell, since
+# the default there is the portable kernel too).
+_bf16_forced = os.environ.get("FASTMLP_ISA") == "generic_bf16"
+
+
+def _portable_bf16_forced() -> bool:
+    return _bf16_forced
 
 
 def fma_peak(dtype: DTypeLike = "float32", threads: int = 1, seconds: float = 0.3,

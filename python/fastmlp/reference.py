@@ -412,7 +412,7 @@ def activation_backward(dy, z, y, act):
 # ---------------------------------------------------------------------------
 
 
-def dense_forward(x, w, b, act):
+def dense_forward(x, w, b, act, *, gemm_round=None):
     """One dense layer forward; C++: csrc/nn/dense.h.
 
     x (n, in), w (out, in), b (out,)  ->  z (n, out), y (n, out)::
@@ -422,6 +422,10 @@ def dense_forward(x, w, b, act):
 
     Both z and y are returned because backward needs them: the derivative of
     each activation reads one or the other (see activation_backward).
+
+    With gemm_round (e.g. :func:`round_bf16`) the product's operands are
+    rounded first, ``z = gemm_round(x) @ gemm_round(w).T + b``: the core's
+    mixed_bfloat16 GEMM, whose bias and activation stay in float32.
 
     Parameters
     ----------
@@ -433,6 +437,8 @@ def dense_forward(x, w, b, act):
         Bias.
     act : str
         The activation's name.
+    gemm_round : callable, optional
+        Applied to both operands of the product (None: none).
 
     Returns
     -------
@@ -450,12 +456,14 @@ def dense_forward(x, w, b, act):
     if b.shape != (w.shape[0],):
         msg = f"b: expected shape ({w.shape[0]},), got {b.shape}"
         raise ValueError(msg)
+    if gemm_round is not None:
+        x, w = gemm_round(x), gemm_round(w)
     z = x @ w.T + b
     y = activation_forward(z, act)
     return z, y
 
 
-def dense_backward(dy, x, w, z, y, act):
+def dense_backward(dy, x, w, z, y, act, *, gemm_round=None):
     """One dense layer backward; C++: csrc/nn/dense.h.
 
     dy (n, out), x (n, in), w (out, in), z (n, out), y (n, out)
@@ -471,6 +479,10 @@ def dense_backward(dy, x, w, z, y, act):
     dz is returned as well; the core keeps it in its workspace and the parity
     tests compare it.
 
+    With gemm_round (e.g. :func:`round_bf16`) both products take rounded
+    operands, ``dw = r(dz).T @ r(x)`` and ``dx = r(dz) @ r(w)``, while dz and
+    db stay unrounded: the core's mixed_bfloat16 backward.
+
     Parameters
     ----------
     dy : array-like of shape (n, out)
@@ -483,6 +495,8 @@ def dense_backward(dy, x, w, z, y, act):
         Pre- and post-activation, saved by the forward pass.
     act : str
         The activation's name.
+    gemm_round : callable, optional
+        Applied to the operands of both products (None: none).
 
     Returns
     -------
@@ -496,8 +510,11 @@ def dense_backward(dy, x, w, z, y, act):
         Gradient with respect to z.
     """
     dz = activation_backward(dy, z, y, act)
-    dw = dz.T @ x
     db = dz.sum(axis=0)
+    if gemm_round is not None:
+        rdz = gemm_round(dz)
+        return rdz @ gemm_round(w), rdz.T @ gemm_round(x), db, dz
+    dw = dz.T @ x
     dx = dz @ w
     return dx, dw, db, dz
 
@@ -2175,6 +2192,10 @@ class Network:
         l1, l2       penalty l1 * sum|W| + l2 * sum W^2 over the weight
                      matrices, added to the loss (l1_l2_penalty)
         bn_eps, bn_momentum   batch norm's eps (1e-5) and momentum (0.1)
+        gemm_round   applied to the operands of every layer's three products
+                     (dense_forward / dense_backward's gemm_round): round_bf16
+                     makes this the core's mixed_bfloat16 network (with
+                     float32 weights; everything else stays unrounded)
 
     A batch-norm layer holds gammas[l] (ones), betas[l] (zeros), and the
     buffers running_means[l] (zeros) and running_vars[l] (ones), in the
@@ -2221,10 +2242,12 @@ class Network:
         Batch norm's eps.
     bn_momentum : float, default 0.1
         Batch norm's momentum.
+    gemm_round : callable, optional
+        Rounds the GEMM operands (None: none).
     """
 
     def __init__(self, weights, biases, activations, loss, *, dropout=0.0, batch_norm=False,
-                 l1=0.0, l2=0.0, bn_eps=1e-5, bn_momentum=0.1):
+                 l1=0.0, l2=0.0, bn_eps=1e-5, bn_momentum=0.1, gemm_round=None):
         _check_loss(loss)
         weights = [np.asarray(w) for w in weights]
         biases = [np.asarray(b) for b in biases]
@@ -2275,6 +2298,7 @@ class Network:
         self.l2 = _check_nonneg(l2, "l2")
         self.bn_eps = float(bn_eps)
         self.bn_momentum = float(bn_momentum)
+        self.gemm_round = gemm_round
         self.gammas, self.betas, self.running_means, self.running_vars = [], [], [], []
         for w, bn in _zip_same(weights, self.batch_norm):
             out, dt = w.shape[0], w.dtype
@@ -2351,7 +2375,7 @@ class Network:
         for li, (w, b, act) in enumerate(_zip_same(self.weights, self.biases, self.activations)):
             cache = None
             if self.batch_norm[li]:
-                lin, _ = dense_forward(x, w, b, "identity")
+                lin, _ = dense_forward(x, w, b, "identity", gemm_round=self.gemm_round)
                 keep_stats = not training or update_stats
                 z, cache, new_mean, new_var = batch_norm_forward(
                     lin, self.gammas[li], self.betas[li], eps=self.bn_eps, training=training,
@@ -2364,7 +2388,7 @@ class Network:
                     self.running_vars[li][...] = new_var
                 y = activation_forward(z, act)
             else:
-                z, y = dense_forward(x, w, b, act)
+                z, y = dense_forward(x, w, b, act, gemm_round=self.gemm_round)
                 lin = z
             mask = None
             if training and self.dropout[li] > 0.0:
@@ -2492,12 +2516,13 @@ class Network:
                 dz = activation_backward(dy, self.zs[li], self.ys[li], self.activations[li])
                 dlin, dgamma, dbeta = batch_norm_backward(dz, self.bn_caches[li])
                 dx, dw, db, _ = dense_backward(dlin, self.xs[li], self.weights[li],
-                                               self.lins[li], self.lins[li], "identity")
+                                               self.lins[li], self.lins[li], "identity",
+                                               gemm_round=self.gemm_round)
                 grads[li] = {"W": dw, "b": db, "gamma": dgamma, "beta": dbeta}
             else:
                 dx, dw, db, dz = dense_backward(
                     dy, self.xs[li], self.weights[li], self.zs[li], self.ys[li],
-                    self.activations[li]
+                    self.activations[li], gemm_round=self.gemm_round
                 )
                 grads[li] = {"W": dw, "b": db}
             if self.l1 or self.l2:

@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""train_step time: fastmlp float32 and mixed_bfloat16 against torch float32
+and torch.autocast("cpu", dtype=torch.bfloat16), in one process.
+
+    python benchmarks/bench_mixed_bf16.py [--configs L XL] [--threads 1 2] [--repeats 7]
+
+Configurations L and XL are compare.py's (benchmarks/_peers.py CONFIGS:
+L 784-1024-1024-1024-10 relu cross_entropy batch 256, XL
+1024-4096-4096-1024 relu mse batch 512), each library starting from the
+same float32 parameters and stepping SGD(lr=0.01), as compare.py does.
+Every step is timed on its own after two warm-up steps; the table reports
+the best of --repeats (the least disturbed run on a shared machine) and the
+median. The first losses of each variant are checked against fastmlp
+float32 (1e-2 relative: bf16 operands) before timing.
+
+Ratios: "mixed vs f32" = fastmlp float32 time / fastmlp mixed time;
+"mixed vs autocast" = torch autocast time / fastmlp mixed time (> 1: fastmlp
+faster). The issue's targets: >= 1.5 (L) and 1.6 (XL) over fastmlp float32,
+>= 1.15 over torch autocast. Needs AVX512_BF16 for mixed_bfloat16 (or
+FASTMLP_ISA=generic_bf16, which measures the portable kernel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fastmlp as fm  # noqa: E402
+from _peers import CONFIGS, LR, initial_params, make_data  # noqa: E402
+
+
+def fastmlp_step(cfg, X, y, dtype):
+    model = fm.MLP(list(cfg.sizes), activation=cfg.activation, loss=cfg.loss, dtype=dtype,
+                   seed=0)
+    model.compile(optimizer=fm.optim.SGD(lr=LR))
+    return lambda: float(model.train_step(X, y))
+
+
+def torch_step(cfg, X, y, autocast):
+    import torch
+    from torch import nn
+
+    ref = fm.MLP(list(cfg.sizes), activation=cfg.activation, loss=cfg.loss, seed=0)
+    layers = []
+    params = initial_params(ref)
+    for i, (W, b) in enumerate(params):
+        lin = nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(W))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i < len(params) - 1:
+            layers.append({"relu": nn.ReLU, "tanh": nn.Tanh}[cfg.activation]())
+    net = nn.Sequential(*layers)
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+    lossfn = {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss,
+              "binary_cross_entropy": nn.BCEWithLogitsLoss}[cfg.loss]()
+    Xt = torch.from_numpy(X)
+    yt = torch.from_numpy(y.astype(np.int64) if cfg.loss == "cross_entropy" else y)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        if autocast:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = lossfn(net(Xt), yt)
+        else:
+            loss = lossfn(net(Xt), yt)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+VARIANTS = {
+    "fastmlp f32": lambda cfg, X, y: fastmlp_step(cfg, X, y, "float32"),
+    "fastmlp mixed_bf16": lambda cfg, X, y: fastmlp_step(cfg, X, y, "mixed_bfloat16"),
+    "torch f32": lambda cfg, X, y: torch_step(cfg, X, y, False),
+    "torch autocast bf16": lambda cfg, X, y: torch_step(cfg, X, y, True),
+}
+
+
+def set_threads(n):
+    import torch
+
+    fm.set_num_threads(n)
+    torch.set_num_threads(n)
+
+
+def time_steps(step, repeats):
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return min(times), statistics.median(times)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=["L", "XL"], choices=list(CONFIGS))
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args(argv)
+    import torch
+
+    c = fm.show_config()
+    print(f"fastmlp {c['version']} isa {c['isa']} bf16 {c['bf16_isa']} "
+          f"(instructions: {c['bf16_instructions']}); torch {torch.__version__}; "
+          f"best of {args.repeats} steps (median in brackets)\n")
+    print("| config | threads | fastmlp f32 | fastmlp mixed_bf16 | torch f32 | torch autocast bf16 "
+          "| mixed vs f32 | mixed vs autocast | mixed vs torch f32 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.configs:
+        cfg = CONFIGS[name]
+        X, y = make_data(cfg)
+        for threads in args.threads:
+            set_threads(threads)
+            best, med, first = {}, {}, {}
+            for label, build in VARIANTS.items():
+                step = build(cfg, X, y)
+                first[label] = step()
+                best[label], med[label] = time_steps(step, args.repeats)
+                del step
+            ref_loss = first["fastmlp f32"]
+            for label, loss in first.items():
+                if abs(loss - ref_loss) > 1e-2 * abs(ref_loss):
+                    raise SystemExit(f"{name}: {label}'s first loss {loss} differs from "
+                                     f"fastmlp float32's {ref_loss}")
+            cells = [f"{best[k] * 1e3:.1f} ms ({med[k] * 1e3:.1f})" for k in VARIANTS]
+            mixed = best["fastmlp mixed_bf16"]
+            ratios = [best["fastmlp f32"] / mixed, best["torch autocast bf16"] / mixed,
+                      best["torch f32"] / mixed]
+            print(f"| {name} | {threads} | " + " | ".join(cells) + " | "
+                  + " | ".join(f"{r:.2f}x" for r in ratios) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
