@@ -16,6 +16,12 @@ Libraries: "fastmlp", "numpy" (hand-written, preallocated float32 step /
 np.matmul), "torch" (eager nn.Sequential + torch.optim.SGD / torch.mm) and
 "jax" (a jax.jit-compiled step; no GEMM builder).  torch and jax are imported
 only when their builder is called.
+
+The bfloat16 variants ("fastmlp-bf16": dtype="mixed_bfloat16"; "torch-bf16":
+the same eager step under torch.autocast("cpu", dtype=torch.bfloat16);
+"jax-bf16": the jitted step with bf16 matmul operands and float32
+accumulation) keep float32 parameters and feed their products bf16 operands;
+they are checked against fastmlp's float32 step at bf16's tolerance.
 """
 
 from __future__ import annotations
@@ -31,7 +37,14 @@ LR = 0.01
 LOSS_RTOL = 1e-4
 # Relative tolerance of the first update of each parameter (gradient * lr).
 UPDATE_RTOL = 1e-3
+# The same checks for the bfloat16 variants: each product's operands keep 8
+# significant bits, so the loss agrees with float32 to about 2^-8; the first
+# layer's update passes through every layer's bf16 products on the way back
+# and differs by about 5% in norm on M (fastmlp and torch autocast alike).
+BF16_LOSS_RTOL = 1e-2
+BF16_UPDATE_RTOL = 0.15
 LIBRARIES = ("fastmlp", "numpy", "torch", "jax")
+BF16_LIBRARIES = ("fastmlp-bf16", "torch-bf16", "jax-bf16")
 GEMM_LIBRARIES = ("fastmlp", "numpy", "torch")
 
 
@@ -70,10 +83,11 @@ def make_data(cfg: Config, seed=0):
     return X, y
 
 
-def make_model(cfg: Config, seed=0):
-    """The fastmlp model every library starts from (float32, SGD lr 0.01)."""
+def make_model(cfg: Config, seed=0, dtype="float32"):
+    """The fastmlp model every library starts from (float32, SGD lr 0.01);
+    dtype="mixed_bfloat16" gives the same parameters with bf16 products."""
     model = fm.MLP(list(cfg.sizes), activation=cfg.activation, loss=cfg.loss,
-                   dtype="float32", seed=seed)
+                   dtype=dtype, seed=seed)
     model.compile(optimizer=fm.optim.SGD(lr=LR))
     return model
 
@@ -138,14 +152,15 @@ def _scalar(loss):
     return float(loss)
 
 
-def verify_step(lib, step, params_of, want_losses, p0, want_p1):
+def verify_step(lib, step, params_of, want_losses, p0, want_p1, bf16=False):
     """Run `step` twice from p0: its losses must match want_losses, and its
-    parameters after the first step (params_of()) must match want_p1."""
+    parameters after the first step (params_of()) must match want_p1 (at
+    bf16's tolerance for the bfloat16 variants)."""
     got = [_scalar(step())]
     p1 = params_of()
     got.append(_scalar(step()))
-    check_losses(lib, got, want_losses)
-    check_update(lib, p0, p1, want_p1)
+    check_losses(lib, got, want_losses, BF16_LOSS_RTOL if bf16 else LOSS_RTOL)
+    check_update(lib, p0, p1, want_p1, BF16_UPDATE_RTOL if bf16 else UPDATE_RTOL)
 
 
 # --------------------------------------------------------------------------
@@ -278,7 +293,21 @@ def _numpy_step(cfg, X, y, check):
     return lambda: step(X, y)
 
 
-def _torch_step(cfg, X, y, check):
+def _fastmlp_bf16_step(cfg, X, y, check):
+    if not fm.ops.have_bf16_instructions() and fm.show_config().get("bf16_isa") != "generic":
+        raise ImportError("this CPU has no AVX512_BF16 (FASTMLP_ISA=generic_bf16 measures the "
+                          "portable kernel)")
+    model = make_model(cfg, dtype="mixed_bfloat16")
+    if check:
+        p0, losses, p1 = reference_run(cfg, X, y)
+        verify_step("fastmlp-bf16", lambda: model.train_step(X, y),
+                    lambda: initial_params(model), losses, p0, p1, bf16=True)
+    return lambda: model.train_step(X, y)
+
+
+def _torch_step(cfg, X, y, check, autocast=False):
+    import contextlib
+
     import torch
     from torch import nn
 
@@ -300,9 +329,14 @@ def _torch_step(cfg, X, y, check):
     Xt = torch.from_numpy(X)
     yt = torch.from_numpy(y.astype(np.int64) if cfg.loss == "cross_entropy" else y)
 
+    def region():
+        return (torch.autocast("cpu", dtype=torch.bfloat16) if autocast
+                else contextlib.nullcontext())
+
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = lossfn(net(Xt), yt)
+        with region():
+            loss = lossfn(net(Xt), yt)
         loss.backward()
         opt.step()
         return loss
@@ -313,22 +347,29 @@ def _torch_step(cfg, X, y, check):
 
     if check:
         p0, losses, p1 = reference_run(cfg, X, y)
-        verify_step("torch", step, params_of, losses, p0, p1)
+        verify_step("torch-bf16" if autocast else "torch", step, params_of, losses, p0, p1,
+                    bf16=autocast)
     return step
 
 
-def _jax_step(cfg, X, y, check):
+def _jax_step(cfg, X, y, check, bf16=False):
     import jax
     import jax.numpy as jnp
 
     act = {"relu": jax.nn.relu, "tanh": jnp.tanh}[cfg.activation]
 
+    def mm(a, W):
+        if not bf16:
+            return a @ W.T
+        return jnp.matmul(a.astype(jnp.bfloat16), W.T.astype(jnp.bfloat16),
+                          preferred_element_type=jnp.float32)
+
     def loss_of(params, X, y):
         a = X
         for W, b in params[:-1]:
-            a = act(a @ W.T + b)
+            a = act(mm(a, W) + b)
         W, b = params[-1]
-        z = a @ W.T + b
+        z = mm(a, W) + b
         if cfg.loss == "cross_entropy":
             logp = jax.nn.log_softmax(z, axis=1)
             return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
@@ -356,12 +397,16 @@ def _jax_step(cfg, X, y, check):
 
     if check:
         p0, losses, p1 = reference_run(cfg, X, y)
-        verify_step("jax", step, params_of, losses, p0, p1)
+        verify_step("jax-bf16" if bf16 else "jax", step, params_of, losses, p0, p1, bf16=bf16)
     return step
 
 
-_TRAIN_BUILDERS = {"fastmlp": _fastmlp_step, "numpy": _numpy_step, "torch": _torch_step,
-                   "jax": _jax_step}
+_TRAIN_BUILDERS = {
+    "fastmlp": _fastmlp_step, "numpy": _numpy_step, "torch": _torch_step, "jax": _jax_step,
+    "fastmlp-bf16": _fastmlp_bf16_step,
+    "torch-bf16": lambda cfg, X, y, check: _torch_step(cfg, X, y, check, autocast=True),
+    "jax-bf16": lambda cfg, X, y, check: _jax_step(cfg, X, y, check, bf16=True),
+}
 
 
 def build_train_step(lib, config, X=None, y=None, check=True):

@@ -13,7 +13,10 @@ Prints, as markdown (ready to paste into a note):
     and f64, for fastmlp, NumPy (OpenBLAS) and torch.mm: time, GFLOP/s,
     fastmlp's speed over the best peer, fastmlp's share of the peak;
   * train_step: time per step for each library and configuration, fastmlp's
-    speedup over each, its GFLOP/s and share of the peak.
+    speedup over each, its GFLOP/s and share of the peak;
+  * train_step with bfloat16 products (float32 parameters): fastmlp's
+    dtype="mixed_bfloat16", torch.autocast("cpu", dtype=torch.bfloat16) and
+    JAX with bf16 matmul operands, against fastmlp float32 and each other.
 
 Measurement hygiene: the parent process only orchestrates. Every (kind,
 library, thread count) measurement runs in a fresh subprocess of this script
@@ -43,7 +46,8 @@ from importlib import metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULT_MARK = "@@compare-result@@ "
-ALL_LIBS = ("fastmlp", "numpy", "torch", "jax")
+ALL_LIBS = ("fastmlp", "numpy", "torch", "jax", "fastmlp-bf16", "torch-bf16", "jax-bf16")
+BF16_LIBS = ("fastmlp-bf16", "torch-bf16", "jax-bf16")  # train_step only
 GEMM_LIBS = ("fastmlp", "numpy", "torch")  # jax has no GEMM builder
 ALL_CONFIGS = ("S", "M", "H", "L", "XL")
 PAUSE_S = 0.5  # between two subprocesses
@@ -91,8 +95,8 @@ def _set_threads(lib, threads):
     that it leaves no thread team behind."""
     import fastmlp as fm
 
-    fm.set_num_threads(threads if lib == "fastmlp" else 1)
-    if lib == "torch":
+    fm.set_num_threads(threads if lib.startswith("fastmlp") else 1)
+    if lib.startswith("torch"):
         import torch
 
         torch.set_num_threads(threads)
@@ -501,7 +505,8 @@ def report(res):
             out += [md_table(header, rows, left=(0, 1)), ""]
 
     if res["train"]:
-        libs = [x for x in ALL_LIBS if any(r["lib"] == x for r in res["train"])]
+        libs = [x for x in ALL_LIBS if x not in BF16_LIBS
+                and any(r["lib"] == x for r in res["train"])]
         peers = [x for x in libs if x != "fastmlp"]
         for t in res["options"]["threads"]:
             recs = [r for r in res["train"] if r["threads"] == t]
@@ -526,9 +531,46 @@ def report(res):
                 "XL 1024-4096-4096-1024 relu b512 MSE. 'fastmlp vs X' = X's time / fastmlp's "
                 "(> 1: fastmlp faster). GFLOP/s counts the step's GEMMs only.", ""]
 
+    out += _bf16_tables(res)
+
     if res["problems"]:
         out += ["## Problems", ""] + [f"- {p}" for p in res["problems"]] + [""]
     return "\n".join(out)
+
+
+def _bf16_tables(res):
+    """train_step with bf16 products: fastmlp mixed_bfloat16 against fastmlp
+    float32 (the speed bf16 buys) and against the peers' bf16 steps."""
+    libs = [x for x in BF16_LIBS if any(r["lib"] == x for r in res["train"])]
+    if not libs:
+        return []
+    peers = [x for x in libs if x != "fastmlp-bf16"]
+    out = []
+    for t in res["options"]["threads"]:
+        recs = [r for r in res["train"] if r["threads"] == t]
+        if not any(r["lib"] in libs for r in recs):
+            continue
+        out += [f"## train_step, bfloat16 products (float32 parameters), {t} "
+                f"thread{'s' if t > 1 else ''}", ""]
+        rows = []
+        for name in res["options"]["configs"]:
+            by = {r["lib"]: r for r in recs if r["config"] == name}
+            mixed = by.get("fastmlp-bf16", {}).get("time")
+            f32 = by.get("fastmlp", {}).get("time")
+            ratios = [fmt_num(f32 / mixed, 3, "x") if mixed and f32 else "–"]
+            ratios += [fmt_num(by[p]["time"] / mixed, 3, "x")
+                       if mixed and by.get(p, {}).get("time") else "–" for p in peers]
+            rows.append([name, cell_status(by.get("fastmlp"))]
+                        + [cell_status(by.get(x)) for x in libs] + ratios)
+        header = (["config", "fastmlp f32"] + libs + ["fastmlp-bf16 vs fastmlp f32"]
+                  + [f"fastmlp-bf16 vs {p}" for p in peers])
+        out += [md_table(header, rows), ""]
+    out += ["fastmlp-bf16: dtype=\"mixed_bfloat16\" (operands rounded to bf16 while packed, "
+            "float32 accumulation; AVX512-BF16 kernel where the CPU has it); torch-bf16: the "
+            "eager step under torch.autocast(\"cpu\", dtype=torch.bfloat16); jax-bf16: bf16 "
+            "matmul operands with float32 accumulation (whether XLA uses bf16 instructions "
+            "for them is XLA's choice). 'vs X' = X's time / fastmlp-bf16's.", ""]
+    return out
 
 
 def draw(res, path):
