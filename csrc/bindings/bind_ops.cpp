@@ -22,35 +22,48 @@ using namespace pybind11::literals;
 
 namespace {
 
-
+// C = op(a) op(b), checked and shaped for run(TA, TB, m, n, k, A, lda, B, ldb,
+// C, ldc), which runs with the GIL released: the one binding of every
+// GEMM flavour (float, double, bf16 operands, the naive reference).
+template <class T, class Run>
+carray<T> bound_matmul(carray<T> a, carray<T> b, bool ta, bool tb,
+                       std::optional<carray<T>> out, Run run) {
+  require<T>(a, "a", {-1, -1});
+  require<T>(b, "b", {-1, -1});
+  const index_t m_ = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
+  const index_t kb = tb ? b.shape(1) : b.shape(0), n_ = tb ? b.shape(0) : b.shape(1);
+  if (ka != kb)
+    throw py::value_error("b: inner dimensions differ: op(a) is " + std::to_string(m_) + "x" +
+                          std::to_string(ka) + ", op(b) is " + std::to_string(kb) + "x" +
+                          std::to_string(n_));
+  carray<T> c = out ? *out : carray<T>({m_, n_});
+  T* cp = require_mut<T>(c, "out", {m_, n_});
+  const T* ap = a.data();
+  const T* bp = b.data();
+  const index_t lda = a.shape(1), ldb = b.shape(1);
+  {
+    py::gil_scoped_release nogil;
+    run(ta ? Trans::T : Trans::N, tb ? Trans::T : Trans::N, m_, n_, ka, ap, lda, bp, ldb, cp, n_);
+  }
+  return c;
+}
 
 template <class T>
 void bind_typed(py::module_& m) {
   m.def(
       "matmul",
       [](carray<T> a, carray<T> b, bool ta, bool tb, std::optional<carray<T>> out, bool naive) {
-        require<T>(a, "a", {-1, -1});
-        require<T>(b, "b", {-1, -1});
-        const index_t m_ = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
-        const index_t kb = tb ? b.shape(1) : b.shape(0), n_ = tb ? b.shape(0) : b.shape(1);
-        if (ka != kb)
-          throw py::value_error("b: inner dimensions differ: op(a) is " + std::to_string(m_) + "x" +
-                                std::to_string(ka) + ", op(b) is " + std::to_string(kb) + "x" +
-                                std::to_string(n_));
-        carray<T> c = out ? *out : carray<T>({m_, n_});
-        T* cp = require_mut<T>(c, "out", {m_, n_});
-        const T* ap = a.data();
-        const T* bp = b.data();
-        const index_t lda = a.shape(1), ldb = b.shape(1);
-        {
-          py::gil_scoped_release nogil;
-          const Trans TA = ta ? Trans::T : Trans::N, TB = tb ? Trans::T : Trans::N;
-          if (naive)
-            gemm_naive<T>(TA, TB, m_, n_, ka, T(1), ap, lda, bp, ldb, T(0), cp, n_);
-          else
-            gemm<T>(TA, TB, m_, n_, ka, T(1), ap, lda, bp, ldb, T(0), cp, n_);
-        }
-        return c;
+        return bound_matmul<T>(a, b, ta, tb, out,
+                               [naive](Trans TA, Trans TB, index_t m_, index_t n_, index_t k,
+                                       const T* ap, index_t lda, const T* bp, index_t ldb, T* cp,
+                                       index_t ldc) {
+                                 if (naive)
+                                   gemm_naive<T>(TA, TB, m_, n_, k, T(1), ap, lda, bp, ldb, T(0),
+                                                 cp, ldc);
+                                 else
+                                   gemm<T>(TA, TB, m_, n_, k, T(1), ap, lda, bp, ldb, T(0), cp,
+                                           ldc);
+                               });
       },
       "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
       "out"_a.noconvert() = py::none(), "naive"_a = false);
@@ -357,25 +370,12 @@ void bind_ops(py::module_& m) {
   m.def(
       "matmul_bf16",
       [](carray<float> a, carray<float> b, bool ta, bool tb, std::optional<carray<float>> out) {
-        require<float>(a, "a", {-1, -1});
-        require<float>(b, "b", {-1, -1});
-        const index_t m_ = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
-        const index_t kb = tb ? b.shape(1) : b.shape(0), n_ = tb ? b.shape(0) : b.shape(1);
-        if (ka != kb)
-          throw py::value_error("b: inner dimensions differ: op(a) is " + std::to_string(m_) + "x" +
-                                std::to_string(ka) + ", op(b) is " + std::to_string(kb) + "x" +
-                                std::to_string(n_));
-        carray<float> c = out ? *out : carray<float>({m_, n_});
-        float* cp = require_mut<float>(c, "out", {m_, n_});
-        const float* ap = a.data();
-        const float* bp = b.data();
-        const index_t lda = a.shape(1), ldb = b.shape(1);
-        {
-          py::gil_scoped_release nogil;
-          gemm_bf16(ta ? Trans::T : Trans::N, tb ? Trans::T : Trans::N, m_, n_, ka, 1.0f, ap, lda,
-                    bp, ldb, 0.0f, cp, n_);
-        }
-        return c;
+        return bound_matmul<float>(
+            a, b, ta, tb, out,
+            [](Trans TA, Trans TB, index_t m_, index_t n_, index_t k, const float* ap, index_t lda,
+               const float* bp, index_t ldb, float* cp, index_t ldc) {
+              gemm_bf16(TA, TB, m_, n_, k, 1.0f, ap, lda, bp, ldb, 0.0f, cp, ldc);
+            });
       },
       "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
       "out"_a.noconvert() = py::none(),

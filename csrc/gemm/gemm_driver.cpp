@@ -637,16 +637,7 @@ void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T*
   }
   const GemmKernel<T>& K = active_gemm_kernel<T>();
   const GemmBlocking B = blocking_of(K);
-  GemmShape s;
-  s.ta = ta;
-  s.tb = tb;
-  s.m = m;
-  s.n = n;
-  s.k = k;
-  s.lda = lda;
-  s.ldb = ldb;
-  s.ldc = ldc;
-  s.elem_size = int(sizeof(T));
+  const GemmShape s{ta, tb, m, n, k, lda, ldb, ldc, int(sizeof(T))};
   const GemmPlan P = plan_gemm(s, B, num_threads());
   if (P.swapped)
     gemm_run(K, B, P, alpha, b, a, beta, c, ep);
@@ -680,16 +671,8 @@ void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha,
   }
   const Bf16Kernel& K = active_bf16_kernel();
   const GemmBlocking B = blocking_of(K);
-  GemmShape s;
-  s.ta = ta;
-  s.tb = tb;
-  s.m = m;
-  s.n = n;
-  s.k = k;
-  s.lda = lda;
-  s.ldb = ldb;
-  s.ldc = ldc;
-  s.elem_size = int(sizeof(float));  // of C; A and B are always packed
+  // elem_size: of C; A and B are always packed.
+  const GemmShape s{ta, tb, m, n, k, lda, ldb, ldc, int(sizeof(float))};
   const GemmPlan P = plan_gemm(s, B, num_threads());
   const float* pa = P.swapped ? b : a;
   const float* pb = P.swapped ? a : b;
