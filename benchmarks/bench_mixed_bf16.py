@@ -10,8 +10,9 @@ L 784-1024-1024-1024-10 relu cross_entropy batch 256, XL
 same float32 parameters and stepping SGD(lr=0.01), as compare.py does.
 Every step is timed on its own after two warm-up steps; the table reports
 the best of --repeats (the least disturbed run on a shared machine) and the
-median. The first losses of each variant are checked against fastmlp
-float32 (1e-2 relative: bf16 operands) before timing.
+median. The steps are benchmarks/_peers.py's, which check each variant's
+first two losses and first update against fastmlp float32 (at bf16's
+tolerance for the bf16 variants) before timing.
 
 Ratios: "mixed vs f32" = fastmlp float32 time / fastmlp mixed time;
 "mixed vs autocast" = torch autocast time / fastmlp mixed time (> 1: fastmlp
@@ -28,62 +29,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fastmlp as fm  # noqa: E402
-from _peers import CONFIGS, LR, initial_params, make_data  # noqa: E402
+from _peers import CONFIGS, build_train_step, make_data  # noqa: E402
 
 
-def fastmlp_step(cfg, X, y, dtype):
-    model = fm.MLP(list(cfg.sizes), activation=cfg.activation, loss=cfg.loss, dtype=dtype,
-                   seed=0)
-    model.compile(optimizer=fm.optim.SGD(lr=LR))
-    return lambda: float(model.train_step(X, y))
-
-
-def torch_step(cfg, X, y, autocast):
-    import torch
-    from torch import nn
-
-    ref = fm.MLP(list(cfg.sizes), activation=cfg.activation, loss=cfg.loss, seed=0)
-    layers = []
-    params = initial_params(ref)
-    for i, (W, b) in enumerate(params):
-        lin = nn.Linear(W.shape[1], W.shape[0])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(W))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if i < len(params) - 1:
-            layers.append({"relu": nn.ReLU, "tanh": nn.Tanh}[cfg.activation]())
-    net = nn.Sequential(*layers)
-    opt = torch.optim.SGD(net.parameters(), lr=LR)
-    lossfn = {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss,
-              "binary_cross_entropy": nn.BCEWithLogitsLoss}[cfg.loss]()
-    Xt = torch.from_numpy(X)
-    yt = torch.from_numpy(y.astype(np.int64) if cfg.loss == "cross_entropy" else y)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        if autocast:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = lossfn(net(Xt), yt)
-        else:
-            loss = lossfn(net(Xt), yt)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return step
-
-
+# The step builders are compare.py's (benchmarks/_peers.py), which check each
+# variant's first losses and update against fastmlp float32 before timing.
 VARIANTS = {
-    "fastmlp f32": lambda cfg, X, y: fastmlp_step(cfg, X, y, "float32"),
-    "fastmlp mixed_bf16": lambda cfg, X, y: fastmlp_step(cfg, X, y, "mixed_bfloat16"),
-    "torch f32": lambda cfg, X, y: torch_step(cfg, X, y, False),
-    "torch autocast bf16": lambda cfg, X, y: torch_step(cfg, X, y, True),
+    "fastmlp f32": "fastmlp",
+    "fastmlp mixed_bf16": "fastmlp-bf16",
+    "torch f32": "torch",
+    "torch autocast bf16": "torch-bf16",
 }
 
 
@@ -125,17 +84,11 @@ def main(argv=None):
         X, y = make_data(cfg)
         for threads in args.threads:
             set_threads(threads)
-            best, med, first = {}, {}, {}
-            for label, build in VARIANTS.items():
-                step = build(cfg, X, y)
-                first[label] = step()
+            best, med = {}, {}
+            for label, lib in VARIANTS.items():
+                step = build_train_step(lib, cfg, X, y)
                 best[label], med[label] = time_steps(step, args.repeats)
                 del step
-            ref_loss = first["fastmlp f32"]
-            for label, loss in first.items():
-                if abs(loss - ref_loss) > 1e-2 * abs(ref_loss):
-                    raise SystemExit(f"{name}: {label}'s first loss {loss} differs from "
-                                     f"fastmlp float32's {ref_loss}")
             cells = [f"{best[k] * 1e3:.1f} ms ({med[k] * 1e3:.1f})" for k in VARIANTS]
             mixed = best["fastmlp mixed_bf16"]
             ratios = [best["fastmlp f32"] / mixed, best["torch autocast bf16"] / mixed,
