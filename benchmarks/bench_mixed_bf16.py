@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fastmlp as fm  # noqa: E402

@@ -120,6 +120,8 @@ class _Hooks:
         self.sub = None
         if not hasattr(est, "_init_callback_context"):
             return
+        if not getattr(est, "_skl_callbacks", None) and not hasattr(est, "_parent_callback_ctx"):
+            return  # nobody listens and no meta-estimator's task tree to join
         self.ctx = est._init_callback_context(max_subtasks=max_subtasks)
         self.kw = {"estimator": est, "X": X, "y": y,
                    "metadata": {} if sample_weight is None else {"sample_weight": sample_weight}}
