@@ -96,14 +96,21 @@ def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool = Fa
         # Already in the core's form: no conversion (the core checks the shapes).
         return _core.matmul(a, b, bool(trans_a), bool(trans_b), out, bool(naive))
     a, b = _prepare({"a": a, "b": b}, (2, 2))
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
-        if out.dtype != a.dtype:
-            raise TypeError(f"out: expected dtype {a.dtype}, got {out.dtype}")
-        if not out.flags.c_contiguous:
-            raise ValueError("out: expected a C-contiguous array")
+    _check_out(out, a.dtype)
     return _core.matmul(a, b, bool(trans_a), bool(trans_b), out, bool(naive))
+
+
+def _check_out(out, dtype):
+    """A product's `out=`: None, or a C-contiguous ndarray of `dtype` (the
+    core checks its shape)."""
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out: expected dtype {np.dtype(dtype)}, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out: expected a C-contiguous array")
 
 
 def _as_f32(x, name, ndim=None):
@@ -148,13 +155,7 @@ def matmul_bf16(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool
     """
     a = _as_f32(a, "a", 2)
     b = _as_f32(b, "b", 2)
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
-        if out.dtype != np.float32:
-            raise TypeError(f"out: expected dtype float32, got {out.dtype}")
-        if not out.flags.c_contiguous:
-            raise ValueError("out: expected a C-contiguous array")
+    _check_out(out, np.float32)
     return _core.matmul_bf16(a, b, bool(trans_a), bool(trans_b), out)
 
 
