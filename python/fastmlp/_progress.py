@@ -78,12 +78,13 @@ class LiveBar:
     """
 
     def __init__(self, net, epochs, n_batches, stream, interval=0.1, use_tqdm=None):
+        # use_tqdm: None or True, tqdm when installed; False, the built-in line.
         self.net = net
         self.epochs = epochs
         self.n_batches = max(int(n_batches), 1)
         self.stream = stream
         self.interval = float(interval)
-        self._tqdm = _load_tqdm() if use_tqdm is None else (_load_tqdm() if use_tqdm else None)
+        self._tqdm = None if use_tqdm is False else _load_tqdm()
         self._lock = threading.Lock()
         self._epoch = None  # the running epoch's number, None between epochs
         self._t0 = 0.0
