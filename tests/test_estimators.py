@@ -338,3 +338,16 @@ def test_poisson_regression():
     pred = est.predict(X)
     assert (pred > 0).all()
     assert np.corrcoef(pred, np.exp(0.5 * X[:, 0]))[0, 1] > 0.8
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fitted_estimator_keeps_no_training_rows():
+    # The labels, the weights and the data of a fit pass through it; a fitted
+    # (and pickled) estimator holds the network and its attributes only.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 4))
+    y = np.where(X[:, 0] > 0, "a", "b")
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0,
+                        class_weight="balanced").fit(X, y)
+    sizes = [getattr(v, "shape", (0,))[:1] for v in vars(est).values()]
+    assert (3000,) not in sizes

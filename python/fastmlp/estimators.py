@@ -342,10 +342,11 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         first = not hasattr(self, "_model") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        X, y = self._validate_input(X, y, incremental, reset=first)
+        # labels: y as the user gave it (validated), y: as the network trains on it.
+        X, y, labels = self._validate_input(X, y, incremental, reset=first)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
-        sample_weight = self._with_class_weight(y, sample_weight)
+        sample_weight = self._with_class_weight(labels, sample_weight)
         if y.ndim == 1:
             y = y.reshape(-1, 1)
         rng = check_random_state(self.random_state)
@@ -360,9 +361,8 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
                 f"with {y.shape[1]} outputs")
         # The callbacks see X and y as given (the classifier's labels, not
         # their binarized form), before any validation split.
-        y_user = getattr(self, "_y_labels", y) if is_classifier(self) else y
         subtasks = 1 if incremental else max(int(self.max_iter), 1)
-        hooks = _Hooks(self, subtasks + (self.solver == "lbfgs"), X, y_user, sample_weight)
+        hooks = _Hooks(self, subtasks + (self.solver == "lbfgs"), X, labels, sample_weight)
         old_threads = _core.get_num_threads()
         if self.n_threads is not None:
             _core.set_num_threads(int(self.n_threads))
@@ -377,7 +377,7 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         hooks.finish()
         return self
 
-    def _with_class_weight(self, y, sample_weight):
+    def _with_class_weight(self, labels, sample_weight):
         return sample_weight
 
     def _fm_targets(self, y):
@@ -836,15 +836,14 @@ class MLPClassifier(ClassifierMixin, _Base):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
-        self._y_labels = y
-        return X, self._label_binarizer.transform(y).astype(bool)
+        return X, self._label_binarizer.transform(y).astype(bool), y
 
-    def _with_class_weight(self, y, sample_weight):
+    def _with_class_weight(self, labels, sample_weight):
         if self.class_weight is None:
             return sample_weight
         if self._label_binarizer.y_type_.startswith("multilabel"):
             raise ValueError("class_weight is not supported for multilabel targets")
-        cw = compute_sample_weight(self.class_weight, self._y_labels)
+        cw = compute_sample_weight(self.class_weight, labels)
         return cw if sample_weight is None else cw * sample_weight
 
     def _set_output(self, y):
@@ -1096,7 +1095,7 @@ class MLPRegressor(RegressorMixin, _Base):
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
             raise ValueError("loss='poisson' requires non-negative y")
-        return X, y
+        return X, y, y
 
     def _set_output(self, y):
         if self.loss == "poisson":
