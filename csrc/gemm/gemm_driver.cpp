@@ -206,7 +206,11 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
           else
             pack_a_sliver(dst, ta, a, lda, i0, rows, pc, kc, MR);
         };
-        if (a_packed) {
+        if (a_packed && ta == Trans::T) {
+          // op(A) = A^T: rows of `a` run along i, so the block is packed as
+          // a B panel is, row by row (page by page), into MR-wide slivers.
+          pack_b_panel_rows(apack, a, lda, pc, kc, ic, mc, MR);
+        } else if (a_packed) {
           for (index_t ir = 0; ir < n_ir; ++ir) {
             const index_t i0 = ir * MR;
             pack_a(apack + ir * MR * kc, ic + i0, std::min<index_t>(MR, mc - i0));
@@ -374,38 +378,35 @@ inline std::uint32_t bf16_pair(float lo, float hi) {
   return std::uint32_t(bf16_bits(lo)) | (std::uint32_t(bf16_bits(hi)) << 16);
 }
 
-// R rows of an operand (rows r0..r0+rows, k p0..p0+kc) as bf16 pairs along k,
-// dst[q*R + r] = (X(r, 2q), X(r, 2q+1)) rounded, the last pair of an odd kc
-// padded with +0 and rows beyond `rows` zero. X(r, p) = x[r*ldx + p] when
-// k_contig (op(A) = A, op(B) = B^T), else x[p*ldx + r]. Zero padding keeps
-// the padded lanes finite even against inf or NaN in the other operand's
-// real k (0 * 0), and the padded rows are never written to C.
+// PackBf16Fn (ukr.h) in scalar code: rows r0..r0+rows as slivers of R rows
+// (ss words apart) of bf16 pairs along k, the last pair of an odd kc padded with +0 and the
+// last sliver's rows beyond `rows` zero. Zero padding keeps the padded lanes
+// finite even against inf or NaN in the other operand's real k (0 * 0), and
+// the padded rows are never written to C.
 FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x,
                                    index_t ldx, index_t r0, index_t rows, index_t p0, index_t kc,
-                                   int R) {
+                                   int R, index_t ss) {
   const index_t kfull = kc / 2, kp = (kc + 1) / 2;
+  const index_t padded = (rows + R - 1) / R * R;
+  // Row r of the block, pair q: its sliver, then q, then r within it.
+  auto at = [&](index_t r, index_t q) -> std::uint32_t& {
+    return dst[(r / R) * ss + q * R + r % R];
+  };
   if (k_contig) {
     for (index_t r = 0; r < rows; ++r) {
       const float* src = x + (r0 + r) * ldx + p0;
-      for (index_t q = 0; q < kfull; ++q) dst[q * R + r] = bf16_pair(src[2 * q], src[2 * q + 1]);
-      if (kc % 2) dst[kfull * R + r] = bf16_pair(src[kc - 1], 0.0f);
+      for (index_t q = 0; q < kfull; ++q) at(r, q) = bf16_pair(src[2 * q], src[2 * q + 1]);
+      if (kc % 2) at(r, kfull) = bf16_pair(src[kc - 1], 0.0f);
     }
   } else {
-    for (index_t q = 0; q < kfull; ++q) {
+    for (index_t q = 0; q < kp; ++q) {
       const float* s0 = x + (p0 + 2 * q) * ldx + r0;
       const float* s1 = s0 + ldx;
-      std::uint32_t* d = dst + q * R;
-      for (index_t r = 0; r < rows; ++r) d[r] = bf16_pair(s0[r], s1[r]);
-    }
-    if (kc % 2) {
-      const float* s0 = x + (p0 + kc - 1) * ldx + r0;
-      std::uint32_t* d = dst + kfull * R;
-      for (index_t r = 0; r < rows; ++r) d[r] = bf16_pair(s0[r], 0.0f);
+      for (index_t r = 0; r < rows; ++r) at(r, q) = bf16_pair(s0[r], 2 * q + 1 < kc ? s1[r] : 0.0f);
     }
   }
-  if (rows < R)
-    for (index_t q = 0; q < kp; ++q)
-      for (index_t r = rows; r < R; ++r) dst[q * R + r] = 0;
+  for (index_t r = rows; r < padded; ++r)
+    for (index_t q = 0; q < kp; ++q) at(r, q) = 0;
 }
 
 // gemm_rect for bf16: the same loops and tile orders, every operand packed
@@ -441,19 +442,11 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
       const index_t kc = std::min(KC, k - pc), kp = (kc + 1) / 2;
       const float beta_blk = pc == 0 ? beta : 1.0f;
       const bool last_k = pc + kc == k;
-      for (index_t jr = 0; jr < n_jr; ++jr) {
-        const index_t j0 = jr * NR;
-        pack(bpack + jr * NR * kp, tb == Trans::T, b, ldb, jc + j0,
-             std::min<index_t>(NR, nc - j0), pc, kc, NR);
-      }
+      pack(bpack, tb == Trans::T, b, ldb, jc, nc, pc, kc, NR, NR * kp);
       for (index_t ic = r.i0; ic < i_end; ic += MC) {
         const index_t mc = std::min(MC, i_end - ic);
         const index_t n_ir = (mc + MR - 1) / MR;
-        for (index_t ir = 0; ir < n_ir; ++ir) {
-          const index_t i0 = ir * MR;
-          pack(apack + ir * MR * kp, ta == Trans::N, a, lda, ic + i0,
-               std::min<index_t>(MR, mc - i0), pc, kc, MR);
-        }
+        pack(apack, ta == Trans::N, a, lda, ic, mc, pc, kc, MR, MR * kp);
         auto run_tile = [&](index_t jr, index_t ir) {
           const index_t j0 = jc + jr * NR, nr = std::min<index_t>(NR, j_end - j0);
           const index_t i0 = ic + ir * MR, mr = std::min<index_t>(MR, i_end - i0);

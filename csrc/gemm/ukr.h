@@ -130,13 +130,18 @@ using UkrBf16Fn = void (*)(index_t kp, const std::uint32_t* a, const std::uint32
                            float* c,
                            index_t ldc, index_t m, index_t n, float alpha, float beta);
 
-// Packs R rows of an operand into bf16 pairs: dst[q*R + r] = (X(r, 2q), X(r, 2q+1))
-// rounded as common/bf16.h rounds (bit for bit), X(r, p) = x[r*ldx + p] when
-// k_contig, else x[p*ldx + r]; rows r0..r0+rows of R (the rest zero), k
-// p0..p0+kc (an odd kc's last pair padded with zero). See pack_bf16_pairs in
-// gemm_driver.cpp, the scalar version used when a kernel has none.
+// Packs rows r0..r0+rows of an operand into slivers of R rows of bf16 pairs,
+// sliver s at dst + s*ss (ss >= R*kp, kp = (kc+1)/2): dst[s*ss + q*R + r] =
+// (X(s*R + r, 2q), X(s*R + r, 2q+1)) rounded as common/bf16.h rounds (bit for
+// bit), X(r, p) = x[(r0 + r)*ldx + p0 + p] when k_contig, else
+// x[(p0 + p)*ldx + r0 + r]; the last sliver's rows beyond `rows` are zero, as
+// is an odd kc's last half pair. A whole A block or B panel in one call, so
+// that the source can be read in its own row order; ss > R*kp writes k rows
+// p0.. into a panel packed over a longer k (gemm.h, Bf16Panel). See
+// pack_bf16_pairs in gemm_driver.cpp, the scalar version used when a kernel
+// has none.
 using PackBf16Fn = void (*)(std::uint32_t* dst, bool k_contig, const float* x, index_t ldx,
-                            index_t r0, index_t rows, index_t p0, index_t kc, int R);
+                            index_t r0, index_t rows, index_t p0, index_t kc, int R, index_t ss);
 
 struct Bf16Kernel {
   UkrBf16Fn wide, narrow;          // the main tile and the one-vector tile (same height)

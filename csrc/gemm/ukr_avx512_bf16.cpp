@@ -19,6 +19,7 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/restrict.h"
@@ -85,15 +86,8 @@ void ukr_bf16(index_t kp, const std::uint32_t* FM_RESTRICT a, const std::uint32_
 // Rounding as common/bf16.h, bit for bit (not VCVTNE2PS2BF16, which flushes
 // denormal inputs to zero), here rather than through that header: an inline
 // function of the shared namespace compiled with this unit's flags could be
-// the copy the linker keeps for every caller.
-inline std::uint32_t bits_scalar(float x) {
-  std::uint32_t u;
-  __builtin_memcpy(&u, &x, sizeof u);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (u >> 16) | 0x0040u;
-  return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-}
-
-// 16 floats -> their bf16 bits in the low half of each 32-bit lane.
+// the copy the linker keeps for every caller. 16 floats -> their bf16 bits
+// in the low half of each 32-bit lane.
 inline __m512i bits16(__m512 v) {
   const __m512i u = _mm512_castps_si512(v);
   const __m512i hi = _mm512_srli_epi32(u, 16);
@@ -107,52 +101,101 @@ inline __m512i bits16(__m512 v) {
 
 inline __mmask16 first(index_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
+// w[i] (row i, 16 dwords) -> w[j] = column j: the 16 x 16 dword transpose.
+inline void transpose16(__m512i* w) {
+  __m512i t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(w[i], w[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(w[i], w[i + 1]);
+  }
+  // Per 128-bit lane L, w[4g + j] = column 4L + j of rows 4g..4g+3.
+#pragma GCC unroll 4
+  for (int g = 0; g < 16; g += 4) {
+    w[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+    w[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+    w[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+    w[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    t[j] = _mm512_shuffle_i32x4(w[j], w[4 + j], 0x88);       // lanes 0, 2
+    t[4 + j] = _mm512_shuffle_i32x4(w[j], w[4 + j], 0xdd);   // lanes 1, 3
+    t[8 + j] = _mm512_shuffle_i32x4(w[8 + j], w[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_i32x4(w[8 + j], w[12 + j], 0xdd);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    w[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
+    w[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
+    w[4 + j] = _mm512_shuffle_i32x4(t[4 + j], t[12 + j], 0x88);
+    w[12 + j] = _mm512_shuffle_i32x4(t[4 + j], t[12 + j], 0xdd);
+  }
+}
+
 // PackBf16Fn (ukr.h).
 void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, index_t ldx,
-               index_t r0, index_t rows, index_t p0, index_t kc, int R) {
+               index_t r0, index_t rows, index_t p0, index_t kc, int R, index_t ss) {
   const index_t kfull = kc / 2, kp = (kc + 1) / 2;
+  const index_t slivers = (rows + R - 1) / R;
   if (!k_contig) {
-    // Rows along the vector: two k rows of the source make one row of words.
+    // Rows along the vector: two k rows of the source make one row of words
+    // in every sliver, so the source is read row after row, contiguously
+    // (reading one sliver's strip down all k rows first starts a new page
+    // at every row of a 4 KiB-wide matrix, beyond the prefetchers' reach).
     for (index_t q = 0; q < kp; ++q) {
       const float* s0 = x + (p0 + 2 * q) * ldx + r0;
       const float* s1 = s0 + ldx;
       const bool pad = q == kfull;  // odd kc: the last pair's high half is zero
-      std::uint32_t* d = dst + q * R;
-      for (index_t r = 0; r < R; r += 16) {
-        const __mmask16 m = r < rows ? first(rows - r) : __mmask16(0);
-        const __m512i lo = bits16(_mm512_maskz_loadu_ps(m, s0 + r));
-        const __m512i hi = pad ? _mm512_setzero_si512() : bits16(_mm512_maskz_loadu_ps(m, s1 + r));
-        const __m512i w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-        _mm512_mask_storeu_epi32(d + r, first(R - r), w);  // masked-off lanes of m are zero
+      for (index_t sl = 0; sl < slivers; ++sl) {
+        std::uint32_t* d = dst + sl * ss + q * R;
+        for (index_t r = 0; r < R; r += 16) {
+          const index_t g = sl * R + r;  // row of the block
+          const __mmask16 m = (g < rows ? first(rows - g) : __mmask16(0)) & first(R - r);
+          const __m512i lo = bits16(_mm512_maskz_loadu_ps(m, s0 + g));
+          const __m512i hi =
+              pad ? _mm512_setzero_si512() : bits16(_mm512_maskz_loadu_ps(m, s1 + g));
+          const __m512i w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+          _mm512_mask_storeu_epi32(d + r, first(R - r), w);  // masked-off lanes of m are zero
+        }
       }
     }
     return;
   }
-  // Each row is contiguous along k: 32 floats give 16 words, (x[2q], x[2q+1])
-  // each, which go down a column of dst (stride R).
-  alignas(64) std::uint32_t words[16];
-  for (index_t r = 0; r < rows; ++r) {
-    const float* src = x + (r0 + r) * ldx + p0;
-    std::uint32_t* d = dst + r;
-    index_t q = 0;
-    for (; q + 16 <= kfull; q += 16) {
-      const __m512i a = bits16(_mm512_loadu_ps(src + 2 * q));
-      const __m512i b = bits16(_mm512_loadu_ps(src + 2 * q + 16));
-      // In 64-bit lanes (x[2j+1] bits << 32 | x[2j] bits): fold the high one
-      // down by 16 and keep the low 32 bits of each lane.
-      const __m256i wa = _mm512_cvtepi64_epi32(_mm512_or_si512(a, _mm512_srli_epi64(a, 16)));
-      const __m256i wb = _mm512_cvtepi64_epi32(_mm512_or_si512(b, _mm512_srli_epi64(b, 16)));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(words), wa);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(words + 8), wb);
+  // Each row is contiguous along k. Blocks of 16 rows x 16 pairs: each row's
+  // 32 floats become 16 words in one register (the bf16 halves picked by a
+  // word permute), a 16 x 16 transpose in registers turns the rows into
+  // pair rows, and each pair row is one store of 16 words into dst. The block
+  // written is 16 x R words, so it stays in L1 while its rows are gathered
+  // (storing word by word down a column of dst, R words apart, evicted each
+  // line of a sliver longer than L1 before its neighbour was written: 3-4 ns
+  // a word on Zen 4). Masked loads give the zeros of an odd kc's last pair
+  // and of the rows beyond `rows`.
+  const __m512i pick = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34,
+                                        32, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  for (index_t sl = 0; sl < slivers; ++sl, dst += ss, r0 += R, rows -= R) {
+  for (index_t q0 = 0; q0 < kp; q0 += 16) {
+    const index_t nf = std::min<index_t>(32, kc - 2 * q0);  // floats of this block per row
+    const __mmask16 lo = first(nf), hi = nf > 16 ? first(nf - 16) : __mmask16(0);
+    const int nq = int(std::min<index_t>(16, kp - q0));
+    for (int rb = 0; rb < R; rb += 16) {
+      __m512i w[16];
 #pragma GCC unroll 16
-      for (int j = 0; j < 16; ++j) d[(q + j) * R] = words[j];
+      for (int i = 0; i < 16; ++i) {
+        if (rb + i < rows) {
+          const float* src = x + (r0 + rb + i) * ldx + p0 + 2 * q0;
+          w[i] = _mm512_permutex2var_epi16(bits16(_mm512_maskz_loadu_ps(lo, src)), pick,
+                                           bits16(_mm512_maskz_loadu_ps(hi, src + 16)));
+        } else {
+          w[i] = _mm512_setzero_si512();
+        }
+      }
+      transpose16(w);
+      const __mmask16 keep = first(R - rb);
+      for (int j = 0; j < nq; ++j) _mm512_mask_storeu_epi32(dst + (q0 + j) * R + rb, keep, w[j]);
     }
-    for (; q < kfull; ++q)
-      d[q * R] = bits_scalar(src[2 * q]) | (bits_scalar(src[2 * q + 1]) << 16);
-    if (kc % 2) d[kfull * R] = bits_scalar(src[kc - 1]);
   }
-  for (index_t r = rows; r < R; ++r)
-    for (index_t q = 0; q < kp; ++q) dst[q * R + r] = 0;
+  }
 }
 
 }  // namespace
