@@ -184,6 +184,25 @@ def test_matmul_bf16_every_route(bf16_isa, rng, ta, tb):
         check(c, a, b, ta, tb, f"{bf16_isa} {m}x{n}x{k} ta={ta} tb={tb}")
 
 
+@pytest.mark.parametrize(("ta", "tb"), TRANS)
+def test_panel_b_equals_packing_b_bitwise(bf16_isa, rng, ta, tb):
+    # A mixed_bfloat16 layer's weights are packed once into a panel
+    # (gemm.h Bf16Panel) and read in place by every product: the result must
+    # be the product that packs B itself, bit for bit, whether the panel was
+    # packed whole or in blocks as the optimizer writes it (any word left
+    # unwritten would read as NaN: the panel starts filled with NaN pairs).
+    # Plans the panel cannot serve (swapped, one-vector-wide) fall back.
+    shapes = all_shapes() + [(256, 1024, 784), (37, 2100, 2500)]
+    plans = [fm.ops.gemm_plan(m, n, k, trans_a=ta, trans_b=tb, dtype="bfloat16") for m, n, k in shapes]
+    assert sum(not p["swapped"] and not p["narrow"] for p in plans) > len(shapes) // 3
+    for m, n, k in shapes:
+        a, b = operands(rng, m, n, k, ta, tb)
+        want = _bits(fm.ops.matmul_bf16(a, b, trans_a=ta, trans_b=tb))
+        for in_blocks in (False, True):
+            got = fm._core.matmul_bf16_panel(a, b, trans_a=ta, trans_b=tb, in_blocks=in_blocks)
+            assert np.array_equal(_bits(got), want), (m, n, k, ta, tb, in_blocks)
+
+
 def test_shapes_reach_every_bf16_route(bf16_isa):
     # The shapes as the bf16 plans route them (one thread): the wide and
     # narrow kernels, narrow edge tiles, the swapped route, and more than one

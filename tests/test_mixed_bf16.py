@@ -365,3 +365,89 @@ def test_training_reaches_float32_loss():
     f32, mixed = final["float32"], final["mixed_bfloat16"]
     assert f32 < 0.5
     assert abs(mixed - f32) <= max(0.1 * f32, 0.01), final
+
+
+# ---------------------------------------------------------------------------
+# the bf16 weight panels (network.h): packed once per change of the weights,
+# never used stale
+
+
+def _twins(rng):
+    """A mixed model after two Adam steps, and a batch."""
+    X, y = _batch(rng, "cross_entropy", 96, 40, 10)
+    model = _model([40, 128, 96, 10], {"activation": "relu"}, "cross_entropy")
+    model.train_step(X, y)
+    model.train_step(X, y)
+    return model, X, y
+
+
+def _fresh_copy(model):
+    """The same state in a network that has never packed a panel."""
+    return pickle.loads(pickle.dumps(model))
+
+
+def _same_step(model, X, y):
+    """One train_step of model and of a fresh copy of it: identical losses,
+    outputs and weights, bit for bit."""
+    twin = _fresh_copy(model)
+    assert model.train_step(X, y) == twin.train_step(X, y)
+    assert np.array_equal(model.forward(X), twin.forward(X))
+    for a, b in zip_same(model.layers, twin.layers):
+        assert np.array_equal(a.W, b.W)
+
+
+@pytest.mark.parametrize("bf16_kernel", KERNELS, indirect=True)
+def test_panels_follow_every_write_to_the_weights(rng, bf16_kernel):
+    # Steps in a row reuse the panels the optimizer step leaves behind; a
+    # write through any view of the weights between two calls must reach the
+    # next pass, however the view was made or kept: the result is always the
+    # one a network that never packed a panel computes from the same state.
+    model, X, y = _twins(rng)
+    _same_step(model, X, y)                       # nothing written in between
+
+    W = model.layers[1].W                         # a view dropped after writing
+    W *= 0.5
+    del W
+    _same_step(model, X, y)
+
+    kept = model.layers[2].W                      # a view kept across the steps
+    kept[:, :3] = 0.25
+    _same_step(model, X, y)
+    kept[0, 0] = -1.0
+    _same_step(model, X, y)
+    del kept
+
+    part = model.layers[0].W.T[5:9]               # a derived array outliving its view
+    part[...] = 0.125
+    _same_step(model, X, y)
+    part += 1.0
+    del part
+    _same_step(model, X, y)
+
+    flat = model._net.params_flat()               # the flat buffer
+    flat[:50] = 0.0
+    del flat
+    _same_step(model, X, y)
+
+    model.layers[1].W = np.ones_like(model.layers[1].W)   # assignment
+    _same_step(model, X, y)
+
+
+def test_panels_not_repacked_without_a_write(rng):
+    # The point of the panels: consecutive calls with no view alive keep them;
+    # a live view makes every pass repack (correct, slower), its end stops it.
+    model, X, y = _twins(rng)
+    net = model._net
+    model.train_step(X, y)
+    model.forward(X)
+    assert net.bf16_panels_fresh
+    W = model.layers[0].W
+    assert not net.bf16_panels_fresh
+    model.forward(X)
+    assert net.bf16_panels_fresh                 # repacked for that pass...
+    model.forward(X)                             # ...and again: W is still alive
+    W[0, 0] += 1.0
+    del W
+    assert not net.bf16_panels_fresh
+    model.forward(X)
+    assert net.bf16_panels_fresh

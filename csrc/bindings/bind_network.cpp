@@ -38,6 +38,37 @@ Network<T>& net_of(const py::object& self) {
   return self.cast<Network<T>&>();
 }
 
+// Every pass entered from Python starts here: while a view of the weights is
+// alive it may have been written since the last call, so the bf16 panels
+// packed from them (network.h) are stale.
+template <class T>
+Network<T>& entering(Network<T>& n) {
+  if (n.weight_handles() > 0) n.weights_changed();
+  return n;
+}
+
+// The NumPy base of a view of the weights (and of every array derived from
+// it, which keeps it alive): the network's writer handle while it lives.
+template <class T>
+struct WeightHandle {
+  py::object net;  // keeps the network, and so its buffers, alive
+  Network<T>* n;
+  explicit WeightHandle(py::object self) : net(std::move(self)), n(&net.cast<Network<T>&>()) {
+    n->add_weight_handle();
+  }
+  WeightHandle(const WeightHandle&) = delete;
+  WeightHandle& operator=(const WeightHandle&) = delete;
+  ~WeightHandle() { n->drop_weight_handle(); }
+};
+
+// A writable view of weights (W of one layer, or the flat buffer that holds
+// them all) whose base is a fresh WeightHandle.
+template <class T>
+py::array weight_view(py::object self, T* ptr, std::vector<py::ssize_t> shape) {
+  py::object h = py::cast(new WeightHandle<T>(self), py::return_value_policy::take_ownership);
+  return view<T>(h, ptr, std::move(shape));
+}
+
 inline py::value_error bad_class_id(int64_t id, index_t k) {
   const std::string ks = std::to_string(k);
   return py::value_error("y: class ids must lie in [0, " + ks + ") for a network with " + ks +
@@ -126,7 +157,7 @@ py::array param_view(py::object self, index_t l, const std::string& what, bool g
   Parameters<T>& p = n.parameters();
   const LayerTensors<T> t = grad ? p.grad(l) : p.layer(l);
   const LayerSpec& s = n.layer(l);
-  if (what == "W") return view<T>(self, t.W, {s.out, s.in});
+  if (what == "W") return grad ? view<T>(self, t.W, {s.out, s.in}) : weight_view<T>(self, t.W, {s.out, s.in});
   if (what == "b") return view<T>(self, t.b, {s.out});
   if (what != "gamma" && what != "beta")
     throw py::value_error("what: expected W, b, gamma or beta, got " + what);
@@ -196,6 +227,9 @@ inline EpochResult continued(const EpochResult& c) {
 template <class T>
 void bind_network(py::module_& m, const char* name) {
   using Net = Network<T>;
+  py::class_<WeightHandle<T>>(m, (std::string("_WeightHandle") + (sizeof(T) == 4 ? "32" : "64")).c_str(),
+                              "Base of the NumPy views of a network's weights: while one lives, "
+                              "every pass repacks the bf16 weight panels (network.h).");
   py::class_<Net>(m, name)
       .def(py::init([](const std::vector<LayerSpec>& layers, Loss loss) {
              return std::make_unique<Net>(layers, loss);
@@ -204,6 +238,9 @@ void bind_network(py::module_& m, const char* name) {
       .def_property_readonly("num_layers", &Net::num_layers)
       .def_property_readonly("num_params", [](const Net& n) { return n.parameters().count(); })
       .def_property_readonly("loss_kind", &Net::loss_kind)
+      .def_property_readonly("bf16_panels_fresh", &Net::panels_fresh,
+                             "Whether the bf16 weight panels hold the weights now (network.h); "
+                             "for tests.")
       .def("layer_spec",
            [](const Net& n, index_t l) { return n.layer(check_layer(l, n.num_layers())); },
            "layer"_a)
@@ -224,7 +261,7 @@ void bind_network(py::module_& m, const char* name) {
       .def("params_flat",
            [](py::object self) {
              Net& n = net_of<T>(self);
-             return view<T>(self, n.parameters().values(), {n.parameters().size()});
+             return weight_view<T>(self, n.parameters().values(), {n.parameters().size()});
            })
       .def("optimizer_state",
            [](py::object self) {
@@ -242,6 +279,7 @@ void bind_network(py::module_& m, const char* name) {
            "schemes"_a, "seed"_a)
       .def("forward",
            [](Net& n, carray<T> x, bool training) {
+             entering(n);
              const T* xp = input_of(n, x);
              const index_t rows = x.shape(0), k = n.output_size();
              carray<T> out({rows, k});
@@ -256,6 +294,7 @@ void bind_network(py::module_& m, const char* name) {
            "X"_a.noconvert(), "training"_a = false)
       .def("loss",
            [](Net& n, carray<T> x, py::array y, bool training, py::object sw, py::object cw) {
+             entering(n);
              Batch<T> b;
              load_batch(b, n, x, y, sw, cw);
              py::gil_scoped_release nogil;
@@ -265,6 +304,7 @@ void bind_network(py::module_& m, const char* name) {
            "class_weight"_a = py::none())
       .def("compute_gradients",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
+             entering(n);
              Batch<T> b;
              load_batch(b, n, x, y, sw, cw);
              py::gil_scoped_release nogil;
@@ -273,6 +313,7 @@ void bind_network(py::module_& m, const char* name) {
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       .def("train_step",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
+             entering(n);
              Batch<T> b;
              load_step_batch(b, n, x, y, sw, cw);
              StepResult r;
@@ -288,6 +329,7 @@ void bind_network(py::module_& m, const char* name) {
       // then finish_step(loss, rows) run exactly what train_step runs.
       .def("forward_backward",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
+             entering(n);
              Batch<T> b;
              load_step_batch(b, n, x, y, sw, cw);
              py::gil_scoped_release nogil;
@@ -321,6 +363,7 @@ void bind_network(py::module_& m, const char* name) {
            [](Net& n, carray<T> x, py::array y, std::optional<carray<int64_t>> perm,
               index_t batch_size, index_t start, index_t max_batches, py::object sw, py::object cw,
               bool check_signals, std::optional<EpochResult> carry) {
+             entering(n);
              Batch<T> b;
              load_batch(b, n, x, y, sw, cw);
              const index_t rows = b.rows;

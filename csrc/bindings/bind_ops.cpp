@@ -381,6 +381,35 @@ void bind_ops(py::module_& m) {
       "out"_a.noconvert() = py::none(),
       "C = bf16(op(a)) bf16(op(b)) in float32 (csrc/gemm/gemm.h, gemm_bf16).");
   m.def(
+      "matmul_bf16_panel",
+      [](carray<float> a, carray<float> b, bool ta, bool tb, bool in_blocks) {
+        return bound_matmul<float>(
+            a, b, ta, tb, std::nullopt,
+            [in_blocks](Trans TA, Trans TB, index_t m_, index_t n_, index_t k, const float* ap,
+                        index_t lda, const float* bp, index_t ldb, float* cp, index_t ldc) {
+              std::vector<std::uint32_t> words(std::size_t(bf16_panel_words(k, n_)), 0xFFFFFFFFu);
+              if (!in_blocks) {
+                pack_bf16_panel(words.data(), TB, bp, ldb, k, n_, 0, n_, 0, k);
+              } else {  // as the optimizer writes it: blocks of 2 slivers x 34 k rows
+                const index_t bj = 2 * bf16_panel_nr(), bk = 34;
+                for (index_t j0 = 0; j0 < n_; j0 += bj)
+                  for (index_t p0 = 0; p0 < k; p0 += bk)
+                    pack_bf16_panel(words.data(), TB, bp, ldb, k, n_, j0, std::min(bj, n_ - j0),
+                                    p0, std::min(bk, k - p0));
+              }
+              Bf16Panel panel;
+              panel.data = words.data();
+              panel.k = k;
+              panel.n = n_;
+              panel.nr = bf16_panel_nr();
+              gemm_bf16_panel(TA, TB, m_, n_, k, 1.0f, ap, lda, bp, ldb, panel, 0.0f, cp, ldc);
+            });
+      },
+      "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
+      "in_blocks"_a = false,
+      "matmul_bf16 with op(b) packed first into a Bf16Panel (whole, or in blocks) and read from "
+      "it (csrc/gemm/gemm.h, gemm_bf16_panel); for tests.");
+  m.def(
       "round_bf16",
       [](carray<float> x) {
         carray<float> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));

@@ -179,6 +179,43 @@ void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha,
                index_t lda, const float* b, index_t ldb, float beta, float* c, index_t ldc,
                const Epilogue<float>* ep = nullptr);
 
+// A bf16 B operand packed once for many products: the weights of a
+// mixed_bfloat16 layer, packed when they change, not in every product.
+// op(B) (k x n) as slivers of nr columns, each the (k + 1) / 2 pairs of k
+// in order (sliver s at data + s * stride(), pair q of column s*nr + j at
+// [q * nr + j], an odd k's last pair and the columns past n zero): the
+// layout gemm_bf16 packs each B panel into, over the whole k, so that a
+// product reads it in place at any k block. Built for one bf16 kernel (nr
+// is its wide tile's width) by pack_bf16_panel.
+struct Bf16Panel {
+  const std::uint32_t* data = nullptr;
+  index_t k = 0, n = 0;
+  int nr = 0;
+  index_t stride() const { return index_t(nr) * ((k + 1) / 2); }
+};
+
+// Words a panel of op(B) (k x n) needs with the active bf16 kernel, and its nr.
+index_t bf16_panel_words(index_t k, index_t n);
+int bf16_panel_nr();
+
+// Packs columns [j0, j0 + nj) and k rows [p0, p0 + kc) of op(B) (k x n; ldb
+// the row stride of b) into the panel at dst (for the active kernel); p0 even,
+// j0 a multiple of nr, and j0 + nj == n unless it is too. The whole panel:
+// j0 = p0 = 0, nj = n, kc = k. Parts let the optimizer write the panel of the
+// rows it has just updated. Single-threaded.
+void pack_bf16_panel(std::uint32_t* dst, Trans tb, const float* b, index_t ldb, index_t k,
+                     index_t n, index_t j0, index_t nj, index_t p0, index_t kc);
+
+// gemm_bf16 with B read from its panel instead of packed from b: the same
+// values, bit for bit (the panel holds what the packing would produce). The
+// plans that B's panel does not fit (swapped or one-vector-wide: thin C, as
+// an output layer's forward) and a panel of another kernel fall back to
+// gemm_bf16 on b, which must therefore be op(B)'s float32 source with ldb.
+void gemm_bf16_panel(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha,
+                     const float* a, index_t lda, const float* b, index_t ldb,
+                     const Bf16Panel& panel, float beta, float* c, index_t ldc,
+                     const Epilogue<float>* ep = nullptr);
+
 // y[i] = round_bf16(x[i]) (y may equal x).
 void round_bf16_array(float* y, const float* x, index_t n);
 

@@ -16,6 +16,7 @@
 // the core with the GIL released never share one, and a step after the first
 // allocates nothing.
 #include <algorithm>
+#include <stdexcept>
 #include <cstdint>
 
 #include "common/aligned.h"
@@ -412,10 +413,12 @@ FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig
 // gemm_rect for bf16: the same loops and tile orders, every operand packed
 // (the rounding happens there), k blocks of an even KC so that a pair never
 // straddles two blocks.
+//
+// With a panel, B is read from it in place (no B packing at all).
 void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans ta, Trans tb,
                     const GemmRect& r, index_t k, float alpha, const float* a, index_t lda,
                     const float* b, index_t ldb, float beta, float* c, index_t ldc,
-                    const Epilogue<float>* ep) {
+                    const Epilogue<float>* ep, const Bf16Panel* panel = nullptr) {
   // The epilogue is the float GEMM's (apply_epilogue): its activation loop
   // is the float path's vector code, the same whether or not bf16 is on.
   const GemmKernel<float>& FK = active_gemm_kernel<float>();
@@ -430,7 +433,7 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
   PackBuffers<std::uint32_t>& bufs = pack_buffers<std::uint32_t>();
   const index_t kp_max = (std::min(KC, k) + 1) / 2;
   bufs.a.reserve(std::min(MC, (m + MR - 1) / MR * MR) * kp_max);
-  bufs.b.reserve(std::min(NC, (n + NR - 1) / NR * NR) * kp_max);
+  if (!panel) bufs.b.reserve(std::min(NC, (n + NR - 1) / NR * NR) * kp_max);
   std::uint32_t* const apack = bufs.a.data();
   std::uint32_t* const bpack = bufs.b.data();
   alignas(64) float tile[kMaxTile];
@@ -442,7 +445,15 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
       const index_t kc = std::min(KC, k - pc), kp = (kc + 1) / 2;
       const float beta_blk = pc == 0 ? beta : 1.0f;
       const bool last_k = pc + kc == k;
-      pack(bpack, tb == Trans::T, b, ldb, jc, nc, pc, kc, NR, NR * kp);
+      // B's slivers for this (jc, pc) block: sliver jr at bp + jr * bstride.
+      const std::uint32_t* bp = bpack;
+      index_t bstride = NR * kp;
+      if (panel) {
+        bstride = panel->stride();
+        bp = panel->data + (jc / NR) * bstride + (pc / 2) * NR;
+      } else {
+        pack(bpack, tb == Trans::T, b, ldb, jc, nc, pc, kc, NR, bstride);
+      }
       for (index_t ic = r.i0; ic < i_end; ic += MC) {
         const index_t mc = std::min(MC, i_end - ic);
         const index_t n_ir = (mc + MR - 1) / MR;
@@ -452,12 +463,12 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
           const index_t i0 = ic + ir * MR, mr = std::min<index_t>(MR, i_end - i0);
           const UkrBf16Fn f = nr <= narrow_edge_nr ? thin : wide;
           const std::uint32_t* ap = apack + ir * MR * kp;
-          const std::uint32_t* bp = bpack + jr * NR * kp;
+          const std::uint32_t* bj = bp + jr * bstride;
           if (!transposed_c) {
-            f(kp, ap, bp, NR, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
+            f(kp, ap, bj, NR, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
             return;
           }
-          f(kp, ap, bp, NR, tile, NR, mr, nr, alpha, 0.0f);
+          f(kp, ap, bj, NR, tile, NR, mr, nr, alpha, 0.0f);
           write_tile_transposed(tile, NR, c, ldc, i0, j0, mr, nr, beta_blk);
           if (last_k && ep) apply_epilogue(FK, *ep, c, ldc, j0, nr, i0, mr);
         };
@@ -673,6 +684,43 @@ void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha,
   run_plan(B, P, [&](const GemmRect& r, const RectPlan& R) {
     gemm_rect_bf16(K, R, P.narrow, ps.ta, ps.tb, r, k, alpha, pa, ps.lda, pb, ps.ldb, beta, c,
                    ldc, ep);
+  });
+}
+
+index_t bf16_panel_words(index_t k, index_t n) {
+  const int nr = active_bf16_kernel().nr;
+  return (n + nr - 1) / nr * nr * ((k + 1) / 2);
+}
+
+int bf16_panel_nr() { return active_bf16_kernel().nr; }
+
+void pack_bf16_panel(std::uint32_t* dst, Trans tb, const float* b, index_t ldb, index_t k,
+                     index_t n, index_t j0, index_t nj, index_t p0, index_t kc) {
+  const Bf16Kernel& K = active_bf16_kernel();
+  const PackBf16Fn pack = K.pack ? K.pack : &pack_bf16_pairs;
+  const index_t stride = index_t(K.nr) * ((k + 1) / 2);
+  if (j0 < 0 || p0 < 0 || j0 + nj > n || p0 + kc > k || p0 % 2 || j0 % K.nr)
+    throw std::logic_error("pack_bf16_panel: block outside the panel or off its grid");
+  if (nj <= 0 || kc <= 0) return;
+  pack(dst + (j0 / K.nr) * stride + (p0 / 2) * K.nr, tb == Trans::T, b, ldb, j0, nj, p0, kc, K.nr,
+       stride);
+}
+
+void gemm_bf16_panel(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha,
+                     const float* a, index_t lda, const float* b, index_t ldb,
+                     const Bf16Panel& panel, float beta, float* c, index_t ldc,
+                     const Epilogue<float>* ep) {
+  if (m <= 0 || n <= 0 || k <= 0 || alpha == 0.0f)
+    return gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep);
+  const Bf16Kernel& K = active_bf16_kernel();
+  const GemmBlocking B = blocking_of(K);
+  const GemmShape s{ta, tb, m, n, k, lda, ldb, ldc, int(sizeof(float))};
+  const GemmPlan P = plan_gemm(s, B, num_threads());
+  if (P.swapped || P.narrow || panel.nr != K.nr || panel.k != k || panel.n != n || !panel.data ||
+      B.kc % 2)
+    return gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep);
+  run_plan(B, P, [&](const GemmRect& r, const RectPlan& R) {
+    gemm_rect_bf16(K, R, false, ta, tb, r, k, alpha, a, lda, b, ldb, beta, c, ldc, ep, &panel);
   });
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <type_traits>
 
+#include "common/parallel.h"
 #include "nn/activations.h"
 #include "nn/batchnorm.h"
 #include "nn/dense.h"
@@ -58,12 +59,120 @@ Network<T>::Network(std::vector<LayerSpec> layers, Loss loss)
       loss_(loss),
       params_(layers_),
       ws_(layers_, loss),
-      trainer_(layers_, params_.size()) {}
+      trainer_(layers_, params_.size()) {
+  for (int which = 0; which < 2; ++which) {
+    panel_words_[which].resize(layers_.size());
+    panels_[which].resize(layers_.size());
+  }
+}
 
 template <class T>
 void Network<T>::initialize(const std::vector<Init>& schemes, uint64_t seed) {
   params_.initialize(schemes, seed);
   seed_ = seed;
+  weights_changed();
+}
+
+template <class T>
+index_t Network<T>::prepare_panels() {
+  const int nr = bf16_panel_nr();
+  for (index_t l = 0; l < num_layers(); ++l) {
+    const LayerSpec& s = layers_[l];
+    for (int which = 0; which < 2; ++which) {
+      if (which == 1 && l == 0) continue;  // no dX for the first layer
+      const index_t k = which ? s.out : s.in, n = which ? s.in : s.out;
+      AlignedBuffer<std::uint32_t>& buf = panel_words_[which][std::size_t(l)];
+      buf.reserve(bf16_panel_words(k, n));
+      Bf16Panel& p = panels_[which][std::size_t(l)];
+      p.data = buf.data();
+      p.k = k;
+      p.n = n;
+      p.nr = nr;
+    }
+  }
+  // Row blocks of W: whole slivers of the W^T panel (columns = rows of W),
+  // an even number of rows (pairs of the W panel's k).
+  return index_t(nr) * ((32 + nr - 1) / nr);
+}
+
+template <class T>
+void Network<T>::pack_rows(index_t l, index_t r0, index_t r1) {
+  const LayerSpec& s = layers_[l];
+  const float* W = reinterpret_cast<const float*>(params_.layer(l).W);
+  // Rows r0..r1 of W are columns r0..r1 of W^T (all of its k) and k rows
+  // r0..r1 of W's own panel (all of its columns).
+  pack_bf16_panel(panel_words_[0][std::size_t(l)].data(), Trans::T, W, s.in, s.in, s.out, r0,
+                  r1 - r0, 0, s.in);
+  if (l > 0)
+    pack_bf16_panel(panel_words_[1][std::size_t(l)].data(), Trans::N, W, s.in, s.out, s.in, 0,
+                    s.in, r0, r1 - r0);
+}
+
+template <class T>
+void Network<T>::pack_panels() {
+  const index_t rows = prepare_panels();
+  std::vector<std::pair<index_t, index_t>> tasks;  // (layer, first row)
+  double words = 0.0;
+  for (index_t l = 0; l < num_layers(); ++l) {
+    for (index_t r0 = 0; r0 < layers_[l].out; r0 += rows) tasks.push_back({l, r0});
+    words += double(layers_[l].in) * double(layers_[l].out) * (l > 0 ? 2.0 : 1.0);
+  }
+  const int nt = std::min<int>(threads_for(words), int(tasks.size()));
+  parallel_for(index_t(tasks.size()), nt, [&](index_t i) {
+    const auto [l, r0] = tasks[std::size_t(i)];
+    pack_rows(l, r0, std::min(r0 + rows, layers_[l].out));
+  });
+  panels_fresh_.store(true, std::memory_order_relaxed);
+}
+
+template <class T>
+void Network<T>::update_and_pack(index_t n) {
+  // The optimizer step in blocks of W rows, each block's panel rows packed
+  // right after its update, while they are in L2 (the block of a 1024-wide
+  // layer is 128 KiB), instead of a separate pass over all the weights.
+  // Spans of the flat buffer outside the W blocks (biases, batch norm,
+  // padding) are updated on their own; together the spans cover it once.
+  const index_t rows = prepare_panels();
+  struct Task {
+    index_t l;             // layer of a W block; -1 for a plain span
+    index_t begin, end;    // W rows (block) or flat-buffer elements (span)
+  };
+  std::vector<Task> tasks;
+  index_t done = 0;  // flat-buffer elements covered so far, in order
+  for (index_t l = 0; l < num_layers(); ++l) {
+    const ParamOffsets& o = params_.offsets(l);
+    const LayerSpec& s = layers_[l];
+    if (o.W > done) tasks.push_back({-1, done, o.W});
+    for (index_t r0 = 0; r0 < s.out; r0 += rows) tasks.push_back({l, r0, std::min(r0 + rows, s.out)});
+    done = o.W + s.out * s.in;
+  }
+  if (params_.size() > done) tasks.push_back({-1, done, params_.size()});
+  const int nt = std::min<int>(threads_for(double(params_.size()) * 4.0), int(tasks.size()));
+  parallel_for(index_t(tasks.size()), nt, [&](index_t i) {
+    const Task& t = tasks[std::size_t(i)];
+    if (t.l < 0) {
+      trainer_.update_span(params_, t.begin, t.end);
+      return;
+    }
+    const index_t w0 = params_.offsets(t.l).W, in = layers_[t.l].in;
+    trainer_.update_span(params_, w0 + t.begin * in, w0 + t.end * in);
+    pack_rows(t.l, t.begin, t.end);
+  });
+  trainer_.finish_update(params_, ws_, n);
+  panels_fresh_.store(true, std::memory_order_relaxed);
+}
+
+template <class T>
+const Bf16Panel* Network<T>::weight_panel(index_t l, bool forward) {
+  if constexpr (!std::is_same_v<T, float>) {
+    (void)l;
+    (void)forward;
+    return nullptr;
+  } else {
+    if (prec_ != GemmPrecision::bf16 || (!forward && l == 0)) return nullptr;
+    if (!panels_fresh()) pack_panels();
+    return &panels_[forward ? 0 : 1][std::size_t(l)];
+  }
 }
 
 template <class T>
@@ -74,6 +183,7 @@ void Network<T>::set_gemm_precision(GemmPrecision prec) {
     throw std::invalid_argument(
         "dtype: mixed_bfloat16 keeps float32 master weights; a float64 network cannot use it");
   prec_ = prec;
+  weights_changed();
 }
 
 template <class T>
@@ -88,7 +198,8 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
     LayerBuffers<T>& w = ws_.layer(l);
     const T* in = layer_input(x, l);
     if (s.batch_norm) {
-      dense_forward<T>(w.lin, w.lin, in, p.W, p.b, n, s.in, s.out, Act::identity, prec_);
+      dense_forward<T>(w.lin, w.lin, in, p.W, p.b, n, s.in, s.out, Act::identity, prec_,
+                       weight_panel(l, true));
       if (training) {
         if (n < 2)
           throw std::invalid_argument(
@@ -103,7 +214,8 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
       }
       if (w.y != w.z) activation_forward<T>(w.y, w.z, n, s.out, s.act);
     } else {
-      dense_forward<T>(w.z, w.y, in, p.W, p.b, n, s.in, s.out, s.act, prec_);
+      dense_forward<T>(w.z, w.y, in, p.W, p.b, n, s.in, s.out, s.act, prec_,
+                       weight_panel(l, true));
     }
     if (dropout_on(l, training)) {
       dropout_mask<T>(w.mask, n * s.out, s.dropout, seed_, step, uint32_t(l));
@@ -157,9 +269,10 @@ void Network<T>::backward(const T* x, index_t n) {
       batchnorm_backward<T>(d, w.xhat, p.gamma, ws_.bn_cache(l).invstd, n, s.out, d, g.gamma,
                             g.beta);
       dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.lin, w.lin, n, s.in, s.out, Act::identity,
-                        prec_);
+                        prec_, weight_panel(l, false));
     } else {
-      dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.z, w.y, n, s.in, s.out, act, prec_);
+      dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.z, w.y, n, s.in, s.out, act, prec_,
+                        weight_panel(l, false));
     }
   }
 }
@@ -185,7 +298,15 @@ template <class T>
 StepResult Network<T>::finish_step(double loss, index_t n) {
   pending_rows_ = -1;
   const StepResult r = trainer_.check_and_clip(params_, trainer_.penalize(params_, loss));
-  if (r.ok) trainer_.update(params_, ws_, n);
+  if (!r.ok) return r;
+  if constexpr (std::is_same_v<T, float>) {
+    if (prec_ == GemmPrecision::bf16) {
+      update_and_pack(n);
+      return r;
+    }
+  }
+  trainer_.update(params_, ws_, n);
+  weights_changed();
   return r;
 }
 

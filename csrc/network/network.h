@@ -16,10 +16,13 @@
 // last layer's y is softmax(z) / sigmoid(z) and the loss returns dL/dz.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
+#include "common/aligned.h"
 #include "common/types.h"
+#include "gemm/gemm.h"
 #include "network/layer.h"
 #include "network/parameters.h"
 #include "network/trainer.h"
@@ -58,6 +61,25 @@ class Network {
   // (std::invalid_argument). Default: native.
   void set_gemm_precision(GemmPrecision prec);
   GemmPrecision gemm_precision() const { return prec_; }
+  // With bf16 GEMMs each layer's weights are packed once per change into two
+  // panels (gemm.h Bf16Panel: W^T's for the forward product, W's for dX),
+  // which the products read in place instead of packing W in each of them.
+  // The core knows when it writes the weights itself (initialize, the
+  // optimizer step); a writer outside it holds a handle while it can write
+  // (the binding: one per live NumPy view of the weights) and marks them
+  // changed when it lets go. A pass entered while any handle is held starts
+  // from weights_changed(), as does one after a handle was dropped.
+  void weights_changed() { panels_fresh_.store(false, std::memory_order_relaxed); }
+  bool panels_fresh() const { return panels_fresh_.load(std::memory_order_relaxed); }
+  void add_weight_handle() {
+    weight_handles_.fetch_add(1, std::memory_order_relaxed);
+    weights_changed();
+  }
+  void drop_weight_handle() {
+    weights_changed();
+    weight_handles_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  int weight_handles() const { return weight_handles_.load(std::memory_order_relaxed); }
 
   // The step's phases 1-3 (trainer.h lists them all).
   //
@@ -105,12 +127,30 @@ class Network {
   const T* layer_input(const T* x, index_t l) const {
     return l == 0 ? x : ws_.layer(l - 1).out;
   }
+  // Layer l's panel for the forward (W^T) or the dX (W) product, packed
+  // first if the weights changed since; nullptr without bf16 GEMMs.
+  const Bf16Panel* weight_panel(index_t l, bool forward);
+  // Sizes the panels for the active bf16 kernel; returns the W row block
+  // they are packed in.
+  index_t prepare_panels();
+  // Rows r0..r1 of layer l's W into both of its panels.
+  void pack_rows(index_t l, index_t r0, index_t r1);
+  void pack_panels();
+  // Phase 5 with bf16 GEMMs: the optimizer step and the panels of the
+  // updated weights in one pass (Trainer::update_span).
+  void update_and_pack(index_t n);
 
   std::vector<LayerSpec> layers_;
   Loss loss_;
   uint64_t seed_ = 0;
   GemmPrecision prec_ = GemmPrecision::native;
   index_t pending_rows_ = -1;
+  // Per layer: the panel words of W^T and of W (the latter empty for layer
+  // 0, which has no dX), their views, and whether they hold the weights now.
+  std::vector<AlignedBuffer<std::uint32_t>> panel_words_[2];
+  std::vector<Bf16Panel> panels_[2];
+  std::atomic<bool> panels_fresh_{false};
+  std::atomic<int> weight_handles_{0};
   Parameters<T> params_;
   Workspace<T> ws_;
   Trainer<T> trainer_;

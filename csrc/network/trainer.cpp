@@ -126,8 +126,21 @@ StepResult Trainer<T>::check_and_clip(Parameters<T>& p, double loss) {
 
 template <class T>
 void Trainer<T>::update(Parameters<T>& p, Workspace<T>& ws, index_t n) {
+  update_span(p, 0, p.size());
+  finish_update(p, ws, n);
+}
+
+template <class T>
+void Trainer<T>::update_span(Parameters<T>& p, index_t begin, index_t end) {
   T* states[3] = {state_[0].data(), state_[1].data(), state_[2].data()};
-  optimizer_step<T>(opt_, p.values(), p.grads(), states, p.size(), opt_steps_ + 1);
+  for (T*& s : states)
+    if (s) s += begin;
+  optimizer_step<T>(opt_, p.values() + begin, p.grads() + begin, states, end - begin,
+                    opt_steps_ + 1);
+}
+
+template <class T>
+void Trainer<T>::finish_update(Parameters<T>& p, Workspace<T>& ws, index_t n) {
   ++opt_steps_;
   for (index_t l = 0; l < p.num_layers(); ++l)
     if (p.spec(l).batch_norm) {

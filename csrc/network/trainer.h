@@ -122,6 +122,13 @@ class Trainer {
   // Phase 5. One optimizer step on every parameter, the batch-norm running
   // statistics from this batch's (n rows) statistics, the counters.
   void update(Parameters<T>& p, Workspace<T>& ws, index_t n);
+  // Phase 5 in parts, for a caller that works on each part while it is still
+  // in cache (Network: the bf16 panels of the weight rows just updated):
+  // update_span on disjoint spans that cover [0, p.size()), in any order and
+  // from any threads, then finish_update once. The optimizer is element-wise,
+  // so the result is update()'s, bit for bit.
+  void update_span(Parameters<T>& p, index_t begin, index_t end);
+  void finish_update(Parameters<T>& p, Workspace<T>& ws, index_t n);
 
   // The L1/L2 penalty of the current weights (0 without it).
   double penalty(const Parameters<T>& p) const;

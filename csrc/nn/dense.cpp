@@ -17,13 +17,16 @@ namespace {
 template <class T>
 void dense_gemm(GemmPrecision prec, Trans ta, Trans tb, index_t m, index_t n, index_t k,
                 const T* a, index_t lda, const T* b, index_t ldb, T* c, index_t ldc,
-                const Epilogue<T>* ep = nullptr) {
+                const Epilogue<T>* ep = nullptr, const Bf16Panel* panel = nullptr) {
   if (prec == GemmPrecision::native) {
     gemm<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc, ep);
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc, ep);
+    if (panel)
+      gemm_bf16_panel(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, *panel, 0.0f, c, ldc, ep);
+    else
+      gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc, ep);
   } else {
     throw std::invalid_argument("dtype: bf16 GEMM operands need a float32 network, not float64");
   }
@@ -33,13 +36,13 @@ void dense_gemm(GemmPrecision prec, Trans ta, Trans tb, index_t m, index_t n, in
 
 template <class T>
 void dense_forward(T* z, T* y, const T* x, const T* w, const T* b, index_t n, index_t in,
-                   index_t out, Act act, GemmPrecision prec) {
+                   index_t out, Act act, GemmPrecision prec, const Bf16Panel* wt_panel) {
   Epilogue<T> ep;
   ep.bias = b;
   ep.act = act;
   ep.y = y;
   ep.ldy = out;
-  dense_gemm<T>(prec, Trans::N, Trans::T, n, out, in, x, in, w, in, z, out, &ep);
+  dense_gemm<T>(prec, Trans::N, Trans::T, n, out, in, x, in, w, in, z, out, &ep, wt_panel);
 }
 
 namespace {
@@ -119,19 +122,21 @@ void dense_dz_db(T* dz, T* db, const T* dy, const T* z, const T* y, index_t n, i
 template <class T>
 void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T* w, const T* z,
                     const T* y, index_t n, index_t in, index_t out, Act act,
-                    GemmPrecision prec) {
+                    GemmPrecision prec, const Bf16Panel* w_panel) {
   dense_dz_db(dz, db, dy, z, y, n, out, act);
   // dw (out, in) = dz^T (out, n) . x (n, in)
   dense_gemm<T>(prec, Trans::T, Trans::N, out, in, n, dz, out, x, in, dw, in);
   // dx (n, in) = dz (n, out) . w (out, in)
-  if (dx) dense_gemm<T>(prec, Trans::N, Trans::N, n, in, out, dz, out, w, in, dx, in);
+  if (dx)
+    dense_gemm<T>(prec, Trans::N, Trans::N, n, in, out, dz, out, w, in, dx, in, nullptr, w_panel);
 }
 
 #define FM_INSTANTIATE(T)                                                                    \
   template void dense_forward<T>(T*, T*, const T*, const T*, const T*, index_t, index_t,     \
-                                 index_t, Act, GemmPrecision);                               \
+                                 index_t, Act, GemmPrecision, const Bf16Panel*);             \
   template void dense_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*,    \
-                                  const T*, index_t, index_t, index_t, Act, GemmPrecision);  \
+                                  const T*, index_t, index_t, index_t, Act, GemmPrecision,   \
+                                  const Bf16Panel*);                                         \
   template void dense_dz_db<T>(T*, T*, const T*, const T*, const T*, index_t, index_t, Act);
 FM_INSTANTIATE(float)
 FM_INSTANTIATE(double)

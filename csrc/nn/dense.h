@@ -8,17 +8,22 @@
 // Every output is written, never accumulated.
 // prec == GemmPrecision::bf16 (float only) runs the three GEMMs on operands
 // rounded to bf16 with float32 sums (gemm_bf16), the epilogue and dz/db in
-// float32 as always; double refuses it (std::invalid_argument).
+// float32 as always; double refuses it (std::invalid_argument). With bf16, a
+// panel of w (gemm.h Bf16Panel: w^T's for the forward, w's for dx) replaces
+// the packing of w in that product, with the same result bit for bit.
 #pragma once
 
 #include "common/types.h"
 
 namespace fastmlp {
 
+struct Bf16Panel;
+
 // y may equal z (act == identity, or to keep only y). b may be nullptr (no bias).
 template <class T>
 void dense_forward(T* z, T* y, const T* x, const T* w, const T* b, index_t n, index_t in,
-                   index_t out, Act act, GemmPrecision prec = GemmPrecision::native);
+                   index_t out, Act act, GemmPrecision prec = GemmPrecision::native,
+                   const Bf16Panel* wt_panel = nullptr);
 
 // dy (n, out) -> dz (n, out), dw (out, in), db (out), dx (n, in).
 // dz may equal dy (computed in place); dx may be nullptr (first layer: no
@@ -26,7 +31,8 @@ void dense_forward(T* z, T* y, const T* x, const T* w, const T* b, index_t n, in
 template <class T>
 void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T* w, const T* z,
                     const T* y, index_t n, index_t in, index_t out, Act act,
-                    GemmPrecision prec = GemmPrecision::native);
+                    GemmPrecision prec = GemmPrecision::native,
+                    const Bf16Panel* w_panel = nullptr);
 
 // dz = dy * act'(z) and db = sum over rows of dz, in one sweep. The row sum
 // runs in increasing row order for every column, whatever the thread count.
