@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'bf16_kernel', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_plan', 'get_num_threads', 'have_bf16_instructions', 'have_openmp', 'loss_forward_backward', 'matmul', 'matmul_bf16', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'round_bf16', 'scan', 'set_isa', 'set_num_threads', 'supported_bf16_isas', 'supported_isas']
+__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'bf16_kernel', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_plan', 'get_num_threads', 'have_bf16_instructions', 'have_openmp', 'loss_forward_backward', 'matmul', 'matmul_bf16', 'matmul_bf16_panel', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'round_bf16', 'scan', 'set_isa', 'set_num_threads', 'supported_bf16_isas', 'supported_isas']
 class Activation:
     """
     Activation functions (csrc/nn/activations.h)
@@ -418,6 +418,10 @@ class EpochResult:
     @property
     def rows(self) -> int:
         ...
+class _WeightHandle32:
+    """
+    Base of the NumPy views of a network's weights: while one lives, every pass repacks the bf16 weight panels (network.h).
+    """
 class Network32:
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], loss: Loss) -> None:
         ...
@@ -482,6 +486,11 @@ class Network32:
     def bf16_gemm(self, arg1: bool) -> None:
         ...
     @property
+    def bf16_panels_fresh(self) -> bool:
+        """
+        Whether the bf16 weight panels hold the weights now (network.h); for tests.
+        """
+    @property
     def loss_kind(self) -> Loss:
         ...
     @property
@@ -502,6 +511,10 @@ class Network32:
     @step_count.setter
     def step_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+class _WeightHandle64:
+    """
+    Base of the NumPy views of a network's weights: while one lives, every pass repacks the bf16 weight panels (network.h).
+    """
 class Network64:
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], loss: Loss) -> None:
         ...
@@ -565,6 +578,11 @@ class Network64:
     @bf16_gemm.setter
     def bf16_gemm(self, arg1: bool) -> None:
         ...
+    @property
+    def bf16_panels_fresh(self) -> bool:
+        """
+        Whether the bf16 weight panels hold the weights now (network.h); for tests.
+        """
     @property
     def loss_kind(self) -> Loss:
         ...
@@ -679,6 +697,10 @@ def matmul(a: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy
 def matmul_bf16(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float32] | None = None) -> numpy.typing.NDArray[numpy.float32]:
     """
     C = bf16(op(a)) bf16(op(b)) in float32 (csrc/gemm/gemm.h, gemm_bf16).
+    """
+def matmul_bf16_panel(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, in_blocks: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    matmul_bf16 with op(b) packed first into a Bf16Panel (whole, or in blocks) and read from it (csrc/gemm/gemm.h, gemm_bf16_panel); for tests.
     """
 def optimizer_init_state(config: OptConfig, states: list) -> None:
     """
