@@ -5,6 +5,7 @@
 #include <string>
 #include <type_traits>
 
+#include "common/memory.h"
 #include "common/parallel.h"
 #include "nn/activations.h"
 #include "nn/batchnorm.h"
@@ -31,6 +32,11 @@ void check_layers(const std::vector<LayerSpec>& layers, Loss loss) {
       throw std::invalid_argument("layers: layer " + std::to_string(l) +
                                   " must have positive sizes, got in=" + std::to_string(s.in) +
                                   " out=" + std::to_string(s.out));
+    index_t weights = 0;
+    if (!mul_fits(s.in, s.out, weights))
+      throw std::overflow_error("layers: layer " + std::to_string(l) + " has " +
+                                std::to_string(s.out) + " x " + std::to_string(s.in) +
+                                " weights, more than a 64-bit count holds");
     if (l > 0 && s.in != layers[l - 1].out)
       throw std::invalid_argument("layers: layer " + std::to_string(l) + " takes " +
                                   std::to_string(s.in) + " inputs but layer " +

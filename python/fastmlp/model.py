@@ -356,17 +356,20 @@ class MLP:
         # the model as it was.
         config = optimizer._core_config()
         with self._lock:
+            if self._net is not None:
+                # First, while the model is as it was: the core refuses while
+                # another thread trains it (RuntimeError).
+                with self._net.training("compile"):
+                    self._net.set_optimizer(config)
+                    self._apply_regularization(self._net, reg)
             self._optimizer = optimizer
             self._reg = reg
             self._schedule = lr_schedule
             self._schedule_started = False
-            if self._net is not None:
-                self._net.set_optimizer(config)
-                self._apply_regularization(self._net)
         return self
 
-    def _apply_regularization(self, net):
-        r = self._reg
+    def _apply_regularization(self, net, reg=None):
+        r = self._reg if reg is None else reg
         net.set_regularization(r["l1"], r["l2"], r["clip_value"] or 0.0, r["clip_norm"] or 0.0)
 
     @property
@@ -599,6 +602,14 @@ class MLP:
         (KeyboardInterrupt, parameters intact). A second call continues from
         where the first stopped (epoch count, optimizer state, schedule).
 
+        Other Python threads keep running meanwhile. One model trains in one
+        thread at a time: ``fit``, ``train_step``, ``gradients`` or
+        ``compile`` on this model from another thread raise RuntimeError
+        while it runs. ``predict``, ``forward`` and ``loss`` from another
+        thread wait for the batches in flight, then run on the weights as
+        they are between two steps; call them after ``fit`` returns for the
+        trained model's output.
+
         Parameters
         ----------
         X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
@@ -661,8 +672,13 @@ class MLP:
         if early_stopping is not None:
             callbacks = callbacks + [_early_stopper(early_stopping, data.Xv is not None)]
         self._check_batch_size(batch_size, data.X.shape[0])
-        return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed, callbacks,
-                                verbose)
+        # Each core call claims the network for its own span only; fit claims
+        # it for all its epochs, so that another thread's fit or train_step
+        # is refused (RuntimeError) instead of running between two chunks.
+        # This thread's calls (callbacks included) pass.
+        with self._net.training("fit"):
+            return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed, callbacks,
+                                    verbose)
 
     def _check_batch_size(self, batch_size, n):
         """Batch normalization cannot train on a batch of one row."""
