@@ -145,3 +145,22 @@ def test_memory_stays_flat_over_many_cycles(tmp_path):
     gc.collect()
     grown = _rss() - start
     assert grown < 2 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB over 1500 cycles"
+
+
+@pytest.mark.parametrize("inputs, units", [(10**6, 10**6), (2**40, 2**40), (4, 10**5)])
+def test_model_file_declaring_sizes_it_does_not_hold_is_refused_before_building(
+        tmp_path, inputs, units):
+    import json
+
+    path = fm.MLP([4, 8, 3]).save(tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as z:
+        entries = {k: z[k] for k in z.files}
+    meta = json.loads(str(entries["meta"]))
+    meta["inputs"] = inputs
+    meta["layers"][0]["units"] = units
+    entries["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "hostile.npz", **entries)
+    with pytest.raises(ValueError, match=(
+            r"^path: the parameter buffer does not match the architecture \(it declares "
+            r"\d+ parameters, the file holds 96\)")):
+        fm.load(tmp_path / "hostile.npz")

@@ -933,6 +933,19 @@ class MLP:
 
     @classmethod
     def _from_state_unchecked(cls, meta, arrays, name):
+        # Before the network is built: a file must hold at least the weights
+        # its architecture declares, so the memory that loading it takes is
+        # bounded by the data it holds, not by sizes it merely claims.
+        sizes = [meta["inputs"]] + [layer["units"] for layer in meta["layers"]]
+        if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+            declared = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+            params = arrays.get("params")
+            if params is None or params.size < declared:
+                have = "none" if params is None else f"{params.size}"
+                raise ValueError(
+                    f"{name}: the parameter buffer does not match the architecture "
+                    f"(it declares {declared} parameters, the file holds {have})"
+                )
         specs = [Dense(l["units"], activation=l["activation"], dropout=l["dropout"],
                        batch_norm=l["batch_norm"]) for l in meta["layers"]]
         model = cls([meta["inputs"]] + specs, activation=meta["activation"], loss=meta["loss"],
