@@ -365,28 +365,35 @@ def test_keyboard_interrupt_inside_the_core_releases_the_claim():
 # -- (d) the GIL is released during fit ----------------------------------------
 
 def test_other_thread_runs_while_fit_runs():
-    X, y = _data(n=6000, d=16)
+    X, y = _data(n=4000, d=16)
     m = _model()
     net = m._net
     net.reset_progress()
-    n_batches = 6000 // 16
+    n_batches = 4000 // 16
     done = threading.Event()
     counts = {"during": 0, "total": 0}
 
     def count():
-        # Counts only while the core is inside the epoch (its progress is
-        # past the first batch and short of the last): Python code running
-        # then ran while fit held no GIL.
+        # Counts only while the core is inside an epoch (its progress is past
+        # the first batch and short of the last): Python code running then
+        # ran while fit held no GIL.
         while not done.is_set():
             b = net.progress()[0]
             counts["total"] += 1
             if 0 < b < n_batches:
                 counts["during"] += 1
 
+    class UntilCounted(Callback):
+        # Epochs of a few tens of ms each, until the other thread has been
+        # seen running during one (at most 100: a GIL held would fail).
+        def on_epoch_end(self, epoch, logs):
+            return counts["during"] > 0
+
     t = threading.Thread(target=count)
     t.start()
     try:
-        m.fit(X, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        m.fit(X, y, epochs=100, batch_size=16, shuffle=False, verbose=0,
+                  callbacks=[UntilCounted()])
     finally:
         done.set()
         t.join()
