@@ -271,7 +271,8 @@ void bind_network(py::module_& m, const char* name) {
   py::class_<WeightHandle<T>>(m, (std::string("_WeightHandle") + (sizeof(T) == 4 ? "32" : "64")).c_str(),
                               "Base of the NumPy views of a network's weights: while one lives, "
                               "every pass repacks the bf16 weight panels (network.h).");
-  py::class_<TrainingClaim<T>>(m, (std::string("_TrainingClaim") + (sizeof(T) == 4 ? "32" : "64")).c_str(),
+  const std::string claim_name = std::string("_TrainingClaim") + (sizeof(T) == 4 ? "32" : "64");
+  py::class_<TrainingClaim<T>>(m, claim_name.c_str(),
                                "Network.training(what): a `with` block that holds the "
                                "network's training claim.")
       .def("__enter__", [](py::object self) {
@@ -568,7 +569,8 @@ void bind_network(py::module_& m, const char* name) {
           [](const Net& n) { return n.gemm_precision() == GemmPrecision::bf16; },
           [](Net& n, bool on) {
             Guard::Training claim(n.guard(), "bf16_gemm");
-            pass(n, [&] { n.set_gemm_precision(on ? GemmPrecision::bf16 : GemmPrecision::native); });
+            const GemmPrecision prec = on ? GemmPrecision::bf16 : GemmPrecision::native;
+            pass(n, [&] { n.set_gemm_precision(prec); });
           },
           "The three GEMMs per layer on bf16-rounded operands with float32 sums "
           "(mixed_bfloat16); Network64 refuses it (ValueError).")

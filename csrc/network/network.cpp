@@ -88,7 +88,18 @@ index_t Network<T>::prepare_panels() {
       if (which == 1 && l == 0) continue;  // no dX for the first layer
       const index_t k = which ? s.out : s.in, n = which ? s.in : s.out;
       AlignedBuffer<std::uint32_t>& buf = panel_words_[which][std::size_t(l)];
-      buf.reserve(bf16_panel_words(k, n));
+      const index_t words = bf16_panel_words(k, n);
+      if (buf.size() < words) {
+        // Sized like the layer's weights, which were checked when the
+        // network was built; a failure still names what it was for.
+        try {
+          buf.reserve(words);
+        } catch (const std::bad_alloc&) {
+          throw OutOfMemory("bf16 weight panels of layer " + std::to_string(l) +
+                            ": could not allocate " +
+                            format_bytes(std::uint64_t(words) * sizeof(std::uint32_t)));
+        }
+      }
       Bf16Panel& p = panels_[which][std::size_t(l)];
       p.data = buf.data();
       p.k = k;
