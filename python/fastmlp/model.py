@@ -606,9 +606,9 @@ class MLP:
         thread at a time: ``fit``, ``train_step``, ``gradients`` or
         ``compile`` on this model from another thread raise RuntimeError
         while it runs. ``predict``, ``forward`` and ``loss`` from another
-        thread wait for the batches in flight, then run on the weights as
-        they are between two steps; call them after ``fit`` returns for the
-        trained model's output.
+        thread wait until the core returns to Python (the epoch's end, or
+        a callback's batch), then run on the weights as they are there; call
+        them after ``fit`` returns for the trained model's output.
 
         Parameters
         ----------
