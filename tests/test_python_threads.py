@@ -25,6 +25,8 @@ import fastmlp as fm
 from fastmlp.callbacks import Callback
 
 BUSY = "already training in another thread"
+needs_bf16 = pytest.mark.skipif(not fm.ops.have_bf16_instructions(),
+                                reason="this CPU (or OS) lacks AVX512_BF16")
 
 
 def _data(n=512, d=16, k=4, seed=3, dtype=np.float32):
@@ -86,7 +88,8 @@ FIT_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(FIT_CASES), ids=list(FIT_CASES))
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=needs_bf16) if c == "mixed_bfloat16" else c for c in FIT_CASES])
 def test_two_models_fit_in_two_threads_as_one_after_the_other(case):
     kw = FIT_CASES[case]
     dtype = np.float64 if kw.get("dtype") == "float64" else np.float32
@@ -149,7 +152,7 @@ def test_predict_forward_loss_from_many_threads_equal_serial():
             assert loss == expect[n][2]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("mixed_bfloat16", marks=needs_bf16)])
 def test_core_network_forward_from_many_threads_equals_serial(dtype):
     # The guarantee lives in the core: no Python-level lock is involved here.
     # (Without the pass mutex this size shows mismatches within a few
