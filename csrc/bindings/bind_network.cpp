@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "bindings/arrays.h"
@@ -46,6 +48,45 @@ Network<T>& entering(Network<T>& n) {
   if (n.weight_handles() > 0) n.weights_changed();
   return n;
 }
+
+// Runs f() as one pass of n (network/guard.h): the GIL released first, then
+// the network's pass mutex, so that a holder waiting for the GIL (train_epoch
+// polls for Ctrl-C) never waits on a thread that holds the GIL and waits for
+// the mutex. Other threads' passes on the same network wait for this one.
+template <class T, class F>
+auto pass(const Network<T>& n, F&& f) {
+  if (n.guard().in_pass_here())
+    throw std::runtime_error(
+        "this model is already running a pass in this thread (a signal handler called it "
+        "between two batches?); call it after that pass returns");
+  py::gil_scoped_release nogil;
+  Guard::Pass p(n.guard());
+  return f();
+}
+
+// A Python `with` block that holds a network's training claim (guard.h):
+// MLP.fit holds one across its epochs, so a second thread's fit or
+// train_step is refused at once instead of interleaving its steps.
+template <class T>
+struct TrainingClaim {
+  py::object net;
+  std::string what;
+  bool held = false;
+  TrainingClaim(py::object n, std::string w) : net(std::move(n)), what(std::move(w)) {}
+  TrainingClaim(const TrainingClaim&) = delete;
+  TrainingClaim& operator=(const TrainingClaim&) = delete;
+  void enter() {
+    if (held) throw std::runtime_error("training: this claim is already held");
+    net.cast<Network<T>&>().guard().claim_training(what);
+    held = true;
+  }
+  void exit() {
+    if (!held) return;
+    held = false;
+    net.cast<Network<T>&>().guard().release_training();
+  }
+  ~TrainingClaim() { exit(); }
+};
 
 // The NumPy base of a view of the weights (and of every array derived from
 // it, which keeps it alive): the network's writer handle while it lives.
@@ -230,11 +271,34 @@ void bind_network(py::module_& m, const char* name) {
   py::class_<WeightHandle<T>>(m, (std::string("_WeightHandle") + (sizeof(T) == 4 ? "32" : "64")).c_str(),
                               "Base of the NumPy views of a network's weights: while one lives, "
                               "every pass repacks the bf16 weight panels (network.h).");
+  const std::string claim_name = std::string("_TrainingClaim") + (sizeof(T) == 4 ? "32" : "64");
+  py::class_<TrainingClaim<T>>(m, claim_name.c_str(),
+                               "Network.training(what): a `with` block that holds the "
+                               "network's training claim.")
+      .def("__enter__", [](py::object self) {
+        self.cast<TrainingClaim<T>&>().enter();
+        return self;
+      })
+      .def("__exit__", [](TrainingClaim<T>& c, py::args) {
+        c.exit();
+        return false;
+      });
   py::class_<Net>(m, name)
       .def(py::init([](const std::vector<LayerSpec>& layers, Loss loss) {
              return std::make_unique<Net>(layers, loss);
            }),
            "layers"_a, "loss"_a)
+      .def("training",
+           [](py::object self, std::string what) {
+             return std::make_unique<TrainingClaim<T>>(std::move(self), std::move(what));
+           },
+           "what"_a,
+           "A context manager that claims the network for training in this thread for its "
+           "block: training calls from other threads raise RuntimeError naming `what` until it "
+           "ends; calls from this thread pass.")
+      .def_property_readonly("training_claimed",
+                             [](const Net& n) { return n.guard().training(); },
+                             "Whether some thread is training the network now.")
       .def_property_readonly("num_layers", &Net::num_layers)
       .def_property_readonly("num_params", [](const Net& n) { return n.parameters().count(); })
       .def_property_readonly("loss_kind", &Net::loss_kind)
@@ -273,8 +337,8 @@ void bind_network(py::module_& m, const char* name) {
            })
       .def("initialize",
            [](Net& n, const std::vector<Init>& schemes, uint64_t seed) {
-             py::gil_scoped_release nogil;
-             n.initialize(schemes, seed);
+             Guard::Training claim(n.guard(), "initialize");
+             pass(n, [&] { n.initialize(schemes, seed); });
            },
            "schemes"_a, "seed"_a)
       .def("forward",
@@ -284,11 +348,10 @@ void bind_network(py::module_& m, const char* name) {
              const index_t rows = x.shape(0), k = n.output_size();
              carray<T> out({rows, k});
              T* op = out.mutable_data();
-             {
-               py::gil_scoped_release nogil;
+             pass(n, [&] {
                const T* y = n.forward(xp, rows, training);
                std::copy(y, y + rows * k, op);
-             }
+             });
              return out;
            },
            "X"_a.noconvert(), "training"_a = false)
@@ -297,30 +360,26 @@ void bind_network(py::module_& m, const char* name) {
              entering(n);
              Batch<T> b;
              load_batch(b, n, x, y, sw, cw);
-             py::gil_scoped_release nogil;
-             return n.loss(b.x, b.t, b.rows, training);
+             return pass(n, [&] { return n.loss(b.x, b.t, b.rows, training); });
            },
            "X"_a.noconvert(), "y"_a, "training"_a = false, "sample_weight"_a = py::none(),
            "class_weight"_a = py::none())
       .def("compute_gradients",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
+             Guard::Training claim(n.guard(), "compute_gradients");
              entering(n);
              Batch<T> b;
              load_batch(b, n, x, y, sw, cw);
-             py::gil_scoped_release nogil;
-             return n.compute_gradients(b.x, b.t, b.rows);
+             return pass(n, [&] { return n.compute_gradients(b.x, b.t, b.rows); });
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       .def("train_step",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
+             Guard::Training claim(n.guard(), "train_step");
              entering(n);
              Batch<T> b;
              load_step_batch(b, n, x, y, sw, cw);
-             StepResult r;
-             {
-               py::gil_scoped_release nogil;
-               r = n.train_step(b.x, b.t, b.rows);
-             }
+             const StepResult r = pass(n, [&] { return n.train_step(b.x, b.t, b.rows); });
              return to_python(r);
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
@@ -329,28 +388,30 @@ void bind_network(py::module_& m, const char* name) {
       // then finish_step(loss, rows) run exactly what train_step runs.
       .def("forward_backward",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw) {
+             Guard::Training claim(n.guard(), "forward_backward");
              entering(n);
              Batch<T> b;
              load_step_batch(b, n, x, y, sw, cw);
-             py::gil_scoped_release nogil;
-             return n.forward_backward(b.x, b.t, b.rows);
+             return pass(n, [&] { return n.forward_backward(b.x, b.t, b.rows); });
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a = py::none(), "class_weight"_a = py::none())
       .def("finish_step",
            [](Net& n, double loss, index_t rows) {
-             if (n.pending_rows() < 0)
-               throw py::value_error(
-                   "finish_step: no forward_backward to finish (each step needs its own, and "
-                   "no other pass in between)");
-             if (rows != n.pending_rows())
-               throw py::value_error("rows: expected the " + std::to_string(n.pending_rows()) +
-                                     " rows of the last forward_backward, got " +
-                                     std::to_string(rows));
-             StepResult r;
-             {
-               py::gil_scoped_release nogil;
-               r = n.finish_step(loss, rows);
-             }
+             Guard::Training claim(n.guard(), "finish_step");
+             // Checked inside the pass: another thread's pass in between
+             // clears the pending step.
+             const StepResult r = pass(n, [&] {
+               if (n.pending_rows() < 0)
+                 throw std::invalid_argument(
+                     "finish_step: no forward_backward to finish (each step needs its own, and "
+                     "no other pass in between)");
+               if (rows != n.pending_rows())
+                 throw std::invalid_argument("rows: expected the " +
+                                             std::to_string(n.pending_rows()) +
+                                             " rows of the last forward_backward, got " +
+                                             std::to_string(rows));
+               return n.finish_step(loss, rows);
+             });
              return to_python(r);
            },
            "loss"_a, "rows"_a)
@@ -363,6 +424,7 @@ void bind_network(py::module_& m, const char* name) {
            [](Net& n, carray<T> x, py::array y, std::optional<carray<int64_t>> perm,
               index_t batch_size, index_t start, index_t max_batches, py::object sw, py::object cw,
               bool check_signals, std::optional<EpochResult> carry) {
+             Guard::Training claim(n.guard(), "train_epoch");
              entering(n);
              Batch<T> b;
              load_batch(b, n, x, y, sw, cw);
@@ -403,10 +465,9 @@ void bind_network(py::module_& m, const char* name) {
              EpochResult r = carry ? continued(*carry) : EpochResult{};
              if (r.grad_norm_sum.size() > std::size_t(n.num_layers()))
                throw py::value_error("carry: grad_norm_sum has more entries than layers");
-             {
-               py::gil_scoped_release nogil;
+             pass(n, [&] {
                train_epoch(n, b.x, b.t, rows, pp, batch_size, start, max_batches, poll, r);
-             }
+             });
              if (pending) throw *pending;
              return r;
            },
@@ -415,10 +476,12 @@ void bind_network(py::module_& m, const char* name) {
            "check_signals"_a = true, "carry"_a = py::none())
       .def("grad_norms",
            [](const Net& n) {
-             std::vector<double> v;
-             for (index_t l = 0; l < n.num_layers(); ++l)
-               v.push_back(std::sqrt(n.trainer().grad_sumsq(l)));
-             return v;
+             return pass(n, [&] {
+               std::vector<double> v;
+               for (index_t l = 0; l < n.num_layers(); ++l)
+                 v.push_back(std::sqrt(n.trainer().grad_sumsq(l)));
+               return v;
+             });
            })
       .def("progress",
            [](const Net& n) {
@@ -431,53 +494,92 @@ void bind_network(py::module_& m, const char* name) {
                                    p.loss_sum.load(std::memory_order_relaxed));
            })
       .def("reset_progress", [](Net& n) { n.trainer().progress().publish(EpochResult{}); })
-      .def("reset_unit_activity", [](Net& n) { n.trainer().reset_unit_activity(); })
+      .def("reset_unit_activity",
+           [](Net& n) {
+             Guard::Training claim(n.guard(), "reset_unit_activity");
+             pass(n, [&] { n.trainer().reset_unit_activity(); });
+           })
       .def("dead_fraction",
            [](const Net& n, index_t l) {
-             return n.trainer().dead_fraction(check_layer(l, n.num_layers()));
+             check_layer(l, n.num_layers());
+             return pass(n, [&] { return n.trainer().dead_fraction(l); });
            },
            "layer"_a)
       .def("layer_state",
            [](Net& n, index_t l) {
              // Copies of layer l's z, y and d after the last forward/backward.
              check_layer(l, n.num_layers());
-             const index_t rows = n.workspace().last_rows, k = n.layer(l).out;
-             const LayerBuffers<T>& w = n.workspace().layer(l);
-             auto copy = [&](const T* p) {
+             const index_t k = n.layer(l).out;
+             // Copied under the pass mutex (another thread's pass would
+             // overwrite the workspace), then handed to NumPy.
+             std::vector<T> z, y, d;
+             const index_t rows = pass(n, [&] {
+               const LayerBuffers<T>& w = n.workspace().layer(l);
+               const index_t r = n.workspace().last_rows;
+               auto take = [&](std::vector<T>& v, const T* p) {
+                 v.assign(std::size_t(r * k), T(0));
+                 if (p) std::copy(p, p + r * k, v.data());
+               };
+               take(z, w.z);
+               take(y, w.y);
+               take(d, w.d);
+               return r;
+             });
+             auto array = [&](const std::vector<T>& v) {
                carray<T> a({rows, k});
-               if (p) std::copy(p, p + rows * k, a.mutable_data());
+               std::copy(v.begin(), v.end(), a.mutable_data());
                return a;
              };
-             py::dict d;
-             d["z"] = copy(w.z);
-             d["y"] = copy(w.y);
-             d["d"] = copy(w.d);
-             return d;
+             py::dict out;
+             out["z"] = array(z);
+             out["y"] = array(y);
+             out["d"] = array(d);
+             return out;
            },
            "layer"_a)
-      .def("set_optimizer", [](Net& n, const OptConfig& c) { n.trainer().set_optimizer(c); },
+      .def("set_optimizer",
+           [](Net& n, const OptConfig& c) {
+             Guard::Training claim(n.guard(), "set_optimizer");
+             pass(n, [&] { n.trainer().set_optimizer(c); });
+           },
            "config"_a)
       .def("optimizer_config", [](const Net& n) { return n.trainer().optimizer(); })
-      .def("set_lr", [](Net& n, double lr) { n.trainer().set_lr(lr); }, "lr"_a)
+      .def("set_lr",
+           [](Net& n, double lr) {
+             Guard::Training claim(n.guard(), "set_lr");
+             pass(n, [&] { n.trainer().set_lr(lr); });
+           },
+           "lr"_a)
       .def_property(
           "optimizer_steps", [](const Net& n) { return n.trainer().optimizer_steps(); },
-          [](Net& n, int64_t s) { n.trainer().set_optimizer_steps(s); })
+          [](Net& n, int64_t s) {
+            Guard::Training claim(n.guard(), "optimizer_steps");
+            pass(n, [&] { n.trainer().set_optimizer_steps(s); });
+          })
       .def("set_regularization",
            [](Net& n, double l1, double l2, double clip_value, double clip_norm) {
-             n.trainer().set_regularization(Regularization{l1, l2, clip_value, clip_norm});
+             Guard::Training claim(n.guard(), "set_regularization");
+             pass(n, [&] {
+               n.trainer().set_regularization(Regularization{l1, l2, clip_value, clip_norm});
+             });
            },
            "l1"_a = 0.0, "l2"_a = 0.0, "clip_value"_a = 0.0, "clip_norm"_a = 0.0)
       .def_property(
           "bf16_gemm",
           [](const Net& n) { return n.gemm_precision() == GemmPrecision::bf16; },
           [](Net& n, bool on) {
-            n.set_gemm_precision(on ? GemmPrecision::bf16 : GemmPrecision::native);
+            Guard::Training claim(n.guard(), "bf16_gemm");
+            const GemmPrecision prec = on ? GemmPrecision::bf16 : GemmPrecision::native;
+            pass(n, [&] { n.set_gemm_precision(prec); });
           },
           "The three GEMMs per layer on bf16-rounded operands with float32 sums "
           "(mixed_bfloat16); Network64 refuses it (ValueError).")
       .def_property(
           "step_count", [](const Net& n) { return n.trainer().step_count(); },
-          [](Net& n, int64_t s) { n.trainer().set_step_count(s); });
+          [](Net& n, int64_t s) {
+            Guard::Training claim(n.guard(), "step_count");
+            pass(n, [&] { n.trainer().set_step_count(s); });
+          });
 }
 
 }  // namespace

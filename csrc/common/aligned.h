@@ -2,11 +2,13 @@
 // vector. Parameters, gradients, workspaces and pack buffers all use them.
 #pragma once
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <utility>
 
+#include "common/memory.h"
 #include "common/types.h"
 
 namespace fastmlp {
@@ -27,17 +29,18 @@ class AlignedBuffer {
   }
   ~AlignedBuffer() { std::free(p_); }
 
-  // Discards the contents. Throws std::bad_alloc (MemoryError in Python).
+  // Discards the contents. Throws OutOfMemory (MemoryError in Python) when
+  // the allocation fails and std::overflow_error when n elements do not fit
+  // a byte count; either way the buffer is left empty, never half-sized.
   void resize(index_t n) {
     if (n == n_) return;
     std::free(p_);
     p_ = nullptr;
     n_ = 0;
     if (n <= 0) return;
-    std::size_t bytes = static_cast<std::size_t>(n) * sizeof(T);
-    bytes = (bytes + kAlign - 1) / kAlign * kAlign;
-    void* q = std::aligned_alloc(kAlign, bytes);
-    if (!q) throw std::bad_alloc();
+    const std::uint64_t bytes = count_bytes(n, sizeof(T), "buffer");
+    void* q = std::aligned_alloc(kAlign, std::size_t(bytes));
+    if (!q) throw OutOfMemory("could not allocate " + format_bytes(bytes));
     p_ = static_cast<T*>(q);
     n_ = n;
   }

@@ -5,6 +5,7 @@
 #include <string>
 #include <type_traits>
 
+#include "common/memory.h"
 #include "common/parallel.h"
 #include "nn/activations.h"
 #include "nn/batchnorm.h"
@@ -31,6 +32,11 @@ void check_layers(const std::vector<LayerSpec>& layers, Loss loss) {
       throw std::invalid_argument("layers: layer " + std::to_string(l) +
                                   " must have positive sizes, got in=" + std::to_string(s.in) +
                                   " out=" + std::to_string(s.out));
+    index_t weights = 0;
+    if (!mul_fits(s.in, s.out, weights))
+      throw std::overflow_error("layers: layer " + std::to_string(l) + " has " +
+                                std::to_string(s.out) + " x " + std::to_string(s.in) +
+                                " weights, more than a 64-bit count holds");
     if (l > 0 && s.in != layers[l - 1].out)
       throw std::invalid_argument("layers: layer " + std::to_string(l) + " takes " +
                                   std::to_string(s.in) + " inputs but layer " +
@@ -82,7 +88,18 @@ index_t Network<T>::prepare_panels() {
       if (which == 1 && l == 0) continue;  // no dX for the first layer
       const index_t k = which ? s.out : s.in, n = which ? s.in : s.out;
       AlignedBuffer<std::uint32_t>& buf = panel_words_[which][std::size_t(l)];
-      buf.reserve(bf16_panel_words(k, n));
+      const index_t words = bf16_panel_words(k, n);
+      if (buf.size() < words) {
+        // Sized like the layer's weights, which were checked when the
+        // network was built; a failure still names what it was for.
+        try {
+          buf.reserve(words);
+        } catch (const std::bad_alloc&) {
+          throw OutOfMemory("bf16 weight panels of layer " + std::to_string(l) +
+                            ": could not allocate " +
+                            format_bytes(std::uint64_t(words) * sizeof(std::uint32_t)));
+        }
+      }
       Bf16Panel& p = panels_[which][std::size_t(l)];
       p.data = buf.data();
       p.k = k;

@@ -23,6 +23,7 @@
 #include "common/aligned.h"
 #include "common/types.h"
 #include "gemm/gemm.h"
+#include "network/guard.h"
 #include "network/layer.h"
 #include "network/parameters.h"
 #include "network/trainer.h"
@@ -47,6 +48,9 @@ class Network {
   Workspace<T>& workspace() { return ws_; }
   Trainer<T>& trainer() { return trainer_; }
   const Trainer<T>& trainer() const { return trainer_; }
+  // Who may use the network now (guard.h): the callers take it, the passes
+  // below assume it is held.
+  Guard& guard() const { return guard_; }
 
   // Initializes the parameters (Parameters::initialize); the seed also keys
   // the dropout masks.
@@ -154,6 +158,7 @@ class Network {
   Parameters<T> params_;
   Workspace<T> ws_;
   Trainer<T> trainer_;
+  mutable Guard guard_;
 };
 
 }  // namespace fastmlp

@@ -5,23 +5,30 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/memory.h"
 #include "nn/rng.h"
 
 namespace fastmlp {
 
 template <class T>
 Parameters<T>::Parameters(const std::vector<LayerSpec>& layers) : layers_(layers) {
+  // Every count is checked (the layer sizes come from the caller or a file),
+  // and the whole request against the memory limit before anything is
+  // allocated, so an impossible network fails here and names its size.
+  constexpr const char* what = "parameters";
+  constexpr index_t line = index_t(kAlign / sizeof(T));
   index_t off = 0, stats = 0;
-  auto take = [&off](index_t n) {
+  auto take = [&off, what](index_t n) {
     const index_t at = off;
-    off += aligned_count<T>(n);
+    off = count_add(off, count_add(n, line - 1, what) / line * line, what);
     return at;
   };
   for (const LayerSpec& s : layers_) {
     ParamOffsets o;
-    o.W = take(s.out * s.in);
+    const index_t w = count_mul(s.out, s.in, what);
+    o.W = take(w);
     o.b = take(s.out);
-    count_ += s.out * s.in + s.out;
+    count_ = count_add(count_, count_add(w, s.out, what), what);
     if (s.batch_norm) {
       o.gamma = take(s.out);
       o.beta = take(s.out);
@@ -34,6 +41,13 @@ Parameters<T>::Parameters(const std::vector<LayerSpec>& layers) : layers_(layers
     o.end = off;
     offsets_.push_back(o);
   }
+  const std::uint64_t one = count_bytes(off, sizeof(T), what);
+  // one < 2^63 (count_bytes), so 2 * one fits; the sum saturates.
+  const std::uint64_t st = count_bytes(stats, sizeof(T), what);
+  const std::uint64_t total = one * 2 > ~std::uint64_t(0) - st ? ~std::uint64_t(0) : one * 2 + st;
+  require_memory(total, "parameters (" + std::to_string(count_) + " " +
+                            (sizeof(T) == 4 ? "float32" : "float64") +
+                            " values and as many gradients)");
   values_.resize(off);
   grads_.resize(off);
   values_.zero();

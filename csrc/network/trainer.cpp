@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/memory.h"
 #include "common/parallel.h"
 #include "network/network.h"
 #include "nn/batchnorm.h"
@@ -29,13 +30,29 @@ Trainer<T>::Trainer(const std::vector<LayerSpec>& layers, index_t buffer_size)
 template <class T>
 void Trainer<T>::set_optimizer(const OptConfig& cfg) {
   validate(cfg);
-  opt_ = cfg;
-  n_state_ = fastmlp::optimizer_state_count(cfg);
+  const int n_state = fastmlp::optimizer_state_count(cfg);
   // Buffers only grow: views that Python took of an earlier optimizer's
-  // state stay valid memory for the network's lifetime.
+  // state stay valid memory for the network's lifetime. They are all grown
+  // before the configuration changes, so a failed allocation leaves the
+  // previous optimizer in place, its state intact.
+  int missing = 0;
+  for (int i = 0; i < n_state; ++i) missing += state_[i].size() < buffer_size_;
+  if (missing > 0) {
+    const std::uint64_t one = count_bytes(buffer_size_, sizeof(T), "optimizer state");
+    require_memory(one * std::uint64_t(missing),
+                   "optimizer state (" + std::to_string(missing) + " buffer" +
+                       (missing > 1 ? "s" : "") + " of " + std::to_string(buffer_size_) + " " +
+                       (sizeof(T) == 4 ? "float32" : "float64") + " values)");
+    for (int i = 0; i < n_state; ++i) {
+      if (state_[i].size() >= buffer_size_) continue;
+      AlignedBuffer<T> grown(buffer_size_);  // throws before state_[i] changes
+      state_[i] = std::move(grown);
+    }
+  }
+  opt_ = cfg;
+  n_state_ = n_state;
   T* ptrs[3] = {nullptr, nullptr, nullptr};
   for (int i = 0; i < n_state_; ++i) {
-    state_[i].reserve(buffer_size_);
     state_[i].zero();
     ptrs[i] = state_[i].data();
   }

@@ -1,6 +1,9 @@
 #include "network/workspace.h"
 
 #include <algorithm>
+#include <string>
+
+#include "common/memory.h"
 
 namespace fastmlp {
 
@@ -24,9 +27,27 @@ BnCache<T> Workspace<T>::bn_cache(index_t l) {
 }
 
 template <class T>
+void Workspace<T>::release() {
+  arena_.resize(0);
+  batch_x_.resize(0);
+  batch_target_.resize(0);
+  batch_weight_.resize(0);
+  batch_labels_.resize(0);
+  row_loss_.resize(0);
+  lse_.resize(0);
+  for (LayerBuffers<T>& b : layers_) b = LayerBuffers<T>{};
+  capacity_ = 0;
+  last_rows = 0;
+}
+
+template <class T>
 void Workspace<T>::reserve(index_t rows) {
   if (rows <= capacity_) return;
   const index_t L = index_t(specs_.size());
+  // The batch's rows come from the caller: every count is checked and the
+  // whole request compared with the memory limit before the old buffers go.
+  constexpr const char* what = "workspace";
+  constexpr index_t line = index_t(kAlign / sizeof(T));
   // First the offsets of every buffer in one arena, then the pointers.
   struct Slots {
     index_t z = -1, y = -1, d = -1, lin = -1, xhat = -1, mask = -1, dropped = -1;
@@ -35,10 +56,10 @@ void Workspace<T>::reserve(index_t rows) {
   index_t total = 0;
   for (index_t l = 0; l < L; ++l) {
     const LayerSpec& s = specs_[l];
-    const index_t size = aligned_count<T>(rows * s.out);
-    auto take = [&total, size]() {
+    const index_t size = count_add(count_mul(rows, s.out, what), line - 1, what) / line * line;
+    auto take = [&total, size, what]() {
       const index_t at = total;
-      total += size;
+      total = count_add(total, size, what);
       return at;
     };
     // y needs its own buffer unless it is z itself: the identity, except on
@@ -57,19 +78,35 @@ void Workspace<T>::reserve(index_t rows) {
       o.dropped = take();
     }
   }
-  arena_.resize(total);
+  const index_t in = specs_.front().in, k = specs_.back().out;
+  const index_t nx = count_mul(rows, in, what), nt = count_mul(rows, k, what);
+  index_t elems = count_add(count_add(total, nx, what), count_add(nt, rows, what), what);
+  elems = count_add(elems, rows, what);  // lse
+  std::uint64_t bytes = count_bytes(elems, sizeof(T), what);
+  const std::uint64_t small = count_bytes(rows, sizeof(int32_t) + sizeof(double), what);
+  bytes = bytes > ~std::uint64_t(0) - small ? ~std::uint64_t(0) : bytes + small;
+  require_memory(bytes, "workspace for a batch of " + std::to_string(rows) + " rows");
+  // From here a failed allocation leaves an empty workspace (capacity 0),
+  // never pointers into freed buffers: the next pass reserves again.
+  release();
+  try {
+    arena_.resize(total);
+    batch_x_.resize(nx);
+    batch_target_.resize(nt);
+    batch_weight_.resize(rows);
+    batch_labels_.resize(rows);
+    row_loss_.resize(rows);
+    lse_.resize(rows);
+  } catch (const std::bad_alloc&) {
+    release();
+    throw OutOfMemory("workspace for a batch of " + std::to_string(rows) +
+                      " rows: could not allocate " + format_bytes(bytes));
+  }
   auto at = [this](index_t o) { return o < 0 ? nullptr : arena_.data() + o; };
   for (index_t l = 0; l < L; ++l) {
     const Slots& o = slots[l];
     layers_[l] = {at(o.z), at(o.y), at(o.d), at(o.lin), at(o.xhat), at(o.mask), at(o.dropped)};
   }
-  const index_t in = specs_.front().in, k = specs_.back().out;
-  batch_x_.resize(rows * in);
-  batch_target_.resize(rows * k);
-  batch_weight_.resize(rows);
-  batch_labels_.resize(rows);
-  row_loss_.resize(rows);
-  lse_.resize(rows);
   capacity_ = rows;
 }
 

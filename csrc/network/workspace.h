@@ -42,7 +42,12 @@ class Workspace {
   Workspace(const std::vector<LayerSpec>& layers, Loss loss);
 
   // Grows every buffer to at least `rows` rows (contents are not kept).
+  // Checks the sizes first: std::overflow_error when they do not fit a
+  // count, OutOfMemory (naming the batch and the bytes) beyond the memory
+  // limit or when an allocation fails, which leaves the workspace empty.
   void reserve(index_t rows);
+  // Frees every buffer (capacity 0).
+  void release();
   index_t capacity() const { return capacity_; }
 
   LayerBuffers<T>& layer(index_t l) { return layers_[l]; }

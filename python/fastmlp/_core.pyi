@@ -422,6 +422,14 @@ class _WeightHandle32:
     """
     Base of the NumPy views of a network's weights: while one lives, every pass repacks the bf16 weight panels (network.h).
     """
+class _TrainingClaim32:
+    """
+    Network.training(what): a `with` block that holds the network's training claim.
+    """
+    def __enter__(self) -> typing.Any:
+        ...
+    def __exit__(self, *args) -> bool:
+        ...
 class Network32:
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], loss: Loss) -> None:
         ...
@@ -477,6 +485,10 @@ class Network32:
         ...
     def train_step(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> typing.Any:
         ...
+    def training(self, what: str) -> _TrainingClaim32:
+        """
+        A context manager that claims the network for training in this thread for its block: training calls from other threads raise RuntimeError naming `what` until it ends; calls from this thread pass.
+        """
     @property
     def bf16_gemm(self) -> bool:
         """
@@ -511,10 +523,23 @@ class Network32:
     @step_count.setter
     def step_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    @property
+    def training_claimed(self) -> bool:
+        """
+        Whether some thread is training the network now.
+        """
 class _WeightHandle64:
     """
     Base of the NumPy views of a network's weights: while one lives, every pass repacks the bf16 weight panels (network.h).
     """
+class _TrainingClaim64:
+    """
+    Network.training(what): a `with` block that holds the network's training claim.
+    """
+    def __enter__(self) -> typing.Any:
+        ...
+    def __exit__(self, *args) -> bool:
+        ...
 class Network64:
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], loss: Loss) -> None:
         ...
@@ -570,6 +595,10 @@ class Network64:
         ...
     def train_step(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: typing.Any = None, class_weight: typing.Any = None) -> typing.Any:
         ...
+    def training(self, what: str) -> _TrainingClaim64:
+        """
+        A context manager that claims the network for training in this thread for its block: training calls from other threads raise RuntimeError naming `what` until it ends; calls from this thread pass.
+        """
     @property
     def bf16_gemm(self) -> bool:
         """
@@ -604,6 +633,11 @@ class Network64:
     @step_count.setter
     def step_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    @property
+    def training_claimed(self) -> bool:
+        """
+        Whether some thread is training the network now.
+        """
 def _threads_probe() -> int:
     """
     Testing aid: the largest thread team that ran a parallel region of the core since the last _threads_probe_reset() (0 if every region ran on the calling thread).

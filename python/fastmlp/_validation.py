@@ -204,11 +204,17 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
     return out
 
 
+_INDEX_MAX = 2**63 - 1
+
+
 def check_positive_int(value, name, minimum=1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    if value > _INDEX_MAX:
+        # The core counts in signed 64-bit integers.
+        raise OverflowError(f"{name}: {value} does not fit a 64-bit count (at most {_INDEX_MAX})")
     return int(value)
 
 

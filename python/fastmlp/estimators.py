@@ -367,11 +367,14 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         if self.n_threads is not None:
             _core.set_num_threads(int(self.n_threads))
         try:
-            if self.solver == "lbfgs":
-                self._fit_lbfgs(X, y, sample_weight, hooks)
-            else:
-                self._fit_stochastic(X, y, sample_weight, incremental, rng, X_val, y_val, first,
-                                     hooks)
+            # The whole solver loop claims the network (MLP.fit does the same):
+            # another thread's training of it is refused, not interleaved.
+            with self._model._net.training("fit"):
+                if self.solver == "lbfgs":
+                    self._fit_lbfgs(X, y, sample_weight, hooks)
+                else:
+                    self._fit_stochastic(X, y, sample_weight, incremental, rng, X_val, y_val,
+                                         first, hooks)
         finally:
             _core.set_num_threads(old_threads)
         hooks.finish()

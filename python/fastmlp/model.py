@@ -356,17 +356,20 @@ class MLP:
         # the model as it was.
         config = optimizer._core_config()
         with self._lock:
+            if self._net is not None:
+                # First, while the model is as it was: the core refuses while
+                # another thread trains it (RuntimeError).
+                with self._net.training("compile"):
+                    self._net.set_optimizer(config)
+                    self._apply_regularization(self._net, reg)
             self._optimizer = optimizer
             self._reg = reg
             self._schedule = lr_schedule
             self._schedule_started = False
-            if self._net is not None:
-                self._net.set_optimizer(config)
-                self._apply_regularization(self._net)
         return self
 
-    def _apply_regularization(self, net):
-        r = self._reg
+    def _apply_regularization(self, net, reg=None):
+        r = self._reg if reg is None else reg
         net.set_regularization(r["l1"], r["l2"], r["clip_value"] or 0.0, r["clip_norm"] or 0.0)
 
     @property
@@ -599,6 +602,14 @@ class MLP:
         (KeyboardInterrupt, parameters intact). A second call continues from
         where the first stopped (epoch count, optimizer state, schedule).
 
+        Other Python threads keep running meanwhile. One model trains in one
+        thread at a time: ``fit``, ``train_step``, ``gradients`` or
+        ``compile`` on this model from another thread raise RuntimeError
+        while it runs. ``predict``, ``forward`` and ``loss`` from another
+        thread wait until the core returns to Python (the epoch's end, or
+        a callback's batch), then run on the weights as they are there; call
+        them after ``fit`` returns for the trained model's output.
+
         Parameters
         ----------
         X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
@@ -661,8 +672,13 @@ class MLP:
         if early_stopping is not None:
             callbacks = callbacks + [_early_stopper(early_stopping, data.Xv is not None)]
         self._check_batch_size(batch_size, data.X.shape[0])
-        return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed, callbacks,
-                                verbose)
+        # Each core call claims the network for its own span only; fit claims
+        # it for all its epochs, so that another thread's fit or train_step
+        # is refused (RuntimeError) instead of running between two chunks.
+        # This thread's calls (callbacks included) pass.
+        with self._net.training("fit"):
+            return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed, callbacks,
+                                    verbose)
 
     def _check_batch_size(self, batch_size, n):
         """Batch normalization cannot train on a batch of one row."""
@@ -917,6 +933,19 @@ class MLP:
 
     @classmethod
     def _from_state_unchecked(cls, meta, arrays, name):
+        # Before the network is built: a file must hold at least the weights
+        # its architecture declares, so the memory that loading it takes is
+        # bounded by the data it holds, not by sizes it merely claims.
+        sizes = [meta["inputs"]] + [layer["units"] for layer in meta["layers"]]
+        if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+            declared = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+            params = arrays.get("params")
+            if params is None or params.size < declared:
+                have = "none" if params is None else f"{params.size}"
+                raise ValueError(
+                    f"{name}: the parameter buffer does not match the architecture "
+                    f"(it declares {declared} parameters, the file holds {have})"
+                )
         specs = [Dense(l["units"], activation=l["activation"], dropout=l["dropout"],
                        batch_norm=l["batch_norm"]) for l in meta["layers"]]
         model = cls([meta["inputs"]] + specs, activation=meta["activation"], loss=meta["loss"],
