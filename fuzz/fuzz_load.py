@@ -1,0 +1,131 @@
+"""Coverage-guided fuzz target (atheris, libFuzzer) for the two places where
+untrusted bytes and arrays enter fastmlp:
+
+- the model-file reader: fastmlp.io's archive and .npy parsing and
+  MLP._from_state's checks, through MLP.__setstate__ (what pickle.loads and,
+  after opening the file, fm.load run);
+- the array-checking boundary: arrays of any dtype, shape, layout and
+  values handed to fastmlp.ops, to the model's calls and straight to the
+  bindings (fastmlp._core), which must check them themselves.
+
+The contract fuzzed: a corrupt file raises ValueError naming its argument
+("state: ..."); a file that loads describes a model that saves back to the
+same description and arrays; a bad array raises ValueError or TypeError.
+Anything else (another exception, a crash, a sanitizer report when run
+against a sanitized build) is a finding. Run through fuzz/run.sh.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+# Instrument the Python that parses untrusted input, so libFuzzer sees its
+# branches: fastmlp itself and the archive reader.
+with atheris.instrument_imports(include=["fastmlp", "zipfile"]):
+    import zipfile  # noqa: F401
+
+    import numpy as np
+
+    import fastmlp as fm
+    from fastmlp import _core
+
+DTYPES = [np.float32, np.float64, np.int32, np.int64, np.float16, np.complex64, np.bool_,
+          np.uint8]
+ALLOWED = (ValueError, TypeError)
+
+
+def _model_bytes(data: bytes):
+    m = fm.MLP.__new__(fm.MLP)
+    try:
+        m.__setstate__({"npz": data})
+    except ValueError as e:
+        if not str(e).startswith("state: "):
+            raise AssertionError(f"ValueError not naming 'state': {e}") from e
+        return
+    # It loaded: it must describe itself the same way again.
+    meta, arrays = m._state()
+    again = fm.MLP._from_state(meta, arrays)
+    meta2, arrays2 = again._state()
+    assert meta2 == meta, (meta, meta2)
+    for k, a in arrays.items():
+        assert arrays2[k].tobytes() == a.tobytes(), k
+
+
+def _array(fdp):
+    dtype = DTYPES[fdp.ConsumeIntInRange(0, len(DTYPES) - 1)]
+    ndim = fdp.ConsumeIntInRange(0, 3)
+    shape = tuple(fdp.ConsumeIntInRange(0, 9) for _ in range(ndim))
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = fdp.ConsumeBytes(n * np.dtype(dtype).itemsize)
+    raw = raw + bytes(n * np.dtype(dtype).itemsize - len(raw))
+    a = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    layout = fdp.ConsumeIntInRange(0, 3)
+    if layout == 1:
+        a = np.asfortranarray(a)
+    elif layout == 2 and ndim:
+        # A strided view of the same values.
+        big = np.zeros(tuple(2 * s for s in shape), dtype=dtype)
+        big[tuple(slice(None, None, 2) for _ in shape)] = a
+        a = big[tuple(slice(None, None, 2) for _ in shape)]
+    elif layout == 3 and ndim:
+        a = a[::-1]
+    return a
+
+
+_MODELS = {}
+
+
+def _model(loss):
+    if loss not in _MODELS:
+        _MODELS[loss] = fm.MLP([3, 4, 2], loss=loss, seed=1).compile("adam")
+    return _MODELS[loss]
+
+
+def _arrays(fdp):
+    a, b = _array(fdp), _array(fdp)
+    which = fdp.ConsumeIntInRange(0, 7)
+    flag1, flag2 = fdp.ConsumeBool(), fdp.ConsumeBool()
+    if which == 0:
+        fm.ops.matmul(a, b, trans_a=flag1, trans_b=flag2)
+    elif which == 1:
+        # Straight to the binding: only its own checks stand in the way.
+        _core.matmul(a, b, flag1, flag2, None, flag2)
+    elif which == 2:
+        fm.ops.dense_forward(a, b, _array(fdp), "tanh")
+    elif which == 3:
+        fm.ops.activation_forward(a, "gelu")
+    elif which == 4:
+        fm.ops.loss_forward_backward("cross_entropy" if flag1 else "mse", a, a, b)
+    elif which == 5:
+        _model("mse").forward(a)
+    elif which == 6:
+        _model("cross_entropy").loss(a, b)
+    else:
+        m = _model("mse")
+        m.train_step(a, b)
+        # A step that was accepted leaves finite parameters or has raised.
+        assert all(np.isfinite(layer.W).all() for layer in m.layers)
+
+
+def TestOneInput(data: bytes):
+    if not data:
+        return
+    if data[0] % 2 == 0:
+        _model_bytes(data[1:])
+        return
+    fdp = atheris.FuzzedDataProvider(data[1:])
+    try:
+        _arrays(fdp)
+    except ALLOWED:
+        pass
+
+
+def main():
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
