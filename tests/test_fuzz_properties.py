@@ -29,6 +29,7 @@ tolerance of 0) say nothing about the core and are discarded with assume().
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -128,3 +129,16 @@ def test_core_equals_reference_on_random_networks(case):
         assert_close(g["b"], w["b"], dtype, k_grad, C, f"layer {i} db")
     # The converted copy is the model's own business: X is left as it was.
     assert np.array_equal(Xin, X)
+
+
+@pytest.mark.parametrize("where", ["X", "y", "sample_weight"])
+def test_float64_beyond_float32_is_a_value_error_not_a_warning(where):
+    # Found by fuzz/fuzz_load.py: 1e300 cast to float32 warned "overflow
+    # encountered in cast" (an error under -W error) and was then called NaN
+    # or infinity, which the caller never gave.
+    model = fm.MLP([2, 3, 1], loss="mse", seed=0)
+    X, y, w = np.ones((4, 2)), np.ones(4), np.ones(4)
+    {"X": X, "y": y, "sample_weight": w}[where][1] = 1e300
+    with pytest.raises(ValueError, match=f"^{where}: " + ("weights must be finite" if where ==
+                                                          "sample_weight" else "values beyond")):
+        model.loss(X, y, sample_weight=w)
