@@ -3,8 +3,10 @@ untrusted bytes and arrays enter fastmlp:
 
 - the model-file reader: fastmlp.io's archive and .npy parsing and
   MLP._from_state's checks, through MLP.__setstate__ (what pickle.loads and,
-  after opening the file, fm.load run);
-- the array-checking boundary: arrays of any dtype, shape, layout and
+  after opening the file, fm.load run), fed either whole files (input mode
+  0) or JSON descriptions packed with a seed model's intact arrays (mode 2),
+  which get past the archive's CRC to the description's checks;
+- the array-checking boundary (mode 1): arrays of any dtype, shape, layout and
   values handed to fastmlp.ops, to the model's calls and straight to the
   bindings (fastmlp._core), which must check them themselves.
 
@@ -17,6 +19,7 @@ against a sanitized build) is a finding. Run through fuzz/run.sh.
 
 from __future__ import annotations
 
+import io
 import sys
 
 import atheris
@@ -24,7 +27,7 @@ import atheris
 # Instrument the Python that parses untrusted input, so libFuzzer sees its
 # branches: fastmlp itself and the archive reader.
 with atheris.instrument_imports(include=["fastmlp", "zipfile"]):
-    import zipfile  # noqa: F401
+    import zipfile
 
     import numpy as np
 
@@ -113,24 +116,54 @@ def _arrays(fdp):
         assert all(np.isfinite(layer.W).all() for layer in m.layers)
 
 
-def TestOneInput(data: bytes):
-    if not data:
-        return
-    if data[0] % 2 == 0:
-        _model_bytes(data[1:])
-        return
-    fdp = atheris.FuzzedDataProvider(data[1:])
+_ARRAYS = []
+
+
+def _seed_arrays(i):
+    """The arrays of seed model i, for a fuzzed description to be checked against."""
+    if not _ARRAYS:
+        _ARRAYS.extend(m._state()[1] for m in _seed_models())
+    return _ARRAYS[i]
+
+
+def _description(data: bytes):
+    """The bytes as the JSON description of a file whose archive and arrays
+    are intact: a flipped byte of a real file stops at the CRC, this reaches
+    MLP._from_state."""
     try:
-        _arrays(fdp)
-    except ALLOWED:
-        pass
+        text = data[1:].decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        f = io.BytesIO()
+        np.lib.format.write_array(f, np.array(text))
+        zf.writestr("meta.npy", f.getvalue())
+        for key, a in _seed_arrays(data[0] % 3).items():
+            f = io.BytesIO()
+            np.lib.format.write_array(f, a)
+            zf.writestr(key + ".npy", f.getvalue())
+    _model_bytes(buf.getvalue())
 
 
-def _write_seeds(folder):
-    """Valid model files (first byte even: the reader) and a few array
-    inputs (odd) for the fuzzer to start from."""
-    import os
+def TestOneInput(data: bytes):
+    if len(data) < 2:
+        return
+    mode = data[0] % 3
+    if mode == 0:
+        _model_bytes(data[1:])
+    elif mode == 2:
+        _description(data[1:])
+    else:
+        fdp = atheris.FuzzedDataProvider(data[1:])
+        try:
+            _arrays(fdp)
+        except ALLOWED:
+            pass
 
+
+def _seed_models():
+    """Three small trained models with optimizer and schedule state."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20, 3))
     models = [
@@ -143,10 +176,25 @@ def _write_seeds(folder):
     ]
     targets = [rng.integers(0, 2, 20), rng.standard_normal((20, 2)),
                (rng.random((20, 2)) < 0.5).astype(float)]
-    for i, (m, y) in enumerate(zip(models, targets)):
+    for m, y in zip(models, targets):
         m.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    return models
+
+
+def _write_seeds(folder):
+    """Starting inputs: valid model files (mode 0: the reader), their
+    descriptions (mode 2, the byte after the mode choosing the arrays) and a
+    few array inputs (mode 1)."""
+    import json
+    import os
+
+    rng = np.random.default_rng(0)
+    for i, m in enumerate(_seed_models()):
         with open(os.path.join(folder, f"model{i}"), "wb") as f:
             f.write(b"\x00" + m.__getstate__()["npz"])
+        meta = {"format": "fastmlp-model", "version": 1, **m._state()[0]}
+        with open(os.path.join(folder, f"description{i}"), "wb") as f:
+            f.write(b"\x02" + bytes([i]) + json.dumps(meta).encode())
     for i in range(8):
         with open(os.path.join(folder, f"arrays{i}"), "wb") as f:
             f.write(bytes([1]) + rng.bytes(64) + bytes([i]) + rng.bytes(64))
