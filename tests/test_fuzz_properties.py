@@ -142,3 +142,13 @@ def test_float64_beyond_float32_is_a_value_error_not_a_warning(where):
     with pytest.raises(ValueError, match=f"^{where}: " + ("weights must be finite" if where ==
                                                           "sample_weight" else "values beyond")):
         model.loss(X, y, sample_weight=w)
+
+
+def test_loss_kernel_refuses_class_ids_int32_cannot_hold_and_complex_targets():
+    # Found by fuzz/fuzz_load.py: fm.ops.loss_forward_backward cast int64 ids
+    # to int32 unchecked (2**32 became class 0) and complex targets to real.
+    z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"^target: class ids must lie in \[0, 3\)"):
+        fm.ops.loss_forward_backward("cross_entropy", z, z, np.array([2**32, 0]))
+    with pytest.raises(TypeError, match="^target: expected a numeric array"):
+        fm.ops.loss_forward_backward("mse", z, z, z + 1j)

@@ -110,9 +110,10 @@ def _check_X_shape(shape, n_features, name):
 
 def _convert(arr, dtype):
     """arr as a C-contiguous array of dtype. A finite float64 beyond float32's
-    range becomes inf here; that is reported by the caller's finiteness check
-    (see _not_finite), not as a RuntimeWarning on the way."""
-    with np.errstate(over="ignore"):
+    range becomes inf here, and a signalling NaN a quiet one; the caller's
+    finiteness check reports both (see _not_finite), not a RuntimeWarning on
+    the way."""
+    with np.errstate(over="ignore", invalid="ignore"):
         return np.ascontiguousarray(arr, dtype=dtype)
 
 

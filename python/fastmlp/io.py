@@ -148,7 +148,7 @@ def _read(source, name):
         # closed set (BadZipFile, EOFError, struct.error, zlib.error,
         # NotImplementedError, OverflowError, UnicodeDecodeError, ...).
         # Whatever they raise, the file is what is wrong.
-        reason = e if isinstance(e, _Corrupt) else f"{type(e).__name__}: {e}"
+        reason = e if isinstance(e, _Corrupt) else repr(e)
         raise ValueError(f"{name}: not a readable fastmlp model file ({reason})") from None
     m = data.pop("meta", None)
     if m is None:
