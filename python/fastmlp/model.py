@@ -964,7 +964,7 @@ class MLP:
         for key, dst in stats.items():
             src = arrays[key]
             if src.shape != dst.shape or src.dtype != dst.dtype or not np.isfinite(src).all():
-                raise ValueError(f"{name}: {key} is missing, misshapen or not finite")
+                raise ValueError(f"{name}: {key} has the wrong shape or dtype, or is not finite")
             if key.startswith("running_var") and (src < 0).any():
                 raise ValueError(f"{name}: {key} has negative variances")
         for j, st in enumerate(states):
@@ -1154,8 +1154,8 @@ def _dict_of(fields):
 
 
 # The JSON types of the description _state() writes. The constructors check
-# values, but they take what Python allows (bool(batch_norm) of any object,
-# 1 for True, 6.0 for 6), so a file whose types were edited would load as
+# values but take some types loosely (Dense keeps bool(batch_norm), so -1 or
+# "no" is a batch-norm layer): a file whose types were edited would load as
 # something it does not say.
 _LAYER_FIELDS = {"units": _is_int, "activation": _or_none(_is_str), "dropout": _is_num,
                  "batch_norm": lambda v: isinstance(v, bool)}
