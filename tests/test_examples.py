@@ -18,11 +18,15 @@ from conftest import shared_data_dir
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
+# A guard against a hung example, not a time limit. An example under the
+# sanitizers runs several times slower (one took over 300 s on a loaded
+# 2-core machine), so .ci/sanitize scales it.
+TIMEOUT = 300 * float(os.environ.get("FASTMLP_TEST_TIMEOUT_SCALE", "1"))
 
 
 def run(name, *args, cwd):
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, check=False)
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -162,7 +166,7 @@ def test_without_matplotlib_the_lesson_goes_on(tmp_path, name):
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), "--epochs", "3", "--png",
                            str(tmp_path / "x.png")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "matplotlib is not installed: no figure" in proc.stdout
     assert "finding:" in proc.stdout

@@ -108,13 +108,33 @@ def _check_X_shape(shape, n_features, name):
         )
 
 
+def _convert(arr, dtype):
+    """arr as a C-contiguous array of dtype. A finite float64 beyond float32's
+    range becomes inf here, and a signalling NaN a quiet one; the caller's
+    finiteness check reports both (see _not_finite), not a RuntimeWarning on
+    the way."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _not_finite(arr, out, name):
+    """The message for a converted array `out` of `arr` that is not finite:
+    an overflow of the conversion itself is named, since the caller gave no
+    infinity."""
+    if out.dtype != arr.dtype and arr.dtype.kind == "f" and np.isfinite(arr).all():
+        return (f"{name}: values beyond the range of {out.dtype} (largest "
+                f"{num_str(float(np.finfo(out.dtype).max))}), got "
+                f"{num_str(float(np.abs(arr).max()))}")
+    return f"{name}: contains NaN or infinity"
+
+
 def check_X(X, dtype, n_features=None, name="X"):
     """2-D, non-empty, finite, C-contiguous array of `dtype` (n_samples, n_features)."""
     arr = _as_numeric(X, name)
     _check_X_shape(arr.shape, n_features, name)
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = _convert(arr, dtype)
     if not _scan(out)[0]:
-        raise ValueError(f"{name}: contains NaN or infinity")
+        raise ValueError(_not_finite(arr, out, name))
     return out
 
 
@@ -132,10 +152,12 @@ def check_sparse_X(X, dtype, n_features=None, name="X"):
     if np.dtype(X.dtype).kind not in "biuf":
         raise TypeError(f"{name}: expected a numeric sparse matrix, got dtype {X.dtype}")
     out = X.tocsr()
+    data = out.data
     if out.dtype != dtype:
-        out = out.astype(dtype)
+        with np.errstate(over="ignore"):
+            out = out.astype(dtype)
     if out.data.size and not np.isfinite(out.data).all():
-        raise ValueError(f"{name}: contains NaN or infinity")
+        raise ValueError(_not_finite(data, out.data, name))
     return out
 
 
@@ -180,7 +202,7 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
                 f"{name}: expected class ids of shape ({n_samples},) or class probabilities of "
                 f"shape ({n_samples}, {n_outputs}), got shape {arr.shape}"
             )
-        out = np.ascontiguousarray(arr, dtype=dtype)
+        out = _convert(arr, dtype)
         finite, lo, _ = _scan(out)
         if not finite or lo < 0:
             raise ValueError(f"{name}: class probabilities must be finite and non-negative")
@@ -193,10 +215,10 @@ def check_y(y, loss, n_samples, n_outputs, dtype, name="y"):
             f"{name}: expected shape ({n_samples},) or ({n_samples}, {n_outputs}) for a network "
             f"with {n_outputs} outputs, got shape {np.shape(y)}"
         )
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = _convert(arr, dtype)
     finite, lo, hi = _scan(out)
     if not finite:
-        raise ValueError(f"{name}: contains NaN or infinity")
+        raise ValueError(_not_finite(arr, out, name))
     if loss == "binary_cross_entropy" and (lo < 0 or hi > 1):
         raise ValueError(f"{name}: binary_cross_entropy targets must lie in [0, 1]")
     if loss == "poisson" and lo < 0:
@@ -255,7 +277,7 @@ def check_loss_weights(w, name, length, dtype, per="row"):
     if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
         want = "a 1-D array" if length is None else f"shape ({length},)"
         raise ValueError(f"{name}: expected {want}, one weight per {per}, got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _convert(arr, dtype)
     bad = ~(np.isfinite(arr) & (arr >= 0))
     if bad.any():
         i = int(np.argmax(bad))

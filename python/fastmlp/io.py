@@ -15,6 +15,7 @@ from __future__ import annotations
 import io as _io
 import json
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -77,17 +78,88 @@ def to_bytes(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+# What a file may declare before any of it is believed: the entry count and
+# the JSON description's size bound what a corrupt file can make us parse.
+_MAX_ENTRIES = 4096
+_MAX_META_CHARS = 1 << 22
+
+
+class _Corrupt(Exception):
+    """A reason the container is malformed (turned into ValueError by _read)."""
+
+
+def _read_entry(zf, info):
+    """One .npy entry of the archive, its declared size checked against the
+    entry's before anything is allocated, read to the end so that the
+    archive's CRC-32 is verified."""
+    if info.flag_bits & 0x1:
+        raise _Corrupt(f"entry {info.filename!r} is encrypted")
+    with zf.open(info) as f:
+        major, minor = np.lib.format.read_magic(f)
+        if (major, minor) == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif (major, minor) in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise _Corrupt(f"entry {info.filename!r}: unknown .npy version {major}.{minor}")
+        if dtype.hasobject or dtype.itemsize == 0:
+            raise _Corrupt(f"entry {info.filename!r}: unsupported dtype {dtype}")
+        if any(d < 0 for d in shape):
+            raise _Corrupt(f"entry {info.filename!r}: negative size in shape {shape}")
+        count = 1
+        for d in shape:
+            count *= d
+        nbytes = count * dtype.itemsize
+        # A header may claim any shape; only the entry's own length is real.
+        if f.tell() + nbytes != info.file_size:
+            raise _Corrupt(f"entry {info.filename!r}: shape {shape} of {dtype} needs {nbytes} "
+                           f"bytes, the entry holds {info.file_size - f.tell()}")
+        buf = f.read(nbytes)
+        if len(buf) != nbytes or f.read(1):
+            raise _Corrupt(f"entry {info.filename!r} is truncated")
+    a = np.frombuffer(buf, dtype=dtype, count=count)
+    return a.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _entries(source):
+    with zipfile.ZipFile(source) as zf:
+        infos = zf.infolist()
+        if len(infos) > _MAX_ENTRIES:
+            raise _Corrupt(f"{len(infos)} entries")
+        data = {}
+        for info in infos:
+            key, ext = os.path.splitext(info.filename)
+            if ext != ".npy" or not key:
+                raise _Corrupt(f"unexpected entry {info.filename!r}")
+            if key in data:
+                raise _Corrupt(f"entry {info.filename!r} appears twice")
+            data[key] = _read_entry(zf, info)
+    return data
+
+
 def _read(source, name):
     try:
-        with np.load(source, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"{name}: not a readable fastmlp model file ({e})") from None
-    if "meta" not in data:
+        data = _entries(source)
+    except MemoryError:
+        raise
+    except Exception as e:
+        # The container is parsed by zipfile, zlib and numpy.lib.format,
+        # whose exceptions for malformed input are not documented as a
+        # closed set (BadZipFile, EOFError, struct.error, zlib.error,
+        # NotImplementedError, OverflowError, UnicodeDecodeError, ...).
+        # Whatever they raise, the file is what is wrong.
+        reason = e if isinstance(e, _Corrupt) else repr(e)
+        raise ValueError(f"{name}: not a readable fastmlp model file ({reason})") from None
+    m = data.pop("meta", None)
+    if m is None:
         raise ValueError(f"{name}: not a fastmlp model file (no 'meta' entry)")
+    if m.shape != () or m.dtype.kind != "U" or m.dtype.itemsize > 4 * _MAX_META_CHARS:
+        raise ValueError(f"{name}: corrupt model description (a {m.dtype} array of shape "
+                         f"{m.shape}, expected one string)")
     try:
-        meta = json.loads(str(data.pop("meta")))
-    except json.JSONDecodeError as e:
+        meta = json.loads(str(m[()]))
+    except (ValueError, RecursionError) as e:
+        # ValueError covers json.JSONDecodeError and integers too long to parse.
         raise ValueError(f"{name}: corrupt model description ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{name}: not a fastmlp model file")

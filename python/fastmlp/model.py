@@ -928,24 +928,31 @@ class MLP:
             return cls._from_state_unchecked(meta, arrays, name)
         except KeyError as e:
             raise ValueError(f"{name}: incomplete model file (missing {e})") from None
-        except (TypeError, AttributeError, IndexError) as e:
+        except (TypeError, AttributeError, IndexError, ValueError, OverflowError) as e:
+            if isinstance(e, ValueError) and str(e).startswith(f"{name}: "):
+                raise
+            # A field of the description that the constructors refuse: their
+            # message names the argument, ours names the file.
             raise ValueError(f"{name}: corrupt model description ({e})") from None
 
     @classmethod
     def _from_state_unchecked(cls, meta, arrays, name):
+        bad = _bad_fields(meta, _META_FIELDS)
+        if bad is not None:
+            raise ValueError(f"{name}: corrupt model description ({bad!r} is missing or "
+                             f"of the wrong type: {meta.get(bad)!r})")
+        params = arrays.get("params")
+        if params is None or params.ndim != 1:
+            raise ValueError(f"{name}: the parameter buffer is missing or not 1-D")
         # Before the network is built: a file must hold at least the weights
         # its architecture declares, so the memory that loading it takes is
         # bounded by the data it holds, not by sizes it merely claims.
-        sizes = [meta["inputs"]] + [layer["units"] for layer in meta["layers"]]
-        if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
-            declared = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-            params = arrays.get("params")
-            if params is None or params.size < declared:
-                have = "none" if params is None else f"{params.size}"
-                raise ValueError(
-                    f"{name}: the parameter buffer does not match the architecture "
-                    f"(it declares {declared} parameters, the file holds {have})"
-                )
+        declared = _least_parameter_count(meta)
+        if declared > params.size:
+            raise ValueError(
+                f"{name}: the parameter buffer does not match the architecture "
+                f"(it declares {declared} parameters, the file holds {params.size})"
+            )
         specs = [Dense(l["units"], activation=l["activation"], dropout=l["dropout"],
                        batch_norm=l["batch_norm"]) for l in meta["layers"]]
         model = cls([meta["inputs"]] + specs, activation=meta["activation"], loss=meta["loss"],
@@ -960,28 +967,41 @@ class MLP:
                       clip_value=reg["clip_value"], lr_schedule=sched)
         net = model._net
         flat = net.params_flat()
-        params = arrays.get("params")
-        if params is None or params.shape != flat.shape or params.dtype != flat.dtype:
+        if params.shape != flat.shape or params.dtype != flat.dtype:
             raise ValueError(f"{name}: the parameter buffer does not match the architecture")
         if not np.isfinite(params).all():
             raise ValueError(f"{name}: the parameters contain NaN or infinity")
-        for key, dst in model._running_stats().items():
-            src = arrays.get(key)
-            if src is None or src.shape != dst.shape or not np.isfinite(src).all():
-                raise ValueError(f"{name}: {key} is missing, misshapen or not finite")
+        stats = model._running_stats()
+        states = net.optimizer_state()
+        # Exactly what _state() writes: an extra array (optimizer state of
+        # another optimizer, statistics of a layer without batch norm) means
+        # the description and the arrays disagree.
+        expected = {"params", *stats, *(f"optimizer_state_{j}" for j in range(len(states)))}
+        if set(arrays) != expected:
+            extra = sorted(set(arrays) - expected)
+            missing = sorted(expected - set(arrays))
+            raise ValueError(f"{name}: the arrays do not match the description "
+                             f"(unexpected {extra}, missing {missing})")
+        for key, dst in stats.items():
+            src = arrays[key]
+            if src.shape != dst.shape or src.dtype != dst.dtype or not np.isfinite(src).all():
+                raise ValueError(f"{name}: {key} has the wrong shape or dtype, or is not finite")
             if key.startswith("running_var") and (src < 0).any():
                 raise ValueError(f"{name}: {key} has negative variances")
-        states = net.optimizer_state()
         for j, st in enumerate(states):
-            src = arrays.get(f"optimizer_state_{j}")
-            if src is None or src.shape != st.shape:
-                raise ValueError(f"{name}: optimizer state {j} is missing or has the wrong shape")
+            src = arrays[f"optimizer_state_{j}"]
+            if src.shape != st.shape or src.dtype != st.dtype:
+                raise ValueError(f"{name}: optimizer state {j} has the wrong shape or dtype")
             if not np.isfinite(src).all():
                 raise ValueError(f"{name}: optimizer state {j} contains NaN or infinity")
         for key in ("optimizer_steps", "step_count", "epochs_done"):
             v = meta.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            # The core keeps the counters as int64.
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
                 raise ValueError(f"{name}: {key} must be a count >= 0, got {v!r}")
+        lr = meta.get("lr")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr < np.inf:
+            raise ValueError(f"{name}: lr must be a finite number >= 0, got {lr!r}")
         # Everything checked: now the copies.
         flat[...] = params
         for key, dst in model._running_stats().items():
@@ -1028,11 +1048,14 @@ class MLP:
         return {"npz": io.to_bytes(meta, arrays)}
 
     def __setstate__(self, state):
-        if "unbuilt" in state:
+        if isinstance(state, dict) and "unbuilt" in state:
             self.__dict__.update(state["unbuilt"])
             self._lock = threading.RLock()
             return
-        meta, arrays = io.from_bytes(state["npz"], "state")
+        blob = state.get("npz") if isinstance(state, dict) else None
+        if not isinstance(blob, bytes):
+            raise ValueError("state: not the state of a pickled fastmlp model")
+        meta, arrays = io.from_bytes(blob, "state")
         self.__dict__.update(MLP._from_state(meta, arrays).__dict__)
 
     def predict(self, X: ArrayLike) -> np.ndarray:
@@ -1129,6 +1152,80 @@ def _core_layout(X, y, dtype, loss):
     if y.ndim == 1:
         return loss == "cross_entropy" and y.dtype in _ID_DTYPES
     return y.ndim == 2 and y.dtype == dtype
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_str(v):
+    return isinstance(v, str)
+
+
+def _or_none(check):
+    return lambda v: v is None or check(v)
+
+
+def _dict_of(fields):
+    return lambda v: isinstance(v, dict) and _bad_fields(v, fields) is None
+
+
+# The JSON types of the description _state() writes. The constructors check
+# values but take some types loosely (Dense keeps bool(batch_norm), so -1 or
+# "no" is a batch-norm layer): a file whose types were edited would load as
+# something it does not say.
+_LAYER_FIELDS = {"units": _is_int, "activation": _or_none(_is_str), "dropout": _is_num,
+                 "batch_norm": lambda v: isinstance(v, bool)}
+_META_FIELDS = {
+    "inputs": _is_int,
+    "layers": lambda v: isinstance(v, list) and len(v) > 0
+    and all(isinstance(l, dict) and _bad_fields(l, _LAYER_FIELDS) is None for l in v),
+    "activation": _or_none(_is_str),
+    "loss": _is_str,
+    "init": _is_str,
+    "dtype": _is_str,
+    "seed": _is_int,
+    "optimizer": _dict_of({"class": _is_str, "config": lambda v: isinstance(v, dict)}),
+    "lr": _is_num,
+    "regularization": _dict_of({"l1": _is_num, "l2": _is_num, "clip_norm": _or_none(_is_num),
+                                "clip_value": _or_none(_is_num)}),
+    "schedule": _or_none(_dict_of({"class": _is_str, "config": lambda v: isinstance(v, dict),
+                                   "state": _or_none(lambda v: isinstance(v, dict))})),
+    "optimizer_steps": _is_int,
+    "step_count": _is_int,
+    "epochs_done": _is_int,
+}
+
+
+def _bad_fields(d, fields):
+    """The first field of `d` that is missing or of the wrong JSON type, or None."""
+    for key, ok in fields.items():
+        if key not in d or not ok(d[key]):
+            return key
+    return None
+
+
+def _least_parameter_count(meta):
+    """The weights and biases alone of the architecture `meta` describes (the
+    core's buffer adds padding and batch-norm parameters); 0 where a size is
+    not a positive int, which the constructor then refuses."""
+    try:
+        fan_in = meta["inputs"]
+        units = [layer["units"] for layer in meta["layers"]]
+    except (KeyError, TypeError, IndexError):
+        return 0
+    total = 0
+    for u in units:
+        if isinstance(fan_in, bool) or isinstance(u, bool) or not isinstance(fan_in, int) \
+                or not isinstance(u, int) or fan_in < 1 or u < 1:
+            return 0
+        total += (fan_in + 1) * u
+        fan_in = u
+    return total
 
 
 def load(path: str | os.PathLike) -> MLP:

@@ -62,7 +62,10 @@ def _prepare(named, ndims):
     for (name, a), nd in zip(named.items(), ndims):
         if a.ndim != nd:
             raise ValueError(f"{name}: expected a {nd}-D array, got shape {a.shape}")
-        out.append(np.ascontiguousarray(a, dtype=dtype))
+        # A signalling NaN (float16 or float32 input) raises the invalid flag
+        # as it is widened; it stays NaN, which the kernels propagate.
+        with np.errstate(invalid="ignore"):
+            out.append(np.ascontiguousarray(a, dtype=dtype))
     return out
 
 
@@ -119,7 +122,9 @@ def _as_f32(x, name, ndim=None):
         raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    # float64 beyond float32's range becomes inf, as the products would give.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def matmul_bf16(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool = False,
@@ -350,10 +355,23 @@ def loss_forward_backward(loss: str, z: ArrayLike, y: ArrayLike, target: ArrayLi
     lid = _loss(loss)
     z, y = _prepare({"z": z, "y": y}, (2, 2))
     t = np.asarray(target)
+    if t.dtype.kind not in "biuf":
+        # Complex targets would lose their imaginary part, strings be parsed.
+        raise TypeError(f"target: expected a numeric array, got dtype {t.dtype}")
     if t.ndim == 1 and t.dtype.kind in "biu":
+        # Class ids: the core checks them in int32, so an id that int32
+        # cannot hold (2**32 would wrap to 0) is refused before the cast.
+        info = np.iinfo(np.int32)
+        if t.size and (int(t.min()) < 0 or int(t.max()) > info.max):
+            k = z.shape[1]
+            raise ValueError(f"target: class ids must lie in [0, {k}), got values in "
+                             f"[{int(t.min())}, {int(t.max())}]")
         t = np.ascontiguousarray(t, dtype=np.int32)
     else:
-        t = np.ascontiguousarray(t, dtype=z.dtype)
+        # Overflow to inf and signalling NaNs are left to the core's checks
+        # of the values, not warned about here.
+        with np.errstate(over="ignore", invalid="ignore"):
+            t = np.ascontiguousarray(t, dtype=z.dtype)
     sw = _loss_weight(sample_weight, "sample_weight", z.dtype)
     cw = _loss_weight(class_weight, "class_weight", z.dtype)
     return _core.loss_forward_backward(lid, z, y, t, sw, cw)
