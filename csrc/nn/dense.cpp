@@ -71,12 +71,10 @@ void dz_db_strip(T* dz, T* db, const T* dy, const T* z, const T* y, index_t n, i
         const T d = dyi[j];  // read unconditionally, so the select vectorizes
         dzi[j] = zi[j] > T(0) ? d : T(0);
       }
-    } else if constexpr (A == Act::tanh) {
-#pragma omp simd
-      for (index_t j = 0; j < len; ++j) dzi[j] = dyi[j] * (T(1) - yi[j] * yi[j]);
-    } else if constexpr (A == Act::sigmoid) {
-#pragma omp simd
-      for (index_t j = 0; j < len; ++j) dzi[j] = dyi[j] * (yi[j] * (T(1) - yi[j]));
+    } else if constexpr (A == Act::tanh || A == Act::sigmoid) {
+      // From z, not y: 1 - y^2 and y(1 - y) are 0 once y rounds to +-1
+      // (nn/activations.h). act_backward_run's float loops are branch-free.
+      act_backward_run(dzi, dyi, zi, yi, len, A);
     } else {
       act_backward_run(dzi, dyi, zi, yi, len, A);
     }

@@ -33,13 +33,19 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
       // The predicted mean; inf past the dtype's range (see losses.h).
       for (index_t j = 0; j < k; ++j) yi[j] = std::exp(zi[j]);
     } else {
-      T mx = zi[0];
-      for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
+      // s = 1 + r, where the 1 is the leading class's e^0 and r the sum
+      // over the others. lse[i] = log1p(r) = log s keeps the digits that
+      // log(s) would lose when r << 1 (a confident prediction, loss ~ r).
+      index_t m = 0;
+      for (index_t j = 1; j < k; ++j) m = zi[j] > zi[m] ? j : m;
+      const T mx = zi[m];
       for (index_t j = 0; j < k; ++j) yi[j] = exp_softmax(zi[j] - mx);
-      T s = T(0);
-      for (index_t j = 0; j < k; ++j) s += yi[j];
-      lse[i] = mx + std::log(s);
-      const T inv = T(1) / s;
+      yi[m] = T(0);
+      T r = T(0);
+      for (index_t j = 0; j < k; ++j) r += yi[j];
+      yi[m] = T(1);
+      lse[i] = std::log1p(r);
+      const T inv = T(1) / (T(1) + r);
       for (index_t j = 0; j < k; ++j) yi[j] *= inv;
     }
   });
@@ -95,8 +101,25 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         const T g = Weighted ? wi * inv_den : inv_den;
         const T* ti = t.dense + i * k;
         for (index_t j = 0; j < k; ++j) {
-          li += double(yi[j]) - double(ti[j]) * double(zi[j]);
-          if (di) di[j] = (yi[j] - ti[j]) * g;
+          if constexpr (std::is_same_v<T, float>) {
+            // In double: exp(z) - t z and exp(z) - t then round once (exact
+            // to float), also where the two terms nearly cancel; expm1 as
+            // below for a count of 1 near z = 0.
+            const double zd = zi[j], td = ti[j];
+            const double ez = std::exp(zd);
+            li += ez - td * zd;
+            if (di) di[j] = T(std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td) * g;
+          } else {
+            li += double(yi[j]) - double(ti[j]) * double(zi[j]);
+            // |z| < 1: (1 - t) + expm1(z) is exact for t = 1 (a count of 1
+            // near its optimum z = 0), where exp(z) - 1 would cancel. Other
+            // zeros z = log t of this gradient stay limited by exp's rounding.
+            if (di) {
+              const T r = std::fabs(zi[j]) < T(1) ? (T(1) - ti[j]) + std::expm1(zi[j])
+                                                  : yi[j] - ti[j];
+              di[j] = r * g;
+            }
+          }
         }
         break;
       }
@@ -105,33 +128,52 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         const T* ti = t.dense + i * k;
         for (index_t j = 0; j < k; ++j) {
           const T zj = zi[j];
-          const T e = (zj > T(0) ? zj : T(0)) - zj * ti[j] + std::log1p(std::exp(-std::fabs(zj)));
+          const T ez = std::exp(-std::fabs(zj));
+          const T e = (zj > T(0) ? zj : T(0)) - zj * ti[j] + std::log1p(ez);
+          // sigmoid(z) - t without forming 1 - tiny: with s = sigmoid(-|z|)
+          // = ez / (1 + ez), it is (1 - t) - s for z > 0 (exact for t = 1:
+          // -s, ~e^-z, where y - 1 gives 0) and s - t otherwise.
+          const T sm = ez / (T(1) + ez);
+          const T r = zj > T(0) ? (T(1) - ti[j]) - sm : sm - ti[j];
           if constexpr (Weighted) {
             // The element's weight depends on its target only, so it scales
             // the gradient sigmoid(z) - t as it scales the loss.
             const T w = cw ? cw[0] * (T(1) - ti[j]) + cw[1] * ti[j] : T(1);
             li += double(w) * double(e);
-            if (di) di[j] = (yi[j] - ti[j]) * (w * g);
+            if (di) di[j] = r * (w * g);
           } else {
             li += double(e);
-            if (di) di[j] = (yi[j] - ti[j]) * g;
+            if (di) di[j] = r * g;
           }
         }
         break;
       }
       case Loss::cross_entropy: {
-        // log sum_j exp(z_j), from the softmax pass of loss_output.
+        // -log p_c = (max_j z_j - z_c) + log sum_j exp(z_j - max): both
+        // terms >= 0, so nothing cancels; the second, log1p(r), comes from
+        // the softmax pass of loss_output (lse_rows). Writing lse - z_c
+        // instead rounds lse to the ulp of max z, all of a small loss.
         const T lse = lse_rows[i];
+        T mx = zi[0];
+        for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
         if (t.labels) {
           const int32_t c = t.labels[i];
           if constexpr (Weighted) {
             if (cw) wi *= cw[c];
           }
           const T g = Weighted ? wi * inv_den : inv_den;
-          li = double(lse - zi[c]);
+          li = (double(mx) - double(zi[c])) + double(lse);
           if (di) {
             for (index_t j = 0; j < k; ++j) di[j] = yi[j] * g;
-            di[c] -= g;
+            // p_c - 1 = -sum_{j != c} p_j: when p_c > 1/2 the sum keeps the
+            // digits that the subtraction from 1 would cancel.
+            if (yi[c] > T(0.5)) {
+              double q = 0.0;
+              for (index_t j = 0; j < k; ++j) q += j == c ? 0.0 : double(yi[j]);
+              di[c] = -T(q) * g;
+            } else {
+              di[c] -= g;
+            }
           }
         } else {
           // Class weights enter as the weighted target u_j = c_j t_j: the row
@@ -144,7 +186,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           for (index_t j = 0; j < k; ++j) {
             const T uj = u(j);
             tsum += uj;
-            acc += double(uj) * double(lse - zi[j]);
+            acc += double(uj) * ((double(mx) - double(zi[j])) + double(lse));
           }
           li = acc;
           if (di)

@@ -58,8 +58,9 @@ struct Target {
 
 // y = softmax(z) (cross_entropy), sigmoid(z) (binary_cross_entropy) or exp(z)
 // (poisson), row-wise; for mse nothing is done (y is the output layer's act(z)). For
-// cross_entropy it also writes lse[i] = log sum_j exp(z_ij) (n entries),
-// which loss_forward_backward reads instead of exponentiating the rows again.
+// cross_entropy it also writes lse[i] = log sum_j exp(z_ij - max_j z_ij)
+// (n entries, >= 0, by log1p of the non-leading terms), which
+// loss_forward_backward reads instead of exponentiating the rows again.
 template <class T>
 void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse);
 
