@@ -106,7 +106,9 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
             // to float), also where the two terms nearly cancel; expm1 as
             // below for a count of 1 near z = 0.
             const double zd = zi[j], td = ti[j];
-            const double ez = std::exp(zd);
+            // Past float's range the mean is inf, as the float output y is:
+            // a diverged network shows an infinite loss (losses.h).
+            const double ez = std::isinf(yi[j]) ? double(yi[j]) : std::exp(zd);
             li += ez - td * zd;
             if (di) di[j] = T(std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td) * g;
           } else {

@@ -810,6 +810,9 @@ def cross_entropy_loss(z, target, *, sample_weight=None, class_weight=None):
 
     log_softmax is used rather than log(softmax): a probability that
     underflows to 0 would make log(0) = -inf, while log_softmax is finite.
+    It is formed as (z_j - max) - log1p(r), r the sum of exp(z_m - max)
+    over the non-leading classes, so that a confident row's loss (~r) keeps
+    all its digits (log(1 + r) would round it to 0).
 
     Parameters
     ----------
@@ -1083,8 +1086,10 @@ def poisson_loss(z, t, *, sample_weight=None, class_weight=None):
     if z.dtype == np.float32:
         # In double, rounded once: exp(z) - t z keeps its digits where the
         # terms nearly cancel (C++ does the same).
+        # Past float32's range exp(z) is inf, as the core's output is.
         zw, tw = _wide(z), _wide(t)
-        return float(np.float32(np.sum(s * (_exp(zw) - tw * zw)) / z.size))
+        ez = np.where(np.isinf(_exp(z)), np.inf, _exp(zw))
+        return float(np.sum(s * (ez - tw * zw)) / z.size)
     return float(np.sum(s * (_exp(z) - t * z)) / z.size)
 
 
