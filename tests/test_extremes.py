@@ -236,6 +236,23 @@ def test_activation(act, deriv, impl, dtype):
     check(f"{act}{chr(39) if deriv else ''}", dtype, impl, got, exact_act(act, dtype, deriv))
 
 
+@pytest.mark.parametrize("isa", fm.ops.supported_isas())
+@pytest.mark.parametrize("deriv", [False, True], ids=["forward", "derivative"])
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_float32_fast_paths_every_isa(act, deriv, isa):
+    # float32 tanh and sigmoid run vector loops compiled per ISA (the GEMM
+    # epilogue's act_run, the backward's act_back_run): each must be exact.
+    previous = fm.ops.set_isa(isa)
+    try:
+        z = grid(np.float32)
+        exact = exact_act(act, np.float32, deriv)
+        for impl in ("core", "dense"):
+            err = ulp_errors(_act_impl(impl, act, z, deriv), exact, np.float32)
+            assert worst(err) <= TOL[np.float32], (impl, worst(err))
+    finally:
+        fm.ops.set_isa(previous)
+
+
 def _torch_act(act, z, deriv):
     import torch.nn.functional as F
 
