@@ -36,9 +36,11 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
       // s = 1 + r, where the 1 is the leading class's e^0 and r the sum
       // over the others. lse[i] = log1p(r) = log s keeps the digits that
       // log(s) would lose when r << 1 (a confident prediction, loss ~ r).
+      // The max by value (a loop that vectorizes), then its first index.
+      T mx = zi[0];
+      for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
       index_t m = 0;
-      for (index_t j = 1; j < k; ++j) m = zi[j] > zi[m] ? j : m;
-      const T mx = zi[m];
+      while (m + 1 < k && !(zi[m] == mx)) ++m;
       for (index_t j = 0; j < k; ++j) yi[j] = exp_softmax(zi[j] - mx);
       yi[m] = T(0);
       T r = T(0);
@@ -132,11 +134,12 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           const T zj = zi[j];
           const T ez = std::exp(-std::fabs(zj));
           const T e = (zj > T(0) ? zj : T(0)) - zj * ti[j] + std::log1p(ez);
-          // sigmoid(z) - t without forming 1 - tiny: with s = sigmoid(-|z|)
-          // = ez / (1 + ez), it is (1 - t) - s for z > 0 (exact for t = 1:
-          // -s, ~e^-z, where y - 1 gives 0) and s - t otherwise.
-          const T sm = ez / (T(1) + ez);
-          const T r = zj > T(0) ? (T(1) - ti[j]) - sm : sm - ti[j];
+          // sigmoid(z) - t without forming 1 - tiny: with s = sigmoid(-|z|),
+          // it is (1 - t) - s for z > 0 (exact for t = 1: -s, ~e^-z, where
+          // y - 1 gives 0) and s - t otherwise.
+          // y = sigmoid_scalar(z) from loss_output: 1/(1+ez) for z >= 0, so
+          // s = ez y there; ez/(1+ez) = s = y itself for z < 0 (no division).
+          const T r = zj > T(0) ? (T(1) - ti[j]) - ez * yi[j] : yi[j] - ti[j];
           if constexpr (Weighted) {
             // The element's weight depends on its target only, so it scales
             // the gradient sigmoid(z) - t as it scales the loss.
