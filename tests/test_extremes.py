@@ -33,8 +33,16 @@ What is not covered, and why:
 * binary cross-entropy with targets strictly between 0 and 1: sigmoid(z)
   - t vanishes at z = logit(t); tested with t in {0, 1}.
 
+Paths: "core" is fm.ops (the whole-array kernels, whose float32 tanh and
+sigmoid run the per-ISA vector loops; every ISA this CPU has is tested for
+those), "dense" a 1 x 1 layer with weight 1 and bias 0 (the GEMM epilogue
+forward, dense backward's fused dz/db loop), "reference" fm.reference; the
+losses go through fm.ops.loss_forward_backward (loss_output +
+loss_forward_backward, as the network calls them) one row at a time.
+
 The worst errors, with PyTorch's for the same function beside them when
-torch is installed, are printed at the end of the module's run.
+torch is installed, are printed at the end of the module's run (visible
+without -s).
 """
 
 from __future__ import annotations
@@ -438,3 +446,18 @@ def test_confident_cross_entropy_examples():
         expect = float(2 * mp.exp(-a))
         assert value == pytest.approx(expect, rel=1e-5)
         assert float(d[0, 0]) == pytest.approx(-expect, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_infinite_inputs_give_the_limits(dtype):
+    z = np.array([[-np.inf, np.inf]], dtype=dtype)
+    limits = {  # act: (act(-inf), act(inf)), (act'(-inf), act'(inf))
+        "sigmoid": ((0, 1), (0, 0)), "tanh": ((-1, 1), (0, 0)), "gelu": ((0, np.inf), (0, 1)),
+        "softplus": ((0, np.inf), (0, 1)), "elu": ((-1, np.inf), (0, 1)),
+    }
+    for act, (fwd, der) in limits.items():
+        for impl in ("core", "reference"):
+            got_f = _act_impl(impl, act, z.ravel(), False)
+            got_d = _act_impl(impl, act, z.ravel(), True)
+            np.testing.assert_array_equal(got_f, np.array(fwd, dtype=dtype), err_msg=act)
+            np.testing.assert_array_equal(got_d, np.array(der, dtype=dtype), err_msg=act)

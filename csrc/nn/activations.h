@@ -30,10 +30,13 @@ namespace fastmlp {
 // exp_f32: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, then a degree-6
 // polynomial for e^r (the classic single-precision minimax coefficients) and
 // 2^n from the exponent bits. Relative error below 2 ulp over [-87, 88];
-// arguments outside are clamped (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38), which only
-// the saturated ends of sigmoid and tanh ever reach.
+// arguments outside are clamped (e^88 ~ 1.7e38 above), which only the
+// saturated ends of sigmoid and tanh ever reach; below -87 the result is 0
+// (the exact value is below 1.7e-38, under every accuracy floor of the
+// callers), so that e.g. sigmoid(-inf) and its derivative are exactly 0.
 static FM_ALWAYS_INLINE float exp_f32(float x) {
-  x = x < -87.0f ? -87.0f : x;
+  const bool under = x < -87.0f;
+  x = under ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float t = x * 1.44269504088896341f + shifter;
@@ -50,7 +53,7 @@ static FM_ALWAYS_INLINE float exp_f32(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return er * scale;
+  return under ? 0.0f : er * scale;
 }
 
 // tanh_f32: the odd Taylor polynomial through z^13 for |z| < 0.4 (truncation
@@ -128,7 +131,9 @@ static inline double normal_pdf_f64(double z) {
   return kRsqrt2Pi * std::exp(-0.5 * p) * (1.0 - 0.5 * q);
 }
 
-static inline double gelu_f64(double z) { return z * gelu_cdf_f64(z); }
+// Below z = -40 the value is under 1e-347: its limit -0 (z * Phi(z) would be
+// NaN at -inf).
+static inline double gelu_f64(double z) { return z < -40.0 ? -0.0 : z * gelu_cdf_f64(z); }
 
 // gelu'(z) = Phi(z) + z phi(z). It has one root, z0 = -0.75179152469356...,
 // where the two terms cancel; within 0.35 of it the sum is replaced by its
@@ -151,6 +156,8 @@ static inline double gelu_deriv_f64(double z) {
     for (int k = 19; k >= 0; --k) acc = acc * d + c[k];
     return acc * d;
   }
+  // Past |z| = 40 the limits 1 and 0 (+-inf included: z * phi would be NaN).
+  if (!(std::fabs(z) < 40.0)) return z > 0.0 ? 1.0 : (z < 0.0 ? 0.0 : z);
   return gelu_cdf_f64(z) + z * normal_pdf_f64(z);
 }
 
@@ -161,11 +168,13 @@ static inline double gelu_deriv_f64(double z) {
 // nearest floats to z0. One rounding to float at the end.
 static inline float gelu_f32(float zf) {
   const double z = zf;
+  if (z < -40.0) return -0.0f;  // as gelu_f64
   return float(0.5 * z * std::erfc(-z * 0.7071067811865476));
 }
 
 static inline float gelu_deriv_f32(float zf) {
   const double z = zf;
+  if (!(std::fabs(z) < 40.0)) return z > 0.0 ? 1.0f : (z < 0.0 ? 0.0f : zf);
   const double cdf = 0.5 * std::erfc(-z * 0.7071067811865476);
   return float(cdf + z * (0.3989422804014327 * std::exp(-0.5 * z * z)));
 }

@@ -257,7 +257,12 @@ def _gelu_deriv(z):
     for c in reversed(_GELU_ROOT_TAYLOR):
         series = series * d + c
     series = series * d
-    return np.where(near, series, _normal_cdf(z) + z * _normal_pdf(z))
+    inside = np.abs(z) < 40.0
+    with np.errstate(invalid="ignore"):
+        direct = _normal_cdf(z) + np.where(inside, z, 0.0) * _normal_pdf(z)
+    # Past |z| = 40 the limits 1 and 0 (+-inf included); NaN stays NaN.
+    direct = np.where(inside | np.isnan(z), direct, np.where(z > 0, 1.0, 0.0))
+    return np.where(near, series, direct)
 
 
 def _zip_same(*seqs):
@@ -427,7 +432,11 @@ def activation_forward(z, act):
         return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
     if act == "gelu":
         # z * Phi(z) with Phi exact in the left tail (see _normal_cdf).
-        return (_wide(z) * _normal_cdf(z)).astype(z.dtype, copy=False)
+        # Below z = -40 the value (< 1e-347) is its limit -0, also at -inf.
+        w = _wide(z)
+        with np.errstate(invalid="ignore"):
+            y = np.where(w < -40.0, -0.0, w * _normal_cdf(z))
+        return y.astype(z.dtype, copy=False)
     # softplus. For z > 0, log(1 + exp(z)) = z + log(1 + exp(-z)); for z <= 0
     # it is log(1 + exp(z)) directly. Both read max(z, 0) + log1p(exp(-|z|)),
     # whose exponential cannot overflow and whose log1p keeps full precision
