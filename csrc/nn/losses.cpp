@@ -20,6 +20,18 @@ FM_ALWAYS_INLINE T exp_softmax(T x) {
     return std::exp(x);
 }
 
+// max_j z[j] for k >= 1. The omp simd max reduction lets the compiler use
+// vector max instructions (a plain ?: loop stays scalar without
+// -ffast-math, one dependent compare per element); the order of a max does
+// not change its value for finite inputs.
+template <class T>
+FM_ALWAYS_INLINE T row_max(const T* z, index_t k) {
+  T mx = z[0];
+#pragma omp simd reduction(max : mx)
+  for (index_t j = 1; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
+  return mx;
+}
+
 template <class T>
 void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
   if (loss == Loss::mse) return;
@@ -36,9 +48,8 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
       // s = 1 + r, where the 1 is the leading class's e^0 and r the sum
       // over the others. lse[i] = log1p(r) = log s keeps the digits that
       // log(s) would lose when r << 1 (a confident prediction, loss ~ r).
-      // The max by value (a loop that vectorizes), then its first index.
-      T mx = zi[0];
-      for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
+      // The max by value (a simd max reduction), then its first index.
+      const T mx = row_max(zi, k);
       index_t m = 0;
       while (m + 1 < k && !(zi[m] == mx)) ++m;
       for (index_t j = 0; j < k; ++j) yi[j] = exp_softmax(zi[j] - mx);
@@ -159,8 +170,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         // the softmax pass of loss_output (lse_rows). Writing lse - z_c
         // instead rounds lse to the ulp of max z, all of a small loss.
         const T lse = lse_rows[i];
-        T mx = zi[0];
-        for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
+        const T mx = row_max(zi, k);
         if (t.labels) {
           const int32_t c = t.labels[i];
           if constexpr (Weighted) {
