@@ -32,6 +32,20 @@ FM_ALWAYS_INLINE T row_max(const T* z, index_t k) {
   return mx;
 }
 
+// log1p(r) for the softmax sum's tail r >= 0. glibc's log1pf is several
+// times slower than its log, so float takes log(1 + r) in double (1 + r is
+// exact there for r >= 2^-10, as r has 24 significant bits) and, below,
+// the series r - r^2/2 + r^3/3 (truncation < r^4/4 < 2^-42 relative).
+template <class T>
+FM_ALWAYS_INLINE T log1p_softmax(T r) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (r < 0x1p-10f) return r * (1.0f - r * (0.5f - r * (1.0f / 3.0f)));
+    return float(std::log(1.0 + double(r)));
+  } else {
+    return std::log1p(r);
+  }
+}
+
 template <class T>
 void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
   if (loss == Loss::mse) return;
@@ -48,16 +62,20 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
       // s = 1 + r, where the 1 is the leading class's e^0 and r the sum
       // over the others. lse[i] = log1p(r) = log s keeps the digits that
       // log(s) would lose when r << 1 (a confident prediction, loss ~ r).
-      // The max by value (a simd max reduction), then its first index.
+      // r counts each class tied with the max as 1 (its e^0), less the one
+      // that is the 1 of s, plus the others' terms: no index search, so the
+      // loops stay branch-free.
       const T mx = row_max(zi, k);
-      index_t m = 0;
-      while (m + 1 < k && !(zi[m] == mx)) ++m;
       for (index_t j = 0; j < k; ++j) yi[j] = exp_softmax(zi[j] - mx);
-      yi[m] = T(0);
       T r = T(0);
-      for (index_t j = 0; j < k; ++j) r += yi[j];
-      yi[m] = T(1);
-      lse[i] = std::log1p(r);
+      index_t ties = 0;
+      for (index_t j = 0; j < k; ++j) {
+        const bool top = zi[j] == mx;
+        ties += top;
+        r += top ? T(0) : yi[j];
+      }
+      r += T(ties > 0 ? ties - 1 : 0);
+      lse[i] = log1p_softmax(r);
       const T inv = T(1) / (T(1) + r);
       for (index_t j = 0; j < k; ++j) yi[j] *= inv;
     }
