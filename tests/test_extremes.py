@@ -459,5 +459,9 @@ def test_infinite_inputs_give_the_limits(dtype):
         for impl in ("core", "reference"):
             got_f = _act_impl(impl, act, z.ravel(), False)
             got_d = _act_impl(impl, act, z.ravel(), True)
-            np.testing.assert_array_equal(got_f, np.array(fwd, dtype=dtype), err_msg=act)
-            np.testing.assert_array_equal(got_d, np.array(der, dtype=dtype), err_msg=act)
+            # Equal, or within the floor of a 0 limit: float32's fast exp
+            # clamps its argument at -87 (e^-87 ~ 1.6e-38, see the docstring).
+            for got, want in ((got_f, fwd), (got_d, der)):
+                want = np.array(want, dtype=dtype)
+                ok = (got == want) | ((want == 0) & (np.abs(got) <= FLOOR[dtype]))
+                assert ok.all(), (act, impl, got, want)

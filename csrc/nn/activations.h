@@ -30,13 +30,10 @@ namespace fastmlp {
 // exp_f32: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, then a degree-6
 // polynomial for e^r (the classic single-precision minimax coefficients) and
 // 2^n from the exponent bits. Relative error below 2 ulp over [-87, 88];
-// arguments outside are clamped (e^88 ~ 1.7e38 above), which only the
-// saturated ends of sigmoid and tanh ever reach; below -87 the result is 0
-// (the exact value is below 1.7e-38, under every accuracy floor of the
-// callers), so that e.g. sigmoid(-inf) and its derivative are exactly 0.
+// arguments outside are clamped (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38), which only
+// the saturated ends of sigmoid and tanh ever reach.
 static FM_ALWAYS_INLINE float exp_f32(float x) {
-  const bool under = x < -87.0f;
-  x = under ? -87.0f : x;
+  x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float t = x * 1.44269504088896341f + shifter;
@@ -53,7 +50,7 @@ static FM_ALWAYS_INLINE float exp_f32(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return under ? 0.0f : er * scale;
+  return er * scale;
 }
 
 // tanh_f32: the odd Taylor polynomial through z^13 for |z| < 0.4 (truncation
