@@ -49,6 +49,12 @@ using PackBtFn = void (*)(T* dst, const T* b, index_t ldb, index_t p0, index_t k
 template <class T>
 using ActRunFn = void (*)(T* y, const T* z, index_t len, Act act);
 
+// dz[i] = dy[i] * act'(z[i]) for i < len (dz may equal dy), at the unit's
+// width, for tanh or sigmoid only: their exact derivatives need an exp per
+// element (nn/activations.h). nullptr: the baseline loops, same values.
+template <class T>
+using ActBackRunFn = void (*)(T* dz, const T* dy, const T* z, index_t len, Act act);
+
 template <class T>
 struct GemmKernel {
   Ukr<T> wide;           // the main tile
@@ -58,6 +64,7 @@ struct GemmKernel {
   bool direct;           // full tiles may read operands in place (see plan_rect)
   PackBtFn<T> pack_bt;   // vectorized transposing pack of B, or nullptr
   ActRunFn<T> act_run;   // activation forward at this ISA's width, or nullptr
+  ActBackRunFn<T> act_back_run;  // activation backward at this ISA's width, or nullptr
   const char* name;
 };
 
@@ -88,6 +95,16 @@ inline void act_forward_fast(const GemmKernel<T>& K, T* y, const T* z, index_t l
     K.act_run(y, z, len, act);
   else
     act_forward_run(y, z, len, act);
+}
+
+// act_backward_run at the active ISA's width where it has a faster loop.
+template <class T>
+inline void act_backward_fast(const GemmKernel<T>& K, T* dz, const T* dy, const T* z, const T* y,
+                              index_t len, Act act) {
+  if (K.act_back_run && (act == Act::tanh || act == Act::sigmoid))
+    K.act_back_run(dz, dy, z, len, act);
+  else
+    act_backward_run(dz, dy, z, y, len, act);
 }
 
 // Largest MR x NR of any kernel (the transposed write-back's tile buffer).

@@ -17,8 +17,9 @@ template <class T>
 void activation_backward(T* dz, const T* dy, const T* z, const T* y, index_t rows, index_t cols,
                          Act act) {
   const int nt = threads_for(double(rows) * cols * 4.0);
+  const GemmKernel<T>& K = active_gemm_kernel<T>();
   parallel_for(rows, nt, [&](index_t i) {
-    act_backward_run(dz + i * cols, dy + i * cols, z + i * cols, y + i * cols, cols, act);
+    act_backward_fast(K, dz + i * cols, dy + i * cols, z + i * cols, y + i * cols, cols, act);
   });
 }
 

@@ -1,11 +1,14 @@
 // Activations and their derivatives, element by element.
 // Python twin: fastmlp.reference.activation_forward / activation_backward.
 //
-// Each derivative reads whichever of z (pre-activation) and y = act(z) gives
-// it exactly and cheaply: sigmoid' = y(1-y), tanh' = 1-y^2, elu' = y+1 for
-// z <= 0. That is why the network stores both z and y for every layer.
-// Definitions are PyTorch's: leaky_relu slope 0.01, elu alpha 1, softplus
-// beta 1 (stable form), gelu the exact erf form, relu'(0) = 0.
+// Every derivative is computed from z (pre-activation), not from y = act(z):
+// y(1-y), 1-y^2 and y+1 lose all of their digits once y rounds to 1 (or -1),
+// while the exact sigmoid' = e/(1+e)^2 (e = e^-|z|), tanh' = 4e/(1+e)^2
+// (e = e^-2|z|) and elu' = e^z stay far above the dtype's smallest normal.
+// Results are within a few ulp of the exact value over the whole range
+// (tests/test_extremes.py). Definitions are PyTorch's: leaky_relu slope 0.01,
+// elu alpha 1, softplus beta 1 (stable form), gelu the exact erf form,
+// relu'(0) = 0.
 #pragma once
 
 #include <cmath>
@@ -77,6 +80,102 @@ static FM_ALWAYS_INLINE float sigmoid_f32(float z) {
   return z >= 0.0f ? inv : e * inv;
 }
 
+// sigmoid'(z) = s(z) s(-z) = e / (1 + e)^2 with e = e^{-|z|} (even in z):
+// no subtraction, so full relative accuracy where y(1 - y) would give 0.
+static FM_ALWAYS_INLINE float sigmoid_deriv_f32(float z) {
+  const float e = exp_f32(-std::fabs(z));
+  const float s = 1.0f / (1.0f + e);
+  return e * s * s;
+}
+
+// tanh'(z) = 1 - tanh^2 = (1 - t)(1 + t) = 4e / (1 + e)^2 with e = e^{-2|z|},
+// since 1 - |t| = 2e/(1+e) and 1 + |t| = 2/(1+e). exp_f32's clamp only bites
+// where the exact value is below 1e-37.
+static FM_ALWAYS_INLINE float tanh_deriv_f32(float z) {
+  const float e = exp_f32(-2.0f * std::fabs(z));
+  const float s = 1.0f / (1.0f + e);
+  return 4.0f * e * s * s;
+}
+
+// GELU in double, exact in both tails (the float32 path rounds these once).
+// static, as the float helpers above: ISA units keep their own copies.
+//
+// Phi(z) = erfc(x) / 2 with x = -z / sqrt 2. For z << 0, erfc(x) ~ e^{-x^2},
+// so a relative error d in x becomes 2 x^2 d in the result: rounding x alone
+// would cost hundreds of ulps near z = -20. x is therefore carried as
+// x_hi + x_lo (1/sqrt 2 split in two doubles, the product's error by fma),
+// and erfc(x_hi + x_lo) = erfc(x_hi) - x_lo (2/sqrt pi) e^{-x_hi^2}, the
+// first-order term being exact to O(x_lo^2).
+static inline double gelu_cdf_f64(double z) {
+  constexpr double kRsqrt2Hi = 0.7071067811865476;     // 1/sqrt 2, rounded
+  constexpr double kRsqrt2Lo = -4.833646656726457e-17; // 1/sqrt 2 - kRsqrt2Hi
+  constexpr double k2RsqrtPi = 1.1283791670955126;     // 2/sqrt pi
+  const double x = -z * kRsqrt2Hi;
+  const double e = std::erfc(x);
+  if (!(std::fabs(z) < 40.0)) return 0.5 * e;  // the correction is 0 (or NaN for inf)
+  const double x_lo = std::fma(-z, kRsqrt2Hi, -x) - z * kRsqrt2Lo;
+  return 0.5 * (e - x_lo * k2RsqrtPi * std::exp(-x * x));
+}
+
+// phi(z) = e^{-z^2/2} / sqrt(2 pi). z^2 = p + q exactly (fma), and
+// e^{-(p+q)/2} = e^{-p/2} (1 - q/2) to O(q^2): without the q term, the
+// rounding of z^2 costs z^2/2 * 2^-53 relative, ~200 ulps at z = 20.
+static inline double normal_pdf_f64(double z) {
+  constexpr double kRsqrt2Pi = 0.3989422804014327;  // 1/sqrt(2 pi)
+  if (!(std::fabs(z) < 40.0)) return 0.0;           // below 1e-347 (and NaN stays out)
+  const double p = z * z;
+  const double q = std::fma(z, z, -p);
+  return kRsqrt2Pi * std::exp(-0.5 * p) * (1.0 - 0.5 * q);
+}
+
+// Below z = -40 the value is under 1e-347: its limit -0 (z * Phi(z) would be
+// NaN at -inf).
+static inline double gelu_f64(double z) { return z < -40.0 ? -0.0 : z * gelu_cdf_f64(z); }
+
+// gelu'(z) = Phi(z) + z phi(z). It has one root, z0 = -0.75179152469356...,
+// where the two terms cancel; within 0.35 of it the sum is replaced by its
+// Taylor series about z0 (coefficients g^(k)(z0)/k!, from mpmath at 50
+// digits; the degree-21 truncation is below 1e-20 there). d = z - z0 is
+// formed as (z - z0_hi) - z0_lo, the first difference exact by Sterbenz.
+static inline double gelu_deriv_f64(double z) {
+  constexpr double kZ0Hi = -0.7517915246935645, kZ0Lo = 1.4956759177009883e-17;
+  if (std::fabs(z - kZ0Hi) < 0.35) {
+    static constexpr double c[21] = {
+        0.43149399231404692,     0.38828498299055200,     -0.018199676398671087,
+        -0.11400823329722171,    -0.014771522148244338,   0.019421679838189066,
+        0.0045392283791254156,   -0.0022395380680734972,  -0.00074482683867468162,
+        0.00018633974623233513,  8.6159478611165716e-05,  -1.1214380188426641e-05,
+        -7.7484613070037191e-06, 4.3284506257392275e-07,  5.7027649792421072e-07,
+        -1.6044265494246428e-09, -3.5459866461783866e-08, -1.3969420864262021e-09,
+        1.9031984050131398e-09,  1.4506418938779425e-10,  -8.9500376927262555e-11};
+    const double d = (z - kZ0Hi) - kZ0Lo;
+    double acc = c[20];
+    for (int k = 19; k >= 0; --k) acc = acc * d + c[k];
+    return acc * d;
+  }
+  // Past |z| = 40 the limits 1 and 0 (+-inf included: z * phi would be NaN).
+  if (!(std::fabs(z) < 40.0)) return z > 0.0 ? 1.0 : (z < 0.0 ? 0.0 : z);
+  return gelu_cdf_f64(z) + z * normal_pdf_f64(z);
+}
+
+// GELU and its derivative for float32: the same formulas in double without
+// the tail corrections above, which are below 1e-13 relative where a float
+// result is above 1e-38 (|z| < 14); near gelu's root the double sum's
+// absolute error (~1e-17) is far below a float ulp of the result at the
+// nearest floats to z0. One rounding to float at the end.
+static inline float gelu_f32(float zf) {
+  const double z = zf;
+  if (z < -40.0) return -0.0f;  // as gelu_f64
+  return float(0.5 * z * std::erfc(-z * 0.7071067811865476));
+}
+
+static inline float gelu_deriv_f32(float zf) {
+  const double z = zf;
+  if (!(std::fabs(z) < 40.0)) return z > 0.0 ? 1.0f : (z < 0.0 ? 0.0f : zf);
+  const double cdf = 0.5 * std::erfc(-z * 0.7071067811865476);
+  return float(cdf + z * (0.3989422804014327 * std::exp(-0.5 * z * z)));
+}
+
 template <class T>
 FM_ALWAYS_INLINE T sigmoid_scalar(T z) {
   // exp of a non-positive number never overflows.
@@ -93,6 +192,22 @@ FM_ALWAYS_INLINE T softplus_scalar(T z) {
   return std::log1p(std::exp(-std::fabs(z))) + (z > T(0) ? z : T(0));
 }
 
+// sigmoid'(z) in T (see sigmoid_deriv_f32).
+template <class T>
+FM_ALWAYS_INLINE T sigmoid_deriv_scalar(T z) {
+  const T e = std::exp(-std::fabs(z));
+  const T s = T(1) / (T(1) + e);
+  return e * s * s;
+}
+
+// tanh'(z) in T (see tanh_deriv_f32).
+template <class T>
+FM_ALWAYS_INLINE T tanh_deriv_scalar(T z) {
+  const T e = std::exp(T(-2) * std::fabs(z));
+  const T s = T(1) / (T(1) + e);
+  return T(4) * e * s * s;
+}
+
 template <class T>
 FM_ALWAYS_INLINE T act_scalar(Act act, T z) {
   switch (act) {
@@ -102,28 +217,31 @@ FM_ALWAYS_INLINE T act_scalar(Act act, T z) {
     case Act::relu: return z > T(0) ? z : T(0);
     case Act::leaky_relu: return z > T(0) ? z : T(0.01) * z;
     case Act::elu: return z > T(0) ? z : std::expm1(z);
-    case Act::gelu: return T(0.5) * z * std::erfc(-z * T(0.70710678118654752440));
+    case Act::gelu:
+      if constexpr (std::is_same_v<T, float>)
+        return gelu_f32(z);
+      else
+        return gelu_f64(z);
     case Act::softplus: return softplus_scalar(z);
   }
   return z;
 }
 
-// act'(z), given z and y = act(z).
+// act'(z). y = act(z) is accepted for the callers' sake but no longer read.
 template <class T>
-FM_ALWAYS_INLINE T act_deriv_scalar(Act act, T z, T y) {
+FM_ALWAYS_INLINE T act_deriv_scalar(Act act, T z, T /*y*/) {
   switch (act) {
     case Act::identity: return T(1);
-    case Act::sigmoid: return y * (T(1) - y);
-    case Act::tanh: return T(1) - y * y;
+    case Act::sigmoid: return sigmoid_deriv_scalar(z);
+    case Act::tanh: return tanh_deriv_scalar(z);
     case Act::relu: return z > T(0) ? T(1) : T(0);
     case Act::leaky_relu: return z > T(0) ? T(1) : T(0.01);
-    case Act::elu: return z > T(0) ? T(1) : y + T(1);
-    case Act::gelu: {
-      // d/dz [z Phi(z)] = Phi(z) + z phi(z). Phi via erfc: 1 + erf(x) cancels for x << 0.
-      T cdf = T(0.5) * std::erfc(-z * T(0.70710678118654752440));
-      T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * z * z);
-      return cdf + z * pdf;
-    }
+    case Act::elu: return z > T(0) ? T(1) : std::exp(z);  // y + 1 is 0 once y rounds to -1
+    case Act::gelu:
+      if constexpr (std::is_same_v<T, float>)
+        return gelu_deriv_f32(z);
+      else
+        return gelu_deriv_f64(z);
     case Act::softplus: return sigmoid_scalar(z);
   }
   return T(1);
@@ -174,10 +292,18 @@ inline void act_backward_run(T* dz, const T* dy, const T* z, const T* y, index_t
       }
       return;
     case Act::tanh:
-      for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * (T(1) - y[i] * y[i]);
+      if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd
+        for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * tanh_deriv_f32(z[i]);
+      } else
+        for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * tanh_deriv_scalar(z[i]);
       return;
     case Act::sigmoid:
-      for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * (y[i] * (T(1) - y[i]));
+      if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd
+        for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * sigmoid_deriv_f32(z[i]);
+      } else
+        for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * sigmoid_deriv_scalar(z[i]);
       return;
     default:
       for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * act_deriv_scalar(act, z[i], y[i]);

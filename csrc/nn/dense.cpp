@@ -7,6 +7,7 @@
 #include "common/parallel.h"
 #include "common/restrict.h"
 #include "gemm/gemm.h"
+#include "gemm/ukr.h"
 #include "nn/activations.h"
 
 namespace fastmlp {
@@ -56,6 +57,7 @@ void dz_db_strip(T* dz, T* db, const T* dy, const T* z, const T* y, index_t n, i
   constexpr index_t kStrip = 64;
   T acc[kStrip];
   for (index_t j = 0; j < len; ++j) acc[j] = T(0);
+  const GemmKernel<T>& K = active_gemm_kernel<T>();
   for (index_t i = 0; i < n; ++i) {
     const index_t o = i * out + j0;
     T* FM_RESTRICT dzi = dz + o;  // may equal dy: each element is read, then written
@@ -71,12 +73,10 @@ void dz_db_strip(T* dz, T* db, const T* dy, const T* z, const T* y, index_t n, i
         const T d = dyi[j];  // read unconditionally, so the select vectorizes
         dzi[j] = zi[j] > T(0) ? d : T(0);
       }
-    } else if constexpr (A == Act::tanh) {
-#pragma omp simd
-      for (index_t j = 0; j < len; ++j) dzi[j] = dyi[j] * (T(1) - yi[j] * yi[j]);
-    } else if constexpr (A == Act::sigmoid) {
-#pragma omp simd
-      for (index_t j = 0; j < len; ++j) dzi[j] = dyi[j] * (yi[j] * (T(1) - yi[j]));
+    } else if constexpr (A == Act::tanh || A == Act::sigmoid) {
+      // From z, not y: 1 - y^2 and y(1 - y) are 0 once y rounds to +-1
+      // (nn/activations.h); an exp per element, at the ISA's width.
+      act_backward_fast(K, dzi, dyi, zi, yi, len, A);
     } else {
       act_backward_run(dzi, dyi, zi, yi, len, A);
     }

@@ -20,6 +20,32 @@ FM_ALWAYS_INLINE T exp_softmax(T x) {
     return std::exp(x);
 }
 
+// max_j z[j] for k >= 1. The omp simd max reduction lets the compiler use
+// vector max instructions (a plain ?: loop stays scalar without
+// -ffast-math, one dependent compare per element); the order of a max does
+// not change its value for finite inputs.
+template <class T>
+FM_ALWAYS_INLINE T row_max(const T* z, index_t k) {
+  T mx = z[0];
+#pragma omp simd reduction(max : mx)
+  for (index_t j = 1; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
+  return mx;
+}
+
+// log1p(r) for the softmax sum's tail r >= 0. glibc's log1pf is several
+// times slower than its log, so float takes log(1 + r) in double (1 + r is
+// exact there for r >= 2^-10, as r has 24 significant bits) and, below,
+// the series r - r^2/2 + r^3/3 (truncation < r^4/4 < 2^-42 relative).
+template <class T>
+FM_ALWAYS_INLINE T log1p_softmax(T r) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (r < 0x1p-10f) return r * (1.0f - r * (0.5f - r * (1.0f / 3.0f)));
+    return float(std::log(1.0 + double(r)));
+  } else {
+    return std::log1p(r);
+  }
+}
+
 template <class T>
 void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
   if (loss == Loss::mse) return;
@@ -33,13 +59,24 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
       // The predicted mean; inf past the dtype's range (see losses.h).
       for (index_t j = 0; j < k; ++j) yi[j] = std::exp(zi[j]);
     } else {
-      T mx = zi[0];
-      for (index_t j = 1; j < k; ++j) mx = zi[j] > mx ? zi[j] : mx;
+      // s = 1 + r, where the 1 is the leading class's e^0 and r the sum
+      // over the others. lse[i] = log1p(r) = log s keeps the digits that
+      // log(s) would lose when r << 1 (a confident prediction, loss ~ r).
+      // r counts each class tied with the max as 1 (its e^0), less the one
+      // that is the 1 of s, plus the others' terms: no index search, so the
+      // loops stay branch-free.
+      const T mx = row_max(zi, k);
       for (index_t j = 0; j < k; ++j) yi[j] = exp_softmax(zi[j] - mx);
-      T s = T(0);
-      for (index_t j = 0; j < k; ++j) s += yi[j];
-      lse[i] = mx + std::log(s);
-      const T inv = T(1) / s;
+      T r = T(0);
+      index_t ties = 0;
+      for (index_t j = 0; j < k; ++j) {
+        const bool top = zi[j] == mx;
+        ties += top;
+        r += top ? T(0) : yi[j];
+      }
+      r += T(ties > 0 ? ties - 1 : 0);
+      lse[i] = log1p_softmax(r);
+      const T inv = T(1) / (T(1) + r);
       for (index_t j = 0; j < k; ++j) yi[j] *= inv;
     }
   });
@@ -95,8 +132,27 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         const T g = Weighted ? wi * inv_den : inv_den;
         const T* ti = t.dense + i * k;
         for (index_t j = 0; j < k; ++j) {
-          li += double(yi[j]) - double(ti[j]) * double(zi[j]);
-          if (di) di[j] = (yi[j] - ti[j]) * g;
+          if constexpr (std::is_same_v<T, float>) {
+            // In double: exp(z) - t z and exp(z) - t then round once (exact
+            // to float), also where the two terms nearly cancel; expm1 as
+            // below for a count of 1 near z = 0.
+            const double zd = zi[j], td = ti[j];
+            // Past float's range the mean is inf, as the float output y is:
+            // a diverged network shows an infinite loss (losses.h).
+            const double ez = std::isinf(yi[j]) ? double(yi[j]) : std::exp(zd);
+            li += ez - td * zd;
+            if (di) di[j] = T(std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td) * g;
+          } else {
+            li += double(yi[j]) - double(ti[j]) * double(zi[j]);
+            // |z| < 1: (1 - t) + expm1(z) is exact for t = 1 (a count of 1
+            // near its optimum z = 0), where exp(z) - 1 would cancel. Other
+            // zeros z = log t of this gradient stay limited by exp's rounding.
+            if (di) {
+              const T r = std::fabs(zi[j]) < T(1) ? (T(1) - ti[j]) + std::expm1(zi[j])
+                                                  : yi[j] - ti[j];
+              di[j] = r * g;
+            }
+          }
         }
         break;
       }
@@ -105,33 +161,52 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         const T* ti = t.dense + i * k;
         for (index_t j = 0; j < k; ++j) {
           const T zj = zi[j];
-          const T e = (zj > T(0) ? zj : T(0)) - zj * ti[j] + std::log1p(std::exp(-std::fabs(zj)));
+          const T ez = std::exp(-std::fabs(zj));
+          const T e = (zj > T(0) ? zj : T(0)) - zj * ti[j] + std::log1p(ez);
+          // sigmoid(z) - t without forming 1 - tiny: with s = sigmoid(-|z|),
+          // it is (1 - t) - s for z > 0 (exact for t = 1: -s, ~e^-z, where
+          // y - 1 gives 0) and s - t otherwise.
+          // y = sigmoid_scalar(z) from loss_output: 1/(1+ez) for z >= 0, so
+          // s = ez y there; ez/(1+ez) = s = y itself for z < 0 (no division).
+          const T r = zj > T(0) ? (T(1) - ti[j]) - ez * yi[j] : yi[j] - ti[j];
           if constexpr (Weighted) {
             // The element's weight depends on its target only, so it scales
             // the gradient sigmoid(z) - t as it scales the loss.
             const T w = cw ? cw[0] * (T(1) - ti[j]) + cw[1] * ti[j] : T(1);
             li += double(w) * double(e);
-            if (di) di[j] = (yi[j] - ti[j]) * (w * g);
+            if (di) di[j] = r * (w * g);
           } else {
             li += double(e);
-            if (di) di[j] = (yi[j] - ti[j]) * g;
+            if (di) di[j] = r * g;
           }
         }
         break;
       }
       case Loss::cross_entropy: {
-        // log sum_j exp(z_j), from the softmax pass of loss_output.
+        // -log p_c = (max_j z_j - z_c) + log sum_j exp(z_j - max): both
+        // terms >= 0, so nothing cancels; the second, log1p(r), comes from
+        // the softmax pass of loss_output (lse_rows). Writing lse - z_c
+        // instead rounds lse to the ulp of max z, all of a small loss.
         const T lse = lse_rows[i];
+        const T mx = row_max(zi, k);
         if (t.labels) {
           const int32_t c = t.labels[i];
           if constexpr (Weighted) {
             if (cw) wi *= cw[c];
           }
           const T g = Weighted ? wi * inv_den : inv_den;
-          li = double(lse - zi[c]);
+          li = (double(mx) - double(zi[c])) + double(lse);
           if (di) {
             for (index_t j = 0; j < k; ++j) di[j] = yi[j] * g;
-            di[c] -= g;
+            // p_c - 1 = -sum_{j != c} p_j: when p_c > 1/2 the sum keeps the
+            // digits that the subtraction from 1 would cancel.
+            if (yi[c] > T(0.5)) {
+              double q = 0.0;
+              for (index_t j = 0; j < k; ++j) q += j == c ? 0.0 : double(yi[j]);
+              di[c] = -T(q) * g;
+            } else {
+              di[c] -= g;
+            }
           }
         } else {
           // Class weights enter as the weighted target u_j = c_j t_j: the row
@@ -144,7 +219,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           for (index_t j = 0; j < k; ++j) {
             const T uj = u(j);
             tsum += uj;
-            acc += double(uj) * double(lse - zi[j]);
+            acc += double(uj) * ((double(mx) - double(zi[j])) + double(lse));
           }
           li = acc;
           if (di)

@@ -58,15 +58,16 @@ struct Target {
 
 // y = softmax(z) (cross_entropy), sigmoid(z) (binary_cross_entropy) or exp(z)
 // (poisson), row-wise; for mse nothing is done (y is the output layer's act(z)). For
-// cross_entropy it also writes lse[i] = log sum_j exp(z_ij) (n entries),
-// which loss_forward_backward reads instead of exponentiating the rows again.
+// cross_entropy it also writes lse[i] = log sum_j exp(z_ij - max_j z_ij)
+// (n entries, >= 0, by log1p of the non-leading terms), which
+// loss_forward_backward reads instead of exponentiating the rows again.
 template <class T>
 void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse);
 
 // Mean loss of the batch. If d != nullptr, also writes the gradient: dL/dy for
 // mse, dL/dz otherwise. row_loss: scratch of n doubles (per-row sums, added in
 // row order so that the result is independent of the thread count).
-// lse: the row log-sum-exps loss_output wrote for this z (read by
+// lse: the row log sum exp(z - max) that loss_output wrote for this z (read by
 // cross_entropy only; the caller runs loss_output first, as it must for y).
 template <class T>
 double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,

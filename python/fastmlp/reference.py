@@ -171,6 +171,100 @@ def _erfc(z):
     return _erfc_f64(z).astype(z.dtype, copy=False)
 
 
+# Exact at the extremes (tests/test_extremes.py): the formulas below work in
+# float64 and round once to the input's dtype, so float32 results are exact
+# to its precision; in float64 each is written without cancellation.
+
+
+def _wide(z):
+    """z as float64 (float32 inputs are evaluated in double, rounded once)."""
+    return np.asarray(z, dtype=np.float64)
+
+
+_SPLIT = 134217729.0  # 2^27 + 1: Veltkamp's splitter for doubles
+
+
+def _two_prod_err(a, b, p):
+    """a * b - p exactly, where p = fl(a * b) (Dekker's product, the fma-free
+    form of C++'s std::fma(a, b, -p)); |a|, |b| < 2^500 so the split cannot
+    overflow."""
+    ta = _SPLIT * a
+    ah = ta - (ta - a)
+    al = a - ah
+    tb = _SPLIT * b
+    bh = tb - (tb - b)
+    bl = b - bh
+    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+_RSQRT2_HI = 0.7071067811865476  # 1/sqrt 2 = _RSQRT2_HI + _RSQRT2_LO
+_RSQRT2_LO = -4.833646656726457e-17
+_2_RSQRTPI = 1.1283791670955126  # 2/sqrt pi
+
+
+def _normal_cdf(z):
+    """Phi(z) = erfc(-z/sqrt 2) / 2 in float64, exact in the left tail.
+
+    erfc(x) ~ e^{-x^2} turns a relative error d of x into 2 x^2 d, so x is
+    kept as x_hi + x_lo and erfc(x_hi + x_lo) = erfc(x_hi) - x_lo (2/sqrt pi)
+    e^{-x_hi^2} (first order; x_lo ~ 1e-16 x_hi). C++: gelu_cdf_f64.
+    """
+    z = _wide(z)
+    x = -z * _RSQRT2_HI
+    e = _erfc_f64(x)
+    inside = np.abs(z) < 40.0  # beyond, the correction is 0 (and would overflow)
+    zc = np.where(inside, z, 0.0)
+    xc = -zc * _RSQRT2_HI
+    x_lo = _two_prod_err(-zc, _RSQRT2_HI, xc) - zc * _RSQRT2_LO
+    with np.errstate(under="ignore"):
+        corr = np.where(inside, x_lo * _2_RSQRTPI * np.exp(-xc * xc), 0.0)
+    return 0.5 * (e - corr)
+
+
+def _normal_pdf(z):
+    """phi(z) in float64 with z^2 carried exactly (p + q): rounding z^2 alone
+    costs z^2/2 ulps of relative error. C++: normal_pdf_f64."""
+    z = _wide(z)
+    inside = np.abs(z) < 40.0
+    zc = np.where(inside, z, 0.0)
+    p = zc * zc
+    q = _two_prod_err(zc, zc, p)
+    with np.errstate(under="ignore"):
+        return np.where(inside, _INV_SQRT_2PI * np.exp(-0.5 * p) * (1.0 - 0.5 * q), 0.0)
+
+
+# gelu'(z) = Phi(z) + z phi(z) vanishes at z0 below; within 0.35 of it the two
+# terms cancel and the Taylor series about z0 (g^(k)(z0)/k!, k = 1..21, from
+# mpmath at 50 digits) replaces them. C++: gelu_deriv_f64.
+_GELU_ROOT_HI = -0.7517915246935645
+_GELU_ROOT_LO = 1.4956759177009883e-17
+_GELU_ROOT_TAYLOR = (
+    0.43149399231404692, 0.38828498299055200, -0.018199676398671087,
+    -0.11400823329722171, -0.014771522148244338, 0.019421679838189066,
+    0.0045392283791254156, -0.0022395380680734972, -0.00074482683867468162,
+    0.00018633974623233513, 8.6159478611165716e-05, -1.1214380188426641e-05,
+    -7.7484613070037191e-06, 4.3284506257392275e-07, 5.7027649792421072e-07,
+    -1.6044265494246428e-09, -3.5459866461783866e-08, -1.3969420864262021e-09,
+    1.9031984050131398e-09, 1.4506418938779425e-10, -8.9500376927262555e-11,
+)
+
+
+def _gelu_deriv(z):
+    z = _wide(z)
+    near = np.abs(z - _GELU_ROOT_HI) < 0.35
+    d = (np.where(near, z, _GELU_ROOT_HI) - _GELU_ROOT_HI) - _GELU_ROOT_LO
+    series = np.zeros_like(d)
+    for c in reversed(_GELU_ROOT_TAYLOR):
+        series = series * d + c
+    series = series * d
+    inside = np.abs(z) < 40.0
+    with np.errstate(invalid="ignore"):
+        direct = _normal_cdf(z) + np.where(inside, z, 0.0) * _normal_pdf(z)
+    # Past |z| = 40 the limits 1 and 0 (+-inf included); NaN stays NaN.
+    direct = np.where(inside | np.isnan(z), direct, np.where(z > 0, 1.0, 0.0))
+    return np.where(near, series, direct)
+
+
 def _zip_same(*seqs):
     """zip() of sequences that must have one length, as zip(..., strict=True),
     which needs Python 3.10 (the package supports 3.9)."""
@@ -235,8 +329,10 @@ def sigmoid(z):
         sigmoid(z), the shape of z.
     """
     z = np.asarray(z)
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    w = _wide(z)
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(w))
+    return np.where(w >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
 
 
 def log_softmax(z):
@@ -335,7 +431,12 @@ def activation_forward(z, act):
         # overflow for large z.
         return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
     if act == "gelu":
-        return 0.5 * z * _erfc(-z * _SQRT1_2)
+        # z * Phi(z) with Phi exact in the left tail (see _normal_cdf).
+        # Below z = -40 the value (< 1e-347) is its limit -0, also at -inf.
+        w = _wide(z)
+        with np.errstate(invalid="ignore"):
+            y = np.where(w < -40.0, -0.0, w * _normal_cdf(z))
+        return y.astype(z.dtype, copy=False)
     # softplus. For z > 0, log(1 + exp(z)) = z + log(1 + exp(-z)); for z <= 0
     # it is log(1 + exp(z)) directly. Both read max(z, 0) + log1p(exp(-|z|)),
     # whose exponential cannot overflow and whose log1p keeps full precision
@@ -347,18 +448,23 @@ def activation_backward(dy, z, y, act):
     """dz = dy * act'(z), element-wise; C++: csrc/nn/activations.h.
 
     Step 1 of backpropagation. z is the pre-activation and y = act(z) the
-    post-activation saved by the forward pass; each derivative reads whichever
-    of the two gives it exactly and cheaply::
+    post-activation saved by the forward pass. Every derivative is computed
+    from z: the forms in y (y (1 - y), 1 - y^2, y + 1) are exactly 0 once y
+    rounds to 1 (or -1), while the true values are e^-|z| or so::
 
       identity    1
-      sigmoid     y * (1 - y)            since s' = s (1 - s)
-      tanh        1 - y * y              since tanh' = 1 - tanh^2
+      sigmoid     e / (1 + e)^2, e = exp(-|z|)    = s(z) s(-z)
+      tanh        4 e / (1 + e)^2, e = exp(-2|z|) = (1 - |tanh|)(1 + |tanh|)
       relu        1 if z > 0 else 0      (0 at z == 0, as torch)
       leaky_relu  1 if z > 0 else 0.01
-      elu         1 if z > 0 else y + 1  since (exp(z) - 1)' = exp(z) = y + 1
+      elu         1 if z > 0 else exp(z)
       gelu        Phi(z) + z * phi(z)    product rule on z * Phi(z); phi = Phi'
-                                         is the normal density exp(-z^2/2)/sqrt(2 pi)
+                                         is the normal density exp(-z^2/2)/sqrt(2 pi);
+                                         a Taylor series about its root z0 ~ -0.7518
       softplus    sigmoid(z)             since log(1 + e^z)' = e^z / (1 + e^z)
+
+    float32 inputs are evaluated in float64 and the derivative rounded once.
+    y is accepted for the kernels' signature and not read.
 
     All arrays share one shape; returns a new array of that shape.
 
@@ -384,10 +490,13 @@ def activation_backward(dy, z, y, act):
     y = np.asarray(y)
     if act == "identity":
         return dy.copy()
-    if act == "sigmoid":
-        return dy * (y * (1.0 - y))
-    if act == "tanh":
-        return dy * (1.0 - y * y)
+    w = _wide(z)
+    if act in ("sigmoid", "tanh"):
+        with np.errstate(under="ignore"):
+            e = np.exp(-np.abs(w) if act == "sigmoid" else -2.0 * np.abs(w))
+        s = 1.0 / (1.0 + e)
+        d = e * s * s if act == "sigmoid" else 4.0 * e * s * s
+        return dy * d.astype(dy.dtype, copy=False)
     if act == "relu":
         # A select rather than dy * (z > 0): it passes dy through untouched
         # where z > 0 and writes an exact 0 elsewhere, as torch's threshold
@@ -396,13 +505,12 @@ def activation_backward(dy, z, y, act):
     if act == "leaky_relu":
         return np.where(z > 0, dy, _LEAKY_SLOPE * dy)
     if act == "elu":
-        # y + 1 equals exp(z) to within one rounding of 1 (absolute error
-        # <= eps/2), with no second exponential.
-        return np.where(z > 0, dy, dy * (y + 1.0))
+        # exp(z), not y + 1: that is 0 once y = expm1(z) rounds to -1.
+        with np.errstate(under="ignore"):
+            d = np.exp(np.minimum(w, 0.0)).astype(dy.dtype, copy=False)
+        return np.where(z > 0, dy, dy * d)
     if act == "gelu":
-        cdf = 0.5 * _erfc(-z * _SQRT1_2)
-        pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)  # exponent <= 0: underflows, never overflows
-        return dy * (cdf + z * pdf)
+        return dy * _gelu_deriv(w).astype(dy.dtype, copy=False)
     # softplus
     return dy * sigmoid(z)
 
@@ -711,6 +819,9 @@ def cross_entropy_loss(z, target, *, sample_weight=None, class_weight=None):
 
     log_softmax is used rather than log(softmax): a probability that
     underflows to 0 would make log(0) = -inf, while log_softmax is finite.
+    It is formed as (z_j - max) - log1p(r), r the sum of exp(z_m - max)
+    over the non-leading classes, so that a confident row's loss (~r) keeps
+    all its digits (log(1 + r) would round it to 0).
 
     Parameters
     ----------
@@ -731,7 +842,7 @@ def cross_entropy_loss(z, target, *, sample_weight=None, class_weight=None):
     z = np.asarray(z)
     kind, t = _ce_target(z, target)
     s, c = _ce_weights(z, sample_weight, class_weight)
-    logp = log_softmax(z)
+    logp = _log_softmax_exact(z)
     n = z.shape[0]
     if kind == "ids":
         c_y = c[t]  # each row's class weight
@@ -785,18 +896,52 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     z = np.asarray(z)
     kind, t = _ce_target(z, target)
     s, c = _ce_weights(z, sample_weight, class_weight)
-    p = softmax(z)
+    _, _, e, r = _softmax_parts(z)
+    p = e / (1.0 + r)  # float64
     n = z.shape[0]
     if kind == "ids":
-        onehot = np.zeros_like(z)
-        onehot[np.arange(n), t] = 1.0
+        rows = np.arange(n)
         c_y = c[t]
         denominator = c_y.sum()
         if denominator == 0:
-            return np.zeros_like(p)
-        return (p - onehot) * (s * c_y)[:, None] / denominator
+            return np.zeros_like(z)
+        # p_c - 1 = -sum_{j != c} p_j: where p_c > 1/2 the subtraction from 1
+        # would cancel the digits that the sum keeps (a confident row).
+        pc = p[rows, t]
+        d = p.copy()
+        d[rows, t] = 0.0
+        others = d.sum(axis=1)
+        d[rows, t] = np.where(pc > 0.5, -others, pc - 1.0)
+        d = d.astype(z.dtype, copy=False)
+        return d * (s * c_y)[:, None] / denominator
     u = c * t
-    return (p * u.sum(axis=1, keepdims=True) - u) * s[:, None] / n
+    d = (p * u.sum(axis=1, keepdims=True) - u).astype(z.dtype, copy=False)
+    return d * s[:, None] / n
+
+
+def _softmax_parts(z):
+    """Per row, in float64: e_j = exp(z_j - max) (exactly 1 at the first
+    argmax m) and r = sum_{j != m} e_j, so that sum_j e_j = 1 + r. C++:
+    loss_output."""
+    w = _wide(z)
+    m = np.argmax(w, axis=1)
+    rows = np.arange(w.shape[0])
+    mx = w[rows, m][:, None]
+    with np.errstate(under="ignore"):
+        e = np.exp(w - mx)
+    e[rows, m] = 0.0
+    r = e.sum(axis=1, keepdims=True)
+    e[rows, m] = 1.0
+    return w, mx, e, r
+
+
+def _log_softmax_exact(z):
+    """log softmax(z) = (z_j - max) - log1p(r), in float64: log1p keeps the
+    digits of a confident row's loss (~r) that log(1 + r) loses, and the
+    max is never added back and subtracted (which would round the loss to
+    the ulp of max z)."""
+    w, mx, _, r = _softmax_parts(z)
+    return (w - mx) - np.log1p(r)
 
 
 def _bce_weights(z, t, sample_weight, class_weight):
@@ -881,7 +1026,15 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
     t = np.asarray(t)
     _check_same_shape(z, "z", t, "t")
     w = _bce_weights(z, t, sample_weight, class_weight)
-    return (sigmoid(z) - t) * w / z.size
+    # sigmoid(z) - t without 1 - tiny: with s = sigmoid(-|z|), (1 - t) - s
+    # for z > 0 (-s, ~e^-z, at t = 1, where sigmoid(z) - 1 is 0) and s - t
+    # otherwise; in float64, rounded once.
+    zw, tw = _wide(z), _wide(t)
+    with np.errstate(under="ignore"):
+        ez = np.exp(-np.abs(zw))
+    sm = ez / (1.0 + ez)
+    d = np.where(zw > 0, (1.0 - tw) - sm, sm - tw).astype(z.dtype, copy=False)
+    return d * w / z.size
 
 
 def _exp(z):
@@ -939,6 +1092,13 @@ def poisson_loss(z, t, *, sample_weight=None, class_weight=None):
     _check_same_shape(z, "z", t, "t")
     _no_class_weight(class_weight, "poisson")
     s = _per_row(_sample_weight(sample_weight, z), z)
+    if z.dtype == np.float32:
+        # In double, rounded once: exp(z) - t z keeps its digits where the
+        # terms nearly cancel (C++ does the same).
+        # Past float32's range exp(z) is inf, as the core's output is.
+        zw, tw = _wide(z), _wide(t)
+        ez = np.where(np.isinf(_exp(z)), np.inf, _exp(zw))
+        return float(np.sum(s * (ez - tw * zw)) / z.size)
     return float(np.sum(s * (_exp(z) - t * z)) / z.size)
 
 
@@ -971,7 +1131,12 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     _check_same_shape(z, "z", t, "t")
     _no_class_weight(class_weight, "poisson")
     s = _per_row(_sample_weight(sample_weight, z), z)
-    return s * (_exp(z) - t) / z.size
+    # |z| < 1: (1 - t) + expm1(z), exact for a count t = 1 near its optimum
+    # z = 0 where exp(z) - 1 cancels; float64, rounded once.
+    zw, tw = _wide(z), _wide(t)
+    small = np.abs(zw) < 1.0
+    d = np.where(small, (1.0 - tw) + np.expm1(np.where(small, zw, 0.0)), _exp(zw) - tw)
+    return s * d.astype(z.dtype, copy=False) / z.size
 
 
 def output_transform(z, loss):

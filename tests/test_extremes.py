@@ -1,0 +1,467 @@
+"""Exact at the extremes: every activation (forward and derivative), every
+loss and every loss gradient with respect to the logits, in float32 and
+float64, core and reference, against mpmath at 50 digits.
+
+Error measure: |computed - exact| in ulps of the target dtype at the exact
+value (the spacing of the dtype's numbers at |exact|, subnormal spacing
+below the smallest normal). Bound: 4 ulp (float64), 8 ulp (float32) wherever
+|exact| > 1e-100 (float64) / 1e-20 (float32) and the exact value is finite
+in the dtype; below the floor the absolute error must stay under the floor.
+
+Inputs: logarithmic grids of both signs from subnormal-adjacent magnitudes
+to the overflow limit, plus a dense linear grid over [-50, 50] where the
+functions bend, plus the float neighbours of GELU''s derivative root.
+
+Why the floor (where exactness is impossible as the functions are defined
+and stored):
+* results below the floor underflow in part or in full: sigmoid(z), e^z,
+  elu'(z) = e^z, softplus(z) and GELU(z) ~ phi(z) for z << 0 reach the
+  subnormals and then 0; the float32 paths also clamp exp's argument at -87
+  (e^-87 ~ 1.6e-38, below the float32 floor);
+* a result above the dtype's largest number (mse of huge residuals,
+  e^z past 88.7 / 709.8) is inf, and is not compared.
+
+What is not covered, and why:
+* poisson in float64 near the data-dependent zeros of exp(z) - t z and
+  exp(z) - t (z near log t, other than t = 1): the exact value there is far
+  below the rounding of exp(z) itself, so only an extended-precision exp
+  would be exact; the tests use t = 0 and t = 1 (the gradient uses expm1
+  near z = 0 for t = 1). float32 computes both in double and is exact.
+* cross-entropy with dense (probability) targets: the loss is exact, but
+  the gradient p_j sum_i u_i - u_j cancels for a confident one-hot row as
+  p_c - 1 does; only class-id targets use the -sum_{j != c} p_j form.
+* binary cross-entropy with targets strictly between 0 and 1: sigmoid(z)
+  - t vanishes at z = logit(t); tested with t in {0, 1}.
+
+Paths: "core" is fm.ops (the whole-array kernels, whose float32 tanh and
+sigmoid run the per-ISA vector loops; every ISA this CPU has is tested for
+those), "dense" a 1 x 1 layer with weight 1 and bias 0 (the GEMM epilogue
+forward, dense backward's fused dz/db loop), "reference" fm.reference; the
+losses go through fm.ops.loss_forward_backward (loss_output +
+loss_forward_backward, as the network calls them) one row at a time.
+
+The worst errors, with PyTorch's for the same function beside them when
+torch is installed, are printed at the end of the module's run (visible
+without -s).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+import fastmlp as fm
+from fastmlp import reference as ref
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - torch is optional
+    torch = None
+
+mp.mp.dps = 50
+
+DTYPES = (np.float32, np.float64)
+TOL = {np.float32: 8.0, np.float64: 4.0}
+FLOOR = {np.float32: 1e-20, np.float64: 1e-100}
+ACTS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus")
+GELU_ROOT = mp.mpf("-0.75179152469356445745790494677952403966447115342345")
+
+# (function, dtype) -> {implementation: worst ulps}; printed at module end.
+WORST: dict = {}
+
+
+def _name(dtype):
+    return np.dtype(dtype).name
+
+
+@functools.lru_cache(maxsize=None)
+def grid(dtype):
+    """Inputs of one dtype, both signs: log grid to the overflow limit,
+    linear grid over [-50, 50], 0, and the neighbours of GELU''s root."""
+    fi = np.finfo(dtype)
+    lo = np.log10(float(fi.smallest_subnormal)) + 1.0
+    hi = np.log10(float(fi.max))
+    with np.errstate(over="ignore", under="ignore"):
+        mags = np.logspace(lo, hi, 240)
+    lin = np.linspace(-50.0, 50.0, 161)
+    root = dtype(float(GELU_ROOT))
+    near = [root]
+    for _ in range(3):
+        near.append(np.nextafter(near[-1], dtype(0)))
+        near.insert(0, np.nextafter(near[0], dtype(-1)))
+    z = np.concatenate([mags, -mags, lin, [0.0], np.array(near, dtype=np.float64)])
+    z = np.unique(z.astype(dtype))
+    return z[np.isfinite(z)]
+
+
+# --- exact values (mpmath, cancellation-free forms) -------------------------
+
+
+def _sig(x):
+    return 1 / (1 + mp.exp(-x))
+
+
+def _gelu(x):
+    if x < -60:  # below 1e-780: no need to ask erfc
+        return mp.mpf(0)
+    return x * mp.ncdf(x)
+
+
+def _gelu_d(x):
+    if x < -60:
+        return mp.mpf(0)
+    return mp.ncdf(x) + x * mp.npdf(x)
+
+
+def _sig_d(x):
+    e = mp.exp(-abs(x))
+    return e / (1 + e) ** 2
+
+
+EXACT_ACT = {
+    "sigmoid": (_sig, _sig_d),
+    "tanh": (mp.tanh, lambda x: 1 / mp.cosh(x) ** 2),
+    "relu": (lambda x: max(x, 0), lambda x: mp.mpf(1 if x > 0 else 0)),
+    "leaky_relu": (lambda x: x if x > 0 else mp.mpf("0.01") * x,
+                   lambda x: mp.mpf(1) if x > 0 else mp.mpf("0.01")),
+    "elu": (lambda x: x if x > 0 else mp.expm1(x), lambda x: mp.mpf(1) if x > 0 else mp.exp(x)),
+    "gelu": (_gelu, _gelu_d),
+    "softplus": (lambda x: mp.log1p(mp.exp(x)), _sig),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def exact_act(act, dtype, deriv):
+    f = EXACT_ACT[act][1 if deriv else 0]
+    return tuple(f(mp.mpf(float(v))) for v in grid(dtype))
+
+
+def ulp_errors(computed, exact, dtype):
+    """Errors in ulps of dtype at each exact value; NaN where not compared
+    (exact below the floor with the absolute error under it, or beyond the
+    dtype's range). A point below the floor whose absolute error exceeds it
+    counts as inf."""
+    fi = np.finfo(dtype)
+    p = fi.nmant  # 23 / 52
+    tiny = mp.mpf(float(fi.smallest_normal))
+    big = mp.mpf(float(fi.max))
+    floor = FLOOR[dtype]
+    out = np.empty(len(exact))
+    for i, (c, e) in enumerate(zip(np.asarray(computed, dtype=np.float64).ravel(), exact)):
+        a = abs(e)
+        if a > big:
+            out[i] = np.nan
+            continue
+        if a <= floor:
+            out[i] = np.nan if abs(c - float(e)) <= floor else np.inf
+            continue
+        if not np.isfinite(c):
+            out[i] = np.inf
+            continue
+        ex = max(mp.frexp(a)[1], mp.frexp(tiny)[1]) - 1  # floor(log2 a), normal range
+        ulp = mp.ldexp(1, int(ex) - p)
+        out[i] = float(abs(mp.mpf(c) - e) / ulp)
+    return out
+
+
+def worst(err):
+    err = err[~np.isnan(err)]
+    return float(err.max()) if err.size else 0.0
+
+
+def record(fn, dtype, impl, w):
+    WORST.setdefault((fn, _name(dtype)), {})[impl] = w
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary(request):
+    yield
+    if not WORST:
+        return
+    lines = ["", "worst ulp error at the extremes (fastmlp core / dense / reference, torch)"]
+    for (fn, dt), d in sorted(WORST.items()):
+        cols = "  ".join(f"{k}={v:.3g}" for k, v in sorted(d.items()))
+        lines.append(f"  {fn:<28} {dt:<8} {cols}")
+    # Printed past the output capture, so that it shows without -s.
+    cm = request.config.pluginmanager.getplugin("capturemanager")
+    if cm is not None:
+        with cm.global_and_fixture_disabled():
+            print("\n".join(lines))
+    else:  # pragma: no cover
+        print("\n".join(lines))
+
+
+def check(fn, dtype, impl, computed, exact):
+    err = ulp_errors(computed, exact, dtype)
+    w = worst(err)
+    record(fn, dtype, impl, w)
+    bad = np.flatnonzero(err > TOL[dtype])
+    if bad.size:
+        msg = f"{fn} {_name(dtype)} {impl}: {bad.size} points over {TOL[dtype]} ulp, worst {w:.3g}"
+        raise AssertionError(msg + f"; indices {bad[:8].tolist()}")
+
+
+# --- activations -------------------------------------------------------------
+
+
+def _act_impl(impl, act, z, deriv):
+    """act(z) or act'(z) through one path: ops (the whole-array kernels, the
+    float32 ISA loops), dense (a 1x1 identity layer: the GEMM epilogue and
+    dense_backward's loop) or reference."""
+    dtype = z.dtype.type
+    if impl == "core":
+        zz = z.reshape(1, -1)
+        y = fm.ops.activation_forward(zz, act)
+        if not deriv:
+            return y.ravel()
+        return fm.ops.activation_backward(np.ones_like(zz), zz, y, act).ravel()
+    if impl == "dense":
+        x = z.reshape(-1, 1)
+        w = np.ones((1, 1), dtype=dtype)
+        b = np.zeros(1, dtype=dtype)
+        zz, y = fm.ops.dense_forward(x, w, b, act)
+        assert np.array_equal(zz, x)
+        if not deriv:
+            return y.ravel()
+        return fm.ops.dense_backward(np.ones_like(x), x, w, zz, y, act)[3].ravel()
+    with np.errstate(over="ignore", under="ignore"):
+        y = ref.activation_forward(z, act)
+        if not deriv:
+            return y
+        return ref.activation_backward(np.ones_like(z), z, y, act)
+
+
+@pytest.mark.parametrize("impl", ["core", "dense", "reference"])
+@pytest.mark.parametrize("deriv", [False, True], ids=["forward", "derivative"])
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_activation(act, deriv, impl, dtype):
+    z = grid(dtype)
+    got = _act_impl(impl, act, z, deriv)
+    check(f"{act}{chr(39) if deriv else ''}", dtype, impl, got, exact_act(act, dtype, deriv))
+
+
+@pytest.mark.parametrize("isa", fm.ops.supported_isas())
+@pytest.mark.parametrize("deriv", [False, True], ids=["forward", "derivative"])
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_float32_fast_paths_every_isa(act, deriv, isa):
+    # float32 tanh and sigmoid run vector loops compiled per ISA (the GEMM
+    # epilogue's act_run, the backward's act_back_run): each must be exact.
+    previous = fm.ops.set_isa(isa)
+    try:
+        z = grid(np.float32)
+        exact = exact_act(act, np.float32, deriv)
+        for impl in ("core", "dense"):
+            err = ulp_errors(_act_impl(impl, act, z, deriv), exact, np.float32)
+            assert worst(err) <= TOL[np.float32], (impl, worst(err))
+    finally:
+        fm.ops.set_isa(previous)
+
+
+def _torch_act(act, z, deriv):
+    import torch.nn.functional as F
+
+    fns = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+           "leaky_relu": F.leaky_relu, "elu": F.elu, "gelu": F.gelu, "softplus": F.softplus}
+    t = torch.from_numpy(z.copy()).requires_grad_(deriv)
+    y = fns[act](t)
+    if not deriv:
+        return y.detach().numpy()
+    y.backward(torch.ones_like(y))
+    return t.grad.numpy()
+
+
+@pytest.mark.parametrize("deriv", [False, True], ids=["forward", "derivative"])
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_torch_activation_column(act, deriv, dtype):
+    if torch is None:
+        pytest.skip("torch is not installed: no comparison column")
+    z = grid(dtype)
+    got = _torch_act(act, z, deriv)
+    err = ulp_errors(got, exact_act(act, dtype, deriv), dtype)
+    record(f"{act}{chr(39) if deriv else ''}", dtype, "torch", worst(err))
+
+
+# --- losses ------------------------------------------------------------------
+#
+# Each case is a list of single rows (z, target), evaluated one row per call
+# (n = 1, so the mean is the row's loss and the gradient is not scaled).
+
+
+def _mags(dtype, n=120):
+    fi = np.finfo(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        return np.logspace(np.log10(float(fi.smallest_normal)), np.log10(float(fi.max)) - 0.5, n)
+
+
+@functools.lru_cache(maxsize=None)
+def loss_cases(loss, dtype):
+    """Rows (z (1, k), target) of one loss, covering both signs and the ends."""
+    m = np.concatenate([_mags(dtype), np.linspace(0.0, 60.0, 61)])
+    rows = []
+    if loss == "cross_entropy":
+        for a in m:
+            for off in (0.0, 1e4):
+                for c in (0, 1):
+                    for s in (1.0, -1.0):
+                        z = np.array([[off + s * a, off, off - 1.0]], dtype=dtype)
+                        if np.all(np.isfinite(z)) and np.abs(z).max() < 0.1 * np.finfo(dtype).max:
+                            rows.append((z, np.array([c], dtype=np.int32)))
+    elif loss == "binary_cross_entropy":
+        for a in np.concatenate([m, -m]):
+            for t in (0.0, 1.0):
+                rows.append((np.array([[a]], dtype=dtype), np.array([[t]], dtype=dtype)))
+    elif loss == "poisson":
+        zs = np.concatenate([np.linspace(-200.0, 200.0, 201), np.logspace(-30, 2, 60),
+                             -np.logspace(-30, 2.8, 60)])
+        for a in zs:
+            for t in (0.0, 1.0):
+                rows.append((np.array([[a]], dtype=dtype), np.array([[t]], dtype=dtype)))
+    else:  # mse, k = 1: y on the grid, t = 0 or a neighbour of y
+        for a in np.concatenate([m, -m]):
+            y = dtype(a)
+            for t in (dtype(0), np.nextafter(y, dtype(0)), dtype(y * dtype(0.75))):
+                rows.append((np.array([[y]], dtype=dtype), np.array([[t]], dtype=dtype)))
+    return rows
+
+
+def _exact_loss_row(loss, z, t):
+    """(loss, gradient list) of one row, exactly (cancellation-free forms)."""
+    zs = [mp.mpf(float(v)) for v in z.ravel()]
+    if loss == "cross_entropy":
+        c = int(t[0])
+        mi = max(range(len(zs)), key=lambda j: zs[j])
+        mx = zs[mi]
+        r = mp.fsum(mp.exp(v - mx) for j, v in enumerate(zs) if j != mi)
+        s = 1 + r
+        value = (mx - zs[c]) + mp.log1p(r)
+        grad = [mp.exp(v - mx) / s for v in zs]
+        grad[c] = -mp.fsum(mp.exp(v - mx) for j, v in enumerate(zs) if j != c) / s
+        return value, grad
+    tt = mp.mpf(float(t.ravel()[0]))
+    x = zs[0]
+    if loss == "binary_cross_entropy":
+        if tt == 1:
+            return mp.log1p(mp.exp(-x)), [-1 / (1 + mp.exp(x))]
+        return mp.log1p(mp.exp(x)), [1 / (1 + mp.exp(-x))]
+    if loss == "poisson":
+        if tt == 0:
+            return mp.exp(x), [mp.exp(x)]
+        return mp.exp(x) - x, [mp.expm1(x)]
+    r = x - tt
+    return r * r, [2 * r]
+
+
+@functools.lru_cache(maxsize=None)
+def exact_loss(loss, dtype):
+    vals, grads = [], []
+    for z, t in loss_cases(loss, dtype):
+        v, g = _exact_loss_row(loss, z, t)
+        vals.append(v)
+        grads.extend(g)
+    return tuple(vals), tuple(grads)
+
+
+def _loss_impl(impl, loss, z, t):
+    if impl == "core":
+        value, _, d = fm.ops.loss_forward_backward(loss, z, z, t)
+        return value, d.ravel()
+    with np.errstate(over="ignore", under="ignore"):
+        if loss == "mse":
+            return ref.mse_loss(z, t), ref.mse_backward(z, t).ravel()
+        if loss == "cross_entropy":
+            return ref.cross_entropy_loss(z, t), ref.cross_entropy_backward(z, t).ravel()
+        if loss == "binary_cross_entropy":
+            return (ref.binary_cross_entropy_loss(z, t),
+                    ref.binary_cross_entropy_backward(z, t).ravel())
+        return ref.poisson_loss(z, t), ref.poisson_backward(z, t).ravel()
+
+
+def _torch_loss(loss, z, t):
+    import torch.nn.functional as F
+
+    zt = torch.from_numpy(z.copy()).requires_grad_(True)
+    if loss == "cross_entropy":
+        v = F.cross_entropy(zt, torch.from_numpy(t.astype(np.int64)), reduction="sum")
+    elif loss == "binary_cross_entropy":
+        v = F.binary_cross_entropy_with_logits(zt, torch.from_numpy(t), reduction="sum")
+    elif loss == "poisson":
+        v = F.poisson_nll_loss(zt, torch.from_numpy(t), log_input=True, full=False,
+                               reduction="sum")
+    else:
+        v = F.mse_loss(zt, torch.from_numpy(t), reduction="sum")
+    v.backward()
+    return float(v.detach()), zt.grad.numpy().ravel()
+
+
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "poisson")
+
+
+def _run_loss(fn, loss, dtype):
+    vals, grads = [], []
+    for z, t in loss_cases(loss, dtype):
+        v, g = fn(loss, z, t)
+        vals.append(v)
+        grads.append(g)
+    return np.array(vals), np.concatenate(grads)
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_loss_and_gradient(loss, impl, dtype):
+    vals, grads = _run_loss(functools.partial(_loss_impl, impl), loss, dtype)
+    ev, eg = exact_loss(loss, dtype)
+    errs = []
+    for what, got, ex in (("loss", vals, ev), ("gradient", grads, eg)):
+        err = ulp_errors(got, ex, dtype)
+        record(f"{loss} {what}", dtype, impl, worst(err))
+        bad = np.flatnonzero(err > TOL[dtype])
+        if bad.size:
+            errs.append(f"{what}: {bad.size} points over {TOL[dtype]} ulp, worst {worst(err):.3g}")
+    assert not errs, f"{loss} {_name(dtype)} {impl}: " + "; ".join(errs)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_torch_loss_column(loss, dtype):
+    if torch is None:
+        pytest.skip("torch is not installed: no comparison column")
+    vals, grads = _run_loss(_torch_loss, loss, dtype)
+    ev, eg = exact_loss(loss, dtype)
+    record(f"{loss} loss", dtype, "torch", worst(ulp_errors(vals, ev, dtype)))
+    record(f"{loss} gradient", dtype, "torch", worst(ulp_errors(grads, eg, dtype)))
+
+
+def test_confident_cross_entropy_examples():
+    # The motivating case: a confident correct prediction has a loss and a
+    # true-class gradient of ~(k-1) e^-a, not 0 (float64 and float32).
+    for dtype, a in ((np.float64, 40.0), (np.float32, 30.0)):
+        z = np.array([[a, 0.0, 0.0]], dtype=dtype)
+        value, _, d = fm.ops.loss_forward_backward("cross_entropy", z, z, np.array([0]))
+        expect = float(2 * mp.exp(-a))
+        assert value == pytest.approx(expect, rel=1e-5)
+        assert float(d[0, 0]) == pytest.approx(-expect, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_infinite_inputs_give_the_limits(dtype):
+    z = np.array([[-np.inf, np.inf]], dtype=dtype)
+    limits = {  # act: (act(-inf), act(inf)), (act'(-inf), act'(inf))
+        "sigmoid": ((0, 1), (0, 0)), "tanh": ((-1, 1), (0, 0)), "gelu": ((0, np.inf), (0, 1)),
+        "softplus": ((0, np.inf), (0, 1)), "elu": ((-1, np.inf), (0, 1)),
+    }
+    for act, (fwd, der) in limits.items():
+        for impl in ("core", "reference"):
+            got_f = _act_impl(impl, act, z.ravel(), False)
+            got_d = _act_impl(impl, act, z.ravel(), True)
+            # Equal, or within the floor of a 0 limit: float32's fast exp
+            # clamps its argument at -87 (e^-87 ~ 1.6e-38, see the docstring).
+            for got, want in ((got_f, fwd), (got_d, der)):
+                want = np.array(want, dtype=dtype)
+                ok = (got == want) | ((want == 0) & (np.abs(got) <= FLOOR[dtype]))
+                assert ok.all(), (act, impl, got, want)
