@@ -8,9 +8,10 @@ Configurations L and XL are compare.py's (benchmarks/_peers.py CONFIGS:
 L 784-1024-1024-1024-10 relu cross_entropy batch 256, XL
 1024-4096-4096-1024 relu mse batch 512), each library starting from the
 same float32 parameters and stepping SGD(lr=0.01), as compare.py does.
-Every step is timed on its own after two warm-up steps; the table reports
-the best of --repeats (the least disturbed run on a shared machine) and the
-median. The steps are benchmarks/_peers.py's, which check each variant's
+Every step is timed on its own after two warm-up steps, the four variants
+taking turns step by step (a noisy neighbour then slows all of them alike);
+the table reports the best of --repeats (the least disturbed run on a shared
+machine) and the median. The steps are benchmarks/_peers.py's, which check each variant's
 first two losses and first update against fastmlp float32 (at bf16's
 tolerance for the bf16 variants) before timing.
 
@@ -52,15 +53,20 @@ def set_threads(n):
     torch.set_num_threads(n)
 
 
-def time_steps(step, repeats):
-    for _ in range(2):
-        step()
-    times = []
+def time_steps(steps, repeats):
+    """Best and median time of each step, the steps taken in turn (one step
+    of each per round), so that a noisy neighbour slows all of them alike."""
+    for step in steps.values():
+        for _ in range(2):
+            step()
+    times = {label: [] for label in steps}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+        for label, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - t0)
+    return ({k: min(v) for k, v in times.items()},
+            {k: statistics.median(v) for k, v in times.items()})
 
 
 def main(argv=None):
@@ -83,11 +89,9 @@ def main(argv=None):
         X, y = make_data(cfg)
         for threads in args.threads:
             set_threads(threads)
-            best, med = {}, {}
-            for label, lib in VARIANTS.items():
-                step = build_train_step(lib, cfg, X, y)
-                best[label], med[label] = time_steps(step, args.repeats)
-                del step
+            steps = {label: build_train_step(lib, cfg, X, y) for label, lib in VARIANTS.items()}
+            best, med = time_steps(steps, args.repeats)
+            del steps
             cells = [f"{best[k] * 1e3:.1f} ms ({med[k] * 1e3:.1f})" for k in VARIANTS]
             mixed = best["fastmlp mixed_bf16"]
             ratios = [best["fastmlp f32"] / mixed, best["torch autocast bf16"] / mixed,
