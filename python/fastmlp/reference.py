@@ -450,7 +450,7 @@ def activation_backward(dy, z, y, act):
     Step 1 of backpropagation. z is the pre-activation and y = act(z) the
     post-activation saved by the forward pass. Every derivative is computed
     from z: the forms in y (y (1 - y), 1 - y^2, y + 1) are exactly 0 once y
-    rounds to 1 (or -1), while the true values are e^-|z| or so::
+    rounds to 1 (or -1), while the true values are about ``exp(-abs(z))``::
 
       identity    1
       sigmoid     e / (1 + e)^2, e = exp(-|z|)    = s(z) s(-z)
