@@ -167,34 +167,18 @@ inline void act_run_f32(float* y, const float* z, index_t len, Act act) {
 }
 
 // dz = dy * act'(z) for tanh and sigmoid at this unit's width, as
-// act_run_f32 (same padded tail); float64 through exp_neg_f64, which
-// vectorizes here at the unit's width with its FMAs. dz may equal dy: each
+// act_run_f32 (same padded tail), in either type (nn/activations.h exp_neg
+// vectorizes here at the unit's width, with its FMAs). dz may equal dy: each
 // element is read before it is written, at the same index, so the loop has
 // no carried dependence (hence omp simd).
-template <class T>
-inline T tanh_deriv_w(T z) {
-  if constexpr (std::is_same_v<T, float>)
-    return tanh_deriv_f32(z);
-  else
-    return tanh_deriv_scalar(z);
-}
-
-template <class T>
-inline T sigmoid_deriv_w(T z) {
-  if constexpr (std::is_same_v<T, float>)
-    return sigmoid_deriv_f32(z);
-  else
-    return sigmoid_deriv_scalar(z);
-}
-
 template <class T>
 inline void act_back_block(T* dz, const T* dy, const T* z, index_t len, Act act) {
   if (act == Act::tanh) {
 #pragma omp simd
-    for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * tanh_deriv_w(z[i]);
+    for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * tanh_deriv_scalar(z[i]);
   } else {
 #pragma omp simd
-    for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * sigmoid_deriv_w(z[i]);
+    for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * sigmoid_deriv_scalar(z[i]);
   }
 }
 

@@ -124,21 +124,34 @@ static FM_ALWAYS_INLINE float sigmoid_f32(float z) {
   return z >= 0.0f ? inv : e * inv;
 }
 
+// e^x for x <= 0 in either type, branch-free so that loops of it vectorize:
+// exp_f32 in float32, exp_neg_f64 in float64. The derivatives below, the
+// ISA units' backward loops and the softmax (nn/losses.cpp) all take it.
+template <class T>
+static FM_ALWAYS_INLINE T exp_neg(T x) {
+  if constexpr (std::is_same_v<T, float>)
+    return exp_f32(x);
+  else
+    return exp_neg_f64(x);
+}
+
 // sigmoid'(z) = s(z) s(-z) = e / (1 + e)^2 with e = e^{-|z|} (even in z):
 // no subtraction, so full relative accuracy where y(1 - y) would give 0.
-static FM_ALWAYS_INLINE float sigmoid_deriv_f32(float z) {
-  const float e = exp_f32(-std::fabs(z));
-  const float s = 1.0f / (1.0f + e);
+template <class T>
+static FM_ALWAYS_INLINE T sigmoid_deriv_scalar(T z) {
+  const T e = exp_neg(-std::fabs(z));
+  const T s = T(1) / (T(1) + e);
   return e * s * s;
 }
 
 // tanh'(z) = 1 - tanh^2 = (1 - t)(1 + t) = 4e / (1 + e)^2 with e = e^{-2|z|},
 // since 1 - |t| = 2e/(1+e) and 1 + |t| = 2/(1+e). exp_f32's clamp only bites
 // where the exact value is below 1e-37.
-static FM_ALWAYS_INLINE float tanh_deriv_f32(float z) {
-  const float e = exp_f32(-2.0f * std::fabs(z));
-  const float s = 1.0f / (1.0f + e);
-  return 4.0f * e * s * s;
+template <class T>
+static FM_ALWAYS_INLINE T tanh_deriv_scalar(T z) {
+  const T e = exp_neg(T(-2) * std::fabs(z));
+  const T s = T(1) / (T(1) + e);
+  return T(4) * e * s * s;
 }
 
 // GELU in double, exact in both tails (the float32 path rounds these once).
@@ -236,31 +249,6 @@ FM_ALWAYS_INLINE T softplus_scalar(T z) {
   return std::log1p(std::exp(-std::fabs(z))) + (z > T(0) ? z : T(0));
 }
 
-// sigmoid'(z) in T (see sigmoid_deriv_f32).
-// e^x for x <= 0: exp_neg_f64 in double (vectorizes), the library's exp otherwise.
-template <class T>
-FM_ALWAYS_INLINE T exp_neg(T x) {
-  if constexpr (std::is_same_v<T, double>)
-    return exp_neg_f64(x);
-  else
-    return std::exp(x);
-}
-
-template <class T>
-FM_ALWAYS_INLINE T sigmoid_deriv_scalar(T z) {
-  const T e = exp_neg(-std::fabs(z));
-  const T s = T(1) / (T(1) + e);
-  return e * s * s;
-}
-
-// tanh'(z) in T (see tanh_deriv_f32).
-template <class T>
-FM_ALWAYS_INLINE T tanh_deriv_scalar(T z) {
-  const T e = exp_neg(T(-2) * std::fabs(z));
-  const T s = T(1) / (T(1) + e);
-  return T(4) * e * s * s;
-}
-
 template <class T>
 FM_ALWAYS_INLINE T act_scalar(Act act, T z) {
   switch (act) {
@@ -345,20 +333,12 @@ inline void act_backward_run(T* dz, const T* dy, const T* z, const T* y, index_t
       }
       return;
     case Act::tanh:
-      if constexpr (std::is_same_v<T, float>) {
 #pragma omp simd
-        for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * tanh_deriv_f32(z[i]);
-      } else
-#pragma omp simd
-        for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * tanh_deriv_scalar(z[i]);
+      for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * tanh_deriv_scalar(z[i]);
       return;
     case Act::sigmoid:
-      if constexpr (std::is_same_v<T, float>) {
 #pragma omp simd
-        for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * sigmoid_deriv_f32(z[i]);
-      } else
-#pragma omp simd
-        for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * sigmoid_deriv_scalar(z[i]);
+      for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * sigmoid_deriv_scalar(z[i]);
       return;
     default:
       for (index_t i = 0; i < len; ++i) dz[i] = dy[i] * act_deriv_scalar(act, z[i], y[i]);

@@ -9,17 +9,6 @@
 
 namespace fastmlp {
 
-// e^x for the softmax: float32 uses the branch-free exp_f32 of
-// nn/activations.h (< 2 ulp; a loop of them vectorizes, a loop of expf calls
-// does not), float64 the C library. Arguments here are z - max(z) <= 0.
-template <class T>
-FM_ALWAYS_INLINE T exp_softmax(T x) {
-  if constexpr (std::is_same_v<T, float>)
-    return exp_f32(x);
-  else
-    return std::exp(x);
-}
-
 // max_j z[j] for k >= 1. The omp simd max reduction lets the compiler use
 // vector max instructions (a plain ?: loop stays scalar without
 // -ffast-math, one dependent compare per element); the order of a max does
@@ -66,7 +55,7 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
       // that is the 1 of s, plus the others' terms: no index search, so the
       // loops stay branch-free.
       const T mx = row_max(zi, k);
-      for (index_t j = 0; j < k; ++j) yi[j] = exp_softmax(zi[j] - mx);
+      for (index_t j = 0; j < k; ++j) yi[j] = exp_neg(zi[j] - mx);  // z - max(z) <= 0
       T r = T(0);
       index_t ties = 0;
       for (index_t j = 0; j < k; ++j) {
