@@ -80,7 +80,7 @@ void Network<T>::initialize(const std::vector<Init>& schemes, uint64_t seed) {
 }
 
 template <class T>
-index_t Network<T>::prepare_panels() {
+void Network<T>::prepare_panels() {
   const int nr = bf16_panel_nr();
   for (index_t l = 0; l < num_layers(); ++l) {
     const LayerSpec& s = layers_[l];
@@ -107,9 +107,23 @@ index_t Network<T>::prepare_panels() {
       p.nr = nr;
     }
   }
-  // Row blocks of W: whole slivers of the W^T panel (columns = rows of W),
-  // an even number of rows (pairs of the W panel's k).
-  return index_t(nr) * ((32 + nr - 1) / nr);
+  // The work list: row blocks of W, whole slivers of the W^T panel (columns
+  // = rows of W) and an even number of rows (pairs of the W panel's k), and
+  // the spans of the flat buffer between them (biases, batch norm, padding),
+  // together covering it once, in order. Rebuilt in place: no allocation
+  // after the first step.
+  const index_t rows = index_t(nr) * ((32 + nr - 1) / nr);
+  panel_tasks_.clear();
+  index_t done = 0;  // flat-buffer elements covered so far
+  for (index_t l = 0; l < num_layers(); ++l) {
+    const ParamOffsets& o = params_.offsets(l);
+    const LayerSpec& s = layers_[l];
+    if (o.W > done) panel_tasks_.push_back({-1, done, o.W});
+    for (index_t r0 = 0; r0 < s.out; r0 += rows)
+      panel_tasks_.push_back({l, r0, std::min(r0 + rows, s.out)});
+    done = o.W + s.out * s.in;
+  }
+  if (params_.size() > done) panel_tasks_.push_back({-1, done, params_.size()});
 }
 
 template <class T>
@@ -127,17 +141,11 @@ void Network<T>::pack_rows(index_t l, index_t r0, index_t r1) {
 
 template <class T>
 void Network<T>::pack_panels() {
-  const index_t rows = prepare_panels();
-  std::vector<std::pair<index_t, index_t>> tasks;  // (layer, first row)
-  double words = 0.0;
-  for (index_t l = 0; l < num_layers(); ++l) {
-    for (index_t r0 = 0; r0 < layers_[l].out; r0 += rows) tasks.push_back({l, r0});
-    words += double(layers_[l].in) * double(layers_[l].out) * (l > 0 ? 2.0 : 1.0);
-  }
-  const int nt = std::min<int>(threads_for(words), int(tasks.size()));
-  parallel_for(index_t(tasks.size()), nt, [&](index_t i) {
-    const auto [l, r0] = tasks[std::size_t(i)];
-    pack_rows(l, r0, std::min(r0 + rows, layers_[l].out));
+  prepare_panels();
+  const int nt = std::min<int>(threads_for(double(params_.size()) * 2.0), int(panel_tasks_.size()));
+  parallel_for(index_t(panel_tasks_.size()), nt, [&](index_t i) {
+    const PanelTask& t = panel_tasks_[std::size_t(i)];
+    if (t.l >= 0) pack_rows(t.l, t.begin, t.end);
   });
   panels_fresh_.store(true, std::memory_order_relaxed);
 }
@@ -146,27 +154,12 @@ template <class T>
 void Network<T>::update_and_pack(index_t n) {
   // The optimizer step in blocks of W rows, each block's panel rows packed
   // right after its update, while they are in L2 (the block of a 1024-wide
-  // layer is 128 KiB), instead of a separate pass over all the weights.
-  // Spans of the flat buffer outside the W blocks (biases, batch norm,
-  // padding) are updated on their own; together the spans cover it once.
-  const index_t rows = prepare_panels();
-  struct Task {
-    index_t l;             // layer of a W block; -1 for a plain span
-    index_t begin, end;    // W rows (block) or flat-buffer elements (span)
-  };
-  std::vector<Task> tasks;
-  index_t done = 0;  // flat-buffer elements covered so far, in order
-  for (index_t l = 0; l < num_layers(); ++l) {
-    const ParamOffsets& o = params_.offsets(l);
-    const LayerSpec& s = layers_[l];
-    if (o.W > done) tasks.push_back({-1, done, o.W});
-    for (index_t r0 = 0; r0 < s.out; r0 += rows) tasks.push_back({l, r0, std::min(r0 + rows, s.out)});
-    done = o.W + s.out * s.in;
-  }
-  if (params_.size() > done) tasks.push_back({-1, done, params_.size()});
-  const int nt = std::min<int>(threads_for(double(params_.size()) * 4.0), int(tasks.size()));
-  parallel_for(index_t(tasks.size()), nt, [&](index_t i) {
-    const Task& t = tasks[std::size_t(i)];
+  // layer is 128 KiB), instead of a separate pass over all the weights; the
+  // spans between the blocks are updated on their own.
+  prepare_panels();
+  const int nt = std::min<int>(threads_for(double(params_.size()) * 4.0), int(panel_tasks_.size()));
+  parallel_for(index_t(panel_tasks_.size()), nt, [&](index_t i) {
+    const PanelTask& t = panel_tasks_[std::size_t(i)];
     if (t.l < 0) {
       trainer_.update_span(params_, t.begin, t.end);
       return;

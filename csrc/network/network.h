@@ -134,9 +134,9 @@ class Network {
   // Layer l's panel for the forward (W^T) or the dX (W) product, packed
   // first if the weights changed since; nullptr without bf16 GEMMs.
   const Bf16Panel* weight_panel(index_t l, bool forward);
-  // Sizes the panels for the active bf16 kernel; returns the W row block
-  // they are packed in.
-  index_t prepare_panels();
+  // Sizes the panels for the active bf16 kernel and lists the work of a
+  // pass over the parameters in panel_tasks_.
+  void prepare_panels();
   // Rows r0..r1 of layer l's W into both of its panels.
   void pack_rows(index_t l, index_t r0, index_t r1);
   void pack_panels();
@@ -153,6 +153,12 @@ class Network {
   // 0, which has no dX), their views, and whether they hold the weights now.
   std::vector<AlignedBuffer<std::uint32_t>> panel_words_[2];
   std::vector<Bf16Panel> panels_[2];
+  // A W row block (l >= 0: rows [begin, end) of layer l) or a span of the
+  // flat buffer between them (l < 0: elements [begin, end)).
+  struct PanelTask {
+    index_t l, begin, end;
+  };
+  std::vector<PanelTask> panel_tasks_;
   std::atomic<bool> panels_fresh_{false};
   std::atomic<int> weight_handles_{0};
   Parameters<T> params_;
