@@ -415,6 +415,94 @@ void bind_network(py::module_& m, const char* name) {
              return to_python(r);
            },
            "loss"_a, "rows"_a)
+      // One process's share of a data-parallel step (network.h DataParallel;
+      // fastmlp.distributed drives it). reduce(partials, out) receives this
+      // process's (pieces, width) float64 partial sums (read-only) and
+      // writes the global ones into out (width); it runs with the GIL held,
+      // between the core's phases, and an exception in it ends the step
+      // (which is then not pending).
+      .def("forward_backward_pieces",
+           [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw, index_t row0,
+              index_t rows, double den, std::vector<index_t> bounds, py::function reduce) {
+             Guard::Training claim(n.guard(), "forward_backward_pieces");
+             entering(n);
+             Batch<T> b;
+             if (x.ndim() == 2 && x.shape(0) == 0 && x.shape(1) == n.input_size()) {
+               // No rows of this batch here: the process still takes part in
+               // the batch-norm sums.
+               b.x = x.data();
+               b.rows = 0;
+             } else {
+               load_step_batch(b, n, x, y, sw, cw);
+             }
+             DataParallel dp;
+             dp.row0 = row0;
+             dp.rows = rows;
+             dp.den = den;
+             dp.bounds = std::move(bounds);
+             std::unique_ptr<py::error_already_set> pending;
+             dp.reduce = [&](const double* partials, index_t pieces, index_t width,
+                             double* total) {
+               py::gil_scoped_acquire g;
+               try {
+                 // Views for the call's span only; reduce must not keep them.
+                 py::capsule none(total, [](void*) {});  // no owner: borrowed memory
+                 py::array_t<double> a({pieces, width},
+                                       {width * index_t(sizeof(double)), index_t(sizeof(double))},
+                                       partials, none);
+                 a.attr("flags").attr("writeable") = false;
+                 py::array_t<double> out({width}, {index_t(sizeof(double))}, total, none);
+                 reduce(a, out);
+               } catch (py::error_already_set& e) {
+                 pending = std::make_unique<py::error_already_set>(std::move(e));
+                 throw std::runtime_error("reduce failed");
+               }
+             };
+             const index_t k = n.output_size();
+             const Loss loss = n.loss_kind();
+             double correct = 0.0, predictions = 0.0;
+             std::vector<double> losses;
+             try {
+               losses = pass(n, [&] {
+                 std::vector<double> out = n.forward_backward_pieces(b.x, b.t, b.rows, dp);
+                 const T* p = n.workspace().layer(n.num_layers() - 1).y;
+                 if (loss == Loss::cross_entropy) {
+                   for (index_t i = 0; i < b.rows; ++i) {
+                     const T* row = p + i * k;
+                     const index_t pred = index_t(std::max_element(row, row + k) - row);
+                     const index_t truth =
+                         b.t.labels ? index_t(b.t.labels[i])
+                                    : index_t(std::max_element(b.t.dense + i * k,
+                                                               b.t.dense + (i + 1) * k) -
+                                              (b.t.dense + i * k));
+                     correct += pred == truth;
+                   }
+                   predictions = double(b.rows);
+                 } else if (loss == Loss::binary_cross_entropy) {
+                   for (index_t i = 0; i < b.rows * k; ++i)
+                     correct += (p[i] > T(0.5)) == (b.t.dense[i] > T(0.5));
+                   predictions = double(b.rows * k);
+                 }
+                 return out;
+               });
+             } catch (...) {
+               if (pending) throw *pending;
+               throw;
+             }
+             py::dict r;
+             r["losses"] = py::array_t<double>(py::ssize_t(losses.size()), losses.data());
+             r["correct"] = correct;
+             r["predictions"] = predictions;
+             return r;
+           },
+           "X"_a.noconvert(), "y"_a, "sample_weight"_a, "class_weight"_a, "row0"_a, "rows"_a,
+           "den"_a, "bounds"_a, "reduce"_a)
+      .def("piece_grads",
+           [](py::object self) {
+             Net& n = net_of<T>(self);
+             const index_t P = n.parameters().size(), c = n.piece_grad_count();
+             return view<T>(self, n.piece_grads(), {c, P});
+           })
       .def("grads_flat",
            [](py::object self) {
              Net& n = net_of<T>(self);

@@ -73,12 +73,12 @@ uint64_t as_uint(const py::handle& v, const char* name, uint64_t max) {
 
 template <class T>
 void dropout_mask_t(const py::handle& out_obj, double p, uint64_t seed, uint64_t step,
-                    uint32_t layer) {
+                    uint32_t layer, index_t first) {
   carray<T> out = take<T>(out_obj, "out", "out");
   const index_t count = out.ndim() == 1 ? out.shape(0) : -1;
   T* o = require_mut<T>(out, "out", {count});
   py::gil_scoped_release nogil;
-  dropout_mask<T>(o, count, p, seed, step, layer);
+  dropout_mask<T>(o, count, p, seed, step, layer, first);
 }
 
 template <class T>
@@ -195,8 +195,11 @@ void bind_nn(py::module_& m) {
   m.def(
       "dropout_mask",
       [](const py::object& out, double p, const py::object& seed, const py::object& step,
-         const py::object& layer) {
+         const py::object& layer, index_t first) {
         const bool f64 = is_float64(out, "out");
+        if (first < 0 || first > (index_t(1) << 40))
+          throw py::value_error("first: expected 0 <= first <= 2**40, got " +
+                                std::to_string(first));
         if (!(p >= 0.0 && p < 1.0))
           throw py::value_error("p: expected 0 <= p < 1, got " + std::to_string(p));
         const uint64_t s = as_uint(seed, "seed", ~uint64_t(0));
@@ -204,13 +207,14 @@ void bind_nn(py::module_& m) {
         // The layer shares the third counter word with the stream id (low 8 bits).
         const uint32_t l = uint32_t(as_uint(layer, "layer", (uint64_t(1) << 24) - 1));
         if (f64)
-          dropout_mask_t<double>(out, p, s, st, l);
+          dropout_mask_t<double>(out, p, s, st, l, first);
         else
-          dropout_mask_t<float>(out, p, s, st, l);
+          dropout_mask_t<float>(out, p, s, st, l, first);
       },
-      "out"_a, "p"_a, "seed"_a, "step"_a, "layer"_a,
+      "out"_a, "p"_a, "seed"_a, "step"_a, "layer"_a, "first"_a = 0,
       "Fill the 1-D float32/float64 array `out` with the inverted-dropout mask of "
-      "(seed, step, layer): 0 or 1/(1 - p) per element.");
+      "(seed, step, layer): 0 or 1/(1 - p) per element, for elements first, first + 1, ... "
+      "of the layer's output.");
 
   m.def(
       "apply_mask",

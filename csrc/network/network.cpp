@@ -211,13 +211,18 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
       dense_forward<T>(w.lin, w.lin, in, p.W, p.b, n, s.in, s.out, Act::identity, prec_,
                        weight_panel(l, true));
       if (training) {
-        if (n < 2)
+        const index_t rows = dp_ ? dp_->rows : n;
+        if (rows < 2)
           throw std::invalid_argument(
               "X: batch normalization in training needs at least 2 rows per batch, got " +
-              std::to_string(n));
-        const BnCache<T> bn = ws_.bn_cache(l);
-        batchnorm_forward_train<T>(w.lin, n, s.out, p.gamma, p.beta, kBnEps, w.xhat, w.z, bn.mean,
-                                   bn.var, bn.invstd);
+              std::to_string(rows));
+        if (dp_) {
+          forward_bn_synced(l, n);
+        } else {
+          const BnCache<T> bn = ws_.bn_cache(l);
+          batchnorm_forward_train<T>(w.lin, n, s.out, p.gamma, p.beta, kBnEps, w.xhat, w.z,
+                                     bn.mean, bn.var, bn.invstd);
+        }
       } else {
         batchnorm_forward_eval<T>(w.lin, n, s.out, p.gamma, p.beta, params_.running_mean(l),
                                   params_.running_var(l), kBnEps, w.z);
@@ -228,7 +233,8 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
                        weight_panel(l, true));
     }
     if (dropout_on(l, training)) {
-      dropout_mask<T>(w.mask, n * s.out, s.dropout, seed_, step, uint32_t(l));
+      dropout_mask<T>(w.mask, n * s.out, s.dropout, seed_, step, uint32_t(l),
+                      dp_ ? dp_->row0 * s.out : 0);
       apply_mask<T>(w.dropped, w.y, w.mask, n * s.out);
       w.out = w.dropped;
     } else {
@@ -285,6 +291,139 @@ void Network<T>::backward(const T* x, index_t n) {
                         weight_panel(l, false));
     }
   }
+}
+
+template <class T>
+void Network<T>::forward_bn_synced(index_t l, index_t n) {
+  // Two rounds, as the single-process forward: the global mean, then the
+  // global mean of squared deviations from it (no E[x^2] - E[x]^2).
+  const LayerSpec& s = layers_[l];
+  const LayerTensors<T> p = params_.layer(l);
+  LayerBuffers<T>& w = ws_.layer(l);
+  const BnCache<T> bn = ws_.bn_cache(l);
+  const index_t f = s.out, pieces = index_t(dp_->bounds.size()) - 1;
+  dp_sums_.resize(std::size_t(pieces * f));
+  dp_total_.resize(std::size_t(f));
+  dp_stats_.resize(std::size_t(2 * f));
+  double* mean = dp_stats_.data();
+  double* var = mean + f;
+  const double rows = double(dp_->rows);
+  batchnorm_piece_sums<T>(w.lin, dp_->bounds.data(), pieces, f, nullptr, dp_sums_.data());
+  dp_->reduce(dp_sums_.data(), pieces, f, dp_total_.data());
+  for (index_t j = 0; j < f; ++j) mean[j] = dp_total_[std::size_t(j)] / rows;
+  batchnorm_piece_sums<T>(w.lin, dp_->bounds.data(), pieces, f, mean, dp_sums_.data());
+  dp_->reduce(dp_sums_.data(), pieces, f, dp_total_.data());
+  for (index_t j = 0; j < f; ++j) var[j] = dp_total_[std::size_t(j)] / rows;
+  batchnorm_normalize<T>(w.lin, n, f, p.gamma, p.beta, mean, var, kBnEps, w.xhat, w.z, bn.mean,
+                         bn.var, bn.invstd);
+}
+
+template <class T>
+void Network<T>::backward_pieces(const T* x, index_t n) {
+  const index_t L = num_layers(), P = params_.size();
+  const std::vector<index_t>& bounds = dp_->bounds;
+  const index_t pieces = index_t(bounds.size()) - 1;
+  // Piece q's gradient blocks: grads() for q = 0, else its piece buffer.
+  auto grad_of = [&](index_t l, index_t q) {
+    LayerTensors<T> g = params_.grad(l);
+    if (q == 0) return g;
+    const std::ptrdiff_t shift = (piece_grads_.data() + (q - 1) * P) - params_.grads();
+    g.W += shift;
+    g.b += shift;
+    if (g.gamma) g.gamma += shift;
+    if (g.beta) g.beta += shift;
+    return g;
+  };
+  for (index_t l = L - 1; l >= 0; --l) {
+    const LayerSpec& s = layers_[l];
+    const LayerTensors<T> p = params_.layer(l);
+    LayerBuffers<T>& w = ws_.layer(l);
+    T* d = w.d;
+    T* dx = l > 0 ? ws_.layer(l - 1).d : nullptr;
+    const T* in = layer_input(x, l);
+    const Act act = (l == L - 1 && loss_ != Loss::mse) ? Act::identity : s.act;
+    if (dropout_on(l, ws_.last_training)) apply_mask<T>(d, d, w.mask, n * s.out);
+    const T* z = w.z;
+    const T* y = w.y;
+    Act dense_act = act;
+    if (s.batch_norm) {
+      const index_t f = s.out;
+      if (act != Act::identity) activation_backward<T>(d, d, w.z, w.y, n, f, act);
+      dp_sums_.resize(std::size_t(pieces * 2 * f));
+      batchnorm_backward_piece_sums<T>(d, w.xhat, bounds.data(), pieces, f, dp_sums_.data());
+      // Each piece's own sums are its gamma / beta gradient.
+      for (index_t q = 0; q < pieces; ++q) {
+        const LayerTensors<T> g = grad_of(l, q);
+        const double* sq = dp_sums_.data() + q * 2 * f;
+        for (index_t j = 0; j < f; ++j) {
+          g.beta[j] = T(sq[j]);
+          g.gamma[j] = T(sq[f + j]);
+        }
+      }
+      dp_total_.resize(std::size_t(2 * f));
+      dp_->reduce(dp_sums_.data(), pieces, 2 * f, dp_total_.data());
+      batchnorm_backward_apply<T>(d, w.xhat, p.gamma, ws_.bn_cache(l).invstd, n, f,
+                                  dp_total_.data(), double(dp_->rows), d);
+      z = y = w.lin;
+      dense_act = Act::identity;
+    }
+    // dZ and dX are row by row, dW and db sums over each piece's rows.
+    for (index_t q = 0; q < pieces; ++q) {
+      const index_t r0 = bounds[std::size_t(q)], m = bounds[std::size_t(q + 1)] - r0;
+      const LayerTensors<T> g = grad_of(l, q);
+      dense_backward<T>(dx ? dx + r0 * s.in : nullptr, g.W, g.b, d + r0 * s.out, d + r0 * s.out,
+                        in + r0 * s.in, p.W, z + r0 * s.out, y + r0 * s.out, m, s.in, s.out,
+                        dense_act, prec_, weight_panel(l, false));
+    }
+  }
+}
+
+template <class T>
+std::vector<double> Network<T>::forward_backward_pieces(const T* x, const Target<T>& t, index_t n,
+                                                        const DataParallel& dp) {
+  const std::vector<index_t>& bounds = dp.bounds;
+  if (bounds.empty() || bounds.front() != 0 || bounds.back() != n)
+    throw std::invalid_argument("pieces: expected bounds from 0 to the " + std::to_string(n) +
+                                " rows");
+  for (std::size_t q = 1; q < bounds.size(); ++q)
+    if (bounds[q] <= bounds[q - 1])
+      throw std::invalid_argument("pieces: the bounds must increase");
+  if (dp.rows < n || dp.row0 < 0 || dp.row0 + n > dp.rows)
+    throw std::invalid_argument("rows: the global batch must hold this process's rows");
+  if (!dp.reduce) throw std::invalid_argument("reduce: a data-parallel step needs one");
+  const index_t pieces = index_t(bounds.size()) - 1, P = params_.size();
+  if (pieces > 1) {
+    index_t count = 0;
+    if (!mul_fits(pieces - 1, P, count))
+      throw std::overflow_error("pieces: too many pieces for the gradient buffers");
+    if (piece_grads_.size() < count) {
+      piece_grads_.resize(count);
+      piece_grads_.zero();  // padding stays zero, as in grads()
+    }
+  }
+  struct Reset {
+    const DataParallel*& p;
+    ~Reset() { p = nullptr; }
+  } reset{dp_};
+  dp_ = &dp;
+  forward(x, n, true);
+  trainer_.record_unit_activity(ws_, n);
+  LayerBuffers<T>& last = ws_.layer(num_layers() - 1);
+  const index_t k = output_size();
+  std::vector<double> losses(std::size_t(pieces), 0.0);
+  for (index_t q = 0; q < pieces; ++q) {
+    const index_t r0 = bounds[std::size_t(q)], m = bounds[std::size_t(q + 1)] - r0;
+    Target<T> tq = t;
+    if (t.labels) tq.labels = t.labels + r0;
+    if (t.dense) tq.dense = t.dense + r0 * k;
+    if (t.sample_weight) tq.sample_weight = t.sample_weight + r0;
+    losses[std::size_t(q)] =
+        loss_forward_backward<T>(loss_, last.d + r0 * k, last.z + r0 * k, last.y + r0 * k, tq, m,
+                                 k, ws_.row_loss(), ws_.lse() + r0, dp.den);
+  }
+  backward_pieces(x, n);
+  pending_rows_ = dp.rows;
+  return losses;
 }
 
 template <class T>

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "common/aligned.h"
@@ -31,6 +32,25 @@
 #include "nn/losses.h"
 
 namespace fastmlp {
+
+// One process's share of a data-parallel step (fastmlp.distributed): every
+// process runs the same step on its own rows of one global batch, and the
+// gradients are summed across them before finish_step. The rows are cut into
+// pieces whose gradients and batch-norm sums are kept apart, so that the
+// caller can combine them in an order that does not depend on how many
+// processes hold them (the reproducible reduction).
+struct DataParallel {
+  index_t row0 = 0;             // row of the global batch that local row 0 is (keys dropout)
+  index_t rows = 0;             // rows of the global batch
+  double den = 0.0;             // the global batch's loss denominator (losses.h)
+  std::vector<index_t> bounds;  // local pieces: 0 = bounds[0] < ... < bounds.back() = n
+  // Called at each batch-norm layer, forward (twice) and backward, by every
+  // process in the same order: partials holds this process's (pieces, width)
+  // partial sums (pieces may be 0: a process with no rows in this batch still
+  // takes part); it writes the global batch's sums into out (width).
+  std::function<void(const double* partials, index_t pieces, index_t width, double* out)>
+      reduce;
+};
 
 template <class T>
 class Network {
@@ -116,6 +136,21 @@ class Network {
   StepResult train_step(const T* x, const Target<T>& t, index_t n);
   // Phases 4-5 after forward_backward on n rows, as train_step runs them.
   StepResult finish_step(double loss, index_t n);
+  // Phases 1-3 of one process's share of a data-parallel step on its n rows
+  // (see DataParallel): the loss terms and gradients are those of the global
+  // batch's mean loss restricted to these rows; batch normalization uses the
+  // global batch's statistics (dp.reduce) and dropout its masks. Piece 0's
+  // gradient goes into parameters().grads(), piece p > 0's into
+  // piece_grads() + (p - 1) * parameters().size(). Returns each piece's
+  // loss terms summed over the global denominator. finish_step(loss,
+  // dp.rows) completes the step once the caller has summed the gradients.
+  std::vector<double> forward_backward_pieces(const T* x, const Target<T>& t, index_t n,
+                                              const DataParallel& dp);
+  T* piece_grads() { return piece_grads_.data(); }
+  index_t piece_grad_count() const {
+    return params_.size() ? piece_grads_.size() / params_.size() : 0;
+  }
+
   // The rows of a forward_backward whose step is not finished yet, or -1
   // (any other pass in between clears it: its batch statistics are not the
   // ones the gradients were taken with).
@@ -143,6 +178,13 @@ class Network {
   // Phase 5 with bf16 GEMMs: the optimizer step and the panels of the
   // updated weights in one pass (Trainer::update_span).
   void update_and_pack(index_t n);
+
+  // The data-parallel share forward and backward are running, or nullptr.
+  const DataParallel* dp_ = nullptr;
+  std::vector<double> dp_sums_, dp_total_, dp_stats_;
+  AlignedBuffer<T> piece_grads_;
+  void forward_bn_synced(index_t l, index_t n);
+  void backward_pieces(const T* x, index_t n);
 
   std::vector<LayerSpec> layers_;
   Loss loss_;

@@ -192,6 +192,113 @@ void batchnorm_backward(const T* dy, const T* xhat, const T* gamma, const T* inv
   });
 }
 
+// Data-parallel training (synchronized batch statistics): the same
+// statistics, taken over a global batch whose rows are spread over
+// processes. Each rank's rows are cut into pieces (bounds[0] = 0 < ... <
+// bounds[pieces] = n); the functions below give per-piece column sums, which
+// the caller combines across processes, and normalize with the combined
+// statistics. Per piece the rows are added in order, as above.
+template <class T>
+void batchnorm_piece_sums(const T* x, const index_t* bounds, index_t pieces, index_t f,
+                          const double* center, double* out) {
+  const index_t n = bounds[pieces];
+  for_feature_strips(n, f, 2.0, [&](index_t j0, index_t len) {
+    for (index_t p = 0; p < pieces; ++p) {
+      double* FM_RESTRICT s = out + p * f + j0;
+      for (index_t j = 0; j < len; ++j) s[j] = 0.0;
+      for (index_t i = bounds[p]; i < bounds[p + 1]; ++i) {
+        const T* FM_RESTRICT xi = x + i * f + j0;
+        if (center) {
+          const double* FM_RESTRICT c = center + j0;
+#pragma omp simd
+          for (index_t j = 0; j < len; ++j) {
+            const double d = double(xi[j]) - c[j];
+            s[j] += d * d;
+          }
+        } else {
+#pragma omp simd
+          for (index_t j = 0; j < len; ++j) s[j] += double(xi[j]);
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+void batchnorm_normalize(const T* x, index_t n, index_t f, const T* gamma, const T* beta,
+                         const double* mean, const double* var, double eps, T* xhat, T* y,
+                         T* mean_out, T* var_out, T* invstd) {
+  for_feature_strips(n, f, 3.0, [&](index_t j0, index_t len) {
+    double is[kStrip], g[kStrip], b[kStrip];
+    for (index_t j = 0; j < len; ++j) {
+      is[j] = 1.0 / std::sqrt(var[j0 + j] + eps);
+      g[j] = double(gamma[j0 + j]);
+      b[j] = double(beta[j0 + j]);
+      mean_out[j0 + j] = T(mean[j0 + j]);
+      var_out[j0 + j] = T(var[j0 + j]);
+      invstd[j0 + j] = T(is[j]);
+    }
+    const double* FM_RESTRICT mu = mean + j0;
+    for (index_t i = 0; i < n; ++i) {
+      const index_t o = i * f + j0;
+      const T* xi = x + o;
+      T* yi = y + o;
+      T* FM_RESTRICT hi = xhat + o;
+#pragma omp simd
+      for (index_t j = 0; j < len; ++j) {
+        const double h = (double(xi[j]) - mu[j]) * is[j];
+        hi[j] = T(h);
+        yi[j] = T(g[j] * h + b[j]);
+      }
+    }
+  });
+}
+
+template <class T>
+void batchnorm_backward_piece_sums(const T* dy, const T* xhat, const index_t* bounds,
+                                   index_t pieces, index_t f, double* out) {
+  const index_t n = bounds[pieces];
+  for_feature_strips(n, f, 3.0, [&](index_t j0, index_t len) {
+    for (index_t p = 0; p < pieces; ++p) {
+      double* FM_RESTRICT sdy = out + p * 2 * f + j0;
+      double* FM_RESTRICT sdyh = out + p * 2 * f + f + j0;
+      for (index_t j = 0; j < len; ++j) sdy[j] = sdyh[j] = 0.0;
+      for (index_t i = bounds[p]; i < bounds[p + 1]; ++i) {
+        const T* FM_RESTRICT di = dy + i * f + j0;
+        const T* FM_RESTRICT hi = xhat + i * f + j0;
+#pragma omp simd
+        for (index_t j = 0; j < len; ++j) {
+          const double d = double(di[j]);
+          sdy[j] += d;
+          sdyh[j] += d * double(hi[j]);
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+void batchnorm_backward_apply(const T* dy, const T* xhat, const T* gamma, const T* invstd,
+                              index_t n, index_t f, const double* sums, double rows, T* dx) {
+  const double inv_rows = 1.0 / rows;
+  for_feature_strips(n, f, 3.0, [&](index_t j0, index_t len) {
+    double a[kStrip], mdy[kStrip], mdyh[kStrip];
+    for (index_t j = 0; j < len; ++j) {
+      a[j] = double(gamma[j0 + j]) * double(invstd[j0 + j]);
+      mdy[j] = sums[j0 + j] * inv_rows;
+      mdyh[j] = sums[f + j0 + j] * inv_rows;
+    }
+    for (index_t i = 0; i < n; ++i) {
+      const T* di = dy + i * f + j0;  // dx may alias dy
+      T* dxi = dx + i * f + j0;
+      const T* FM_RESTRICT hi = xhat + i * f + j0;
+#pragma omp simd
+      for (index_t j = 0; j < len; ++j)
+        dxi[j] = T(a[j] * ((double(di[j]) - mdy[j]) - double(hi[j]) * mdyh[j]));
+    }
+  });
+}
+
 #define FM_BN_INSTANTIATE(T)                                                                      \
   template void batchnorm_forward_train<T>(const T*, index_t, index_t, const T*, const T*, double, \
                                            T*, T*, T*, T*, T*);                                    \
@@ -199,7 +306,15 @@ void batchnorm_backward(const T* dy, const T* xhat, const T* gamma, const T* inv
   template void batchnorm_forward_eval<T>(const T*, index_t, index_t, const T*, const T*,         \
                                           const T*, const T*, double, T*);                         \
   template void batchnorm_backward<T>(const T*, const T*, const T*, const T*, index_t, index_t, T*, \
-                                      T*, T*);
+                                      T*, T*);                                                    \
+  template void batchnorm_piece_sums<T>(const T*, const index_t*, index_t, index_t, const double*, \
+                                        double*);                                                 \
+  template void batchnorm_normalize<T>(const T*, index_t, index_t, const T*, const T*,            \
+                                       const double*, const double*, double, T*, T*, T*, T*, T*); \
+  template void batchnorm_backward_piece_sums<T>(const T*, const T*, const index_t*, index_t,     \
+                                                 index_t, double*);                               \
+  template void batchnorm_backward_apply<T>(const T*, const T*, const T*, const T*, index_t,      \
+                                            index_t, const double*, double, T*);
 FM_BN_INSTANTIATE(float)
 FM_BN_INSTANTIATE(double)
 #undef FM_BN_INSTANTIATE

@@ -39,4 +39,27 @@ template <class T>
 void batchnorm_backward(const T* dy, const T* xhat, const T* gamma, const T* invstd, index_t n,
                         index_t f, T* dx, T* dgamma, T* dbeta);
 
+// Synchronized statistics (data-parallel training). The rows [0, n) are cut
+// into pieces at bounds[0] = 0 < bounds[1] < ... < bounds[pieces] = n.
+// out (pieces, f): per piece and feature, the sum over its rows (in order) of
+// x, or with center != nullptr of (x - center)^2, in double.
+template <class T>
+void batchnorm_piece_sums(const T* x, const index_t* bounds, index_t pieces, index_t f,
+                          const double* center, double* out);
+// The training forward from given statistics (the global batch's mean and
+// biased variance): writes xhat, y and, rounded to T, mean_out, var_out and
+// invstd as batchnorm_forward_train does.
+template <class T>
+void batchnorm_normalize(const T* x, index_t n, index_t f, const T* gamma, const T* beta,
+                         const double* mean, const double* var, double eps, T* xhat, T* y,
+                         T* mean_out, T* var_out, T* invstd);
+// out (pieces, 2f): per piece, sum_rows(dy) then sum_rows(dy xhat), in double.
+template <class T>
+void batchnorm_backward_piece_sums(const T* dy, const T* xhat, const index_t* bounds,
+                                   index_t pieces, index_t f, double* out);
+// dx from the global batch's sums (2f: sum(dy), sum(dy xhat)) over `rows` rows.
+template <class T>
+void batchnorm_backward_apply(const T* dy, const T* xhat, const T* gamma, const T* invstd,
+                              index_t n, index_t f, const double* sums, double rows, T* dx);
+
 }  // namespace fastmlp

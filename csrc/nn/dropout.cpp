@@ -95,19 +95,19 @@ FM_ALWAYS_INLINE void mask_batch(T* FM_RESTRICT out, uint64_t b, uint32_t c1, ui
   }
 }
 
-// Elements [e0, e1) with e0 a multiple of 4: whole batches, then whole
-// blocks, then the part of the last block that lies before e1.
+// Elements [e0, e1) with e0 a multiple of 4 into out[0, e1 - e0): whole
+// batches, then whole blocks, then the part of the last block before e1.
 template <class T, class W>
-FM_ALWAYS_INLINE void mask_range_body(T* mask, index_t e0, index_t e1, uint32_t c1, uint32_t c2,
+FM_ALWAYS_INLINE void mask_range_body(T* out, index_t e0, index_t e1, uint32_t c1, uint32_t c2,
                                       uint32_t c3, const KeySchedule& ks, uint64_t seed,
                                       uint32_t t32, T scale) {
   index_t e = e0;
   for (; e + 4 * kLanes <= e1; e += 4 * kLanes)
-    mask_batch<T, W>(mask + e, uint64_t(e) / 4, c1, c2, c3, ks, t32, scale);
+    mask_batch<T, W>(out + (e - e0), uint64_t(e) / 4, c1, c2, c3, ks, t32, scale);
   for (; e < e1; e += 4) {
     const auto blk = Philox4x32::generate(uint32_t(uint64_t(e) / 4), c1, c2, c3, seed);
     const index_t m = std::min<index_t>(4, e1 - e);
-    for (index_t k = 0; k < m; ++k) mask[e + k] = blk.v[k] >= t32 ? scale : T(0);
+    for (index_t k = 0; k < m; ++k) out[e - e0 + k] = blk.v[k] >= t32 ? scale : T(0);
   }
 }
 
@@ -149,7 +149,8 @@ void mask_range(bool avx512, T* mask, index_t e0, index_t e1, uint32_t c1, uint3
 }  // namespace
 
 template <class T>
-void dropout_mask(T* mask, index_t count, double p, uint64_t seed, uint64_t step, uint32_t layer) {
+void dropout_mask(T* mask, index_t count, double p, uint64_t seed, uint64_t step, uint32_t layer,
+                  index_t first) {
   if (count <= 0) return;
   // p == 0 keeps everything (threshold 0) at scale 1 exactly; skip the draws.
   if (p <= 0.0) {
@@ -168,11 +169,25 @@ void dropout_mask(T* mask, index_t count, double p, uint64_t seed, uint64_t step
   const KeySchedule ks(seed);
   const bool avx512 = use_avx512();
 
+  // Elements [first, first + count): a partial block up to the next multiple
+  // of 4 (a data-parallel rank's rows may start anywhere in the batch), then
+  // the rest from an aligned element.
+  index_t e0 = first;
+  if (e0 % 4 != 0) {
+    const index_t a = e0 - e0 % 4, head = std::min<index_t>(a + 4, first + count);
+    const auto blk = Philox4x32::generate(uint32_t(uint64_t(a) / 4), c1, c2, c3, seed);
+    for (index_t e = e0; e < head; ++e) mask[e - first] = blk.v[e - a] >= t32 ? scale : T(0);
+    e0 = head;
+  }
+  T* out = mask + (e0 - first);
+  const index_t rest = first + count - e0;
+  if (rest <= 0) return;
+
   // Threads take contiguous runs of whole batches; every draw is a function
   // of its element index alone, so the split cannot change a bit.
   constexpr index_t kBatch = 4 * kLanes;
-  const index_t n_batches = (count + kBatch - 1) / kBatch;
-  const int nt = int(std::min<index_t>(threads_for(double(count) * 16.0), n_batches));
+  const index_t n_batches = (rest + kBatch - 1) / kBatch;
+  const int nt = int(std::min<index_t>(threads_for(double(rest) * 16.0), n_batches));
 #if defined(_OPENMP)
   if (nt > 1) {
 #pragma omp parallel num_threads(nt)
@@ -180,14 +195,14 @@ void dropout_mask(T* mask, index_t count, double p, uint64_t seed, uint64_t step
       const index_t t = thread_id(), nteam = team_size();
       note_team(int(nteam));
       const index_t b0 = n_batches * t / nteam, b1 = n_batches * (t + 1) / nteam;
-      mask_range<T>(avx512, mask, b0 * kBatch, std::min(count, b1 * kBatch), c1, c2, c3, ks, seed,
-                    t32, scale);
+      mask_range<T>(avx512, out + b0 * kBatch, e0 + b0 * kBatch,
+                    e0 + std::min(rest, b1 * kBatch), c1, c2, c3, ks, seed, t32, scale);
     }
     return;
   }
 #endif
   (void)nt;
-  mask_range<T>(avx512, mask, 0, count, c1, c2, c3, ks, seed, t32, scale);
+  mask_range<T>(avx512, out, e0, e0 + rest, c1, c2, c3, ks, seed, t32, scale);
 }
 
 template <class T>
@@ -196,8 +211,9 @@ void apply_mask(T* y, const T* x, const T* mask, index_t count) {
   parallel_for_simd(count, threads_for(double(count)), [&](index_t i) { y[i] = x[i] * mask[i]; });
 }
 
-template void dropout_mask<float>(float*, index_t, double, uint64_t, uint64_t, uint32_t);
-template void dropout_mask<double>(double*, index_t, double, uint64_t, uint64_t, uint32_t);
+template void dropout_mask<float>(float*, index_t, double, uint64_t, uint64_t, uint32_t, index_t);
+template void dropout_mask<double>(double*, index_t, double, uint64_t, uint64_t, uint32_t,
+                                    index_t);
 template void apply_mask<float>(float*, const float*, const float*, index_t);
 template void apply_mask<double>(double*, const double*, const double*, index_t);
 

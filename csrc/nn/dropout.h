@@ -17,10 +17,13 @@
 
 namespace fastmlp {
 
-// mask[0, count): 0 or 1 / (1 - p), for elements 0..count-1 of the layer's
-// (n, units) output in row-major order. 0 <= p < 1; p == 0 writes all ones.
+// mask[0, count): 0 or 1 / (1 - p), for elements first..first+count-1 of the
+// layer's (n, units) output in row-major order (first > 0: a data-parallel
+// rank whose rows start at row first / units of the global batch draws that
+// batch's masks for them). 0 <= p < 1; p == 0 writes all ones.
 template <class T>
-void dropout_mask(T* mask, index_t count, double p, uint64_t seed, uint64_t step, uint32_t layer);
+void dropout_mask(T* mask, index_t count, double p, uint64_t seed, uint64_t step, uint32_t layer,
+                  index_t first = 0);
 
 // y[i] = x[i] * mask[i]   (y may alias x)
 template <class T>

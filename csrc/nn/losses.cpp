@@ -234,7 +234,8 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
 // training.
 template <class T>
 double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
-                             index_t n, index_t k, double* row_loss, const T* lse) {
+                             index_t n, index_t k, double* row_loss, const T* lse,
+                             double den_given) {
   if (n <= 0) return 0.0;
   const bool ce = loss == Loss::cross_entropy;
   double den = ce ? double(n) : double(n) * double(k);
@@ -242,9 +243,16 @@ double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Targ
   const bool regression = loss == Loss::mse || loss == Loss::poisson;
   const bool weighted = t.sample_weight || (t.class_weight && !regression);
   if (!weighted) {
+    if (den_given > 0.0) {
+      den = den_given;
+      inv_den = T(1) / T(den);
+    }
     loss_rows<T, false>(loss, d, z, y, t, n, k, inv_den, row_loss, lse);
   } else {
-    if (ce && t.labels && t.class_weight) {
+    if (den_given > 0.0) {
+      den = den_given;
+      inv_den = T(1) / T(den);
+    } else if (ce && t.labels && t.class_weight) {
       den = 0.0;
       for (index_t i = 0; i < n; ++i) den += double(t.class_weight[t.labels[i]]);
       if (den == 0.0) {
@@ -264,9 +272,9 @@ template void loss_output<float>(Loss, float*, const float*, index_t, index_t, f
 template void loss_output<double>(Loss, double*, const double*, index_t, index_t, double*);
 template double loss_forward_backward<float>(Loss, float*, const float*, const float*,
                                              const Target<float>&, index_t, index_t, double*,
-                                             const float*);
+                                             const float*, double);
 template double loss_forward_backward<double>(Loss, double*, const double*, const double*,
                                               const Target<double>&, index_t, index_t, double*,
-                                              const double*);
+                                              const double*, double);
 
 }  // namespace fastmlp

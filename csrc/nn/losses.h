@@ -69,8 +69,12 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse);
 // row order so that the result is independent of the thread count).
 // lse: the row log sum exp(z - max) that loss_output wrote for this z (read by
 // cross_entropy only; the caller runs loss_output first, as it must for y).
+// den_given > 0 replaces the loss's denominator (n, n k or sum_i c_{y_i}, see
+// above): a data-parallel rank passes its global batch's, so that its rows'
+// loss terms and gradients are those of the global mean.
 template <class T>
 double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
-                             index_t n, index_t k, double* row_loss, const T* lse);
+                             index_t n, index_t k, double* row_loss, const T* lse,
+                             double den_given = 0.0);
 
 }  // namespace fastmlp

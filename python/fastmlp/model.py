@@ -11,11 +11,11 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core, _enums, _progress, io
+from . import _core, _enums, _progress, distributed, io
 from . import optim as _optim
 from ._validation import (
     check_float,
@@ -592,7 +592,8 @@ class MLP:
             validation_split: float = 0.0, early_stopping: EarlyStopping | int | None = None,
             verbose: int | str = 1, callbacks: Callback | Iterable[Callback] | None = (),
             seed: int | None = None, sample_weight: ArrayLike | None = None,
-            class_weight: dict | Sequence[float] | str | None = None) -> History:
+            class_weight: dict | Sequence[float] | str | None = None,
+            comm: Any = None, reduction: str | Any = "reproducible") -> History:
         """Train by mini-batch gradient descent with the compiled optimizer.
 
         Each epoch runs entirely in the core with the GIL released (shuffle,
@@ -649,6 +650,19 @@ class MLP:
             ``{class: weight}``, one weight per class, or ``"balanced"``
             (``n / (classes * count)``, counted over the training rows);
             weights the training loss only, as in Keras.
+        comm : mpi4py communicator, optional
+            Data-parallel training over MPI (:mod:`fastmlp.distributed`):
+            every rank calls fit with the same arguments (X may be the same
+            array or a ``np.memmap`` of one file on every rank; each rank
+            reads only its rows of each batch). ``batch_size`` is the global
+            batch, split across the ranks; the gradients are summed over it
+            and batch normalization uses its statistics. Only rank 0
+            prints. Launch with ``mpiexec -n N python -m mpi4py script.py``.
+        reduction : {"reproducible", "fast"} or fastmlp.distributed.Reproducible
+            With ``comm``: ``"reproducible"`` gives bitwise the same
+            parameters for any number of processes; ``"fast"`` is one
+            in-place all-reduce per step, equal to a single-process fit up
+            to rounding.
 
         Returns
         -------
@@ -664,6 +678,13 @@ class MLP:
         epochs = check_positive_int(epochs, "epochs", minimum=0)
         batch_size = check_positive_int(batch_size, "batch_size")
         verbose = _progress.check_verbose(verbose)
+        if comm is not None:
+            return self._fit_distributed(
+                comm, reduction, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                validation_data=validation_data, validation_split=validation_split,
+                early_stopping=early_stopping, verbose=verbose, callbacks=callbacks, seed=seed,
+                sample_weight=sample_weight, class_weight=class_weight)
+        distributed.check_reduction(reduction)
         split = check_float(validation_split, "validation_split", minimum=0.0, maximum=1.0,
                             max_inclusive=False)
         callbacks = _check_callbacks(callbacks)
@@ -680,6 +701,36 @@ class MLP:
             return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed, callbacks,
                                     verbose)
 
+    def _fit_distributed(self, comm, reduction, X, y, *, epochs, batch_size, shuffle,
+                         validation_data, validation_split, early_stopping, verbose, callbacks,
+                         seed, sample_weight, class_weight):
+        """fit over an MPI communicator (fastmlp.distributed)."""
+        trainer = distributed.Trainer(self, comm, reduction)
+        split = check_float(validation_split, "validation_split", minimum=0.0, maximum=1.0,
+                            max_inclusive=False)
+        callbacks = _check_callbacks(callbacks)
+        shuffle_seed = self.seed if seed is None else _check_seed(seed)
+        data = self._fit_data(X, y, sample_weight, class_weight, validation_data, split,
+                              lazy=True)
+        if early_stopping is not None:
+            callbacks = callbacks + [_early_stopper(early_stopping, data.Xv is not None)]
+        self._check_batch_size(batch_size, data.X.shape[0])
+        fit_args = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle),
+                    "seed": shuffle_seed, "split": split, "class_weight": repr(class_weight),
+                    "callbacks": [type(c).__name__ for c in callbacks]}
+        trainer.agree(fit_args, data)
+        if trainer.rank != 0:
+            verbose = 0
+        with self._net.training("fit"):
+            try:
+                return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed,
+                                        callbacks, verbose, epoch=trainer.epoch)
+            except FloatingPointError:
+                raise  # the same on every rank: every rank raises it
+            except BaseException as e:  # noqa: BLE001 - only this rank may have seen it
+                trainer.abort(e)
+                raise
+
     def _check_batch_size(self, batch_size, n):
         """Batch normalization cannot train on a batch of one row."""
         if self._has_batch_norm and (batch_size == 1 or n % batch_size == 1 or n == 1):
@@ -688,9 +739,15 @@ class MLP:
                 "which batch normalization cannot train on; choose another batch size"
             )
 
-    def _fit_data(self, X, y, sample_weight, class_weight, validation_data, split):
-        """The training and validation arrays, checked and converted once."""
-        X = self._X(X, keep_sparse=True)
+    def _fit_data(self, X, y, sample_weight, class_weight, validation_data, split, lazy=False):
+        """The training and validation arrays, checked and converted once
+        (lazy: X only checked for shape and type, its rows converted a batch
+        at a time by a data-parallel fit)."""
+        if lazy:
+            self._ensure_built(X)
+            X = distributed.check_lazy_X(X, self._sizes[0])
+        else:
+            X = self._X(X, keep_sparse=True)
         y = self._y(y, X.shape[0])
         sw, _ = self._weights(sample_weight, None, y, X.shape[0])
         Xv = yv = swv = None
@@ -720,8 +777,11 @@ class MLP:
         _, cw = self._weights(None, class_weight, y, X.shape[0])
         return _FitData(X, y, sw, cw, Xv, yv, swv)
 
-    def _run_epochs(self, data, epochs, batch_size, shuffle, shuffle_seed, callbacks, verbose):
-        """The epoch loop: the core trains, Python records and calls back."""
+    def _run_epochs(self, data, epochs, batch_size, shuffle, shuffle_seed, callbacks, verbose,
+                    epoch=None):
+        """The epoch loop: the core trains (epoch(...) one epoch; default
+        _train_epoch), Python records and calls back."""
+        epoch = self._train_epoch if epoch is None else epoch
         net = self._net
         history = History()
         self.history = history
@@ -740,7 +800,7 @@ class MLP:
                 if report is not None:
                     net.reset_progress()
                     report.begin_epoch(i + 1)
-                r, stop = self._train_epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
+                r, stop = epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
                 record = self._epoch_record(r, data, lr_now)
                 self._epochs_done += 1
                 record["time"] = time.perf_counter() - t0
@@ -837,7 +897,9 @@ class MLP:
         record["lr"] = lr
         for i, g in enumerate(r.grad_norm_sum):
             record[f"grad_norm_{i}"] = g / max(r.batches, 1)
-        for i, a in enumerate(self._acts[:-1]):
+        # Dead units are counted over this process's rows only: a
+        # data-parallel fit leaves them out of the (global) history.
+        for i, a in enumerate(self._acts[:-1] if not getattr(r, "distributed", False) else ()):
             if a == "relu":
                 record[f"dead_relu_{i}"] = self._net.dead_fraction(i)
         return record

@@ -1,0 +1,379 @@
+"""Data-parallel training over MPI: ``model.fit(X, y, comm=comm)``.
+
+Every process (rank) runs the same ``fit`` with the same arguments; each
+global batch of ``batch_size`` rows is split over the ranks, each rank runs
+the forward and backward pass on its rows, the gradients are summed across
+the ranks, and every rank takes the same optimizer step. The C++ core knows
+nothing of MPI: it computes a rank's share of a step
+(``Network.forward_backward_pieces``) and calls back into this module
+for the few sums that batch normalization needs in the middle of a pass;
+the collectives are mpi4py's, on zero-copy views of the core's flat
+buffers.
+
+The result does not depend on how many processes run it:
+
+* the shuffling permutation of each epoch comes from (seed, epoch), the same
+  on every rank;
+* the loss is the global batch's mean (its denominator is the global one),
+  so no learning-rate rescaling is needed;
+* batch normalization uses the global batch's statistics (two sums per
+  layer forward, one backward), dropout the masks of the global rows;
+* history, validation, schedules and early stopping see the same numbers
+  on every rank, so every rank takes the same branch; only rank 0 prints.
+
+Two reductions:
+
+``reduction="reproducible"`` (default)
+    Each global batch is cut into pieces of ``piece_rows`` rows
+    (:class:`Reproducible`; 64 by default), whatever the number of
+    processes. Each piece's gradient (and batch-norm sums) is computed on
+    its own, and the pieces are added in a binary tree over the piece
+    indices, the same tree for any number of processes (floating-point
+    addition is commutative, so which rank adds a node does not matter;
+    its operands do). The parameters after fit are bitwise identical on
+    every rank and for 1, 2, 3 or any number of processes. Ranks beyond the
+    number of pieces of a batch have no rows to work on in it.
+``reduction="fast"``
+    Each rank's rows are one piece; one in-place ``Allreduce`` of the flat
+    gradient buffer per step (MPI's order of addition). Identical on every
+    rank, and equal to a single-process fit up to rounding.
+
+Launch with ``mpiexec -n N python -m mpi4py script.py``: with ``-m mpi4py``
+an uncaught exception on one rank aborts the whole job instead of leaving
+the others waiting in a collective. Inside fit, an error that only some
+ranks can see (a bad value in one rank's rows, an interrupt) calls
+``comm.Abort`` for the same reason; errors every rank sees alike (a
+mismatch of the arguments, a diverging loss) are raised on every rank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import traceback
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["Reproducible", "REDUCTIONS"]
+
+REDUCTIONS = ("reproducible", "fast")
+
+
+class Reproducible:
+    """``reduction=`` value: the reproducible reduction with pieces of
+    ``piece_rows`` rows (``"reproducible"`` is ``Reproducible(64)``).
+
+    Smaller pieces let more processes share a batch (a batch has
+    ceil(batch_size / piece_rows) pieces to hand out); larger ones cost less
+    per step (each piece a rank holds beyond its first costs one more
+    gradient buffer and one addition of it). The result depends on
+    piece_rows, never on the number of processes.
+    """
+
+    def __init__(self, piece_rows: int = 64):
+        if isinstance(piece_rows, bool) or not isinstance(piece_rows, (int, np.integer)) \
+                or piece_rows < 1:
+            raise ValueError(f"piece_rows: expected a positive integer, got {piece_rows!r}")
+        self.piece_rows = int(piece_rows)
+
+    def __repr__(self):
+        return f"Reproducible(piece_rows={self.piece_rows})"
+
+    def __eq__(self, other):
+        return isinstance(other, Reproducible) and other.piece_rows == self.piece_rows
+
+    def __hash__(self):
+        return hash(("Reproducible", self.piece_rows))
+
+
+def check_reduction(reduction):
+    """(mode, piece_rows) of a ``reduction=`` argument."""
+    if isinstance(reduction, Reproducible):
+        return "reproducible", reduction.piece_rows
+    if isinstance(reduction, str) and reduction in REDUCTIONS:
+        return reduction, 64 if reduction == "reproducible" else None
+    raise ValueError(
+        f"reduction: expected 'reproducible', 'fast' or fastmlp.distributed.Reproducible(...), "
+        f"got {reduction!r}"
+    )
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as e:  # pragma: no cover - exercised where mpi4py is absent
+        raise ImportError(
+            "comm: data-parallel fit needs mpi4py and an MPI library; install them with "
+            "pip install 'fastmlp[mpi]' (mpi4py and the mpich wheel) and launch with "
+            "mpiexec -n N python -m mpi4py script.py"
+        ) from e
+    return MPI
+
+
+def check_comm(comm):
+    """The mpi4py intracommunicator `comm`, checked."""
+    MPI = _mpi()
+    if not isinstance(comm, MPI.Intracomm):
+        raise TypeError(
+            f"comm: expected an mpi4py intracommunicator (e.g. MPI.COMM_WORLD), got "
+            f"{type(comm).__name__}"
+        )
+    if comm == MPI.COMM_NULL:
+        raise ValueError("comm: MPI.COMM_NULL cannot train")
+    return comm
+
+
+def _digest(obj):
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Plan:
+    """Which rows of a global batch of nb rows this rank holds, in which pieces."""
+
+    def __init__(self, nb, size, rank, piece_rows):
+        if piece_rows is None:  # fast: one piece per rank, the rows split evenly
+            lo, hi = nb * rank // size, nb * (rank + 1) // size
+            self.owner = None
+            self.first_piece = rank
+            self.bounds = [0, hi - lo] if hi > lo else [0]
+            self.counts = [1 if nb * (r + 1) // size > nb * r // size else 0
+                           for r in range(size)]
+        else:
+            k = -(-nb // piece_rows)
+            p0, p1 = k * rank // size, k * (rank + 1) // size
+            lo, hi = min(p0 * piece_rows, nb), min(p1 * piece_rows, nb)
+            self.owner = np.empty(k, dtype=np.int64)
+            for r in range(size):
+                self.owner[k * r // size:k * (r + 1) // size] = r
+            self.first_piece = p0
+            self.bounds = [min(q * piece_rows, nb) - lo for q in range(p0, p1)] + [hi - lo]
+            self.counts = [k * (r + 1) // size - k * r // size for r in range(size)]
+        self.lo, self.hi = lo, hi
+        self.pieces = len(self.bounds) - 1
+
+
+class _Reducer:
+    """The sums of one process group: gradients, batch-norm sums, losses."""
+
+    def __init__(self, comm, mode, dtype):
+        MPI = _mpi()
+        self.MPI = MPI
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.mode = mode
+        self.mpi_dtype = MPI.FLOAT if dtype == np.float32 else MPI.DOUBLE
+
+    # -- small sums (batch norm, losses): gather every piece, add in order -----
+    def ordered_sum(self, partials, plan):
+        """Sum over all pieces of the global batch of `partials` (this
+        rank's pieces x width), the same bits for any number of ranks."""
+        width = partials.shape[1]
+        if self.mode == "fast":
+            local = np.zeros(width)
+            for row in partials:
+                local += row
+            self.comm.Allreduce(self.MPI.IN_PLACE, local, op=self.MPI.SUM)
+            return local
+        counts = [c * width for c in plan.counts]
+        allp = np.empty((sum(plan.counts), width))
+        self.comm.Allgatherv(np.ascontiguousarray(partials),
+                             [allp, counts, None, self.MPI.DOUBLE])
+        total = np.zeros(width)
+        for row in allp:  # piece order: the same additions for any process count
+            total += row
+        return total
+
+    def batch_norm_hook(self, plan):
+        def reduce(partials, out):
+            out[...] = self.ordered_sum(partials, plan)
+        return reduce
+
+    # -- the gradient ----------------------------------------------------------
+    def gradients(self, net, plan):
+        grads = net.grads_flat()
+        if self.mode == "fast":
+            if plan.pieces == 0:
+                grads[...] = 0
+            self.comm.Allreduce(self.MPI.IN_PLACE, [grads, self.mpi_dtype], op=self.MPI.SUM)
+            return
+        # Piece q's gradient: grads for this rank's first piece, the piece
+        # buffer after it. A binary tree over piece indices [0, k), each node
+        # computed at the owner of its first piece: a right child held
+        # elsewhere is sent there. Receives always come from higher ranks,
+        # sends go to lower ones: no cycle, no deadlock.
+        extra = net.piece_grads() if plan.pieces > 1 else None
+        first = plan.first_piece
+        owner = plan.owner
+        k = len(owner)
+        buf = None
+
+        def local(q):
+            return grads if q == first else extra[q - first - 1]
+
+        def node(a, b):
+            """The sum of pieces [a, b), left in local(a) on owner[a]."""
+            nonlocal buf
+            if b - a == 1:
+                return
+            m = (a + b) // 2
+            node(a, m)
+            node(m, b)
+            left, right = int(owner[a]), int(owner[m])
+            if left == self.rank and right == self.rank:
+                np.add(local(a), local(m), out=local(a))
+            elif right == self.rank:
+                self.comm.Send([local(m), self.mpi_dtype], dest=left, tag=7)
+            elif left == self.rank:
+                if buf is None:
+                    buf = np.empty_like(grads)
+                self.comm.Recv([buf, self.mpi_dtype], source=right, tag=7)
+                np.add(local(a), buf, out=local(a))
+
+        node(0, k)
+        self.comm.Bcast([grads, self.mpi_dtype], root=int(owner[0]))
+
+
+def _gather(a, rows):
+    """a[rows] as a C-contiguous copy: for a np.memmap only those rows are read."""
+    return np.ascontiguousarray(a[rows])
+
+
+def _den(model, y, cw, nb):
+    """The loss denominator of a global batch (losses.h): rows for
+    cross-entropy (the class weights' sum over the rows with class ids and
+    class weights), rows x outputs otherwise."""
+    if model.loss_name == "cross_entropy":
+        if cw is not None and y.ndim == 1:
+            den = float(np.add.reduce(cw[y].astype(np.float64)))
+            return den if den > 0 else float("inf")  # every row weighs 0: no gradient
+        return float(nb)
+    return float(nb) * float(model._sizes[-1])
+
+
+def check_lazy_X(X, n_features, name="X"):
+    """X as an array whose rows are converted a batch at a time (a
+    np.memmap stays one: nothing is read here)."""
+    from ._validation import is_sparse
+
+    if is_sparse(X):
+        raise TypeError(f"{name}: a data-parallel fit takes a dense array or np.memmap, "
+                        "not a sparse matrix")
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name}: expected a non-empty 2-D array (n_samples, n_features), "
+                         f"got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name}: expected {n_features} features, got {X.shape[1]}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {X.dtype}")
+    return X
+
+
+class Trainer:
+    """One data-parallel fit: the model's epochs, step by step, over comm."""
+
+    def __init__(self, model, comm, reduction):
+        self.model = model
+        self.comm = check_comm(comm)
+        self.mode, self.piece_rows = check_reduction(reduction)
+        self.reducer = _Reducer(self.comm, self.mode, model.dtype)
+        self.rank = self.reducer.rank
+        self.size = self.reducer.size
+
+    # -- the start: the same model, arguments and data on every rank ----------
+    def agree(self, fit_args, data):
+        model = self.model
+        meta, _ = model._state()
+        shapes = {name: None if a is None else [list(np.shape(a)), str(np.asarray(a[:0]).dtype)]
+                  for name, a in (("X", data.X), ("y", data.y), ("sample_weight", data.sw),
+                                  ("X_val", data.Xv), ("y_val", data.yv))}
+        mine = _digest({"model": meta, "fit": fit_args, "data": shapes,
+                        "reduction": [self.mode, self.piece_rows]})
+        everyone = self.comm.allgather(mine)
+        if len(set(everyone)) > 1:
+            differ = [r for r, d in enumerate(everyone) if d != everyone[0]]
+            raise ValueError(
+                f"comm: the ranks called fit with different models, arguments or data shapes "
+                f"(ranks {differ} differ from rank 0); every rank must call fit alike"
+            )
+        # The same numbers everywhere: rank 0's parameters, running statistics
+        # and optimizer state.
+        net = model._net
+        mpi_dtype = self.reducer.mpi_dtype
+        views = [net.params_flat(), *model._running_stats().values(), *net.optimizer_state()]
+        for v in views:
+            self.comm.Bcast([v, mpi_dtype], root=0)
+        del views  # drops the weight handles: the bf16 panels are repacked
+
+    # -- one epoch --------------------------------------------------------------
+    def epoch(self, data, batch_size, shuffle, shuffle_seed, callbacks):
+        model = self.model
+        net = model._net
+        n = data.X.shape[0]
+        perm = _core.permutation(n, shuffle_seed, model._epochs_done) if shuffle else None
+        net.reset_unit_activity()
+        L = net.num_layers
+        r = SimpleNamespace(loss_sum=0.0, rows=0, batches=0, correct=0.0, predictions=0.0,
+                            grad_norm_sum=[0.0] * L, distributed=True)
+        every = [c.every_n_batches for c in callbacks if c.every_n_batches]
+        stop = False
+        for start in range(0, n, batch_size):
+            nb = min(batch_size, n - start)
+            idx = perm[start:start + nb] if perm is not None else np.arange(start, start + nb)
+            plan = _Plan(nb, self.size, self.rank, self.piece_rows)
+            rows = idx[plan.lo:plan.hi]
+            # A memmap reads its rows in file order; the batch keeps the
+            # permutation's order.
+            X = np.ascontiguousarray(_gather(data.X, rows), dtype=model.dtype)
+            y = _gather(data.y, rows)
+            sw = None if data.sw is None else _gather(data.sw, rows)
+            den = _den(model, data.y[idx], data.cw, nb)
+            with model._lock:
+                out = net.forward_backward_pieces(
+                    X, y, sw, data.cw, int(plan.lo), int(nb), den, plan.bounds,
+                    self.reducer.batch_norm_hook(plan))
+                self.reducer.gradients(net, plan)
+                loss = float(self.reducer.ordered_sum(out["losses"].reshape(-1, 1), plan)[0])
+                s = net.finish_step(loss, int(nb))
+            if not s.ok:
+                from .model import _REMEDIES
+                raise FloatingPointError(
+                    f"fit: training diverged at epoch {model._epochs_done + 1}, batch "
+                    f"{start // batch_size + 1}: {model._divergence(s.loss, s.bad_layer)} The "
+                    f"parameters are those before that batch. {_REMEDIES}"
+                )
+            r.loss_sum += s.loss * nb
+            r.rows += nb
+            r.batches += 1
+            r.correct += out["correct"]
+            r.predictions += out["predictions"]
+            for i, g in enumerate(net.grad_norms()):
+                r.grad_norm_sum[i] += g
+            batch_no = r.batches
+            if every and start + nb < n:
+                logs = {"loss": r.loss_sum / r.rows}
+                for cb in callbacks:
+                    if cb.every_n_batches and batch_no % cb.every_n_batches == 0:
+                        stop = bool(cb.on_batch_end(batch_no, logs)) or stop
+                if stop:
+                    break
+        counts = np.array([r.correct, r.predictions])
+        self.comm.Allreduce(self.reducer.MPI.IN_PLACE, counts, op=self.reducer.MPI.SUM)
+        r.correct, r.predictions = float(counts[0]), float(counts[1])
+        return r, stop
+
+    def abort(self, exc):
+        """An error only this rank may have seen: end the whole job rather
+        than leave the other ranks waiting in a collective."""
+        sys.stderr.write(f"fastmlp: rank {self.rank} of {self.size} failed in fit; "
+                         "aborting the MPI job\n")
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        sys.stderr.flush()
+        self.comm.Abort(1)
