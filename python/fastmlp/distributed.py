@@ -203,40 +203,51 @@ class _Reducer:
             self.comm.Allreduce(self.MPI.IN_PLACE, [grads, self.mpi_dtype], op=self.MPI.SUM)
             return
         # Piece q's gradient: grads for this rank's first piece, the piece
-        # buffer after it. A binary tree over piece indices [0, k), each node
-        # computed at the owner of its first piece: a right child held
-        # elsewhere is sent there. Receives always come from higher ranks,
-        # sends go to lower ones: no cycle, no deadlock.
+        # buffer after it. A binary tree over the piece indices [0, k), the
+        # same for any number of ranks; a node whose halves are held by two
+        # ranks is formed on both (each sends its half to the other; a + b
+        # and b + a are the same bits), so the root ends on owner[0] and
+        # owner[m] of the top split, and a broadcast reaches the other
+        # ranks only where there are any.
         extra = net.piece_grads() if plan.pieces > 1 else None
         first = plan.first_piece
         owner = plan.owner
         k = len(owner)
-        buf = None
+        state = {"buf": None}
 
         def local(q):
             return grads if q == first else extra[q - first - 1]
 
         def node(a, b):
-            """The sum of pieces [a, b), left in local(a) on owner[a]."""
-            nonlocal buf
+            """The sum of pieces [a, b) into local(a) on owner[a] (and into
+            local(m) on owner[m] where the halves lie on two ranks)."""
             if b - a == 1:
                 return
             m = (a + b) // 2
             node(a, m)
             node(m, b)
             left, right = int(owner[a]), int(owner[m])
-            if left == self.rank and right == self.rank:
-                np.add(local(a), local(m), out=local(a))
-            elif right == self.rank:
-                self.comm.Send([local(m), self.mpi_dtype], dest=left, tag=7)
-            elif left == self.rank:
-                if buf is None:
-                    buf = np.empty_like(grads)
-                self.comm.Recv([buf, self.mpi_dtype], source=right, tag=7)
-                np.add(local(a), buf, out=local(a))
+            if left == right:
+                if left == self.rank:
+                    np.add(local(a), local(m), out=local(a))
+                return
+            if self.rank not in (left, right):
+                return
+            mine, other = (local(a), right) if self.rank == left else (local(m), left)
+            if state["buf"] is None:
+                state["buf"] = np.empty_like(grads)
+            buf = state["buf"]
+            self.comm.Sendrecv([mine, self.mpi_dtype], dest=other, sendtag=7,
+                               recvbuf=[buf, self.mpi_dtype], source=other, recvtag=7)
+            np.add(mine, buf, out=mine)
 
         node(0, k)
-        self.comm.Bcast([grads, self.mpi_dtype], root=int(owner[0]))
+        top = (k // 2) if k > 1 else 0
+        holders = {int(owner[0]), int(owner[top])}
+        if self.rank == int(owner[top]) and self.rank != int(owner[0]) and top != first:
+            grads[...] = local(top)
+        if len(holders) < self.size:
+            self.comm.Bcast([grads, self.mpi_dtype], root=int(owner[0]))
 
 
 def _gather(a, rows):
@@ -314,6 +325,18 @@ class Trainer:
 
     # -- one epoch --------------------------------------------------------------
     def epoch(self, data, batch_size, shuffle, shuffle_seed, callbacks):
+        """One epoch (model._run_epochs' epoch function). A diverging loss
+        is raised on every rank alike; any other error may be this rank's
+        alone and aborts the job."""
+        try:
+            return self._epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
+        except FloatingPointError:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            self.abort(e)
+            raise
+
+    def _epoch(self, data, batch_size, shuffle, shuffle_seed, callbacks):
         model = self.model
         net = model._net
         n = data.X.shape[0]

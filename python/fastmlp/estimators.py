@@ -57,7 +57,7 @@ except ImportError:  # older scikit-learn: no callback API, nothing to support
     def with_callbacks(method):
         return method
 
-from . import _core, _enums
+from . import _core, _enums, distributed
 from ._validation import dense_rows, is_sparse
 from . import optim as _optim
 from .model import MLP
@@ -180,6 +180,8 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         "lr_schedule": [_optim.LRSchedule, None],
         "dtype": [StrOptions({"float32", "float64", "mixed_bfloat16"}), None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "comm": "no_validation",  # checked by fastmlp.distributed at fit
+        "reduction": "no_validation",
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
@@ -189,7 +191,7 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dropout=0.0, batch_norm=False, l1=0.0, clip_norm=None, lr_schedule=None,
-                 dtype=None, n_threads=None):
+                 dtype=None, n_threads=None, comm=None, reduction="reproducible"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -220,6 +222,8 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         self.lr_schedule = lr_schedule
         self.dtype = dtype
         self.n_threads = n_threads
+        self.comm = comm
+        self.reduction = reduction
 
     # -- helpers ------------------------------------------------------------
     def _compute_dtype(self, X=None):
@@ -350,6 +354,16 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         if y.ndim == 1:
             y = y.reshape(-1, 1)
         rng = check_random_state(self.random_state)
+        if self.comm is not None:
+            if self.solver == "lbfgs":
+                raise ValueError("comm: solver='lbfgs' trains full-batch in one process; use "
+                                 "solver='adam' or 'sgd' for data-parallel training")
+            # Every rank draws from rank 0's random state (random_state=None
+            # would give each rank its own network).
+            comm = distributed.check_comm(self.comm)
+            rng = check_random_state(comm.bcast(
+                int(rng.randint(np.iinfo(np.int32).max)) if comm.Get_rank() == 0 else None,
+                root=0))
         if first:
             self.n_outputs_ = y.shape[1]
             self._set_output(y)
@@ -537,12 +551,19 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
                                self._normalized(sample_weight, model.dtype), None, None, 0.0)
         model._check_batch_size(batch_size, n)
         seed = int(rng.randint(np.iinfo(np.int32).max))
+        epoch = None
+        if self.comm is not None:
+            trainer = distributed.Trainer(model, self.comm, self.reduction)
+            trainer.agree({"batch_size": batch_size, "shuffle": bool(self.shuffle),
+                           "seed": seed, "max_iter": int(self.max_iter)}, data)
+            epoch = trainer.epoch
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
                 hooks.begin("epoch")
                 try:
-                    h = model._run_epochs(data, 1, batch_size, bool(self.shuffle), seed, [], 0)
+                    h = model._run_epochs(data, 1, batch_size, bool(self.shuffle), seed, [], 0,
+                                          epoch=epoch)
                 except FloatingPointError:
                     raise ValueError(
                         "Solver produced non-finite parameter weights. The input data may "
@@ -745,6 +766,13 @@ class MLPClassifier(ClassifierMixin, _Base):
     n_threads : int, optional
         fastmlp: threads of the core during fit; None follows
         ``fm.set_num_threads`` and threadpoolctl's limits.
+    comm : mpi4py communicator, optional
+        fastmlp: data-parallel training over MPI, as ``fm.MLP.fit``'s
+        ``comm`` (every rank fits with the same arguments; the random state
+        is rank 0's; stochastic solvers only).
+    reduction : {"reproducible", "fast"}, default "reproducible"
+        fastmlp: how the gradients are summed across ranks with ``comm``
+        (see :mod:`fastmlp.distributed`).
 
     Attributes
     ----------
@@ -807,7 +835,8 @@ class MLPClassifier(ClassifierMixin, _Base):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dropout=0.0, batch_norm=False, l1=0.0, clip_norm=None, lr_schedule=None,
-                 class_weight=None, dtype=None, n_threads=None):
+                 class_weight=None, dtype=None, n_threads=None, comm=None,
+                 reduction="reproducible"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -817,7 +846,8 @@ class MLPClassifier(ClassifierMixin, _Base):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, dropout=dropout, batch_norm=batch_norm, l1=l1, clip_norm=clip_norm,
-            lr_schedule=lr_schedule, dtype=dtype, n_threads=n_threads)
+            lr_schedule=lr_schedule, dtype=dtype, n_threads=n_threads, comm=comm,
+            reduction=reduction)
         self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
@@ -1030,6 +1060,13 @@ class MLPRegressor(RegressorMixin, _Base):
     n_threads : int, optional
         fastmlp: threads of the core during fit; None follows
         ``fm.set_num_threads`` and threadpoolctl's limits.
+    comm : mpi4py communicator, optional
+        fastmlp: data-parallel training over MPI, as ``fm.MLP.fit``'s
+        ``comm`` (every rank fits with the same arguments; the random state
+        is rank 0's; stochastic solvers only).
+    reduction : {"reproducible", "fast"}, default "reproducible"
+        fastmlp: how the gradients are summed across ranks with ``comm``
+        (see :mod:`fastmlp.distributed`).
 
     Attributes
     ----------
@@ -1078,7 +1115,7 @@ class MLPRegressor(RegressorMixin, _Base):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dropout=0.0, batch_norm=False, l1=0.0, clip_norm=None, lr_schedule=None,
-                 dtype=None, n_threads=None):
+                 dtype=None, n_threads=None, comm=None, reduction="reproducible"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -1088,7 +1125,8 @@ class MLPRegressor(RegressorMixin, _Base):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, dropout=dropout, batch_norm=batch_norm, l1=l1, clip_norm=clip_norm,
-            lr_schedule=lr_schedule, dtype=dtype, n_threads=n_threads)
+            lr_schedule=lr_schedule, dtype=dtype, n_threads=n_threads, comm=comm,
+            reduction=reduction)
         self.loss = loss
 
     def _validate_input(self, X, y, incremental, reset):

@@ -1,0 +1,193 @@
+"""Data-parallel training over MPI on one machine: what the reduction costs.
+
+    python benchmarks/bench_distributed.py [--rounds 3] [--steps 20]
+
+launches itself under ``mpiexec -n P python -m mpi4py`` for each layout and
+prints, measured in the same run:
+
+1. the all-reduce time of flat float32 buffers from 1e4 to 1e7 values
+   (2 processes);
+2. configuration L (784-1024-1024-1024-10, relu, cross-entropy, Adam,
+   float32, global batch 256) per step, split into compute (the rank's
+   forward and backward), communication (the gradient reduction and the
+   loss) and update, for 1 process x C threads and P processes x C/P threads,
+   in fast and reproducible mode;
+3. the cost of reproducible over fast mode, and P processes x 1 thread
+   against 1 process x P threads (plain ``train_step``, no MPI) in samples
+   per second.
+
+Layouts are run round-robin ``--rounds`` times and the best round of each is
+reported (the median beside it), so that a noisy neighbour hurts all of them
+alike. Needs mpi4py and an MPI (``pip install 'fastmlp[mpi]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+L_SIZES = [784, 1024, 1024, 1024, 10]
+BATCH = 256
+
+
+def _worker(args):
+    from mpi4py import MPI
+
+    import fastmlp as fm
+    from fastmlp import distributed as dist
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    fm.set_num_threads(args.threads)
+    out = {}
+    if args.allreduce:
+        for n in (10_000, 100_000, 1_000_000, 10_000_000):
+            a = np.ones(n, np.float32)
+            ts = []
+            for _ in range(12 if n < 10_000_000 else 5):
+                comm.Barrier()
+                t = time.perf_counter()
+                comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM)
+                ts.append(time.perf_counter() - t)
+            out[str(n)] = [min(ts), float(np.median(ts))]
+        if rank == 0:
+            print(json.dumps(out))
+        return
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((BATCH, L_SIZES[0])).astype(np.float32)
+    y = rng.integers(0, L_SIZES[-1], BATCH).astype(np.int32)
+    model = fm.MLP(L_SIZES, activation="relu", seed=0)
+    model.compile(optimizer=fm.optim.Adam(lr=1e-4))
+    model.train_step(X[:2], y[:2])  # builds the network and its workspace
+    net = model._net
+    if args.mode == "none":  # one process, no MPI in the step
+        for _ in range(3):
+            model.train_step(X, y)
+        ts = []
+        for _ in range(args.steps):
+            t = time.perf_counter()
+            model.train_step(X, y)
+            ts.append(time.perf_counter() - t)
+        print(json.dumps({"step": [min(ts), float(np.median(ts))]}))
+        return
+    mode, piece_rows = dist.check_reduction(
+        dist.Reproducible(128) if args.mode == "rep128" else args.mode)
+    reducer = dist._Reducer(comm, mode, np.float32)
+    plan = dist._Plan(BATCH, size, rank, piece_rows)
+    Xl = np.ascontiguousarray(X[plan.lo:plan.hi])
+    yl = np.ascontiguousarray(y[plan.lo:plan.hi])
+    hook = reducer.batch_norm_hook(plan)
+    parts = {"compute": [], "comm": [], "update": [], "step": []}
+    for i in range(3 + args.steps):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        r = net.forward_backward_pieces(Xl, yl, None, None, plan.lo, BATCH, float(BATCH),
+                                        plan.bounds, hook)
+        t1 = time.perf_counter()
+        reducer.gradients(net, plan)
+        loss = float(reducer.ordered_sum(r["losses"].reshape(-1, 1), plan)[0])
+        t2 = time.perf_counter()
+        net.finish_step(loss, BATCH)
+        t3 = time.perf_counter()
+        if i >= 3:
+            for k, v in (("compute", t1 - t0), ("comm", t2 - t1), ("update", t3 - t2),
+                         ("step", t3 - t0)):
+                parts[k].append(v)
+    # The slowest rank's time is the step's.
+    mine = np.array([np.median(parts[k]) for k in ("compute", "comm", "update", "step")])
+    worst = np.empty_like(mine)
+    comm.Allreduce(mine, worst, op=MPI.MAX)
+    best_step = np.empty(1)
+    comm.Allreduce(np.array([min(parts["step"])]), best_step, op=MPI.MAX)
+    if rank == 0:
+        print(json.dumps({"compute": worst[0], "comm": worst[1], "update": worst[2],
+                          "step": [float(best_step[0]), float(worst[3])]}))
+
+
+def _launch(procs, threads, mode, steps, allreduce=False):
+    cmd = [sys.executable, __file__, "--worker", "--threads", str(threads), "--mode", mode,
+           "--steps", str(steps)]
+    if allreduce:
+        cmd.append("--allreduce")
+    if mode != "none" or allreduce:
+        cmd = ["mpiexec", "-n", str(procs), sys.executable, "-m", "mpi4py"] + cmd[1:]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--allreduce", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="fast", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per layout")
+    ap.add_argument("--rounds", type=int, default=3, help="round-robin repetitions")
+    ap.add_argument("--procs", type=int, default=None,
+                    help="processes of the multi-process layouts (default: the cores, >= 2)")
+    args = ap.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+    cores = os.cpu_count() or 1
+    procs = args.procs or max(2, cores)
+    per = max(1, cores // procs)
+    print(f"# {cores} cores; {procs} processes x {per} thread(s) against 1 process x "
+          f"{cores} thread(s); configuration L, global batch {BATCH}, float32")
+    ar = _launch(2, 1, "fast", 0, allreduce=True)
+    print("\n## Allreduce of float32 buffers, 2 processes (best / median)")
+    print("| values | time | GB/s of buffer |")
+    print("|---|---|---|")
+    for n, (best, med) in ar.items():
+        print(f"| {int(n):.0e} | {best * 1e3:.3f} ms / {med * 1e3:.3f} ms | "
+              f"{int(n) * 4 / best / 1e9:.2f} |")
+    layouts = [("1 x %d, no MPI" % cores, 1, cores, "none"),
+               ("1 x %d, fast" % cores, 1, cores, "fast"),
+               ("1 x %d, reproducible" % cores, 1, cores, "reproducible"),
+               ("%d x %d, fast" % (procs, per), procs, per, "fast"),
+               ("%d x %d, reproducible" % (procs, per), procs, per, "reproducible"),
+               ("%d x %d, reproducible(128)" % (procs, per), procs, per, "rep128")]
+    results = {name: [] for name, *_ in layouts}
+    for _ in range(args.rounds):
+        for name, p, t, mode in layouts:
+            results[name].append(_launch(p, t, mode, args.steps))
+    print("\n## Configuration L step (ms; compute / communication / update are medians of the "
+          "slowest rank, step is best / median)")
+    print("| layout | compute | comm | update | step | samples/s |")
+    print("|---|---|---|---|---|---|")
+    best = {}
+    for name, *_ in layouts:
+        rs = results[name]
+        step_best = min(r["step"][0] for r in rs)
+        step_med = float(np.median([r["step"][1] for r in rs]))
+        best[name] = step_best
+        if "compute" in rs[0]:
+            c = float(np.median([r["compute"] for r in rs])) * 1e3
+            m = float(np.median([r["comm"] for r in rs])) * 1e3
+            u = float(np.median([r["update"] for r in rs])) * 1e3
+            cols = f"{c:.2f} | {m:.2f} | {u:.2f}"
+        else:
+            cols = "- | - | -"
+        print(f"| {name} | {cols} | {step_best * 1e3:.2f} / {step_med * 1e3:.2f} | "
+              f"{BATCH / step_best:.0f} |")
+    single = best["1 x %d, no MPI" % cores]
+    fast = best["%d x %d, fast" % (procs, per)]
+    rep = best["%d x %d, reproducible" % (procs, per)]
+    rep128 = best["%d x %d, reproducible(128)" % (procs, per)]
+    print(f"\nreproducible over fast, {procs} x {per}: {rep / fast:.3f}x the step time "
+          f"(pieces of 128 rows: {rep128 / fast:.3f}x)")
+    print(f"{procs} x {per} fast against 1 x {cores} (no MPI): {single / fast:.3f}x the samples/s; "
+          f"reproducible {single / rep:.3f}x")
+
+
+if __name__ == "__main__":
+    main()

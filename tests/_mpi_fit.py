@@ -1,0 +1,125 @@
+"""Worker of tests/test_distributed.py, run as
+``mpiexec -n N python -m mpi4py tests/_mpi_fit.py CASE OUT``.
+
+Each case fits on every rank, checks that every rank ends with the same
+bits (an assertion fails the job otherwise) and rank 0 writes what the test
+compares into OUT (.npz)."""
+
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+import fastmlp as fm
+from fastmlp.distributed import Reproducible
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+case, out = sys.argv[1], sys.argv[2]
+
+
+def data(n=250, f=12, dtype=np.float32):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, f)).astype(dtype)
+    y = ((X[:, 0] * 2 + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 0.5)).astype(np.int64)
+    return X, y
+
+
+def model(dtype="float32", opt=None):
+    m = fm.MLP([12, 16, 16, 3], dropout=0.2, batch_norm=True, seed=3, dtype=dtype)
+    m.compile(optimizer=opt or fm.optim.Adam(lr=1e-2), l2=1e-3, clip_norm=1.0,
+              lr_schedule=fm.optim.StepLR(2, gamma=0.5))
+    return m
+
+
+def same_everywhere(*arrays):
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        first = a.copy()
+        comm.Bcast(first, root=0)
+        assert np.array_equal(a, first), f"rank {rank} differs from rank 0"
+
+
+def state(m):
+    net = m._net
+    arrays = {"params": np.array(net.params_flat())}
+    arrays.update({k: np.array(v) for k, v in m._running_stats().items()})
+    for j, st in enumerate(net.optimizer_state()):
+        arrays[f"opt_{j}"] = np.array(st)
+    return arrays
+
+
+def save(arrays, history=None):
+    same_everywhere(*arrays.values())
+    if history is not None:
+        for k, v in history.items():
+            if k == "time":  # wall time: each rank's own
+                continue
+            arrays["history_" + k] = np.asarray(v, dtype=np.float64)
+            same_everywhere(arrays["history_" + k])
+    if rank == 0:
+        np.savez(out, **arrays)
+
+
+if case in ("reproducible", "fast", "memmap"):
+    X, y = data()
+    Xv, yv = data(60)
+    if case == "memmap":
+        path = out + ".X.npy"
+        if rank == 0:
+            np.save(path, X)
+        comm.Barrier()
+        X = np.load(path, mmap_mode="r")
+    m = model()
+    reduction = Reproducible(16) if case != "fast" else "fast"
+    h = m.fit(X, y, epochs=4, batch_size=96, comm=comm, reduction=reduction, verbose=0,
+              validation_data=(Xv, yv), early_stopping=3)
+    save(state(m), h.history)
+elif case == "fast_vs_single":
+    X, y = data(dtype=np.float64)
+    m = model("float64", fm.optim.SGD(lr=0.1, momentum=0.9))
+    m.fit(X, y, epochs=2, batch_size=96, comm=comm, reduction="fast", verbose=0)
+    save(state(m))
+elif case == "mismatch":
+    X, y = data()
+    m = model()
+    try:
+        m.fit(X, y, epochs=1, batch_size=96 if rank == 0 else 64, comm=comm, verbose=0)
+    except ValueError as e:
+        msg = str(e)
+    else:
+        msg = "no error"
+    msgs = comm.gather(msg)
+    if rank == 0:
+        np.savez(out, messages=np.array(msgs))
+elif case == "fail":
+    X, y = data()
+    if rank == 1:
+        X = X.copy()
+        X[200, 3] = np.nan  # only this rank's rows of one batch see it
+    m = model()
+    m.fit(X, y, epochs=2, batch_size=250, shuffle=False, comm=comm,
+          reduction=Reproducible(125), verbose=0)
+    if rank == 0:
+        np.savez(out, finished=np.array(True))
+elif case == "estimator":
+    X, y = data()
+    clf = fm.MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, batch_size=64, random_state=0,
+                           comm=comm, reduction=Reproducible(16), dtype="float32",
+                           batch_norm=True, dropout=0.1)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    # random_state=None: every rank still trains rank 0's network.
+    free = fm.MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, comm=comm, dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        free.fit(X, X[:, 0])
+    same_everywhere(*free.coefs_)
+    arrays = {f"coef_{i}": c for i, c in enumerate(clf.coefs_)}
+    arrays["loss_curve"] = np.asarray(clf.loss_curve_)
+    arrays["proba"] = clf.predict_proba(X)
+    save(arrays)
+else:
+    raise SystemExit(f"unknown case {case}")

@@ -1,0 +1,260 @@
+"""Data-parallel fit over MPI (fastmlp.distributed).
+
+The core's share of a step (Network.forward_backward_pieces) is checked in
+one process against the whole-batch step; the MPI fits launch real
+processes with ``mpiexec -n N python -m mpi4py tests/_mpi_fit.py`` (one
+machine, oversubscribed where it has fewer cores) and skip, saying why,
+where mpi4py or mpiexec is missing (``pip install 'fastmlp[mpi]'``)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastmlp as fm
+from fastmlp import _core, distributed
+
+WORKER = Path(__file__).with_name("_mpi_fit.py")
+TIMEOUT = 240
+
+
+def _mpiexec():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    for cand in (Path(sys.executable).with_name("mpiexec"), shutil.which("mpiexec")):
+        if cand and Path(cand).exists():
+            return str(cand)
+    return None
+
+
+MPIEXEC = _mpiexec()
+needs_mpi = pytest.mark.skipif(
+    MPIEXEC is None, reason="mpi4py or mpiexec not installed (pip install 'fastmlp[mpi]')")
+
+
+def launch(n, case, tmp_path, check=True):
+    out = str(tmp_path / f"{case}_{n}.npz")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "mpi4py", str(WORKER), case, out]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}\n{res.stdout}\n"
+                             f"{res.stderr[-4000:]}")
+    return res, out
+
+
+def load(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+# -- one process: the core's share of a step ---------------------------------
+
+def _net(dtype=np.float64, batch_norm=True, dropout=0.25):
+    m = fm.MLP([6, 9, 7, 3], batch_norm=batch_norm, dropout=dropout, seed=5,
+               dtype="float64" if dtype == np.float64 else "float32")
+    m.compile(optimizer=fm.optim.SGD(lr=0.1))
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((23, 6)).astype(dtype)
+    y = rng.integers(0, 3, 23).astype(np.int32)
+    m.train_step(X[:4], y[:4])  # builds it and takes a step (step counter 1)
+    return m, X, y
+
+
+def _local_reduce(partials, out):
+    out[...] = partials.sum(axis=0)
+
+
+@pytest.mark.parametrize("bounds", [[0, 23], [0, 5, 6, 17, 23], [0, 1, 2, 23]])
+def test_pieces_sum_to_the_whole_batch_gradient(bounds):
+    m, X, y = _net()
+    net = m._net
+    full_loss = net.forward_backward(X, y)
+    full = np.array(net.grads_flat())
+    net2 = _net()[0]._net
+    r = net2.forward_backward_pieces(X, y, None, None, 0, 23, 23.0, bounds, _local_reduce)
+    total = np.array(net2.grads_flat())
+    for q in range(len(bounds) - 2):
+        total += net2.piece_grads()[q]
+    np.testing.assert_allclose(total, full, rtol=1e-12, atol=1e-14)
+    assert r["losses"].shape == (len(bounds) - 1,)
+    assert abs(r["losses"].sum() - full_loss) <= 1e-13 * abs(full_loss)
+    # finish_step takes the global rows.
+    s = net2.finish_step(float(r["losses"].sum()), 23)
+    assert s.ok
+
+
+def test_rows_split_over_two_shares_equal_the_whole_step():
+    """Two 'processes' in one: rows [0, 9) and [9, 23) of one global batch,
+    batch-norm sums combined by hand, dropout keyed by the global rows."""
+    m, X, y = _net()
+    net = m._net
+    full_loss = net.forward_backward(X, y)
+    full = np.array(net.grads_flat())
+    shares = [(0, 9), (9, 23)]
+    nets = [_net()[0]._net for _ in shares]
+    # Run the two shares in lock step: each reduce call waits for the other's.
+    import threading
+    barrier = threading.Barrier(2)
+    slots = [None, None]
+    results = [None, None]
+
+    def hook(i):
+        def reduce(partials, out):
+            slots[i] = partials.sum(axis=0)
+            barrier.wait()
+            out[...] = slots[0] + slots[1]
+            barrier.wait()
+        return reduce
+
+    def run(i):
+        lo, hi = shares[i]
+        results[i] = nets[i].forward_backward_pieces(
+            np.ascontiguousarray(X[lo:hi]), y[lo:hi], None, None, lo, 23, 23.0, [0, hi - lo],
+            hook(i))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = np.array(nets[0].grads_flat()) + np.array(nets[1].grads_flat())
+    np.testing.assert_allclose(total, full, rtol=1e-12, atol=1e-14)
+    loss = results[0]["losses"].sum() + results[1]["losses"].sum()
+    assert abs(loss - full_loss) <= 1e-13 * abs(full_loss)
+
+
+def test_a_share_with_no_rows_still_takes_part():
+    m, X, y = _net()
+    calls = []
+
+    def reduce(partials, out):
+        calls.append(partials.shape)
+        out[...] = 1.0  # some other process's sums
+    r = m._net.forward_backward_pieces(np.empty((0, 6)), np.empty(0, np.int32), None, None,
+                                       0, 8, 8.0, [0], reduce)
+    assert r["losses"].shape == (0,)
+    # Two sums forward and one backward per batch-norm layer (two layers).
+    assert calls == [(0, 9), (0, 9), (0, 7), (0, 7), (0, 14), (0, 18)]
+    assert m._net.finish_step(0.0, 8).ok
+
+
+@pytest.mark.parametrize("first", [0, 1, 3, 5, 64, 130])
+def test_dropout_mask_of_later_elements(first):
+    full = np.empty(first + 301, np.float32)
+    _core.dropout_mask(full, 0.3, 7, 11, 2)
+    part = np.empty(301, np.float32)
+    _core.dropout_mask(part, 0.3, 7, 11, 2, first=first)
+    np.testing.assert_array_equal(part, full[first:])
+
+
+def test_reduce_errors_propagate_and_leave_no_pending_step():
+    m, X, y = _net()
+
+    def reduce(partials, out):
+        raise RuntimeError("network down")
+    with pytest.raises(RuntimeError, match="network down"):
+        m._net.forward_backward_pieces(X, y, None, None, 0, 23, 23.0, [0, 23], reduce)
+    with pytest.raises(ValueError, match="no forward_backward"):
+        m._net.finish_step(0.0, 23)
+
+
+def test_bad_pieces_are_refused():
+    m, X, y = _net()
+    with pytest.raises(ValueError, match="pieces"):
+        m._net.forward_backward_pieces(X, y, None, None, 0, 23, 23.0, [0, 5, 5, 23],
+                                       _local_reduce)
+    with pytest.raises(ValueError, match="rows"):
+        m._net.forward_backward_pieces(X, y, None, None, 5, 23, 23.0, [0, 23], _local_reduce)
+
+
+def test_comm_and_reduction_arguments_are_checked():
+    m, X, y = _net()
+    with pytest.raises(ValueError, match="reduction"):
+        m.fit(X, y, epochs=1, reduction="exact", verbose=0)
+    with pytest.raises(ValueError, match="piece_rows"):
+        distributed.Reproducible(0)
+    if MPIEXEC is not None:
+        with pytest.raises(TypeError, match="comm: expected an mpi4py"):
+            m.fit(X, y, epochs=1, comm=object(), verbose=0)
+
+
+def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
+    m, X, y = _net()
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r"fastmlp\[mpi\]"):
+        m.fit(X, y, epochs=1, comm=object(), verbose=0)
+
+
+# -- real processes -------------------------------------------------------------
+
+@needs_mpi
+def test_reproducible_is_bitwise_the_same_for_1_2_3_processes(tmp_path):
+    runs = [load(launch(n, "reproducible", tmp_path)[1]) for n in (1, 2, 3)]
+    for n, r in zip((2, 3), runs[1:]):
+        assert r.keys() == runs[0].keys()
+        for k in runs[0]:
+            np.testing.assert_array_equal(r[k], runs[0][k], err_msg=f"{k}, {n} processes")
+    # It trained: the loss went down, validation ran each epoch.
+    loss = runs[0]["history_loss"]
+    assert loss[-1] < loss[0]
+    assert runs[0]["history_val_loss"].shape == loss.shape
+
+
+@needs_mpi
+def test_memmap_input_gives_the_same_model(tmp_path):
+    a = load(launch(2, "memmap", tmp_path)[1])
+    b = load(launch(2, "reproducible", tmp_path)[1])
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@needs_mpi
+def test_fast_equals_the_single_process_fit_up_to_rounding(tmp_path):
+    for n in (2, 3):
+        got = load(launch(n, "fast_vs_single", tmp_path)[1])
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((250, 12))
+        y = ((X[:, 0] * 2 + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 0.5)).astype(np.int64)
+        m = fm.MLP([12, 16, 16, 3], dropout=0.2, batch_norm=True, seed=3, dtype="float64")
+        m.compile(optimizer=fm.optim.SGD(lr=0.1, momentum=0.9), l2=1e-3, clip_norm=1.0,
+                  lr_schedule=fm.optim.StepLR(2, gamma=0.5))
+        m.fit(X, y, epochs=2, batch_size=96, verbose=0)
+        want = np.array(m._net.params_flat())
+        np.testing.assert_allclose(got["params"], want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+@needs_mpi
+def test_fast_mode_runs_with_three_processes(tmp_path):
+    r = load(launch(3, "fast", tmp_path)[1])
+    assert np.isfinite(r["params"]).all()
+
+
+@needs_mpi
+def test_ranks_that_disagree_raise_on_every_rank(tmp_path):
+    msgs = load(launch(2, "mismatch", tmp_path)[1])["messages"]
+    assert len(msgs) == 2
+    for msg in msgs:
+        assert "ranks [1] differ from rank 0" in msg
+
+
+@needs_mpi
+def test_a_failing_rank_aborts_the_job(tmp_path):
+    res, out = launch(2, "fail", tmp_path, check=False)
+    assert res.returncode != 0
+    assert not Path(out).exists()
+    assert "aborting the MPI job" in res.stderr
+    assert "X: contains NaN" in res.stderr
+
+
+@needs_mpi
+def test_estimator_takes_comm(tmp_path):
+    runs = [load(launch(n, "estimator", tmp_path)[1]) for n in (1, 2)]
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[1][k], runs[0][k], err_msg=k)
