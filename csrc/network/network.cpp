@@ -367,14 +367,19 @@ void Network<T>::backward_pieces(const T* x, index_t n) {
       z = y = w.lin;
       dense_act = Act::identity;
     }
-    // dZ and dX are row by row, dW and db sums over each piece's rows.
+    // dW and db are sums over each piece's rows; dZ and dX are row by row,
+    // and the products give each row the same bits for any row count
+    // (tests/test_distributed.py checks it), so dX is one product over all
+    // the rows.
     for (index_t q = 0; q < pieces; ++q) {
       const index_t r0 = bounds[std::size_t(q)], m = bounds[std::size_t(q + 1)] - r0;
       const LayerTensors<T> g = grad_of(l, q);
-      dense_backward<T>(dx ? dx + r0 * s.in : nullptr, g.W, g.b, d + r0 * s.out, d + r0 * s.out,
-                        in + r0 * s.in, p.W, z + r0 * s.out, y + r0 * s.out, m, s.in, s.out,
-                        dense_act, prec_, weight_panel(l, false));
+      dense_backward<T>(nullptr, g.W, g.b, d + r0 * s.out, d + r0 * s.out, in + r0 * s.in, p.W,
+                        z + r0 * s.out, y + r0 * s.out, m, s.in, s.out, dense_act, prec_,
+                        nullptr);
     }
+    if (dx && n > 0)
+      dense_backward_dx<T>(dx, d, p.W, n, s.in, s.out, prec_, weight_panel(l, false));
   }
 }
 

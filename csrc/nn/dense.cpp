@@ -131,13 +131,21 @@ void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T
     dense_gemm<T>(prec, Trans::N, Trans::N, n, in, out, dz, out, w, in, dx, in, nullptr, w_panel);
 }
 
+template <class T>
+void dense_backward_dx(T* dx, const T* dz, const T* w, index_t n, index_t in, index_t out,
+                       GemmPrecision prec, const Bf16Panel* w_panel) {
+  dense_gemm<T>(prec, Trans::N, Trans::N, n, in, out, dz, out, w, in, dx, in, nullptr, w_panel);
+}
+
 #define FM_INSTANTIATE(T)                                                                    \
   template void dense_forward<T>(T*, T*, const T*, const T*, const T*, index_t, index_t,     \
                                  index_t, Act, GemmPrecision, const Bf16Panel*);             \
   template void dense_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*,    \
                                   const T*, index_t, index_t, index_t, Act, GemmPrecision,   \
                                   const Bf16Panel*);                                         \
-  template void dense_dz_db<T>(T*, T*, const T*, const T*, const T*, index_t, index_t, Act);
+  template void dense_dz_db<T>(T*, T*, const T*, const T*, const T*, index_t, index_t, Act);    \
+  template void dense_backward_dx<T>(T*, const T*, const T*, index_t, index_t, index_t,         \
+                                     GemmPrecision, const Bf16Panel*);
 FM_INSTANTIATE(float)
 FM_INSTANTIATE(double)
 #undef FM_INSTANTIATE

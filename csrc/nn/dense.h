@@ -34,6 +34,13 @@ void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T
                     GemmPrecision prec = GemmPrecision::native,
                     const Bf16Panel* w_panel = nullptr);
 
+// dx (n, in) = dz (n, out) w (out, in) alone: dense_backward's third product,
+// for a caller that takes dw and db over parts of the rows (data-parallel
+// pieces) and dx over all of them at once.
+template <class T>
+void dense_backward_dx(T* dx, const T* dz, const T* w, index_t n, index_t in, index_t out,
+                       GemmPrecision prec = GemmPrecision::native,
+                       const Bf16Panel* w_panel = nullptr);
 // dz = dy * act'(z) and db = sum over rows of dz, in one sweep. The row sum
 // runs in increasing row order for every column, whatever the thread count.
 template <class T>
