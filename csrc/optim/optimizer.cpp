@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "common/parallel.h"
 #include "common/restrict.h"
@@ -113,16 +114,20 @@ void sgd_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
 //   amsgrad: max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq), used below
 //   denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
 //   param.addcdiv_(exp_avg, denom, value=-step_size)
-template <class T, bool kAmsgrad>
+// The loop-invariant choices (L2 decay of the gradient, which form of lerp)
+// are template parameters: with them as run-time branches inside the loop
+// GCC did not vectorize it, and the Adam step ran 6-10x slower than SGD's
+// (2.9M parameters: ~15 ms against ~1.5 ms on Zen 4).
+template <class T, bool kAmsgrad, bool kDecayG, bool kW1Small>
 void adam_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
                T* FM_RESTRICT m, T* FM_RESTRICT v, T* FM_RESTRICT vmax, index_t n,
                int64_t step) {
   const bool decoupled = c.kind == OptKind::adamw;
   const bool scale_p = decoupled && c.weight_decay != 0.0;
-  const bool decay_g = !decoupled && c.weight_decay != 0.0;
-  const T keep_p = T(1.0 - c.lr * c.weight_decay), wd = T(c.weight_decay);
+  // AdamW's decay multiplies by keep_p, which is exactly 1 without it (x * 1
+  // == x for every x, NaN and -0 included): no branch needed.
+  const T keep_p = scale_p ? T(1.0 - c.lr * c.weight_decay) : T(1), wd = T(c.weight_decay);
   const T w1 = T(1.0 - c.beta1);
-  const bool w1_small = std::abs(w1) < T(0.5);
   const T one_minus_w1 = T(1) - w1;
   const T b2 = T(c.beta2), one_minus_b2 = T(1.0 - c.beta2);
   // torch reads the step back from a float tensor as a Python float.
@@ -135,24 +140,49 @@ void adam_loop(const OptConfig& c, T* FM_RESTRICT p, const T* FM_RESTRICT g,
   const T eps = T(c.eps);
   const int nt = threads_for_update(n, 4.0);
   parallel_for_simd(n, nt, [&](index_t i) {
-    T pi = p[i];
+    const T pi = p[i] * keep_p;
     T gi = g[i];
-    if (scale_p) pi = pi * keep_p;
-    if (decay_g) gi = gi + wd * pi;
-    const T mi = flush_tiny(lerp(m[i], gi, w1, w1_small, one_minus_w1));
+    if constexpr (kDecayG) gi = gi + wd * pi;
+    const T mi = flush_tiny(lerp(m[i], gi, w1, kW1Small, one_minus_w1));
     const T vi = flush_tiny(v[i] * b2 + one_minus_b2 * gi * gi);
     m[i] = mi;
     v[i] = vi;
     T vd = vi;
-    if (kAmsgrad) {
-      // torch.maximum: NaN in either argument propagates.
+    if constexpr (kAmsgrad) {
+      // torch.maximum: NaN in either argument propagates. A bitwise |, not
+      // ||: no branch in the loop, which then vectorizes.
       const T vm = vmax[i];
-      vd = (vi > vm || vi != vi) ? vi : vm;
+      vd = ((vi > vm) | (vi != vi)) ? vi : vm;
       vmax[i] = vd;
     }
     const T denom = std::sqrt(vd) / bc2_sqrt + eps;
     p[i] = pi + neg_step_size * mi / denom;
   });
+}
+
+template <class T>
+void adam_dispatch(const OptConfig& c, T* p, const T* g, T* const* state, index_t n,
+                   int64_t step) {
+  const bool decay_g = c.kind != OptKind::adamw && c.weight_decay != 0.0;
+  const bool w1_small = std::abs(T(1.0 - c.beta1)) < T(0.5);
+  T* vmax = c.amsgrad ? state[2] : nullptr;
+  auto run = [&](auto ams, auto decay, auto small) {
+    adam_loop<T, decltype(ams)::value, decltype(decay)::value, decltype(small)::value>(
+        c, p, g, state[0], state[1], vmax, n, step);
+  };
+  using yes = std::true_type;
+  using no = std::false_type;
+  if (c.amsgrad) {
+    if (decay_g)
+      w1_small ? run(yes{}, yes{}, yes{}) : run(yes{}, yes{}, no{});
+    else
+      w1_small ? run(yes{}, no{}, yes{}) : run(yes{}, no{}, no{});
+  } else {
+    if (decay_g)
+      w1_small ? run(no{}, yes{}, yes{}) : run(no{}, yes{}, no{});
+    else
+      w1_small ? run(no{}, no{}, yes{}) : run(no{}, no{}, no{});
+  }
 }
 
 // ------------------------------------------------------------- RMSprop
@@ -307,10 +337,7 @@ void optimizer_step(const OptConfig& cfg, T* p, const T* g, T* const* state, ind
       return;
     case OptKind::adam:
     case OptKind::adamw:
-      if (cfg.amsgrad)
-        adam_loop<T, true>(cfg, p, g, state[0], state[1], state[2], count, step);
-      else
-        adam_loop<T, false>(cfg, p, g, state[0], state[1], nullptr, count, step);
+      adam_dispatch<T>(cfg, p, g, state, count, step);
       return;
     case OptKind::rmsprop: {
       T* sq = state[0];
