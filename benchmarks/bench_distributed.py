@@ -83,40 +83,45 @@ def _worker(args):
     Xl = np.ascontiguousarray(X[plan.lo:plan.hi])
     yl = np.ascontiguousarray(y[plan.lo:plan.hi])
     hook = reducer.batch_norm_hook(plan)
-    parts = {"compute": [], "comm": [], "update": [], "step": []}
+    keys = ("compute", "wait", "comm", "update", "step")
+    parts = {k: [] for k in keys}
     for i in range(3 + args.steps):
         comm.Barrier()
         t0 = time.perf_counter()
         r = net.forward_backward_pieces(Xl, yl, None, None, plan.lo, BATCH, float(BATCH),
                                         plan.bounds, hook)
         t1 = time.perf_counter()
+        if args.timed_wait:
+            comm.Barrier()  # the other ranks' compute, apart from the transfer
+        t1b = time.perf_counter()
         reducer.gradients(net, plan)
         loss = float(reducer.ordered_sum(r["losses"].reshape(-1, 1), plan)[0])
         t2 = time.perf_counter()
         net.finish_step(loss, BATCH)
         t3 = time.perf_counter()
         if i >= 3:
-            for k, v in (("compute", t1 - t0), ("comm", t2 - t1), ("update", t3 - t2),
-                         ("step", t3 - t0)):
+            for k, v in zip(keys, (t1 - t0, t1b - t1, t2 - t1b, t3 - t2, t3 - t0)):
                 parts[k].append(v)
-    # The slowest rank's time is the step's.
-    mine = np.array([np.median(parts[k]) for k in ("compute", "comm", "update", "step")])
+    # Per step, the slowest rank's time is the step's.
+    mine = np.array([np.median(parts[k]) for k in keys] + [min(parts["step"])])
     worst = np.empty_like(mine)
     comm.Allreduce(mine, worst, op=MPI.MAX)
-    best_step = np.empty(1)
-    comm.Allreduce(np.array([min(parts["step"])]), best_step, op=MPI.MAX)
     if rank == 0:
-        print(json.dumps({"compute": worst[0], "comm": worst[1], "update": worst[2],
-                          "step": [float(best_step[0]), float(worst[3])]}))
+        out = dict(zip(keys[:-1], worst[:4].tolist()))
+        out["step"] = [float(worst[5]), float(worst[4])]
+        print(json.dumps(out))
 
 
 def _launch(procs, threads, mode, steps, allreduce=False):
     cmd = [sys.executable, __file__, "--worker", "--threads", str(threads), "--mode", mode,
-           "--steps", str(steps)]
+           "--steps", str(steps), "--timed-wait"]
     if allreduce:
         cmd.append("--allreduce")
     if mode != "none" or allreduce:
-        cmd = ["mpiexec", "-n", str(procs), sys.executable, "-m", "mpi4py"] + cmd[1:]
+        # Processes of one thread each bound to a core (hydra's -bind-to), as a
+        # batch system would place them.
+        bind = ["-bind-to", "core"] if procs > 1 and threads == 1 else []
+        cmd = ["mpiexec", *bind, "-n", str(procs), sys.executable, "-m", "mpi4py"] + cmd[1:]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if res.returncode != 0:
@@ -129,6 +134,7 @@ def main():
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--allreduce", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--timed-wait", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="fast", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per layout")
     ap.add_argument("--rounds", type=int, default=3, help="round-robin repetitions")
@@ -160,10 +166,11 @@ def main():
     for _ in range(args.rounds):
         for name, p, t, mode in layouts:
             results[name].append(_launch(p, t, mode, args.steps))
-    print("\n## Configuration L step (ms; compute / communication / update are medians of the "
-          "slowest rank, step is best / median)")
-    print("| layout | compute | comm | update | step | samples/s |")
-    print("|---|---|---|---|---|---|")
+    print("\n## Configuration L step (ms; compute, wait (for the slowest rank's compute), "
+          "communication and update are medians, the largest over the ranks; step is best / "
+          "median)")
+    print("| layout | compute | wait | comm | update | step | samples/s |")
+    print("|---|---|---|---|---|---|---|")
     best = {}
     for name, *_ in layouts:
         rs = results[name]
@@ -171,12 +178,11 @@ def main():
         step_med = float(np.median([r["step"][1] for r in rs]))
         best[name] = step_best
         if "compute" in rs[0]:
-            c = float(np.median([r["compute"] for r in rs])) * 1e3
-            m = float(np.median([r["comm"] for r in rs])) * 1e3
-            u = float(np.median([r["update"] for r in rs])) * 1e3
-            cols = f"{c:.2f} | {m:.2f} | {u:.2f}"
+            c, w, m, u = (float(np.median([r[k] for r in rs])) * 1e3
+                          for k in ("compute", "wait", "comm", "update"))
+            cols = f"{c:.2f} | {w:.2f} | {m:.2f} | {u:.2f}"
         else:
-            cols = "- | - | -"
+            cols = "- | - | - | -"
         print(f"| {name} | {cols} | {step_best * 1e3:.2f} / {step_med * 1e3:.2f} | "
               f"{BATCH / step_best:.0f} |")
     single = best["1 x %d, no MPI" % cores]

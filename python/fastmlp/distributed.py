@@ -168,6 +168,7 @@ class _Reducer:
         self.size = comm.Get_size()
         self.mode = mode
         self.mpi_dtype = MPI.FLOAT if dtype == np.float32 else MPI.DOUBLE
+        self._buf = None  # receive buffer of the reproducible tree
 
     # -- small sums (batch norm, losses): gather every piece, add in order -----
     def ordered_sum(self, partials, plan):
@@ -204,16 +205,22 @@ class _Reducer:
             return
         # Piece q's gradient: grads for this rank's first piece, the piece
         # buffer after it. A binary tree over the piece indices [0, k), the
-        # same for any number of ranks; a node whose halves are held by two
-        # ranks is formed on both (each sends its half to the other; a + b
-        # and b + a are the same bits), so the root ends on owner[0] and
-        # owner[m] of the top split, and a broadcast reaches the other
-        # ranks only where there are any.
+        # same for any number of ranks. A node whose halves lie on two ranks
+        # is formed on both: each rank adds one half of the buffer (the
+        # other's half of its operand sent over, a + b and b + a being the
+        # same bits) and sends its half of the sum back, the bytes of one
+        # all-reduce. The root ends on owner[0] and owner[m] of the top split;
+        # a broadcast reaches the other ranks only where there are any.
         extra = net.piece_grads() if plan.pieces > 1 else None
         first = plan.first_piece
         owner = plan.owner
         k = len(owner)
-        state = {"buf": None}
+        size = grads.shape[0]
+        half = size // 2
+        if self._buf is None or self._buf.shape != grads.shape or self._buf.dtype != grads.dtype:
+            self._buf = np.empty_like(grads)  # kept: a new one each step costs page faults
+        buf = self._buf
+        dt = self.mpi_dtype
 
         def local(q):
             return grads if q == first else extra[q - first - 1]
@@ -231,15 +238,17 @@ class _Reducer:
                 if left == self.rank:
                     np.add(local(a), local(m), out=local(a))
                 return
-            if self.rank not in (left, right):
+            if self.rank == left:
+                x, other, mine, theirs = local(a), right, slice(0, half), slice(half, size)
+            elif self.rank == right:
+                x, other, mine, theirs = local(m), left, slice(half, size), slice(0, half)
+            else:
                 return
-            mine, other = (local(a), right) if self.rank == left else (local(m), left)
-            if state["buf"] is None:
-                state["buf"] = np.empty_like(grads)
-            buf = state["buf"]
-            self.comm.Sendrecv([mine, self.mpi_dtype], dest=other, sendtag=7,
-                               recvbuf=[buf, self.mpi_dtype], source=other, recvtag=7)
-            np.add(mine, buf, out=mine)
+            self.comm.Sendrecv([x[theirs], dt], dest=other, sendtag=7,
+                               recvbuf=[buf[mine], dt], source=other, recvtag=7)
+            np.add(x[mine], buf[mine], out=x[mine])
+            self.comm.Sendrecv([x[mine], dt], dest=other, sendtag=8,
+                               recvbuf=[x[theirs], dt], source=other, recvtag=8)
 
         node(0, k)
         top = (k // 2) if k > 1 else 0
@@ -247,7 +256,7 @@ class _Reducer:
         if self.rank == int(owner[top]) and self.rank != int(owner[0]) and top != first:
             grads[...] = local(top)
         if len(holders) < self.size:
-            self.comm.Bcast([grads, self.mpi_dtype], root=int(owner[0]))
+            self.comm.Bcast([grads, dt], root=int(owner[0]))
 
 
 def _gather(a, rows):
