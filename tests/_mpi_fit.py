@@ -92,11 +92,17 @@ elif case == "mismatch":
     msgs = comm.gather(msg)
     if rank == 0:
         np.savez(out, messages=np.array(msgs))
-elif case == "fail":
+elif case in ("fail", "fail_upfront"):
     X, y = data()
     if rank == 1:
         X = X.copy()
         X[200, 3] = np.nan  # only this rank's rows of one batch see it
+    if case == "fail":
+        # A memmap is read a batch at a time: the NaN shows inside fit, on
+        # rank 1 only. (An array in memory is checked before fit starts.)
+        path = f"{out}.{rank}.npy"
+        np.save(path, X)
+        X = np.load(path, mmap_mode="r")
     m = model()
     m.fit(X, y, epochs=2, batch_size=250, shuffle=False, comm=comm,
           reduction=Reproducible(125), verbose=0)
@@ -121,5 +127,73 @@ elif case == "estimator":
     arrays["loss_curve"] = np.asarray(clf.loss_curve_)
     arrays["proba"] = clf.predict_proba(X)
     save(arrays)
+elif case == "validation_split":
+    # float64 data into a float32 model, in memory and as a memmap: the
+    # held-out rows are converted like the training rows.
+    X, y = data(dtype=np.float64)
+    path = out + ".X64.npy"
+    if rank == 0:
+        np.save(path, X)
+    comm.Barrier()
+    arrays = {}
+    for name, Xin in (("array", X), ("memmap", np.load(path, mmap_mode="r"))):
+        m = model()
+        h = m.fit(Xin, y, epochs=2, batch_size=64, validation_split=0.2, comm=comm, verbose=0)
+        arrays[f"{name}_params"] = np.array(m._net.params_flat())
+        arrays[f"{name}_val_loss"] = np.asarray(h.history["val_loss"])
+    save(arrays)
+elif case == "stop_one_rank":
+    # A callback that asks to stop on rank 0 only: every rank stops there.
+    class StopOnRoot(fm.Callback):
+        def on_epoch_end(self, epoch, logs):
+            return rank == 0 and epoch == 2
+    X, y = data()
+    m = model()
+    h = m.fit(X, y, epochs=5, batch_size=64, comm=comm, verbose=0, callbacks=[StopOnRoot()])
+    save({"epochs": np.array(len(h.history["loss"])), **state(m)})
+elif case == "mismatch_callback":
+    X, y = data()
+    m = model()
+    try:
+        m.fit(X, y, epochs=3, batch_size=64, comm=comm, verbose=0,
+              early_stopping=fm.EarlyStopping(monitor="loss", patience=1 if rank == 0 else 8))
+    except ValueError as e:
+        msg = str(e)
+    else:
+        msg = "no error"
+    msgs = comm.gather(msg)
+    if rank == 0:
+        np.savez(out, messages=np.array(msgs))
+elif case == "mismatch_estimator":
+    import warnings
+    X, y = data()
+    clf = fm.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0, comm=comm,
+                           n_iter_no_change=1 if rank == 0 else 5)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X, y)
+    except ValueError as e:
+        msg = str(e)
+    else:
+        msg = "no error"
+    msgs = comm.gather(msg)
+    if rank == 0:
+        np.savez(out, messages=np.array(msgs))
+elif case == "comm_self":
+    # comm=COMM_SELF trains what comm=None trains, bit for bit.
+    import warnings
+    X, y = data()
+    fits = []
+    for c in (None, MPI.COMM_SELF):
+        # One piece per batch: the same products as the single-process step.
+        clf = fm.MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=None,
+                               comm=c, dtype="float32", reduction=Reproducible(1024))
+        np.random.seed(5)  # random_state=None draws from the global generator
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X, y)
+        fits.append(clf.coefs_[0].copy())
+    np.savez(out, none=fits[0], self_=fits[1])
 else:
     raise SystemExit(f"unknown case {case}")

@@ -208,8 +208,28 @@ def test_reduce_errors_propagate_and_leave_no_pending_step():
         m._net.finish_step(0.0, 23)
 
 
+def test_piece_gradient_views_stay_valid_when_more_pieces_come():
+    m, X, y = _net()
+    net = m._net
+    net.forward_backward_pieces(X, y, None, None, 0, 23, 23.0, [0, 10, 23], _local_reduce)
+    first = net.piece_grads()
+    assert len(first) == 1
+    before = first[0].copy()
+    net.forward_backward_pieces(X, y, None, None, 0, 23, 23.0, [0, 5, 10, 23], _local_reduce)
+    again = net.piece_grads()
+    assert len(again) == 2
+    # The first buffer did not move: the old view sees the new piece 1.
+    assert first[0].ctypes.data == again[0].ctypes.data
+    np.testing.assert_array_equal(first[0], again[0])
+    assert not np.array_equal(before, again[0])
+
+
 def test_bad_pieces_are_refused():
     m, X, y = _net()
+    for den in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="den"):
+            m._net.forward_backward_pieces(X, y, None, None, 0, 23, den, [0, 23],
+                                           _local_reduce)
     with pytest.raises(ValueError, match="pieces"):
         m._net.forward_backward_pieces(X, y, None, None, 0, 23, 23.0, [0, 5, 5, 23],
                                        _local_reduce)
@@ -289,11 +309,47 @@ def test_ranks_that_disagree_raise_on_every_rank(tmp_path):
 
 @needs_mpi
 def test_a_failing_rank_aborts_the_job(tmp_path):
+    # Inside fit (a memmap's NaN met in one rank's batch): fit aborts the job.
     res, out = launch(2, "fail", tmp_path, check=False)
     assert res.returncode != 0
     assert not Path(out).exists()
-    assert "aborting the MPI job" in res.stderr
+    assert "rank 1 of 2 failed in fit; aborting the MPI job" in res.stderr
     assert "X: contains NaN" in res.stderr
+    # Before fit's first collective (an array checked up front): the
+    # exception leaves the script, and python -m mpi4py aborts the job.
+    res, out = launch(2, "fail_upfront", tmp_path, check=False)
+    assert res.returncode != 0
+    assert not Path(out).exists()
+    assert "NaN or infinity" in res.stderr
+
+
+@needs_mpi
+def test_validation_split_converts_the_held_out_rows(tmp_path):
+    r = load(launch(2, "validation_split", tmp_path)[1])
+    np.testing.assert_array_equal(r["array_params"], r["memmap_params"])
+    np.testing.assert_array_equal(r["array_val_loss"], r["memmap_val_loss"])
+    assert np.isfinite(r["array_val_loss"]).all()
+
+
+@needs_mpi
+def test_a_stop_asked_on_one_rank_stops_every_rank(tmp_path):
+    r = load(launch(2, "stop_one_rank", tmp_path)[1])
+    assert int(r["epochs"]) == 2
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["mismatch_callback", "mismatch_estimator"])
+def test_different_stopping_rules_raise_instead_of_hanging(tmp_path, case):
+    msgs = load(launch(2, case, tmp_path)[1])["messages"]
+    assert len(msgs) == 2
+    for msg in msgs:
+        assert "ranks [1] differ from rank 0" in msg
+
+
+@needs_mpi
+def test_comm_self_trains_what_no_comm_trains(tmp_path):
+    r = load(launch(1, "comm_self", tmp_path)[1])
+    np.testing.assert_array_equal(r["none"], r["self_"])
 
 
 @needs_mpi

@@ -435,6 +435,10 @@ void bind_network(py::module_& m, const char* name) {
              } else {
                load_step_batch(b, n, x, y, sw, cw);
              }
+             if (!(den > 0.0))
+               throw py::value_error(
+                   "den: expected the global batch's positive loss denominator (inf when every "
+                   "row weighs 0), got " + std::to_string(den));
              DataParallel dp;
              dp.row0 = row0;
              dp.rows = rows;
@@ -497,11 +501,16 @@ void bind_network(py::module_& m, const char* name) {
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a, "class_weight"_a, "row0"_a, "rows"_a,
            "den"_a, "bounds"_a, "reduce"_a)
+      // Views of the gradient buffers of pieces 1, 2, ... of the last
+      // forward_backward_pieces (piece 0's is grads_flat()).
       .def("piece_grads",
            [](py::object self) {
              Net& n = net_of<T>(self);
-             const index_t P = n.parameters().size(), c = n.piece_grad_count();
-             return view<T>(self, n.piece_grads(), {c, P});
+             const index_t P = n.parameters().size();
+             py::list out;
+             for (index_t q = 1; q <= n.piece_grad_count(); ++q)
+               out.append(view<T>(self, n.piece_grad(q), {P}));
+             return out;
            })
       .def("grads_flat",
            [](py::object self) {

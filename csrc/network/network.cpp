@@ -320,19 +320,12 @@ void Network<T>::forward_bn_synced(index_t l, index_t n) {
 
 template <class T>
 void Network<T>::backward_pieces(const T* x, index_t n) {
-  const index_t L = num_layers(), P = params_.size();
+  const index_t L = num_layers();
   const std::vector<index_t>& bounds = dp_->bounds;
   const index_t pieces = index_t(bounds.size()) - 1;
   // Piece q's gradient blocks: grads() for q = 0, else its piece buffer.
   auto grad_of = [&](index_t l, index_t q) {
-    LayerTensors<T> g = params_.grad(l);
-    if (q == 0) return g;
-    const std::ptrdiff_t shift = (piece_grads_.data() + (q - 1) * P) - params_.grads();
-    g.W += shift;
-    g.b += shift;
-    if (g.gamma) g.gamma += shift;
-    if (g.beta) g.beta += shift;
-    return g;
+    return q == 0 ? params_.grad(l) : params_.blocks_in(piece_grad(q), l);
   };
   for (index_t l = L - 1; l >= 0; --l) {
     const LayerSpec& s = layers_[l];
@@ -397,14 +390,19 @@ std::vector<double> Network<T>::forward_backward_pieces(const T* x, const Target
     throw std::invalid_argument("rows: the global batch must hold this process's rows");
   if (!dp.reduce) throw std::invalid_argument("reduce: a data-parallel step needs one");
   const index_t pieces = index_t(bounds.size()) - 1, P = params_.size();
-  if (pieces > 1) {
-    index_t count = 0;
-    if (!mul_fits(pieces - 1, P, count))
-      throw std::overflow_error("pieces: too many pieces for the gradient buffers");
-    if (piece_grads_.size() < count) {
-      piece_grads_.resize(count);
-      piece_grads_.zero();  // padding stays zero, as in grads()
+  // One buffer per piece beyond the first, added when first needed and never
+  // moved or freed after (NumPy views of them stay valid).
+  while (piece_grad_count() < pieces - 1) {
+    AlignedBuffer<T> b;
+    try {
+      b.resize(P);
+    } catch (const std::bad_alloc&) {
+      throw OutOfMemory("pieces: the gradient buffer of piece " +
+                        std::to_string(piece_grad_count() + 1) + " could not be allocated (" +
+                        format_bytes(std::uint64_t(P) * sizeof(T)) + ")");
     }
+    b.zero();  // padding stays zero, as in grads()
+    piece_grads_.push_back(std::move(b));
   }
   struct Reset {
     const DataParallel*& p;

@@ -141,15 +141,15 @@ class Network {
   // batch's mean loss restricted to these rows; batch normalization uses the
   // global batch's statistics (dp.reduce) and dropout its masks. Piece 0's
   // gradient goes into parameters().grads(), piece p > 0's into
-  // piece_grads() + (p - 1) * parameters().size(). Returns each piece's
+  // piece_grad(p). Returns each piece's
   // loss terms summed over the global denominator. finish_step(loss,
   // dp.rows) completes the step once the caller has summed the gradients.
   std::vector<double> forward_backward_pieces(const T* x, const Target<T>& t, index_t n,
                                               const DataParallel& dp);
-  T* piece_grads() { return piece_grads_.data(); }
-  index_t piece_grad_count() const {
-    return params_.size() ? piece_grads_.size() / params_.size() : 0;
-  }
+  // Piece q's gradient buffer (q >= 1; piece 0's is parameters().grads()),
+  // of the flat layout; each stays where it is once allocated.
+  T* piece_grad(index_t q) { return piece_grads_[std::size_t(q - 1)].data(); }
+  index_t piece_grad_count() const { return index_t(piece_grads_.size()); }
 
   // The rows of a forward_backward whose step is not finished yet, or -1
   // (any other pass in between clears it: its batch statistics are not the
@@ -182,7 +182,7 @@ class Network {
   // The data-parallel share forward and backward are running, or nullptr.
   const DataParallel* dp_ = nullptr;
   std::vector<double> dp_sums_, dp_total_, dp_stats_;
-  AlignedBuffer<T> piece_grads_;
+  std::vector<AlignedBuffer<T>> piece_grads_;
   void forward_bn_synced(index_t l, index_t n);
   void backward_pieces(const T* x, index_t n);
 

@@ -57,6 +57,9 @@ class Parameters {
   LayerTensors<T> layer(index_t l) { return at(values_.data(), l); }
   LayerTensors<const T> layer(index_t l) const { return at(values_.data(), l); }
   LayerTensors<T> grad(index_t l) { return at(grads_.data(), l); }
+  // Layer l's blocks in another buffer of the same layout (a data-parallel
+  // piece's gradient).
+  LayerTensors<T> blocks_in(T* base, index_t l) const { return at(base, l); }
 
   // Batch-norm running statistics of layer l (out_l each); nullptr without batch norm.
   T* running_mean(index_t l) { return stats_at(l, 0); }

@@ -58,7 +58,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["Reproducible", "REDUCTIONS"]
+__all__ = ["Reproducible", "REDUCTIONS", "Diverged"]
 
 REDUCTIONS = ("reproducible", "fast")
 
@@ -88,6 +88,19 @@ class Reproducible:
 
     def __hash__(self):
         return hash(("Reproducible", self.piece_rows))
+
+
+class Diverged(FloatingPointError):
+    """A data-parallel fit diverged. Every rank reduces to the same gradient
+    and takes the same check, so every rank raises it: it is the one error
+    a data-parallel fit raises instead of aborting the job."""
+
+
+def describe(obj):
+    """A callback (or any object) as its class and public attributes, for
+    the ranks' agreement hash."""
+    attrs = {k: repr(v) for k, v in sorted(vars(obj).items()) if not k.startswith("_")}
+    return [type(obj).__name__, attrs]
 
 
 def check_reduction(reduction):
@@ -310,11 +323,12 @@ class Trainer:
     # -- the start: the same model, arguments and data on every rank ----------
     def agree(self, fit_args, data):
         model = self.model
-        meta, _ = model._state()
+        meta = model._meta()
         shapes = {name: None if a is None else [list(np.shape(a)), str(np.asarray(a[:0]).dtype)]
                   for name, a in (("X", data.X), ("y", data.y), ("sample_weight", data.sw),
                                   ("X_val", data.Xv), ("y_val", data.yv))}
-        mine = _digest({"model": meta, "fit": fit_args, "data": shapes,
+        cw = None if data.cw is None else np.asarray(data.cw).tolist()
+        mine = _digest({"model": meta, "fit": fit_args, "data": shapes, "class_weight": cw,
                         "reduction": [self.mode, self.piece_rows]})
         everyone = self.comm.allgather(mine)
         if len(set(everyone)) > 1:
@@ -339,7 +353,7 @@ class Trainer:
         alone and aborts the job."""
         try:
             return self._epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
-        except FloatingPointError:
+        except Diverged:
             raise
         except BaseException as e:  # noqa: BLE001
             self.abort(e)
@@ -376,7 +390,7 @@ class Trainer:
                 s = net.finish_step(loss, int(nb))
             if not s.ok:
                 from .model import _REMEDIES
-                raise FloatingPointError(
+                raise Diverged(
                     f"fit: training diverged at epoch {model._epochs_done + 1}, batch "
                     f"{start // batch_size + 1}: {model._divergence(s.loss, s.bad_layer)} The "
                     f"parameters are those before that batch. {_REMEDIES}"
@@ -394,12 +408,18 @@ class Trainer:
                 for cb in callbacks:
                     if cb.every_n_batches and batch_no % cb.every_n_batches == 0:
                         stop = bool(cb.on_batch_end(batch_no, logs)) or stop
+                stop = self.any(stop)
                 if stop:
                     break
         counts = np.array([r.correct, r.predictions])
         self.comm.Allreduce(self.reducer.MPI.IN_PLACE, counts, op=self.reducer.MPI.SUM)
         r.correct, r.predictions = float(counts[0]), float(counts[1])
         return r, stop
+
+    def any(self, flag):
+        """Whether any rank says so: a stop asked on one rank stops them all
+        (a stop on one rank alone would leave the others waiting)."""
+        return bool(self.comm.allreduce(bool(flag), op=self.reducer.MPI.LOR))
 
     def abort(self, exc):
         """An error only this rank may have seen: end the whole job rather

@@ -281,6 +281,10 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         state = dict(state)
         state.pop("coefs_", None)
         state.pop("intercepts_", None)
+        # An MPI communicator belongs to its processes and does not pickle
+        # (nor would it mean anything elsewhere): a copy has comm=None.
+        if state.get("comm") is not None:
+            state["comm"] = None
         return state
 
     def __setstate__(self, state):
@@ -359,11 +363,10 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
                 raise ValueError("comm: solver='lbfgs' trains full-batch in one process; use "
                                  "solver='adam' or 'sgd' for data-parallel training")
             # Every rank draws from rank 0's random state (random_state=None
-            # would give each rank its own network).
+            # would give each rank its own network): the generator itself is
+            # sent, so comm=COMM_SELF draws what comm=None draws.
             comm = distributed.check_comm(self.comm)
-            rng = check_random_state(comm.bcast(
-                int(rng.randint(np.iinfo(np.int32).max)) if comm.Get_rank() == 0 else None,
-                root=0))
+            rng = comm.bcast(rng if comm.Get_rank() == 0 else None, root=0)
         if first:
             self.n_outputs_ = y.shape[1]
             self._set_output(y)
@@ -551,11 +554,15 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
                                self._normalized(sample_weight, model.dtype), None, None, 0.0)
         model._check_batch_size(batch_size, n)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        epoch = None
+        epoch = trainer = None
         if self.comm is not None:
             trainer = distributed.Trainer(model, self.comm, self.reduction)
-            trainer.agree({"batch_size": batch_size, "shuffle": bool(self.shuffle),
-                           "seed": seed, "max_iter": int(self.max_iter)}, data)
+            # Every hyperparameter (stopping rules included): ranks that would
+            # stop at different epochs must fail at the start, not hang.
+            params = {k: repr(v) for k, v in sorted(self.get_params(deep=False).items())
+                      if k != "comm"}
+            trainer.agree({"batch_size": batch_size, "seed": seed, "params": params,
+                           "incremental": bool(incremental)}, data)
             epoch = trainer.epoch
         self.n_iter_ = 0
         try:
@@ -572,7 +579,7 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
                 self.loss_ = c * float(h["loss"][-1])
                 self.t_ += n
                 self.loss_curve_.append(self.loss_)
-                if self.verbose:
+                if self._talks():
                     print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
                 self._update_no_improvement_count(early_stopping, X_val, y_val)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
@@ -590,10 +597,16 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
                         stacklevel=4)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            if trainer is not None:
+                trainer.abort(e)  # this rank only: the others would wait for it
             warnings.warn("Training interrupted by user.", stacklevel=4)
         if early_stopping:
             model._restore(self._best)
+
+    def _talks(self):
+        """verbose, on one rank only with comm."""
+        return bool(self.verbose) and (self.comm is None or self.comm.Get_rank() == 0)
 
     def _set_lr(self, lr):
         self._lr = float(lr)
@@ -607,14 +620,14 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
                f"{self.n_iter_no_change} consecutive epochs.")
         if self.solver == "sgd" and self.learning_rate == "adaptive":
             if self._lr <= 1e-6:
-                if self.verbose:
+                if self._talks():
                     print(msg + " Learning rate too small. Stopping.")
                 return True
             self._set_lr(self._lr / 5.0)
-            if self.verbose:
+            if self._talks():
                 print(msg + f" Setting learning rate to {self._lr:f}")
             return False
-        if self.verbose:
+        if self._talks():
             print(msg + " Stopping.")
         return True
 
@@ -622,7 +635,7 @@ class _Base(*(() if CallbackSupportMixin is None else (CallbackSupportMixin,)), 
         if early_stopping:
             score = self._score(X_val, y_val)
             self.validation_scores_.append(score)
-            if self.verbose:
+            if self._talks():
                 print(f"Validation score: {score:f}")
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1

@@ -716,16 +716,16 @@ class MLP:
             callbacks = callbacks + [_early_stopper(early_stopping, data.Xv is not None)]
         self._check_batch_size(batch_size, data.X.shape[0])
         fit_args = {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle),
-                    "seed": shuffle_seed, "split": split, "class_weight": repr(class_weight),
-                    "callbacks": [type(c).__name__ for c in callbacks]}
+                    "seed": shuffle_seed, "split": split,
+                    "callbacks": [distributed.describe(c) for c in callbacks]}
         trainer.agree(fit_args, data)
         if trainer.rank != 0:
             verbose = 0
         with self._net.training("fit"):
             try:
                 return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed,
-                                        callbacks, verbose, epoch=trainer.epoch)
-            except FloatingPointError:
+                                        callbacks, verbose, epoch=trainer.epoch, sync=trainer)
+            except distributed.Diverged:
                 raise  # the same on every rank: every rank raises it
             except BaseException as e:  # noqa: BLE001 - only this rank may have seen it
                 trainer.abort(e)
@@ -743,11 +743,11 @@ class MLP:
         """The training and validation arrays, checked and converted once
         (lazy: X only checked for shape and type, its rows converted a batch
         at a time by a data-parallel fit)."""
-        if lazy:
+        if lazy and isinstance(X, np.memmap):
             self._ensure_built(X)
             X = distributed.check_lazy_X(X, self._sizes[0])
         else:
-            X = self._X(X, keep_sparse=True)
+            X = self._X(X, keep_sparse=not lazy)
         y = self._y(y, X.shape[0])
         sw, _ = self._weights(sample_weight, None, y, X.shape[0])
         Xv = yv = swv = None
@@ -771,6 +771,8 @@ class MLP:
                     f"out of {X.shape[0]}"
                 )
             X, Xv, y, yv = X[:cut], X[cut:], y[:cut], y[cut:]
+            if isinstance(Xv, np.memmap):
+                Xv = self._X(Xv, name="X")  # the held-out rows, converted once
             if sw is not None:
                 sw, swv = sw[:cut], sw[cut:]
         # After the split: "balanced" counts the training rows only.
@@ -778,9 +780,11 @@ class MLP:
         return _FitData(X, y, sw, cw, Xv, yv, swv)
 
     def _run_epochs(self, data, epochs, batch_size, shuffle, shuffle_seed, callbacks, verbose,
-                    epoch=None):
+                    epoch=None, sync=None):
         """The epoch loop: the core trains (epoch(...) one epoch; default
-        _train_epoch), Python records and calls back."""
+        _train_epoch), Python records and calls back. sync (a data-parallel
+        fit's trainer): each epoch's record is rank 0's, and a stop asked on
+        any rank stops every rank."""
         epoch = self._train_epoch if epoch is None else epoch
         net = self._net
         history = History()
@@ -801,9 +805,15 @@ class MLP:
                     net.reset_progress()
                     report.begin_epoch(i + 1)
                 r, stop = epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
-                record = self._epoch_record(r, data, lr_now)
+                record = None
+                if sync is None or sync.rank == 0:
+                    record = self._epoch_record(r, data, lr_now)
+                    record["time"] = time.perf_counter() - t0
+                if sync is not None:
+                    # Rank 0's record (its validation, its clock) everywhere, so
+                    # that every rank's callbacks and schedule see the same.
+                    record = sync.comm.bcast(record, root=0)
                 self._epochs_done += 1
-                record["time"] = time.perf_counter() - t0
                 history._record(self._epochs_done, **record)
                 if self._schedule is not None:
                     net.set_lr(self._schedule.step(record.get("val_loss", record["loss"])))
@@ -811,6 +821,8 @@ class MLP:
                     report.end_epoch(i + 1, record, r.batches)
                 for cb in callbacks:
                     stop = bool(cb.on_epoch_end(self._epochs_done, dict(record))) or stop
+                if sync is not None:
+                    stop = sync.any(stop)
                 if stop:
                     break
             completed = True
@@ -948,6 +960,16 @@ class MLP:
         """(meta, arrays): everything that makes this model, as a JSON-able
         dict and named NumPy arrays (copies). _from_state inverts it; io
         writes and reads the pair."""
+        net = self._require_built()
+        meta = self._meta()
+        arrays = {"params": np.array(net.params_flat())}
+        arrays.update({k: np.array(v) for k, v in self._running_stats().items()})
+        for j, st in enumerate(net.optimizer_state()):
+            arrays[f"optimizer_state_{j}"] = np.array(st)
+        return meta, arrays
+
+    def _meta(self):
+        """_state()'s JSON-able half, without copying an array."""
         from . import __version__
 
         net = self._require_built()
@@ -976,11 +998,7 @@ class MLP:
             "step_count": int(net.step_count),
             "epochs_done": int(self._epochs_done),
         }
-        arrays = {"params": np.array(net.params_flat())}
-        arrays.update({k: np.array(v) for k, v in self._running_stats().items()})
-        for j, st in enumerate(net.optimizer_state()):
-            arrays[f"optimizer_state_{j}"] = np.array(st)
-        return meta, arrays
+        return meta
 
     @classmethod
     def _from_state(cls, meta, arrays, name="state"):
