@@ -181,3 +181,38 @@ def test_training_identical_across_threads_on_every_path(isa, rng):
         return [lay.W.tobytes() + lay.b.tobytes() for lay in m.layers]
 
     assert run(1) == run(2)
+
+
+OPTIMIZERS = [
+    fm.optim.SGD(lr=0.1), fm.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    fm.optim.Adam(lr=1e-3), fm.optim.Adam(lr=1e-3, weight_decay=1e-2, amsgrad=True),
+    fm.optim.Adam(lr=1e-3, betas=(0.3, 0.999)), fm.optim.AdamW(lr=1e-3),
+    fm.optim.RMSprop(lr=1e-2, momentum=0.5, centered=True), fm.optim.Adagrad(lr=1e-2),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=lambda o: repr(o))
+def test_optimizer_steps_are_the_same_bits_on_every_path(rng, opt, dtype):
+    # The loops are compiled once per instruction set without FMA contraction
+    # (csrc/optim/optimizer_loops.h): wider vectors, the same roundings.
+    n = 1037  # not a multiple of any vector width
+    p = rng.standard_normal(n).astype(dtype)
+    g = (rng.standard_normal(n) * np.logspace(-30, 3, n)).astype(dtype)
+    g[::97] = 0.0
+    g[5] = -0.0
+    results = {}
+    for name in ISAS:
+        prev = fm.ops.set_isa(name)
+        try:
+            q, state = fm.ops.optimizer_step(opt, p, g, step=1)
+            q, state = fm.ops.optimizer_step(opt, q, g * 0.5, state, step=2)
+            results[name] = (q, state)
+        finally:
+            fm.ops.set_isa(prev)
+    first = results[ISAS[0]]
+    assert not np.array_equal(first[0], p)
+    for name, (q, state) in results.items():
+        np.testing.assert_array_equal(q, first[0], err_msg=name)
+        for s, s0 in zip(state, first[1]):
+            np.testing.assert_array_equal(s, s0, err_msg=name)
