@@ -89,7 +89,7 @@ def _worker(args):
         comm.Barrier()
         t0 = time.perf_counter()
         r = net.forward_backward_pieces(Xl, yl, None, None, plan.lo, BATCH, float(BATCH),
-                                        plan.bounds, hook)
+                                        plan.bounds, hook, **plan.fold)
         t1 = time.perf_counter()
         if args.timed_wait:
             comm.Barrier()  # the other ranks' compute, apart from the transfer

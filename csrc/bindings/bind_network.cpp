@@ -423,7 +423,8 @@ void bind_network(py::module_& m, const char* name) {
       // (which is then not pending).
       .def("forward_backward_pieces",
            [](Net& n, carray<T> x, py::array y, py::object sw, py::object cw, index_t row0,
-              index_t rows, double den, std::vector<index_t> bounds, py::function reduce) {
+              index_t rows, double den, std::vector<index_t> bounds, py::function reduce,
+              index_t first_piece, index_t total_pieces) {
              Guard::Training claim(n.guard(), "forward_backward_pieces");
              entering(n);
              Batch<T> b;
@@ -444,6 +445,13 @@ void bind_network(py::module_& m, const char* name) {
              dp.rows = rows;
              dp.den = den;
              dp.bounds = std::move(bounds);
+             if (total_pieces < 0 || first_piece < 0 ||
+                 (total_pieces > 0 &&
+                  first_piece + index_t(dp.bounds.size()) - 1 > total_pieces))
+               throw py::value_error("first_piece, total_pieces: this process's pieces must lie "
+                                     "within the batch's");
+             dp.first_piece = first_piece;
+             dp.total_pieces = total_pieces;
              std::unique_ptr<py::error_already_set> pending;
              dp.reduce = [&](const double* partials, index_t pieces, index_t width,
                              double* total) {
@@ -500,7 +508,7 @@ void bind_network(py::module_& m, const char* name) {
              return r;
            },
            "X"_a.noconvert(), "y"_a, "sample_weight"_a, "class_weight"_a, "row0"_a, "rows"_a,
-           "den"_a, "bounds"_a, "reduce"_a)
+           "den"_a, "bounds"_a, "reduce"_a, "first_piece"_a = 0, "total_pieces"_a = 0)
       // Views of the gradient buffers of pieces 1, 2, ... of the last
       // forward_backward_pieces (piece 0's is grads_flat()).
       .def("piece_grads",

@@ -373,7 +373,29 @@ void Network<T>::backward_pieces(const T* x, index_t n) {
     }
     if (dx && n > 0)
       dense_backward_dx<T>(dx, d, p.W, n, s.in, s.out, prec_, weight_panel(l, false));
+    if (dp_->total_pieces > 0 && pieces > 1) fold_pieces(l, 0, dp_->total_pieces);
   }
+}
+
+template <class T>
+void Network<T>::fold_pieces(index_t l, index_t a, index_t b) {
+  // The caller's tree (fastmlp.distributed), children before parents; only
+  // the nodes wholly within this process's pieces [p0, p1), whose operands
+  // are all here.
+  if (b - a < 2) return;
+  const index_t p0 = dp_->first_piece, p1 = p0 + index_t(dp_->bounds.size()) - 1;
+  if (b <= p0 || a >= p1) return;
+  const index_t m = (a + b) / 2;
+  fold_pieces(l, a, m);
+  fold_pieces(l, m, b);
+  if (a < p0 || b > p1) return;
+  const ParamOffsets& o = params_.offsets(l);
+  const index_t len = o.end - o.W;  // the layer's blocks, contiguous (padding included)
+  T* dst = a == p0 ? params_.grads() : piece_grad(a - p0);
+  const T* src = piece_grad(m - p0);
+  T* FM_RESTRICT x = dst + o.W;
+  const T* FM_RESTRICT y = src + o.W;
+  parallel_for_simd(len, threads_for(double(len)), [&](index_t i) { x[i] = x[i] + y[i]; });
 }
 
 template <class T>

@@ -44,6 +44,12 @@ struct DataParallel {
   index_t rows = 0;             // rows of the global batch
   double den = 0.0;             // the global batch's loss denominator (losses.h)
   std::vector<index_t> bounds;  // local pieces: 0 = bounds[0] < ... < bounds.back() = n
+  // With total_pieces > 0, the local pieces are pieces first_piece, ... of
+  // the global batch's total_pieces, which the caller adds in the binary tree
+  // that splits [a, b) at (a + b) / 2; the nodes lying wholly within this
+  // process's pieces are added here, each layer's right after its gradients
+  // are computed (piece a's buffer then holds the sum of [a, b)).
+  index_t first_piece = 0, total_pieces = 0;
   // Called at each batch-norm layer, forward (twice) and backward, by every
   // process in the same order: partials holds this process's (pieces, width)
   // partial sums (pieces may be 0: a process with no rows in this batch still
@@ -185,6 +191,7 @@ class Network {
   std::vector<AlignedBuffer<T>> piece_grads_;
   void forward_bn_synced(index_t l, index_t n);
   void backward_pieces(const T* x, index_t n);
+  void fold_pieces(index_t l, index_t a, index_t b);
 
   std::vector<LayerSpec> layers_;
   Loss loss_;

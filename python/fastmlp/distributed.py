@@ -168,6 +168,10 @@ class _Plan:
             self.counts = [k * (r + 1) // size - k * r // size for r in range(size)]
         self.lo, self.hi = lo, hi
         self.pieces = len(self.bounds) - 1
+        # The tree's nodes within this rank's pieces are added by the core,
+        # layer by layer as their gradients come (Network.forward_backward_pieces).
+        self.fold = {} if self.owner is None else {
+            "first_piece": self.first_piece, "total_pieces": len(self.owner)}
 
 
 class _Reducer:
@@ -248,7 +252,8 @@ class _Reducer:
             node(m, b)
             left, right = int(owner[a]), int(owner[m])
             if left == right:
-                if left == self.rank:
+                # Wholly within this rank's pieces: the core has added it.
+                if left == self.rank and not (first <= a and b <= first + plan.pieces):
                     np.add(local(a), local(m), out=local(a))
                 return
             if self.rank == left:
@@ -384,7 +389,7 @@ class Trainer:
             with model._lock:
                 out = net.forward_backward_pieces(
                     X, y, sw, data.cw, int(plan.lo), int(nb), den, plan.bounds,
-                    self.reducer.batch_norm_hook(plan))
+                    self.reducer.batch_norm_hook(plan), **plan.fold)
                 self.reducer.gradients(net, plan)
                 loss = float(self.reducer.ordered_sum(out["losses"].reshape(-1, 1), plan)[0])
                 s = net.finish_step(loss, int(nb))
