@@ -67,11 +67,17 @@ class Reproducible:
     """``reduction=`` value: the reproducible reduction with pieces of
     ``piece_rows`` rows (``"reproducible"`` is ``Reproducible(64)``).
 
-    Smaller pieces let more processes share a batch (a batch has
-    ceil(batch_size / piece_rows) pieces to hand out); larger ones cost less
-    per step (each piece a rank holds beyond its first costs one more
-    gradient buffer and one addition of it). The result depends on
-    piece_rows, never on the number of processes.
+    The result depends on piece_rows, never on the number of processes.
+
+    Parameters
+    ----------
+    piece_rows : int, default 64
+        Rows per piece of each global batch (the last piece of a batch may
+        be shorter). Smaller pieces let more processes share a batch (a
+        batch has ceil(batch_size / piece_rows) pieces to hand out); larger
+        ones cost less per step (each piece a rank holds beyond its first
+        costs one more gradient buffer, the size of the parameters, and one
+        addition of it).
     """
 
     def __init__(self, piece_rows: int = 64):
