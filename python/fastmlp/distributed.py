@@ -52,6 +52,7 @@ import hashlib
 import json
 import sys
 import traceback
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -348,6 +349,17 @@ class Trainer:
                 f"comm: the ranks called fit with different models, arguments or data shapes "
                 f"(ranks {differ} differ from rank 0); every rank must call fit alike"
             )
+        batch = min(int(fit_args.get("batch_size", 1)), int(data.X.shape[0]))
+        if self.piece_rows is not None and self.rank == 0:
+            pieces = -(-batch // self.piece_rows)
+            if pieces < self.size:
+                warnings.warn(
+                    f"reduction: a batch of {batch} rows has {pieces} piece(s) of "
+                    f"{self.piece_rows} rows for {self.size} processes, so {self.size - pieces} "
+                    "of them have no rows to train on; give a larger batch_size or "
+                    "fastmlp.distributed.Reproducible(piece_rows=...) with smaller pieces "
+                    "(the result depends on piece_rows, never on the number of processes)",
+                    RuntimeWarning, stacklevel=4)
         # The same numbers everywhere: rank 0's parameters, running statistics
         # and optimizer state.
         net = model._net
