@@ -6,6 +6,7 @@
 
 #include "common/parallel.h"
 #include "nn/activations.h"
+#include "nn/dd.h"
 
 namespace fastmlp {
 
@@ -72,6 +73,104 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
 }
 
 namespace {
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FM_NOINLINE __attribute__((noinline))
+#else
+#define FM_NOINLINE
+#endif
+
+// Whether the residual a - q (or q - a) of a loss gradient, computed from a
+// rounded q ~ e^z (sigmoid, softmax times the target sum, or exp) and an exact
+// target term a, may have lost digits to cancellation: q within (a/2, 4a).
+// Outside it the difference is at least half of q's size, so q's few ulp of
+// error stay a few ulp of the result; inside, the callers recompute the
+// residual (in double-double, nn/dd.h; float32 first in double, below).
+// a = 0 (targets 0 or 1 where nothing cancels, counts of 0) never flags.
+template <class T>
+FM_ALWAYS_INLINE bool may_cancel(T q, T a) {
+  return a > T(0) && q > T(0.5) * a && q < T(4) * a;
+}
+
+// float32 residuals are recomputed in double first (a few ulp of 2^-53 of
+// their terms, exp included) and kept when they are at least kTightF32 of
+// their larger term: then double's error is below 2^-25 of the residual, far
+// within float's 8 ulp. Smaller ones, which exist (tests/test_extremes.py
+// HARD_F32: double alone misses some by 10^7 ulp), go to double-double. This
+// keeps the double-double branch to inputs within ~2^-26 of a zero, where it
+// is rare, instead of every soft target near its optimum.
+constexpr double kTightF32 = 0x1p-26;
+
+// Cross-entropy with dense targets, the rows where p_j t_sum - u_j may
+// cancel: p_j t_sum - u_j = (e_j t_sum - u_j s) / s with e_j = e^(z_j - max z)
+// and s = sum_j e_j, the numerator in double-double, for the classes that
+// flagged(j) names (the others keep their result). A flagged dominant target c
+// (u_c > t_sum / 2, e.g. 1 - eps of a smoothed label) takes the complement,
+// as the class-id path does: the numerators sum to t_sum s - s t_sum = 0, so
+// N_c = -sum_{j != c} N_j, whose rounding is relative to the other classes'
+// terms (~eps), not to u_c ~ 1.
+template <class T, class U, class Flag>
+FM_NOINLINE void cross_entropy_soft_dd(T* di, const T* zi, U u, index_t k, T mx, T g,
+                                       Flag flagged) {
+  auto e = [&](index_t j) {
+    const dd::DD x = dd::two_sum(double(zi[j]), -double(mx));  // exact z_j - max
+    return dd::exp_neg(x.hi, x.lo);
+  };
+  dd::DD s{0.0, 0.0}, ts{0.0, 0.0};
+  index_t c = 0;
+  for (index_t j = 0; j < k; ++j) {
+    s = dd::add(s, e(j));
+    ts = dd::add(ts, {double(u(j)), 0.0});
+    c = u(j) > u(c) ? j : c;
+  }
+  const bool complement = double(u(c)) > 0.5 * ts.hi && flagged(c);
+  dd::DD others{0.0, 0.0};  // sum_{j != c} N_j, when the complement is taken
+  for (index_t j = 0; j < k; ++j) {
+    const bool flag = flagged(j);
+    if (j == c && complement) continue;
+    if (!flag && !complement) continue;
+    const dd::DD num = dd::prod_diff(e(j), ts, s, {double(u(j)), 0.0});
+    if (complement) others = dd::add(others, num);
+    if (flag) di[j] = T(num.hi / s.hi) * g;
+  }
+  if (complement) di[c] = T(-others.hi / s.hi) * g;
+}
+
+// The flagged classes (may_cancel) of a dense-target row: float64 goes to
+// double-double; float32 recomputes them in double (exp_neg_f64, the
+// vectorized e^x <= 0) and sends only those below kTightF32 on.
+template <class T, class U>
+FM_NOINLINE void cross_entropy_soft_exact(T* di, const T* zi, const T* yi, U u, index_t k, T mx,
+                                          T tsum, T g) {
+  auto coarse = [&](index_t j) { return may_cancel(yi[j] * tsum, u(j)); };
+  if constexpr (std::is_same_v<T, float>) {
+    const double m = mx;
+    // s in chunks: the exponentials into a small stack buffer (a loop that
+    // vectorizes), then summed; no allocation on the training step.
+    constexpr index_t kChunk = 128;
+    double buf[kChunk];
+    double s = 0.0, ts = 0.0;
+    for (index_t j0 = 0; j0 < k; j0 += kChunk) {
+      const index_t len = std::min(kChunk, k - j0);
+      for (index_t j = 0; j < len; ++j) buf[j] = exp_neg_f64(double(zi[j0 + j]) - m);
+      for (index_t j = 0; j < len; ++j) s += buf[j];
+    }
+    for (index_t j = 0; j < k; ++j) ts += double(u(j));
+    bool tight = false;
+    for (index_t j = 0; j < k; ++j) {
+      if (!coarse(j)) continue;
+      const double q = exp_neg_f64(double(zi[j]) - m) / s * ts, a = u(j);
+      const double r = q - a;
+      if (std::fabs(r) >= kTightF32 * std::max(q, a))
+        di[j] = T(r) * g;
+      else
+        tight = true;
+    }
+    if (tight) cross_entropy_soft_dd(di, zi, u, k, mx, g, coarse);
+  } else {
+    cross_entropy_soft_dd(di, zi, u, k, mx, g, coarse);
+  }
+}
 
 // Per-row loss sums into row_loss and, if d != nullptr, the gradient. inv_den
 // is 1 / the loss's denominator (n, n k, or sum_i c_{y_i}).
@@ -205,14 +304,34 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           auto u = [&](index_t j) { return Weighted && cw ? cw[j] * ti[j] : ti[j]; };
           T tsum = T(0);
           double acc = 0.0;
+          index_t nnz = 0, last = 0;
           for (index_t j = 0; j < k; ++j) {
             const T uj = u(j);
             tsum += uj;
             acc += double(uj) * ((double(mx) - double(zi[j])) + double(lse));
+            nnz += uj != T(0);
+            last = uj != T(0) ? j : last;
           }
           li = acc;
-          if (di)
+          if (di && nnz == 1) {
+            // A one-hot row (any weight u_c = t_sum): t_sum (p_c - 1) as the
+            // class-id path forms p_c - 1, by -sum_{j != c} p_j where p_c > 1/2.
             for (index_t j = 0; j < k; ++j) di[j] = (yi[j] * tsum - u(j)) * g;
+            const index_t c = last;
+            if (yi[c] > T(0.5)) {
+              double q = 0.0;
+              for (index_t j = 0; j < k; ++j) q += j == c ? 0.0 : double(yi[j]);
+              di[c] = -T(q * double(tsum)) * g;
+            }
+          } else if (di) {
+            bool near = false;
+            for (index_t j = 0; j < k; ++j) {
+              const T q = yi[j] * tsum, a = u(j);
+              di[j] = (q - a) * g;
+              near |= may_cancel(q, a);
+            }
+            if (near) cross_entropy_soft_exact(di, zi, yi, u, k, mx, tsum, g);
+          }
         }
         break;
       }
