@@ -1176,7 +1176,9 @@ def binary_cross_entropy_loss(z, t, *, sample_weight=None, class_weight=None):
     t = np.asarray(t)
     _check_same_shape(z, "z", t, "t")
     w = _bce_weights(z, t, sample_weight, class_weight)
-    elem = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    # Two non-negative terms, z (1 - t) for z > 0 and -z t otherwise, plus
+    # log1p: max(z, 0) - z t would cancel for a soft target near 1.
+    elem = np.where(z > 0, z * (1 - t), -z * t) + np.log1p(np.exp(-np.abs(z)))
     return float(np.sum(w * elem) / z.size)
 
 
@@ -1214,7 +1216,15 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
     with np.errstate(under="ignore"):
         ez = np.exp(-np.abs(zw))
     sm = ez / (1.0 + ez)
-    d = np.where(zw > 0, (1.0 - tw) - sm, sm - tw).astype(z.dtype, copy=False)
+    a = np.where(zw > 0, 1.0 - tw, tw)
+    d = np.where(zw > 0, a - sm, sm - a)
+    # Soft targets cancel near z = logit(t): double-double there.
+    near = _may_cancel(sm, a)
+    if near.any():
+        with np.errstate(under="ignore"):
+            d[near] = _dd_sigmoid_minus(np.broadcast_to(zw, d.shape)[near],
+                                        np.broadcast_to(tw, d.shape)[near])
+    d = d.astype(z.dtype, copy=False)
     return d * w / z.size
 
 
