@@ -22,18 +22,16 @@ and stored):
   e^z past 88.7 / 709.8) is inf, and is not compared.
 
 What is not covered, and why:
-* poisson in float64 near the data-dependent zeros of exp(z) - t z and
-  exp(z) - t (z near log t, other than t = 1): the exact value there is far
-  below the rounding of exp(z) itself, so only an extended-precision exp
-  would be exact; the tests use t = 0 and t = 1 (the gradient uses expm1
-  near z = 0 for t = 1). float32 computes both in double and is exact.
+* poisson's loss exp(z) - t z where its two terms nearly cancel
+  (exp(z) ~ t z, e.g. t ~ e at z = log t) in float64: only its gradient is
+  checked near its zeros (float32 computes the loss in double and is exact).
 * float64 residuals of the gradients that cancel (cross-entropy with dense
-  targets, binary cross-entropy with soft targets, see
-  test_cancelling_residuals) below 2^-56 of their cancelling term: the core
-  computes these in double-double (~2^-106), which at an input nearest to a
-  zero misses 4 ulp for about one target in twenty-five; so do inputs near
-  z = 0 with t ~ 1/2 + z/4 (sigmoid's residual is then ~z^3/48). Their worst
-  error is printed ("near zero"), not bounded.
+  targets, binary cross-entropy with soft targets, poisson with counts other
+  than 0 and 1, see test_cancelling_residuals) below 2^-56 of their
+  cancelling term: the core computes these in double-double (~2^-106), which
+  at an input nearest to a zero misses 4 ulp for about one target in
+  twenty-five; so do inputs near z = 0 with t ~ 1/2 + z/4 (sigmoid's residual
+  is then ~z^3/48). Their worst error is printed ("near zero"), not bounded.
 
 Paths: "core" is fm.ops (the whole-array kernels, whose float32 tanh and
 sigmoid run the per-ISA vector loops; every ISA this CPU has is tested for
@@ -495,9 +493,15 @@ HARD_F32 = {
     "bce_soft": ((3.337860107421875e-06, 0.5000008344650269),
                  (1.0251998901367188e-05, 0.5000025629997253),
                  (1.621246337890625e-05, 0.5000040531158447)),
+    "poisson_counts": ((0.00022682955022901297, 1.0002268552780151),
+                       (-0.0015870402567088604, 0.9984142184257507),
+                       (-0.6013035178184509, 0.5480967164039612),
+                       (0.041882604360580444, 1.0427720546722412),
+                       (-0.17379045486450195, 0.8404729962348938)),
 }
 RANDOM_TARGETS = 60
 SOFT_T = (1e-6, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999)
+COUNTS = (1e-5, 0.5, 2.0, 3.0, 7.5, 10.0, 1e5)
 N_NEIGHBOURS = 12
 N_OFFSETS = 50  # relative offsets 2^-1 .. 2^-50 from the zero, both sides
 
@@ -516,12 +520,14 @@ def _around(x, dtype, n_neighbours=N_NEIGHBOURS, n_offsets=N_OFFSETS):
 
 @functools.lru_cache(maxsize=None)
 def cancel_cases(kind, dtype):
-    """Rows (z (1, k), t (1, k)) of one kind: ce_onehot, ce_soft, bce_soft."""
+    """Rows (z (1, k), t (1, k)) of one kind: ce_onehot, ce_soft, bce_soft,
+    poisson_counts."""
     rows = []
     rng = np.random.default_rng(12)
     soft_t = SOFT_T + tuple(rng.uniform(0.001, 0.999, RANDOM_TARGETS))
+    counts = COUNTS + tuple(10.0 ** rng.uniform(-3.0, 6.0, RANDOM_TARGETS))
     # a few neighbours for the listed targets, the nearest three for the random
-    near = {t: (N_NEIGHBOURS, N_OFFSETS) for t in SOFT_T}
+    near = {t: (N_NEIGHBOURS, N_OFFSETS) for t in SOFT_T + COUNTS}
     m = np.concatenate([_mags(dtype, 60), np.linspace(0.0, 40.0, 21)])
     if kind == "ce_onehot":
         for a in m:
@@ -566,6 +572,22 @@ def cancel_cases(kind, dtype):
                 rows.append((np.array([[a]], dtype=dtype), np.array([[t0]], dtype=dtype)))
         for z0, t0 in HARD_F32["bce_soft"]:
             rows.append((np.array([[z0]], dtype=dtype), np.array([[t0]], dtype=dtype)))
+    else:  # poisson_counts
+        for z0, t0 in HARD_F32["poisson_counts"]:
+            rows.append((np.array([[z0]], dtype=dtype), np.array([[t0]], dtype=dtype)))
+        big = np.log(np.finfo(dtype).max)
+        counts = counts + ((1e300,) if dtype == np.float64 else (1e30,))
+        near[counts[-1]] = (N_NEIGHBOURS, N_OFFSETS)
+        for t0 in counts:
+            t = np.array([[t0]], dtype=dtype)
+            with mp.workdps(60):
+                root = float(mp.log(mp.mpf(float(t[0, 0]))))
+            for z0 in _around(root, dtype, *near.get(t0, (1, 0))):
+                if z0 < big:
+                    rows.append((np.array([[z0]], dtype=dtype), t))
+        for t0 in (3.0, 0.5):
+            for a in np.linspace(-80.0, 80.0, 81):
+                rows.append((np.array([[a]], dtype=dtype), np.array([[t0]], dtype=dtype)))
     return rows
 
 
@@ -609,9 +631,9 @@ def exact_cancel(kind, dtype):
 
 
 CANCEL_LOSS = {"ce_onehot": "cross_entropy", "ce_soft": "cross_entropy",
-               "bce_soft": "binary_cross_entropy"}
+               "bce_soft": "binary_cross_entropy", "poisson_counts": "poisson"}
 CANCEL_NAME = {"ce_onehot": "cross_entropy one-hot", "ce_soft": "cross_entropy soft",
-               "bce_soft": "binary_cross_entropy soft"}
+               "bce_soft": "binary_cross_entropy soft", "poisson_counts": "poisson counts"}
 
 
 def _near_zero(kind, grads, terms, dtype):

@@ -109,12 +109,18 @@ inline DD expm1_reduced(double x, double xlo, int* k) {
   constexpr int kHalvings = 5;
   // 1/n!, n = 14 .. 2, as double-doubles.
   static constexpr DD kInvFact[] = {
-      {0x1.93974a8c07c9dp-37, 0x1.05d6f8a2efd1fp-92},  {0x1.6124613a86d09p-33, 0x1.f28e0cc748ebep-87},
-      {0x1.1eed8eff8d898p-29, -0x1.2aec959e14c06p-83}, {0x1.ae64567f544e4p-26, -0x1.c062e06d1f209p-80},
-      {0x1.27e4fb7789f5cp-22, 0x1.cbbc05b4fa99ap-76},  {0x1.71de3a556c734p-19, -0x1.c154f8ddc6c00p-73},
-      {0x1.a01a01a01a01ap-16, 0x1.a01a01a01a01ap-76},  {0x1.a01a01a01a01ap-13, 0x1.a01a01a01a01ap-73},
-      {0x1.6c16c16c16c17p-10, -0x1.f49f49f49f49fp-65}, {0x1.1111111111111p-7, 0x1.1111111111111p-63},
-      {0x1.5555555555555p-5, 0x1.5555555555555p-59},  {0x1.5555555555555p-3, 0x1.5555555555555p-57},
+      {0x1.93974a8c07c9dp-37, 0x1.05d6f8a2efd1fp-92},
+      {0x1.6124613a86d09p-33, 0x1.f28e0cc748ebep-87},
+      {0x1.1eed8eff8d898p-29, -0x1.2aec959e14c06p-83},
+      {0x1.ae64567f544e4p-26, -0x1.c062e06d1f209p-80},
+      {0x1.27e4fb7789f5cp-22, 0x1.cbbc05b4fa99ap-76},
+      {0x1.71de3a556c734p-19, -0x1.c154f8ddc6c00p-73},
+      {0x1.a01a01a01a01ap-16, 0x1.a01a01a01a01ap-76},
+      {0x1.a01a01a01a01ap-13, 0x1.a01a01a01a01ap-73},
+      {0x1.6c16c16c16c17p-10, -0x1.f49f49f49f49fp-65},
+      {0x1.1111111111111p-7, 0x1.1111111111111p-63},
+      {0x1.5555555555555p-5, 0x1.5555555555555p-59},
+      {0x1.5555555555555p-3, 0x1.5555555555555p-57},
       {0x1.0000000000000p-1, 0.0},
   };
   const double kd = std::nearbyint(x * 1.4426950408889634);
@@ -124,7 +130,8 @@ inline DD expm1_reduced(double x, double xlo, int* k) {
   r = fast_two_sum(r.hi, r.lo - kd * kLn2c);
   r = {std::ldexp(r.hi, -kHalvings), std::ldexp(r.lo, -kHalvings)};
   DD q = kInvFact[0];
-  for (int i = 1; i < int(sizeof kInvFact / sizeof kInvFact[0]); ++i) q = add(mul(q, r), kInvFact[i]);
+  for (int i = 1; i < int(sizeof kInvFact / sizeof kInvFact[0]); ++i)
+    q = add(mul(q, r), kInvFact[i]);
   q = add(mul(q, r), {1.0, 0.0});
   DD m = mul(q, r);
   for (int i = 0; i < kHalvings; ++i) m = add({2.0 * m.hi, 2.0 * m.lo}, mul(m, m));

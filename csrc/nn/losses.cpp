@@ -250,15 +250,23 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
             // a diverged network shows an infinite loss (losses.h).
             const double ez = std::isinf(yi[j]) ? double(yi[j]) : std::exp(zd);
             li += ez - td * zd;
-            if (di) di[j] = T(std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td) * g;
+            if (di) {
+              // Within kTightF32 of a zero z = log t (t != 1) even double's
+              // exp(z) - t keeps too few digits for float: double-double there.
+              double r = std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td;
+              if (td != 1.0 && std::fabs(r) < kTightF32 * td) r = dd::exp_minus(zd, td);
+              di[j] = T(r) * g;
+            }
           } else {
             li += double(yi[j]) - double(ti[j]) * double(zi[j]);
             // |z| < 1: (1 - t) + expm1(z) is exact for t = 1 (a count of 1
-            // near its optimum z = 0), where exp(z) - 1 would cancel. Other
-            // zeros z = log t of this gradient stay limited by exp's rounding.
+            // near its optimum z = 0), where exp(z) - 1 would cancel. The
+            // other zeros z = log t of this gradient are below exp's own
+            // rounding: double-double there (may_cancel).
             if (di) {
-              const T r = std::fabs(zi[j]) < T(1) ? (T(1) - ti[j]) + std::expm1(zi[j])
-                                                  : yi[j] - ti[j];
+              const T r = ti[j] != T(1) && may_cancel(yi[j], ti[j]) ? dd::exp_minus(zi[j], ti[j])
+                          : std::fabs(zi[j]) < T(1) ? (T(1) - ti[j]) + std::expm1(zi[j])
+                                                    : yi[j] - ti[j];
               di[j] = r * g;
             }
           }

@@ -1326,7 +1326,14 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     # z = 0 where exp(z) - 1 cancels; float64, rounded once.
     zw, tw = _wide(z), _wide(t)
     small = np.abs(zw) < 1.0
-    d = np.where(small, (1.0 - tw) + np.expm1(np.where(small, zw, 0.0)), _exp(zw) - tw)
+    ez = _exp(zw)
+    d = np.where(small, (1.0 - tw) + np.expm1(np.where(small, zw, 0.0)), ez - tw)
+    # Near the other zeros z = log t the residual is below exp's rounding:
+    # double-double there (a count of 1 keeps the expm1 form above).
+    near = (tw != 1.0) & _may_cancel(ez, tw)
+    if near.any():
+        d[near] = _dd_exp_minus(np.broadcast_to(zw, d.shape)[near],
+                                np.broadcast_to(tw, d.shape)[near])
     return s * d.astype(z.dtype, copy=False) / z.size
 
 
