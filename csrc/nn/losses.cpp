@@ -14,9 +14,30 @@ namespace fastmlp {
 // vector max instructions (a plain ?: loop stays scalar without
 // -ffast-math, one dependent compare per element); the order of a max does
 // not change its value for finite inputs.
+//
+// Short rows (k < kSimdMaxRow, e.g. 10 classes) take four independent scalar
+// chains instead: the simd reduction's remainder handling for them assembles
+// the vector through the stack, a store-forwarding stall that cost 256x10
+// cross-entropy ~10% of its time (perf), twice per row.
+constexpr index_t kSimdMaxRow = 32;
+
 template <class T>
 FM_ALWAYS_INLINE T row_max(const T* z, index_t k) {
   T mx = z[0];
+  if (k < kSimdMaxRow) {
+    T m1 = mx, m2 = mx, m3 = mx;
+    index_t j = 1;
+    for (; j + 3 < k; j += 4) {
+      mx = z[j] > mx ? z[j] : mx;
+      m1 = z[j + 1] > m1 ? z[j + 1] : m1;
+      m2 = z[j + 2] > m2 ? z[j + 2] : m2;
+      m3 = z[j + 3] > m3 ? z[j + 3] : m3;
+    }
+    for (; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
+    mx = m1 > mx ? m1 : mx;
+    m2 = m3 > m2 ? m3 : m2;
+    return m2 > mx ? m2 : mx;
+  }
 #pragma omp simd reduction(max : mx)
   for (index_t j = 1; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
   return mx;
