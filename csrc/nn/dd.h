@@ -52,6 +52,17 @@ inline DD two_prod(double a, double b) {
   return {p, std::fma(a, b, -p)};
 }
 
+// a * b = p + e exactly by Dekker's split, for |a|, |b| < 2^500 (the split
+// overflows beyond): no fma, which the baseline unit (built without FMA)
+// calls through the PLT. expm1_reduced's operands are all small.
+inline DD two_prod_small(double a, double b) {
+  constexpr double kSplit = 134217729.0;  // 2^27 + 1
+  const double p = a * b;
+  const double ta = kSplit * a, ah = ta - (ta - a), al = a - ah;
+  const double tb = kSplit * b, bh = tb - (tb - b), bl = b - bh;
+  return {p, ((ah * bh - p) + ah * bl + al * bh) + al * bl};
+}
+
 inline DD neg(DD a) { return {-a.hi, -a.lo}; }
 
 // The accurate ("IEEE") double-double sum: relative error ~2^-105 also when
@@ -65,15 +76,10 @@ inline DD add(DD a, DD b) {
   return fast_two_sum(s.hi, s.lo);
 }
 
+// Products of small double-doubles (expm1_reduced's).
 inline DD mul(DD a, DD b) {
-  DD p = two_prod(a.hi, b.hi);
+  DD p = two_prod_small(a.hi, b.hi);
   p.lo += a.hi * b.lo + a.lo * b.hi;
-  return fast_two_sum(p.hi, p.lo);
-}
-
-inline DD mul(DD a, double b) {
-  DD p = two_prod(a.hi, b);
-  p.lo += a.lo * b;
   return fast_two_sum(p.hi, p.lo);
 }
 
@@ -98,8 +104,8 @@ inline DD ldexp(DD a, int k) { return {std::ldexp(a.hi, k), std::ldexp(a.lo, k)}
 
 // e^(x + xlo) = 2^k (1 + m): returns m, |m| < 0.42, and k. Reduction by a
 // triple-double ln2 (x - k L1 exact by two_prod and the accurate sum), then
-// r / 2^5, the Taylor series of e^r - 1 through r^14 in double-double
-// (truncation below 2^-110 relative for |r / 2^5| <= 0.011), and five
+// r / 2^5, the Taylor series of e^r - 1 through r^14 (truncation below
+// 2^-110 relative for |r / 2^5| <= 0.011; double-double from r^7 down), five
 // squarings in the e^r - 1 form m -> 2m + m^2, which keeps m's relative
 // accuracy when m is tiny (z ~ 0). |x| <= 746 (the callers' range).
 inline DD expm1_reduced(double x, double xlo, int* k) {
@@ -107,6 +113,7 @@ inline DD expm1_reduced(double x, double xlo, int* k) {
   constexpr double kLn2b = 0x1.abc9e3b39803fp-56;
   constexpr double kLn2c = 0x1.7b57a079a1934p-111;
   constexpr int kHalvings = 5;
+  constexpr int kFirstDD = 7;  // kInvFact[7] = 1/7!
   // 1/n!, n = 14 .. 2, as double-doubles.
   static constexpr DD kInvFact[] = {
       {0x1.93974a8c07c9dp-37, 0x1.05d6f8a2efd1fp-92},
@@ -125,12 +132,16 @@ inline DD expm1_reduced(double x, double xlo, int* k) {
   };
   const double kd = std::nearbyint(x * 1.4426950408889634);
   *k = int(kd);
-  DD r = add({x, xlo}, neg(two_prod(kd, kLn2a)));
-  r = add(r, neg(two_prod(kd, kLn2b)));
+  DD r = add({x, xlo}, neg(two_prod_small(kd, kLn2a)));
+  r = add(r, neg(two_prod_small(kd, kLn2b)));
   r = fast_two_sum(r.hi, r.lo - kd * kLn2c);
   r = {std::ldexp(r.hi, -kHalvings), std::ldexp(r.lo, -kHalvings)};
-  DD q = kInvFact[0];
-  for (int i = 1; i < int(sizeof kInvFact / sizeof kInvFact[0]); ++i)
+  // The terms r^8/8! .. r^14/14! are below 2^-60 of r here: their sum in
+  // double (relative error 2^-52) adds under 2^-112; from 1/7! on, double-double.
+  double qh = kInvFact[0].hi;
+  for (int i = 1; i < kFirstDD; ++i) qh = qh * r.hi + kInvFact[i].hi;
+  DD q = {qh, 0.0};
+  for (int i = kFirstDD; i < int(sizeof kInvFact / sizeof kInvFact[0]); ++i)
     q = add(mul(q, r), kInvFact[i]);
   q = add(mul(q, r), {1.0, 0.0});
   DD m = mul(q, r);

@@ -257,6 +257,7 @@ def _dd_prod_diff(a, b, c, d):
 _DD_LN2 = (float.fromhex("0x1.62e42fefa39efp-1"), float.fromhex("0x1.abc9e3b39803fp-56"),
            float.fromhex("0x1.7b57a079a1934p-111"))
 _DD_HALVINGS = 5
+_DD_FIRST_DD = 7  # _DD_INV_FACT[7] = 1/7!
 # 1/n! for n = 14 .. 2 as (hi, lo), from mpmath.
 _DD_INV_FACT = tuple((float.fromhex(h), float.fromhex(lo)) for h, lo in (
     ("0x1.93974a8c07c9dp-37", "0x1.05d6f8a2efd1fp-92"),
@@ -284,8 +285,12 @@ def _dd_expm1_reduced(x, xlo):
     r = _dd_add(r, _dd_neg(_dd_two_prod(kd, _DD_LN2[1])))
     r = _dd_fast_two_sum(r[0], r[1] - kd * _DD_LN2[2])
     r = (np.ldexp(r[0], -_DD_HALVINGS), np.ldexp(r[1], -_DD_HALVINGS))
-    q = (np.full_like(x, _DD_INV_FACT[0][0]), np.full_like(x, _DD_INV_FACT[0][1]))
-    for c in _DD_INV_FACT[1:] + ((1.0, 0.0),):
+    # r^8/8! .. r^14/14! in double (below 2^-60 of r), double-double from 1/7!.
+    qh = np.full_like(x, _DD_INV_FACT[0][0])
+    for c in _DD_INV_FACT[1:_DD_FIRST_DD]:
+        qh = qh * r[0] + c[0]
+    q = (qh, np.zeros_like(x))
+    for c in _DD_INV_FACT[_DD_FIRST_DD:] + ((1.0, 0.0),):
         q = _dd_add(_dd_mul(q, r), c)
     m = _dd_mul(q, r)
     for _ in range(_DD_HALVINGS):
@@ -1008,6 +1013,12 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     Without weights this is the familiar (p - onehot) / n; keeping sum_j u_j
     makes it exact for target rows that do not sum to 1 as well.
 
+    Exactness: p_j sum_j u_j - u_j vanishes where p_j = u_j / sum_j u_j and
+    cancels near there. A one-hot row takes -u_c sum_{j != c} p_j for its
+    class (as class ids do); elsewhere the classes where it may cancel are
+    recomputed in double-double (``_cross_entropy_soft_exact``), a dominant
+    target by the complement of the other classes.
+
     Parameters
     ----------
     z : array-like of shape (n, k)
@@ -1189,6 +1200,10 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
     not depend on z, so it multiplies as in the loss, and the mean adds
     1/(n k): dz = s_i w_ij (sigmoid(z) - t) / (n k), shape (n, k).
 
+    For a soft target 0 < t < 1, sigmoid(z) - t vanishes at z = logit(t);
+    near it the difference is recomputed in double-double
+    (``_dd_sigmoid_minus``), as the core does.
+
     Parameters
     ----------
     z : array-like of shape (n, k)
@@ -1299,7 +1314,8 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     d/dz of exp(z) - t z is exp(z) - t (the predicted mean minus the
     target), times the row's weight and the 1/(n k) of the mean:
     dz = s_i (exp(z) - t) / (n k), shape (n, k). The output layer is linear,
-    so this is its dz directly.
+    so this is its dz directly. Near z = log t (a count other than 0 and 1)
+    exp(z) - t is recomputed in double-double (``_dd_exp_minus``).
 
     Parameters
     ----------
