@@ -193,6 +193,9 @@ FM_NOINLINE void cross_entropy_soft_exact(T* di, const T* zi, const T* yi, U u, 
   }
 }
 
+// exp(z) - t in double-double, out of line (the loss loop's rare branch).
+FM_NOINLINE double poisson_residual_dd(double z, double t) { return dd::exp_minus(z, t); }
+
 // sigmoid(z) - t for a soft target 0 < t < 1, given the fast r (ez = e^-|z|,
 // y = sigmoid(z)): float64 keeps r outside may_cancel and takes
 // double-double inside; float32 recomputes in double and takes double-double
@@ -261,6 +264,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         // t log t ~ t, and float32 arithmetic would lose their low bits.
         const T g = Weighted ? wi * inv_den : inv_den;
         const T* ti = t.dense + i * k;
+        bool near = false;  // some gradient to redo in double-double (below)
         for (index_t j = 0; j < k; ++j) {
           if constexpr (std::is_same_v<T, float>) {
             // In double: exp(z) - t z and exp(z) - t then round once (exact
@@ -272,24 +276,40 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
             const double ez = std::isinf(yi[j]) ? double(yi[j]) : std::exp(zd);
             li += ez - td * zd;
             if (di) {
-              // Within kTightF32 of a zero z = log t (t != 1) even double's
-              // exp(z) - t keeps too few digits for float: double-double there.
-              double r = std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td;
-              if (td != 1.0 && std::fabs(r) < kTightF32 * td) r = dd::exp_minus(zd, td);
+              const double r = std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td;
               di[j] = T(r) * g;
+              // Within kTightF32 of a zero z = log t (t != 1) even double's
+              // exp(z) - t keeps too few digits for float.
+              near |= td != 1.0 && std::fabs(r) < kTightF32 * td;
             }
           } else {
             li += double(yi[j]) - double(ti[j]) * double(zi[j]);
             // |z| < 1: (1 - t) + expm1(z) is exact for t = 1 (a count of 1
             // near its optimum z = 0), where exp(z) - 1 would cancel. The
             // other zeros z = log t of this gradient are below exp's own
-            // rounding: double-double there (may_cancel).
+            // rounding (may_cancel, redone below).
             if (di) {
-              const T r = ti[j] != T(1) && may_cancel(yi[j], ti[j]) ? dd::exp_minus(zi[j], ti[j])
-                          : std::fabs(zi[j]) < T(1) ? (T(1) - ti[j]) + std::expm1(zi[j])
-                                                    : yi[j] - ti[j];
+              const T r = std::fabs(zi[j]) < T(1) ? (T(1) - ti[j]) + std::expm1(zi[j])
+                                                  : yi[j] - ti[j];
               di[j] = r * g;
+              near |= ti[j] != T(1) && may_cancel(yi[j], ti[j]);
             }
+          }
+        }
+        // The flagged gradients again, in double-double (dd::exp_minus), in a
+        // second pass so that the loop above has no call in it.
+        if (near) {
+          for (index_t j = 0; j < k; ++j) {
+            const double zd = zi[j], td = ti[j];
+            bool redo;
+            if constexpr (std::is_same_v<T, float>) {
+              const double ez = std::isinf(yi[j]) ? double(yi[j]) : std::exp(zd);
+              const double r = std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td;
+              redo = td != 1.0 && std::fabs(r) < kTightF32 * td;
+            } else {
+              redo = ti[j] != T(1) && may_cancel(yi[j], ti[j]);
+            }
+            if (redo) di[j] = T(poisson_residual_dd(zd, td)) * g;
           }
         }
         break;
