@@ -395,33 +395,40 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           auto u = [&](index_t j) { return Weighted && cw ? cw[j] * ti[j] : ti[j]; };
           T tsum = T(0);
           double acc = 0.0;
-          index_t nnz = 0, last = 0;
           for (index_t j = 0; j < k; ++j) {
             const T uj = u(j);
             tsum += uj;
             acc += double(uj) * ((double(mx) - double(zi[j])) + double(lse));
-            nnz += uj != T(0);
-            last = uj != T(0) ? j : last;
           }
           li = acc;
-          if (di && nnz == 1) {
-            // A one-hot row (any weight u_c = t_sum): t_sum (p_c - 1) as the
-            // class-id path forms p_c - 1, by -sum_{j != c} p_j where p_c > 1/2.
-            for (index_t j = 0; j < k; ++j) di[j] = (yi[j] * tsum - u(j)) * g;
-            const index_t c = last;
-            if (yi[c] > T(0.5)) {
-              double q = 0.0;
-              for (index_t j = 0; j < k; ++j) q += j == c ? 0.0 : double(yi[j]);
-              di[c] = -T(q * double(tsum)) * g;
-            }
-          } else if (di) {
-            bool near = false;
+          if (di) {
+            // The flags are counted in an integer of T's width (not or-ed
+            // into a bool): that form of the loop vectorizes.
+            std::conditional_t<std::is_same_v<T, float>, int32_t, int64_t> near = 0;
             for (index_t j = 0; j < k; ++j) {
               const T q = yi[j] * tsum, a = u(j);
               di[j] = (q - a) * g;
-              near |= may_cancel(q, a);
+              near += may_cancel(q, a) ? 1 : 0;
             }
-            if (near) cross_entropy_soft_exact(di, zi, yi, u, k, mx, tsum, g);
+            // Only flagged rows pay for more (a count of the non-zero
+            // targets first). A one-hot row (any weight, u_c = t_sum) is
+            // flagged when p_c > 1/2, where it takes t_sum (p_c - 1) as the
+            // class-id path forms p_c - 1: -sum_{j != c} p_j. Other rows go
+            // to cross_entropy_soft_exact.
+            if (near) {
+              index_t nnz = 0, c = 0;
+              for (index_t j = 0; j < k; ++j) {
+                nnz += u(j) != T(0);
+                c = u(j) != T(0) ? j : c;
+              }
+              if (nnz != 1) {
+                cross_entropy_soft_exact(di, zi, yi, u, k, mx, tsum, g);
+              } else if (yi[c] > T(0.5)) {
+                double q = 0.0;
+                for (index_t j = 0; j < k; ++j) q += j == c ? 0.0 : double(yi[j]);
+                di[c] = -T(q * double(tsum)) * g;
+              }
+            }
           }
         }
         break;
