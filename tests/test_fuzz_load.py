@@ -18,7 +18,10 @@ from __future__ import annotations
 import io as _io
 import json
 import pickle
+import struct
+import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -341,3 +344,89 @@ def test_deep_or_long_description_is_refused(saved, workdir):
                 zf.writestr(k, v)
         with pytest.raises(ValueError, match="^path: corrupt model description"):
             _load_file(workdir, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------
+# zip bombs: deflated entries that claim or inflate to far more than the file
+# ---------------------------------------------------------------------------
+
+
+def _raw_zip(entries):
+    """A zip archive written by hand, so that an entry's declared sizes can be
+    anything: entries = [(name, method, crc, stored bytes, declared size)]."""
+    out, central = bytearray(), bytearray()
+    for name, method, crc, data, size in entries:
+        offset, nb = len(out), name.encode()
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc,
+                           len(data), size, len(nb), 0) + nb + data
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21,
+                               crc, len(data), size, len(nb), 0, 0, 0, 0, 0, offset) + nb
+    start = len(out)
+    out += central
+    out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries),
+                       len(central), start, 0)
+    return bytes(out)
+
+
+def _bomb(claimed, inflated):
+    """A model file whose "params" entry is deflate that inflates to an .npy
+    header for `claimed` bytes of float64 followed by `inflated` zero bytes
+    (fed in 1 MiB pieces, so that building it holds no large buffer), and
+    declares `claimed` plus the header as its size; the other entries are a
+    real model's, stored."""
+    blob = _write({}, {"params": np.zeros(1)})
+    f = _io.BytesIO()
+    np.lib.format.write_array_header_2_0(
+        f, {"descr": "<f8", "fortran_order": False, "shape": (claimed // 8,)})
+    header = f.getvalue()
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate, as in zip
+    parts, crc = [comp.compress(header)], zlib.crc32(header)
+    piece = bytes(1 << 20)
+    for _ in range(inflated >> 20):
+        parts.append(comp.compress(piece))
+        crc = zlib.crc32(piece, crc)
+    parts.append(comp.flush())
+    entries = [("params.npy", zipfile.ZIP_DEFLATED, crc, b"".join(parts), len(header) + claimed)]
+    with zipfile.ZipFile(_io.BytesIO(blob)) as zf:
+        for info in zf.infolist():
+            if info.filename != "params.npy":
+                data = zf.read(info)
+                entries.append((info.filename, zipfile.ZIP_STORED, zlib.crc32(data), data,
+                                len(data)))
+    return _raw_zip(entries)
+
+
+@pytest.mark.parametrize(("claimed", "inflated"), [
+    (256 << 20, 256 << 20),   # a real bomb: ~260 kB of deflate that inflate to 256 MiB
+    (3 << 30, 1 << 20),       # a claim: 3 GiB declared, 1 MiB behind it
+], ids=["inflates", "claims"])
+def test_zip_bomb_is_refused_before_inflating(workdir, claimed, inflated):
+    blob = _bomb(claimed, inflated)
+    assert len(blob) < claimed // 500
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"^path: .*zip bomb"):
+            _load_file(workdir, blob)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Nothing of the claimed size was allocated or inflated (the file itself
+    # is read by zipfile a piece at a time).
+    assert peak < 16 << 20, peak
+
+
+def test_deflated_model_file_loads(saved, workdir):
+    # Deflate is accepted (an archive rewritten by another tool): a real
+    # model's entries compressed stay far within the expansion bound.
+    for kind in KINDS:
+        m, meta, arrays, blob = saved[kind]
+        buf = _io.BytesIO()
+        with zipfile.ZipFile(_io.BytesIO(blob)) as src, \
+                zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, src.read(info))
+        loaded = _load_file(workdir, buf.getvalue())
+        got_meta, got_arrays = loaded._state()
+        assert got_meta == meta
+        for k, a in arrays.items():
+            assert got_arrays[k].tobytes() == np.ascontiguousarray(a).tobytes(), k

@@ -275,6 +275,46 @@ def test_concurrent_fits_on_one_model_one_wins_the_other_is_refused():
     _assert_same_state(m, ref)
 
 
+def test_first_fits_on_an_unbuilt_model_build_it_once():
+    # The input size is unknown until the first fit builds the core network.
+    # Two first fits at once must build one network, not one each (the second
+    # replacing the first while it trains). _build is slowed so that, without
+    # the lock, both threads surely find no network; the counts decide.
+    X, y = _data(n=2000)
+    m = fm.MLP([fm.Dense(48), fm.Dense(4)], seed=0).compile(fm.optim.Adam(lr=1e-3))
+    builds = []
+    entered = threading.Event()
+    build = m._build
+
+    def slow_build(n_inputs):
+        builds.append(n_inputs)
+        entered.set()
+        # Let the other thread reach _ensure_built while this one builds.
+        threading.Event().wait(0.3)
+        build(n_inputs)
+
+    m._build = slow_build
+    histories, refused = [], []
+
+    def fit():
+        try:
+            histories.append(m.fit(X, y, epochs=2, batch_size=16, verbose=0).history["loss"])
+        except RuntimeError as e:
+            refused.append(str(e))
+
+    _run_together(fit, fit)
+    assert entered.is_set()
+    assert builds == [X.shape[1]]
+    assert len(histories) + len(refused) == 2 and len(histories) >= 1
+    assert all(msg.startswith("fit: ") and BUSY in msg for msg in refused)
+    # The model is the one network that was built and trained: as serial fits.
+    ref = fm.MLP([16, 48, 4], seed=0).compile(fm.optim.Adam(lr=1e-3))
+    expect = [ref.fit(X, y, epochs=2, batch_size=16, verbose=0).history["loss"]
+              for _ in histories]
+    assert sorted(histories) == sorted(expect)
+    _assert_same_state(m, ref)
+
+
 def test_core_claim_refuses_another_thread_and_nests_in_its_own():
     m = _model()
     net = m._net

@@ -6,6 +6,7 @@
 
 #include "common/parallel.h"
 #include "nn/activations.h"
+#include "nn/dd.h"
 
 namespace fastmlp {
 
@@ -13,9 +14,30 @@ namespace fastmlp {
 // vector max instructions (a plain ?: loop stays scalar without
 // -ffast-math, one dependent compare per element); the order of a max does
 // not change its value for finite inputs.
+//
+// Short rows (k < kSimdMaxRow, e.g. 10 classes) take four independent scalar
+// chains instead: the simd reduction's remainder handling for them assembles
+// the vector through the stack, a store-forwarding stall that cost 256x10
+// cross-entropy ~10% of its time (perf), twice per row.
+constexpr index_t kSimdMaxRow = 32;
+
 template <class T>
 FM_ALWAYS_INLINE T row_max(const T* z, index_t k) {
   T mx = z[0];
+  if (k < kSimdMaxRow) {
+    T m1 = mx, m2 = mx, m3 = mx;
+    index_t j = 1;
+    for (; j + 3 < k; j += 4) {
+      mx = z[j] > mx ? z[j] : mx;
+      m1 = z[j + 1] > m1 ? z[j + 1] : m1;
+      m2 = z[j + 2] > m2 ? z[j + 2] : m2;
+      m3 = z[j + 3] > m3 ? z[j + 3] : m3;
+    }
+    for (; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
+    mx = m1 > mx ? m1 : mx;
+    m2 = m3 > m2 ? m3 : m2;
+    return m2 > mx ? m2 : mx;
+  }
 #pragma omp simd reduction(max : mx)
   for (index_t j = 1; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
   return mx;
@@ -73,6 +95,128 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
 
 namespace {
 
+#if defined(__GNUC__) || defined(__clang__)
+#define FM_NOINLINE __attribute__((noinline))
+#else
+#define FM_NOINLINE
+#endif
+
+// Whether the residual a - q (or q - a) of a loss gradient, computed from a
+// rounded q ~ e^z (sigmoid, softmax times the target sum, or exp) and an exact
+// target term a, may have lost digits to cancellation: q within (a/2, 4a).
+// Outside it the difference is at least half of q's size, so q's few ulp of
+// error stay a few ulp of the result; inside, the callers recompute the
+// residual (in double-double, nn/dd.h; float32 first in double, below).
+// a = 0 (targets 0 or 1 where nothing cancels, counts of 0) never flags.
+template <class T>
+FM_ALWAYS_INLINE bool may_cancel(T q, T a) {
+  return a > T(0) && q > T(0.5) * a && q < T(4) * a;
+}
+
+// float32 residuals are recomputed in double first (a few ulp of 2^-53 of
+// their terms, exp included) and kept when they are at least kTightF32 of
+// their larger term: then double's error is below 2^-25 of the residual, far
+// within float's 8 ulp. Smaller ones, which exist (tests/test_extremes.py
+// HARD_F32: double alone misses some by 10^7 ulp), go to double-double. This
+// keeps the double-double branch to inputs within ~2^-26 of a zero, where it
+// is rare, instead of every soft target near its optimum.
+constexpr double kTightF32 = 0x1p-26;
+
+// Cross-entropy with dense targets, the rows where p_j t_sum - u_j may
+// cancel: p_j t_sum - u_j = (e_j t_sum - u_j s) / s with e_j = e^(z_j - max z)
+// and s = sum_j e_j, the numerator in double-double, for the classes that
+// flagged(j) names (the others keep their result). A flagged dominant target c
+// (u_c > t_sum / 2, e.g. 1 - eps of a smoothed label) takes the complement,
+// as the class-id path does: the numerators sum to t_sum s - s t_sum = 0, so
+// N_c = -sum_{j != c} N_j, whose rounding is relative to the other classes'
+// terms (~eps), not to u_c ~ 1.
+template <class T, class U, class Flag>
+FM_NOINLINE void cross_entropy_soft_dd(T* di, const T* zi, U u, index_t k, T mx, T g,
+                                       Flag flagged) {
+  auto e = [&](index_t j) {
+    const dd::DD x = dd::two_sum(double(zi[j]), -double(mx));  // exact z_j - max
+    return dd::exp_neg(x.hi, x.lo);
+  };
+  dd::DD s{0.0, 0.0}, ts{0.0, 0.0};
+  index_t c = 0;
+  for (index_t j = 0; j < k; ++j) {
+    s = dd::add(s, e(j));
+    ts = dd::add(ts, {double(u(j)), 0.0});
+    c = u(j) > u(c) ? j : c;
+  }
+  const bool complement = double(u(c)) > 0.5 * ts.hi && flagged(c);
+  dd::DD others{0.0, 0.0};  // sum_{j != c} N_j, when the complement is taken
+  for (index_t j = 0; j < k; ++j) {
+    const bool flag = flagged(j);
+    if (j == c && complement) continue;
+    if (!flag && !complement) continue;
+    const dd::DD num = dd::prod_diff(e(j), ts, s, {double(u(j)), 0.0});
+    if (complement) others = dd::add(others, num);
+    if (flag) di[j] = T(num.hi / s.hi) * g;
+  }
+  if (complement) di[c] = T(-others.hi / s.hi) * g;
+}
+
+// The flagged classes (may_cancel) of a dense-target row: float64 goes to
+// double-double; float32 recomputes them in double (exp_neg_f64, the
+// vectorized e^x <= 0) and sends only those below kTightF32 on.
+template <class T, class U>
+FM_NOINLINE void cross_entropy_soft_exact(T* di, const T* zi, const T* yi, U u, index_t k, T mx,
+                                          T tsum, T g) {
+  auto coarse = [&](index_t j) { return may_cancel(yi[j] * tsum, u(j)); };
+  if constexpr (std::is_same_v<T, float>) {
+    const double m = mx;
+    // s in chunks: the exponentials into a small stack buffer (a loop that
+    // vectorizes), then summed; no allocation on the training step.
+    constexpr index_t kChunk = 128;
+    double buf[kChunk];
+    double s = 0.0, ts = 0.0;
+    for (index_t j0 = 0; j0 < k; j0 += kChunk) {
+      const index_t len = std::min(kChunk, k - j0);
+      for (index_t j = 0; j < len; ++j) buf[j] = exp_neg_f64(double(zi[j0 + j]) - m);
+      for (index_t j = 0; j < len; ++j) s += buf[j];
+    }
+    for (index_t j = 0; j < k; ++j) ts += double(u(j));
+    bool tight = false;
+    for (index_t j = 0; j < k; ++j) {
+      if (!coarse(j)) continue;
+      const double q = exp_neg_f64(double(zi[j]) - m) / s * ts, a = u(j);
+      const double r = q - a;
+      if (std::fabs(r) >= kTightF32 * std::max(q, a))
+        di[j] = T(r) * g;
+      else
+        tight = true;
+    }
+    if (tight) cross_entropy_soft_dd(di, zi, u, k, mx, g, coarse);
+  } else {
+    cross_entropy_soft_dd(di, zi, u, k, mx, g, coarse);
+  }
+}
+
+// exp(z) - t in double-double, out of line (the loss loop's rare branch).
+FM_NOINLINE double poisson_residual_dd(double z, double t) { return dd::exp_minus(z, t); }
+
+// sigmoid(z) - t for a soft target 0 < t < 1, given the fast r (ez = e^-|z|,
+// y = sigmoid(z)): float64 keeps r outside may_cancel and takes
+// double-double inside; float32 recomputes in double and takes double-double
+// below kTightF32.
+template <class T>
+FM_NOINLINE T bce_soft_residual(T z, T t, T ez, T y, T r) {
+  if constexpr (std::is_same_v<T, float>) {
+    const double zd = z, td = t;
+    const double e = std::exp(-std::fabs(zd));
+    const double sm = e / (1.0 + e);  // sigmoid(-|z|)
+    const double a = zd > 0.0 ? 1.0 - td : td;
+    const double rd = zd > 0.0 ? a - sm : sm - a;
+    if (std::fabs(rd) >= kTightF32 * std::max(a, sm)) return T(rd);
+    return T(dd::sigmoid_minus(zd, td));
+  } else {
+    const T q = z > T(0) ? ez * y : y;
+    const T a = z > T(0) ? T(1) - t : t;
+    return may_cancel(q, a) ? dd::sigmoid_minus(z, t) : r;
+  }
+}
+
 // Per-row loss sums into row_loss and, if d != nullptr, the gradient. inv_den
 // is 1 / the loss's denominator (n, n k, or sum_i c_{y_i}).
 //
@@ -120,6 +264,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         // t log t ~ t, and float32 arithmetic would lose their low bits.
         const T g = Weighted ? wi * inv_den : inv_den;
         const T* ti = t.dense + i * k;
+        bool near = false;  // some gradient to redo in double-double (below)
         for (index_t j = 0; j < k; ++j) {
           if constexpr (std::is_same_v<T, float>) {
             // In double: exp(z) - t z and exp(z) - t then round once (exact
@@ -130,17 +275,41 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
             // a diverged network shows an infinite loss (losses.h).
             const double ez = std::isinf(yi[j]) ? double(yi[j]) : std::exp(zd);
             li += ez - td * zd;
-            if (di) di[j] = T(std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td) * g;
+            if (di) {
+              const double r = std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td;
+              di[j] = T(r) * g;
+              // Within kTightF32 of a zero z = log t (t != 1) even double's
+              // exp(z) - t keeps too few digits for float.
+              near |= td != 1.0 && std::fabs(r) < kTightF32 * td;
+            }
           } else {
             li += double(yi[j]) - double(ti[j]) * double(zi[j]);
             // |z| < 1: (1 - t) + expm1(z) is exact for t = 1 (a count of 1
-            // near its optimum z = 0), where exp(z) - 1 would cancel. Other
-            // zeros z = log t of this gradient stay limited by exp's rounding.
+            // near its optimum z = 0), where exp(z) - 1 would cancel. The
+            // other zeros z = log t of this gradient are below exp's own
+            // rounding (may_cancel, redone below).
             if (di) {
               const T r = std::fabs(zi[j]) < T(1) ? (T(1) - ti[j]) + std::expm1(zi[j])
                                                   : yi[j] - ti[j];
               di[j] = r * g;
+              near |= ti[j] != T(1) && may_cancel(yi[j], ti[j]);
             }
+          }
+        }
+        // The flagged gradients again, in double-double (dd::exp_minus), in a
+        // second pass so that the loop above has no call in it.
+        if (near) {
+          for (index_t j = 0; j < k; ++j) {
+            const double zd = zi[j], td = ti[j];
+            bool redo;
+            if constexpr (std::is_same_v<T, float>) {
+              const double ez = std::isinf(yi[j]) ? double(yi[j]) : std::exp(zd);
+              const double r = std::fabs(zd) < 1.0 ? (1.0 - td) + std::expm1(zd) : ez - td;
+              redo = td != 1.0 && std::fabs(r) < kTightF32 * td;
+            } else {
+              redo = ti[j] != T(1) && may_cancel(yi[j], ti[j]);
+            }
+            if (redo) di[j] = T(poisson_residual_dd(zd, td)) * g;
           }
         }
         break;
@@ -148,16 +317,22 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
       case Loss::binary_cross_entropy: {
         const T g = Weighted ? wi * inv_den : inv_den;
         const T* ti = t.dense + i * k;
+        bool soft = false;
         for (index_t j = 0; j < k; ++j) {
           const T zj = zi[j];
           const T ez = std::exp(-std::fabs(zj));
-          const T e = (zj > T(0) ? zj : T(0)) - zj * ti[j] + std::log1p(ez);
+          // softplus(z) - t z as two non-negative terms, z (1 - t) + log1p(ez)
+          // for z > 0 and -z t + log1p(ez) otherwise: max(z, 0) - z t would
+          // cancel for a soft target near 1 (1 - t is exact there, Sterbenz).
+          // For t in {0, 1} both forms give the same bits.
+          const T e = (zj > T(0) ? zj * (T(1) - ti[j]) : -zj * ti[j]) + std::log1p(ez);
           // sigmoid(z) - t without forming 1 - tiny: with s = sigmoid(-|z|),
           // it is (1 - t) - s for z > 0 (exact for t = 1: -s, ~e^-z, where
           // y - 1 gives 0) and s - t otherwise.
           // y = sigmoid_scalar(z) from loss_output: 1/(1+ez) for z >= 0, so
           // s = ez y there; ez/(1+ez) = s = y itself for z < 0 (no division).
           const T r = zj > T(0) ? (T(1) - ti[j]) - ez * yi[j] : yi[j] - ti[j];
+          soft |= ti[j] > T(0) && ti[j] < T(1);
           if constexpr (Weighted) {
             // The element's weight depends on its target only, so it scales
             // the gradient sigmoid(z) - t as it scales the loss.
@@ -167,6 +342,21 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           } else {
             li += double(e);
             if (di) di[j] = r * g;
+          }
+        }
+        // Soft targets cancel near z = logit(t): their gradients are redone
+        // in a second pass (bce_soft_residual), so that the loop above, all
+        // that 0/1 targets (which never cancel) run, has no call in it (one
+        // costs that loop ~20%).
+        if (soft && di) {
+          for (index_t j = 0; j < k; ++j) {
+            const T zj = zi[j], tj = ti[j];
+            if (!(tj > T(0) && tj < T(1))) continue;
+            const T ez = std::exp(-std::fabs(zj));
+            const T r0 = zj > T(0) ? (T(1) - tj) - ez * yi[j] : yi[j] - tj;
+            const T r = bce_soft_residual(zj, tj, ez, yi[j], r0);
+            const T w = Weighted && cw ? cw[0] * (T(1) - tj) + cw[1] * tj : T(1);
+            di[j] = Weighted ? r * (w * g) : r * g;
           }
         }
         break;
@@ -211,8 +401,35 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
             acc += double(uj) * ((double(mx) - double(zi[j])) + double(lse));
           }
           li = acc;
-          if (di)
-            for (index_t j = 0; j < k; ++j) di[j] = (yi[j] * tsum - u(j)) * g;
+          if (di) {
+            // The flags are counted in an integer of T's width (not or-ed
+            // into a bool): that form of the loop vectorizes.
+            std::conditional_t<std::is_same_v<T, float>, int32_t, int64_t> near = 0;
+            for (index_t j = 0; j < k; ++j) {
+              const T q = yi[j] * tsum, a = u(j);
+              di[j] = (q - a) * g;
+              near += may_cancel(q, a) ? 1 : 0;
+            }
+            // Only flagged rows pay for more (a count of the non-zero
+            // targets first). A one-hot row (any weight, u_c = t_sum) is
+            // flagged when p_c > 1/2, where it takes t_sum (p_c - 1) as the
+            // class-id path forms p_c - 1: -sum_{j != c} p_j. Other rows go
+            // to cross_entropy_soft_exact.
+            if (near) {
+              index_t nnz = 0, c = 0;
+              for (index_t j = 0; j < k; ++j) {
+                nnz += u(j) != T(0);
+                c = u(j) != T(0) ? j : c;
+              }
+              if (nnz != 1) {
+                cross_entropy_soft_exact(di, zi, yi, u, k, mx, tsum, g);
+              } else if (yi[c] > T(0.5)) {
+                double q = 0.0;
+                for (index_t j = 0; j < k; ++j) q += j == c ? 0.0 : double(yi[j]);
+                di[c] = -T(q * double(tsum)) * g;
+              }
+            }
+          }
         }
         break;
       }

@@ -35,6 +35,11 @@
 // gradient is y - t). mse takes the output layer's activation output y; the
 // layer's act'(z) is then applied as for any layer.
 //
+// Gradients that cancel near data-dependent zeros (softmax(z) t_sum - t with
+// dense targets, sigmoid(z) - t with soft targets, exp(z) - t with counts
+// other than 0 and 1) are recomputed near those zeros in double-double
+// (nn/dd.h); class ids, one-hot rows and 0/1 targets never need it.
+//
 // poisson's exp(z) is std::exp in both dtypes (not the clamped exp_f32 of the
 // softmax): it overflows to inf for z beyond ~88.7 (float) / ~709.8 (double),
 // so a diverging network shows an infinite loss instead of a finite wrong

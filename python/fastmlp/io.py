@@ -84,6 +84,21 @@ _MAX_ENTRIES = 4096
 _MAX_META_CHARS = 1 << 22
 
 
+# Compressed entries. np.savez, which save_npz uses, stores every entry as it
+# is; a deflated entry (an archive rewritten by another tool) is accepted, but
+# a zip bomb (a few kB of deflate that inflate to gigabytes) is refused before
+# anything is inflated: an archive's deflated entries may declare at most
+# _MAX_EXPANSION times their compressed bytes (model arrays compress far less:
+# float weights hardly at all), plus _EXPANSION_SLACK for small entries such
+# as the description, whose text compresses well. Entries are inflated
+# _READ_CHUNK bytes at a time into the array they fill, never past the size
+# the array header needs.
+_MAX_EXPANSION = 64
+_EXPANSION_SLACK = 1 << 16
+_READ_CHUNK = 1 << 20
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+
+
 class _Corrupt(Exception):
     """A reason the container is malformed (turned into ValueError by _read)."""
 
@@ -114,11 +129,47 @@ def _read_entry(zf, info):
         if f.tell() + nbytes != info.file_size:
             raise _Corrupt(f"entry {info.filename!r}: shape {shape} of {dtype} needs {nbytes} "
                            f"bytes, the entry holds {info.file_size - f.tell()}")
-        buf = f.read(nbytes)
-        if len(buf) != nbytes or f.read(1):
-            raise _Corrupt(f"entry {info.filename!r} is truncated")
-    a = np.frombuffer(buf, dtype=dtype, count=count)
-    return a.reshape(shape, order="F" if fortran else "C").copy()
+        # Inflated (or read) in bounded chunks straight into the array: never
+        # more than the header's nbytes, and no second copy of the data.
+        a = np.empty(count, dtype=dtype)
+        view = a.view(np.uint8) if nbytes else None
+        done = 0
+        while done < nbytes:
+            chunk = f.read(min(_READ_CHUNK, nbytes - done))
+            if not chunk:
+                raise _Corrupt(f"entry {info.filename!r} is truncated")
+            view[done:done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            done += len(chunk)
+        if f.read(1):
+            raise _Corrupt(f"entry {info.filename!r} is longer than its header declares")
+    return a.reshape(shape, order="F" if fortran else "C")
+
+
+def _check_sizes(infos, archive_bytes):
+    """The entries' declared sizes, before any is inflated: methods stored or
+    deflated only, a stored entry's two sizes equal, the compressed bytes
+    within the archive, and the deflated entries' declared sizes within
+    _MAX_EXPANSION times their compressed bytes (a zip bomb otherwise)."""
+    declared = packed = total = 0
+    for info in infos:
+        method = _METHODS.get(info.compress_type)
+        if method is None:
+            raise _Corrupt(f"entry {info.filename!r}: compression method "
+                           f"{info.compress_type} (expected stored or deflated)")
+        total += info.compress_size
+        if method == "stored" and info.file_size != info.compress_size:
+            raise _Corrupt(f"stored entry {info.filename!r} declares {info.file_size} bytes "
+                           f"but holds {info.compress_size}")
+        if method == "deflated":
+            declared += info.file_size
+            packed += info.compress_size
+    if total > archive_bytes:
+        raise _Corrupt(f"its entries declare {total} compressed bytes, the archive has "
+                       f"{archive_bytes}")
+    if declared > _MAX_EXPANSION * packed + _EXPANSION_SLACK:
+        raise _Corrupt(f"its deflated entries declare {declared} bytes from {packed} "
+                       f"compressed bytes, more than {_MAX_EXPANSION} times (a zip bomb); "
+                       f"refused before inflating")
 
 
 def _entries(source):
@@ -126,6 +177,8 @@ def _entries(source):
         infos = zf.infolist()
         if len(infos) > _MAX_ENTRIES:
             raise _Corrupt(f"{len(infos)} entries")
+        zf.fp.seek(0, os.SEEK_END)
+        _check_sizes(infos, zf.fp.tell())
         data = {}
         for info in infos:
             key, ext = os.path.splitext(info.filename)

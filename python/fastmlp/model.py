@@ -240,23 +240,34 @@ class MLP:
         net.initialize(schemes, self.seed)
         net.set_optimizer(self._optimizer._core_config())
         self._apply_regularization(net)
-        self._net = net
         self._acts = acts
         self._sizes = sizes
         self._layers = [Layer(net, i) for i in range(len(acts))]
+        # Last: a thread that sees _net set (_ensure_built's unlocked check)
+        # finds the rest of the network's attributes in place.
+        self._net = net
 
     @property
     def _has_batch_norm(self):
         return any(layer.batch_norm for layer in self._layers)
 
     def _ensure_built(self, X):
-        if self._net is None:
-            shape = X.shape if is_sparse(X) else np.asarray(X).shape
-            if len(shape) != 2:
-                raise ValueError(
-                    f"X: expected a 2-D array (n_samples, n_features), got shape {shape}"
-                )
-            self._build(check_positive_int(shape[1], "X.shape[1]"))
+        if self._net is not None:
+            return
+        shape = X.shape if is_sparse(X) else np.asarray(X).shape
+        if len(shape) != 2:
+            raise ValueError(
+                f"X: expected a 2-D array (n_samples, n_features), got shape {shape}"
+            )
+        n_inputs = check_positive_int(shape[1], "X.shape[1]")
+        # Under the model's lock and checked again: two threads whose first
+        # calls (fit, say) both found no network would otherwise each build
+        # one, and the second would replace the first while it trains. The
+        # loser uses the winner's network (and a second fit is then refused
+        # by the core's training claim, RuntimeError, as on a built model).
+        with self._lock:
+            if self._net is None:
+                self._build(n_inputs)
 
     def _require_built(self):
         if self._net is None:

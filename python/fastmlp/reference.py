@@ -197,6 +197,142 @@ def _two_prod_err(a, b, p):
     return ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
+# Double-double arithmetic (a value is hi + lo, about 106 bits) for the loss
+# gradients' residuals that cancel: softmax(z) t_sum - t, sigmoid(z) - t and
+# exp(z) - t vanish at data-dependent points, where the exact value is far
+# below the rounding of the exponential itself. Used only on the elements
+# near such a zero (_may_cancel). C++: csrc/nn/dd.h, line by line.
+
+
+def _dd_two_sum(a, b):
+    """a + b = s + e exactly (Knuth)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _dd_fast_two_sum(a, b):
+    """a + b = s + e exactly, for |a| >= |b|."""
+    s = a + b
+    return s, b - (s - a)
+
+
+def _dd_two_prod(a, b):
+    p = a * b
+    return p, _two_prod_err(a, b, p)
+
+
+def _dd_add(a, b):
+    """The accurate double-double sum (relative error ~2^-105 also when the
+    operands nearly cancel)."""
+    sh, sl = _dd_two_sum(a[0], b[0])
+    th, tl = _dd_two_sum(a[1], b[1])
+    sh, sl = _dd_fast_two_sum(sh, sl + th)
+    return _dd_fast_two_sum(sh, sl + tl)
+
+
+def _dd_mul(a, b):
+    ph, pl = _dd_two_prod(a[0], b[0])
+    return _dd_fast_two_sum(ph, pl + (a[0] * b[1] + a[1] * b[0]))
+
+
+def _dd_neg(a):
+    return -a[0], -a[1]
+
+
+def _dd_prod_diff(a, b, c, d):
+    """a b - c d, accurate where the products nearly cancel: the high parts'
+    products are split exactly and their difference is exact, so every
+    rounding is relative to the difference, not to the products."""
+    p, q = _dd_two_prod(a[0], b[0]), _dd_two_prod(c[0], d[0])
+    acc = _dd_two_sum(p[0], -q[0])
+    acc = _dd_add(acc, _dd_two_sum(p[1], -q[1]))
+    acc = _dd_add(acc, _dd_two_prod(a[0], b[1]))
+    acc = _dd_add(acc, _dd_two_prod(a[1], b[0]))
+    acc = _dd_add(acc, _dd_neg(_dd_two_prod(c[0], d[1])))
+    acc = _dd_add(acc, _dd_neg(_dd_two_prod(c[1], d[0])))
+    return _dd_add(acc, (a[1] * b[1], -(c[1] * d[1])))
+
+
+_DD_LN2 = (float.fromhex("0x1.62e42fefa39efp-1"), float.fromhex("0x1.abc9e3b39803fp-56"),
+           float.fromhex("0x1.7b57a079a1934p-111"))
+_DD_HALVINGS = 5
+_DD_FIRST_DD = 7  # _DD_INV_FACT[7] = 1/7!
+# 1/n! for n = 14 .. 2 as (hi, lo), from mpmath.
+_DD_INV_FACT = tuple((float.fromhex(h), float.fromhex(lo)) for h, lo in (
+    ("0x1.93974a8c07c9dp-37", "0x1.05d6f8a2efd1fp-92"),
+    ("0x1.6124613a86d09p-33", "0x1.f28e0cc748ebep-87"),
+    ("0x1.1eed8eff8d898p-29", "-0x1.2aec959e14c06p-83"),
+    ("0x1.ae64567f544e4p-26", "-0x1.c062e06d1f209p-80"),
+    ("0x1.27e4fb7789f5cp-22", "0x1.cbbc05b4fa99ap-76"),
+    ("0x1.71de3a556c734p-19", "-0x1.c154f8ddc6c00p-73"),
+    ("0x1.a01a01a01a01ap-16", "0x1.a01a01a01a01ap-76"),
+    ("0x1.a01a01a01a01ap-13", "0x1.a01a01a01a01ap-73"),
+    ("0x1.6c16c16c16c17p-10", "-0x1.f49f49f49f49fp-65"),
+    ("0x1.1111111111111p-7", "0x1.1111111111111p-63"),
+    ("0x1.5555555555555p-5", "0x1.5555555555555p-59"),
+    ("0x1.5555555555555p-3", "0x1.5555555555555p-57"),
+    ("0x1.0000000000000p-1", "0x0.0p+0"),
+))
+
+
+def _dd_expm1_reduced(x, xlo):
+    """e^(x + xlo) = 2^k (1 + m): returns (m as (hi, lo), k). Reduction by a
+    triple ln2, r / 2^5, Taylor through r^14 in double-double, five squarings
+    m -> 2m + m^2 (relative error about 2^-106)."""
+    kd = np.rint(x * 1.4426950408889634)
+    r = _dd_add((x, xlo), _dd_neg(_dd_two_prod(kd, _DD_LN2[0])))
+    r = _dd_add(r, _dd_neg(_dd_two_prod(kd, _DD_LN2[1])))
+    r = _dd_fast_two_sum(r[0], r[1] - kd * _DD_LN2[2])
+    r = (np.ldexp(r[0], -_DD_HALVINGS), np.ldexp(r[1], -_DD_HALVINGS))
+    # r^8/8! .. r^14/14! in double (below 2^-60 of r), double-double from 1/7!.
+    qh = np.full_like(x, _DD_INV_FACT[0][0])
+    for c in _DD_INV_FACT[1:_DD_FIRST_DD]:
+        qh = qh * r[0] + c[0]
+    q = (qh, np.zeros_like(x))
+    for c in _DD_INV_FACT[_DD_FIRST_DD:] + ((1.0, 0.0),):
+        q = _dd_add(_dd_mul(q, r), c)
+    m = _dd_mul(q, r)
+    for _ in range(_DD_HALVINGS):
+        m = _dd_add((2.0 * m[0], 2.0 * m[1]), _dd_mul(m, m))
+    return m, kd.astype(np.int64)
+
+
+def _dd_exp_neg(x, xlo):
+    """e^(x + xlo), x <= 0, as (hi, lo); 0 below -746 (under half the
+    smallest subnormal)."""
+    out = x >= -746.0
+    x, xlo = np.where(out, x, 0.0), np.where(out, xlo, 0.0)
+    m, k = _dd_expm1_reduced(x, xlo)
+    h, lo = _dd_add((np.ones_like(x), np.zeros_like(x)), m)
+    return np.where(out, np.ldexp(h, k), 0.0), np.where(out, np.ldexp(lo, k), 0.0)
+
+
+def _dd_exp_minus(z, t):
+    """exp(z) - t = 2^k ((1 - t 2^-k) + m), t within a factor 4 of e^z."""
+    m, k = _dd_expm1_reduced(z, np.zeros_like(z))
+    s = _dd_add(_dd_two_sum(np.ones_like(z), -np.ldexp(t, -k)), m)
+    return np.ldexp(s[0], k)
+
+
+def _dd_sigmoid_minus(z, t):
+    """sigmoid(z) - t: with E = e^-|z|, ((1 - t) - t E) / (1 + E) for z > 0,
+    (E (1 - t) - t) / (1 + E) otherwise; the numerator in double-double."""
+    e = _dd_exp_neg(-np.abs(z), np.zeros_like(z))
+    one = (np.ones_like(z), np.zeros_like(z))
+    tt = (t, np.zeros_like(t))
+    omt = _dd_two_sum(np.ones_like(t), -t)
+    num = np.where(z > 0, _dd_prod_diff(omt, one, e, tt)[0], _dd_prod_diff(e, omt, tt, one)[0])
+    return num / (1.0 + e[0])
+
+
+def _may_cancel(q, a):
+    """Whether a residual q - a (q ~ an exponential, rounded; a exact) may have
+    lost digits: q within (a/2, 4a). Outside, the difference is at least half
+    of q, and q's few ulp of error stay a few ulp of it. C++: may_cancel."""
+    return (a > 0) & (q > 0.5 * a) & (q < 4.0 * a)
+
+
 _RSQRT2_HI = 0.7071067811865476  # 1/sqrt 2 = _RSQRT2_HI + _RSQRT2_LO
 _RSQRT2_LO = -4.833646656726457e-17
 _2_RSQRTPI = 1.1283791670955126  # 2/sqrt pi
@@ -877,6 +1013,12 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     Without weights this is the familiar (p - onehot) / n; keeping sum_j u_j
     makes it exact for target rows that do not sum to 1 as well.
 
+    Exactness: p_j sum_j u_j - u_j vanishes where p_j = u_j / sum_j u_j and
+    cancels near there. A one-hot row takes -u_c sum_{j != c} p_j for its
+    class (as class ids do); elsewhere the classes where it may cancel are
+    recomputed in double-double (``_cross_entropy_soft_exact``), a dominant
+    target by the complement of the other classes.
+
     Parameters
     ----------
     z : array-like of shape (n, k)
@@ -914,9 +1056,59 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
         d[rows, t] = np.where(pc > 0.5, -others, pc - 1.0)
         d = d.astype(z.dtype, copy=False)
         return d * (s * c_y)[:, None] / denominator
-    u = c * t
-    d = (p * u.sum(axis=1, keepdims=True) - u).astype(z.dtype, copy=False)
+    u = _wide(c * t)
+    tsum = u.sum(axis=1, keepdims=True)
+    d = p * tsum - u
+    # A one-hot row (any weight): t_sum (p_c - 1) by -t_sum sum_{j != c} p_j
+    # where p_c > 1/2, as for class ids. Other rows: double-double where
+    # p_j t_sum - u_j may cancel (_may_cancel), e.g. p_j ~ t_j for soft targets.
+    one_hot = np.count_nonzero(u, axis=1) == 1
+    hot = np.argmax(u != 0, axis=1)
+    rows = np.flatnonzero(one_hot & (p[np.arange(n), hot] > 0.5))
+    if rows.size:
+        cols = hot[rows]
+        q = p[rows].copy()
+        q[np.arange(rows.size), cols] = 0.0
+        d[rows, cols] = -q.sum(axis=1) * tsum[rows, 0]
+    near = _may_cancel(p * tsum, u) & ~one_hot[:, None]
+    rows = np.flatnonzero(near.any(axis=1))
+    if rows.size:
+        d[rows] = np.where(near[rows], _cross_entropy_soft_exact(z[rows], u[rows]), d[rows])
+    d = d.astype(z.dtype, copy=False)
     return d * s[:, None] / n
+
+
+def _cross_entropy_soft_exact(z, u):
+    """p_j t_sum - u_j = (e_j t_sum - u_j s) / s with e_j = e^(z_j - max z),
+    s = sum_j e_j and t_sum = sum_j u_j, the numerator in double-double, for
+    every class of the rows given (the caller keeps the flagged ones).
+    C++: cross_entropy_soft_exact."""
+    w = _wide(z)
+    mx = w.max(axis=1, keepdims=True)
+    x = _dd_two_sum(w, -np.broadcast_to(mx, w.shape))  # z_j - max exactly
+    with np.errstate(under="ignore"):
+        e = _dd_exp_neg(*x)
+    zero = np.zeros(w.shape[0])
+    ssum, tsum = (zero, zero), (zero, zero)
+    for j in range(w.shape[1]):
+        ssum = _dd_add(ssum, (e[0][:, j], e[1][:, j]))
+        tsum = _dd_add(tsum, (u[:, j], zero))
+    col = lambda a: (a[0][:, None], a[1][:, None])  # noqa: E731
+    num = _dd_prod_diff(e, col(tsum), col(ssum), (u, np.zeros_like(u)))
+    # A dominant target c (u_c > t_sum / 2) takes the complement: the
+    # numerators sum to 0, so N_c = -sum_{j != c} N_j, rounded relative to the
+    # other classes' terms rather than to u_c.
+    c = np.argmax(u, axis=1)
+    rows = np.arange(w.shape[0])
+    others = (zero, zero)
+    for j in range(w.shape[1]):
+        mine = c == j
+        others = _dd_add(others, (np.where(mine, 0.0, num[0][:, j]),
+                                  np.where(mine, 0.0, num[1][:, j])))
+    dominant = u[rows, c] > 0.5 * tsum[0]
+    out = num[0] / ssum[0][:, None]
+    out[rows, c] = np.where(dominant, -others[0] / ssum[0], out[rows, c])
+    return out
 
 
 def _softmax_parts(z):
@@ -995,7 +1187,9 @@ def binary_cross_entropy_loss(z, t, *, sample_weight=None, class_weight=None):
     t = np.asarray(t)
     _check_same_shape(z, "z", t, "t")
     w = _bce_weights(z, t, sample_weight, class_weight)
-    elem = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    # Two non-negative terms, z (1 - t) for z > 0 and -z t otherwise, plus
+    # log1p: max(z, 0) - z t would cancel for a soft target near 1.
+    elem = np.where(z > 0, z * (1 - t), -z * t) + np.log1p(np.exp(-np.abs(z)))
     return float(np.sum(w * elem) / z.size)
 
 
@@ -1005,6 +1199,10 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
     d/dz of softplus(z) - t z is sigmoid(z) - t; the element's weight does
     not depend on z, so it multiplies as in the loss, and the mean adds
     1/(n k): dz = s_i w_ij (sigmoid(z) - t) / (n k), shape (n, k).
+
+    For a soft target 0 < t < 1, sigmoid(z) - t vanishes at z = logit(t);
+    near it the difference is recomputed in double-double
+    (``_dd_sigmoid_minus``), as the core does.
 
     Parameters
     ----------
@@ -1033,7 +1231,15 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
     with np.errstate(under="ignore"):
         ez = np.exp(-np.abs(zw))
     sm = ez / (1.0 + ez)
-    d = np.where(zw > 0, (1.0 - tw) - sm, sm - tw).astype(z.dtype, copy=False)
+    a = np.where(zw > 0, 1.0 - tw, tw)
+    d = np.where(zw > 0, a - sm, sm - a)
+    # Soft targets cancel near z = logit(t): double-double there.
+    near = _may_cancel(sm, a)
+    if near.any():
+        with np.errstate(under="ignore"):
+            d[near] = _dd_sigmoid_minus(np.broadcast_to(zw, d.shape)[near],
+                                        np.broadcast_to(tw, d.shape)[near])
+    d = d.astype(z.dtype, copy=False)
     return d * w / z.size
 
 
@@ -1108,7 +1314,8 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     d/dz of exp(z) - t z is exp(z) - t (the predicted mean minus the
     target), times the row's weight and the 1/(n k) of the mean:
     dz = s_i (exp(z) - t) / (n k), shape (n, k). The output layer is linear,
-    so this is its dz directly.
+    so this is its dz directly. Near z = log t (a count other than 0 and 1)
+    exp(z) - t is recomputed in double-double (``_dd_exp_minus``).
 
     Parameters
     ----------
@@ -1135,7 +1342,14 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     # z = 0 where exp(z) - 1 cancels; float64, rounded once.
     zw, tw = _wide(z), _wide(t)
     small = np.abs(zw) < 1.0
-    d = np.where(small, (1.0 - tw) + np.expm1(np.where(small, zw, 0.0)), _exp(zw) - tw)
+    ez = _exp(zw)
+    d = np.where(small, (1.0 - tw) + np.expm1(np.where(small, zw, 0.0)), ez - tw)
+    # Near the other zeros z = log t the residual is below exp's rounding:
+    # double-double there (a count of 1 keeps the expm1 form above).
+    near = (tw != 1.0) & _may_cancel(ez, tw)
+    if near.any():
+        d[near] = _dd_exp_minus(np.broadcast_to(zw, d.shape)[near],
+                                np.broadcast_to(tw, d.shape)[near])
     return s * d.astype(z.dtype, copy=False) / z.size
 
 
