@@ -61,7 +61,14 @@ def save(arrays, history=None):
         np.savez(out, **arrays)
 
 
-if case in ("reproducible", "fast", "memmap"):
+if case == "mixed":
+    # mixed_bfloat16: bf16 products, float32 master weights (its panels are
+    # repacked from rank 0's weights after the broadcast).
+    X, y = data()
+    m = model("mixed_bfloat16")
+    h = m.fit(X, y, epochs=2, batch_size=96, comm=comm, reduction=Reproducible(16), verbose=0)
+    save(state(m), h.history)
+elif case in ("reproducible", "fast", "memmap"):
     X, y = data()
     Xv, yv = data(60)
     if case == "memmap":

@@ -271,6 +271,16 @@ def test_reproducible_is_bitwise_the_same_for_1_2_3_processes(tmp_path):
 
 
 @needs_mpi
+@pytest.mark.skipif(not _core.have_bf16_instructions(),
+                    reason="this CPU has no AVX512_BF16 (mixed_bfloat16 needs it)")
+def test_reproducible_mixed_bfloat16_for_1_2_3_processes(tmp_path):
+    runs = [load(launch(n, "mixed", tmp_path)[1]) for n in (1, 2, 3)]
+    for n, r in zip((2, 3), runs[1:]):
+        for k in runs[0]:
+            np.testing.assert_array_equal(r[k], runs[0][k], err_msg=f"{k}, {n} processes")
+
+
+@needs_mpi
 def test_memmap_input_gives_the_same_model(tmp_path):
     a = load(launch(2, "memmap", tmp_path)[1])
     b = load(launch(2, "reproducible", tmp_path)[1])
