@@ -71,6 +71,13 @@ def digits():
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_parallel_search_equals_serial_bitwise(digits):
     ms = pytest.importorskip("sklearn.model_selection")
+    from joblib.externals.loky import get_reusable_executor
+
+    # Fresh workers: under the sanitizers (.ci/sanitize) this search, run on
+    # the reusable executor that the previous test's joblib call left behind,
+    # waited forever with no worker alive (alone, or after a shutdown, it
+    # passes). Without sanitizers it never hung.
+    get_reusable_executor().shutdown(wait=True)
     X, y = digits
     est = fm.MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=30,
                            random_state=0)
