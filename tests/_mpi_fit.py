@@ -61,6 +61,20 @@ def save(arrays, history=None):
         np.savez(out, **arrays)
 
 
+def messages_of(run):
+    """Each rank's ValueError message from run() ("no error" without one),
+    gathered on rank 0 and saved."""
+    try:
+        run()
+    except ValueError as e:
+        msg = str(e)
+    else:
+        msg = "no error"
+    msgs = comm.gather(msg)
+    if rank == 0:
+        np.savez(out, messages=np.array(msgs))
+
+
 if case == "mixed":
     # mixed_bfloat16: bf16 products, float32 master weights (its panels are
     # repacked from rank 0's weights after the broadcast).
@@ -90,15 +104,8 @@ elif case == "fast_vs_single":
 elif case == "mismatch":
     X, y = data()
     m = model()
-    try:
-        m.fit(X, y, epochs=1, batch_size=96 if rank == 0 else 64, comm=comm, verbose=0)
-    except ValueError as e:
-        msg = str(e)
-    else:
-        msg = "no error"
-    msgs = comm.gather(msg)
-    if rank == 0:
-        np.savez(out, messages=np.array(msgs))
+    messages_of(lambda: m.fit(X, y, epochs=1, batch_size=96 if rank == 0 else 64, comm=comm,
+                              verbose=0))
 elif case in ("fail", "fail_upfront"):
     X, y = data()
     if rank == 1:
@@ -161,32 +168,20 @@ elif case == "stop_one_rank":
 elif case == "mismatch_callback":
     X, y = data()
     m = model()
-    try:
-        m.fit(X, y, epochs=3, batch_size=64, comm=comm, verbose=0,
-              early_stopping=fm.EarlyStopping(monitor="loss", patience=1 if rank == 0 else 8))
-    except ValueError as e:
-        msg = str(e)
-    else:
-        msg = "no error"
-    msgs = comm.gather(msg)
-    if rank == 0:
-        np.savez(out, messages=np.array(msgs))
+    messages_of(lambda: m.fit(
+        X, y, epochs=3, batch_size=64, comm=comm, verbose=0,
+        early_stopping=fm.EarlyStopping(monitor="loss", patience=1 if rank == 0 else 8)))
 elif case == "mismatch_estimator":
     import warnings
     X, y = data()
     clf = fm.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0, comm=comm,
                            n_iter_no_change=1 if rank == 0 else 5)
-    try:
+
+    def fit():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             clf.fit(X, y)
-    except ValueError as e:
-        msg = str(e)
-    else:
-        msg = "no error"
-    msgs = comm.gather(msg)
-    if rank == 0:
-        np.savez(out, messages=np.array(msgs))
+    messages_of(fit)
 elif case == "comm_self":
     # comm=COMM_SELF trains what comm=None trains, bit for bit.
     import warnings

@@ -331,6 +331,7 @@ class Trainer:
         self.reducer = _Reducer(self.comm, self.mode, model.dtype)
         self.rank = self.reducer.rank
         self.size = self.reducer.size
+        self._plans = {}  # batch rows -> _Plan
 
     # -- the start: the same model, arguments and data on every rank ----------
     def agree(self, fit_args, data):
@@ -396,7 +397,7 @@ class Trainer:
         for start in range(0, n, batch_size):
             nb = min(batch_size, n - start)
             idx = perm[start:start + nb] if perm is not None else np.arange(start, start + nb)
-            plan = _Plan(nb, self.size, self.rank, self.piece_rows)
+            plan = self._plan(nb)
             rows = idx[plan.lo:plan.hi]
             # A memmap reads its rows in file order; the batch keeps the
             # permutation's order.
@@ -438,6 +439,13 @@ class Trainer:
         self.comm.Allreduce(self.reducer.MPI.IN_PLACE, counts, op=self.reducer.MPI.SUM)
         r.correct, r.predictions = float(counts[0]), float(counts[1])
         return r, stop
+
+    def _plan(self, nb):
+        """The plan of a batch of nb rows, made once per batch size (an epoch
+        has at most two) instead of once per batch."""
+        if nb not in self._plans:
+            self._plans[nb] = _Plan(nb, self.size, self.rank, self.piece_rows)
+        return self._plans[nb]
 
     def any(self, flag):
         """Whether any rank says so: a stop asked on one rank stops them all
