@@ -80,6 +80,7 @@ def _worker(args):
         dist.Reproducible(128) if args.mode == "rep128" else args.mode)
     reducer = dist._Reducer(comm, mode, np.float32)
     plan = dist._Plan(BATCH, size, rank, piece_rows)
+    shards = dist._Shards(comm, MPI, net, np.float32, MPI.FLOAT) if mode == "sharded" else None
     Xl = np.ascontiguousarray(X[plan.lo:plan.hi])
     yl = np.ascontiguousarray(y[plan.lo:plan.hi])
     hook = reducer.batch_norm_hook(plan)
@@ -94,10 +95,17 @@ def _worker(args):
         if args.timed_wait:
             comm.Barrier()  # the other ranks' compute, apart from the transfer
         t1b = time.perf_counter()
-        reducer.gradients(net, plan)
+        if shards is None:
+            reducer.gradients(net, plan)
+        else:  # the reduce-scatter; the all-gather is timed with the update
+            shards.reduce_scatter(net.grads_flat())
         loss = float(reducer.ordered_sum(r["losses"].reshape(-1, 1), plan)[0])
         t2 = time.perf_counter()
-        net.finish_step(loss, BATCH)
+        if shards is None:
+            net.finish_step(loss, BATCH)
+        else:
+            net.finish_shard(loss, BATCH, shards.lo, shards.hi, shards.sum)
+            shards.all_gather(net.params_flat(), again=False)
         t3 = time.perf_counter()
         if i >= 3:
             for k, v in zip(keys, (t1 - t0, t1b - t1, t2 - t1b, t3 - t2, t3 - t0)):
@@ -110,6 +118,8 @@ def _worker(args):
         out = dict(zip(keys[:-1], worst[:4].tolist()))
         out["step"] = [float(worst[5]), float(worst[4])]
         print(json.dumps(out))
+    if shards is not None:
+        shards.close()
 
 
 def _launch(procs, threads, mode, steps, allreduce=False):
@@ -160,6 +170,7 @@ def main():
                ("1 x %d, fast" % cores, 1, cores, "fast"),
                ("1 x %d, reproducible" % cores, 1, cores, "reproducible"),
                ("%d x %d, fast" % (procs, per), procs, per, "fast"),
+               ("%d x %d, sharded" % (procs, per), procs, per, "sharded"),
                ("%d x %d, reproducible" % (procs, per), procs, per, "reproducible"),
                ("%d x %d, reproducible(128)" % (procs, per), procs, per, "rep128")]
     results = {name: [] for name, *_ in layouts}
@@ -187,6 +198,7 @@ def main():
               f"{BATCH / step_best:.0f} |")
     single = "1 x %d, no MPI" % cores
     fast = "%d x %d, fast" % (procs, per)
+    sharded = "%d x %d, sharded" % (procs, per)
     rep = "%d x %d, reproducible" % (procs, per)
     rep128 = "%d x %d, reproducible(128)" % (procs, per)
 
@@ -196,7 +208,7 @@ def main():
     print(f"\nreproducible over fast, {procs} x {per}: {ratio(rep, fast)} of the step time "
           f"(pieces of 128 rows: {ratio(rep128, fast)})")
     print(f"{procs} x {per} against 1 x {cores} (no MPI), samples/s: fast {ratio(single, fast)}; "
-          f"reproducible {ratio(single, rep)}")
+          f"sharded {ratio(single, sharded)}; reproducible {ratio(single, rep)}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Each case fits on every rank, checks that every rank ends with the same
 bits (an assertion fails the job otherwise) and rank 0 writes what the test
 compares into OUT (.npz)."""
 
+import os
 import sys
 
 import numpy as np
@@ -29,6 +30,14 @@ def model(dtype="float32", opt=None):
     m = fm.MLP([12, 16, 16, 3], dropout=0.2, batch_norm=True, seed=3, dtype=dtype)
     m.compile(optimizer=opt or fm.optim.Adam(lr=1e-2), l2=1e-3, clip_norm=1.0,
               lr_schedule=fm.optim.StepLR(2, gamma=0.5))
+    return m
+
+
+def sharded_model(dtype, adam=True):
+    m = fm.MLP([12, 16, 16, 3], dropout=0.2, batch_norm=True, seed=3, dtype=dtype)
+    opt = fm.optim.Adam(lr=1e-2) if adam else fm.optim.SGD(lr=0.1, momentum=0.9, nesterov=True)
+    m.compile(optimizer=opt, l1=1e-4, l2=1e-3, clip_value=0.5,
+              clip_norm=1.0, lr_schedule=fm.optim.StepLR(2, gamma=0.5))
     return m
 
 
@@ -101,6 +110,43 @@ elif case == "fast_vs_single":
     m = model("float64", fm.optim.SGD(lr=0.1, momentum=0.9))
     m.fit(X, y, epochs=2, batch_size=96, comm=comm, reduction="fast", verbose=0)
     save(state(m))
+elif case in ("sharded_vs_single_sgd", "sharded_vs_single_adam"):
+    # Every part of the sharded step: L1 and L2 on the shard's weights, both
+    # clippings (the norm after clipping by value summed over the shards),
+    # the optimizer state stepped per shard and gathered.
+    X, y = data(dtype=np.float64)
+    m = sharded_model("float64", case.endswith("adam"))
+    h = m.fit(X, y, epochs=3, batch_size=96, comm=comm, verbose=0,
+              reduction=os.environ.get("FASTMLP_TEST_REDUCTION", "sharded"))
+    save(state(m), h.history)
+elif case in ("sharded", "sharded_mixed"):
+    X, y = data()
+    Xv, yv = data(60)
+    m = model("mixed_bfloat16" if case == "sharded_mixed" else "float32")
+    h = m.fit(X, y, epochs=4, batch_size=96, comm=comm, reduction="sharded", verbose=0,
+              validation_data=(Xv, yv), early_stopping=3)
+    save(state(m), h.history)
+elif case == "sharded_diverges":
+    # Every rank raises Diverged at the same step, with the parameters of the
+    # step before and every shard's optimizer state gathered.
+    X, y = data(dtype=np.float64)
+    X[130:, 0] = 1e200  # finite input, overflowing activations
+    m = fm.MLP([12, 16, 16, 3], seed=3, dtype="float64")
+    m.compile(optimizer=fm.optim.Adam(lr=1e-2), l2=1e-3, clip_norm=1.0)
+    try:
+        m.fit(X, y, epochs=2, batch_size=64, shuffle=False, comm=comm, reduction="sharded",
+              verbose=0)
+    except fm.distributed.Diverged as e:
+        msg = str(e)
+    else:
+        msg = "no error"
+    msgs = comm.gather(msg)
+    arrays = state(m)
+    if rank == 0:
+        arrays["messages"] = np.array(msgs)
+    same_everywhere(*state(m).values())
+    if rank == 0:
+        np.savez(out, **arrays)
 elif case == "mismatch":
     X, y = data()
     m = model()

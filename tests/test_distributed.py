@@ -38,9 +38,9 @@ needs_mpi = pytest.mark.skipif(
     MPIEXEC is None, reason="mpi4py or mpiexec not installed (pip install 'fastmlp[mpi]')")
 
 
-def launch(n, case, tmp_path, check=True):
-    out = str(tmp_path / f"{case}_{n}.npz")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def launch(n, case, tmp_path, check=True, **env_extra):
+    out = str(tmp_path / f"{case}_{n}_{'_'.join(env_extra.values())}.npz")
+    env = dict(os.environ, OMP_NUM_THREADS="1", **env_extra)
     cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "mpi4py", str(WORKER), case, out]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
     if check and res.returncode != 0:
@@ -188,6 +188,90 @@ def test_a_piece_gives_the_same_bits_whoever_holds_it(dtype, sizes):
             np.testing.assert_array_equal(g, all_grads[lo + q], err_msg=f"piece {lo + q}")
 
 
+def _clipped_net(dtype):
+    m, X, y = _net(dtype)
+    m.compile(optimizer=fm.optim.Adam(lr=1e-2), l1=1e-3, l2=1e-2, clip_value=0.05,
+              clip_norm=0.1)
+    m.train_step(X[:4], y[:4])
+    return m, X, y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_shard_over_the_whole_buffer_is_finish_step_bitwise(dtype):
+    a, X, y = _clipped_net(dtype)
+    b, _, _ = _clipped_net(dtype)
+    sa = a._net.finish_step(a._net.forward_backward(X, y), 23)
+    loss = b._net.forward_backward(X, y)
+    P = b._net.params_flat().shape[0]
+    sb = b._net.finish_shard(loss, 23, 0, P, lambda part, out: out.__setitem__(..., part))
+    assert sa.loss == sb.loss and sa.ok and sb.ok
+    np.testing.assert_array_equal(b._net.params_flat(), a._net.params_flat())
+    for u, v in zip(b._net.optimizer_state(), a._net.optimizer_state()):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(b._net.grad_norms(), a._net.grad_norms())
+
+
+@pytest.mark.parametrize("cut", [1, 37, 96, 200])
+def test_two_shards_stepped_apart_make_the_whole_step(cut):
+    """Two 'processes' in one: each steps its shard [0, cut) or [cut, P)
+    with the other's partial sums added by hand (recorded in a first run),
+    L1, L2 and both clippings on; the stitched result is the whole step's."""
+    ref, X, y = _clipped_net(np.float64)
+    ref._net.finish_step(ref._net.forward_backward(X, y), 23)
+    P = ref._net.params_flat().shape[0]
+    shards = [(0, cut), (cut, P)]
+
+    def run(others):
+        """Each shard's step; reduce adds others[i][call] to this shard's
+        partials. Returns the models and each shard's recorded partials."""
+        models, seen = [], []
+        for i, (lo, hi) in enumerate(shards):
+            m = _clipped_net(np.float64)[0]
+            loss = m._net.forward_backward(X, y)
+            mine = []
+
+            def reduce(part, out, i=i, mine=mine):
+                mine.append(np.array(part))
+                out[...] = part + (others[i][len(mine) - 1] if others else 0.0)
+            s = m._net.finish_shard(loss, 23, lo, hi, reduce)
+            assert s.ok
+            models.append(m)
+            seen.append(mine)
+        return models, seen
+
+    _, seen = run(None)
+    assert [len(x) for x in seen] == [2, 2]  # penalties and norms; the norm after clipping
+    models, _ = run([seen[1], seen[0]])
+    got = np.array(models[0]._net.params_flat())
+    got[cut:] = models[1]._net.params_flat()[cut:]
+    want = np.array(ref._net.params_flat())
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13 * np.abs(want).max())
+    for j, st in enumerate(ref._net.optimizer_state()):
+        mine = np.array(models[0]._net.optimizer_state()[j])
+        mine[cut:] = models[1]._net.optimizer_state()[j][cut:]
+        np.testing.assert_allclose(mine, st, rtol=0, atol=1e-13 * np.abs(st).max())
+    np.testing.assert_allclose(models[0]._net.grad_norms(), ref._net.grad_norms(), rtol=1e-13)
+
+
+def test_finish_shard_checks_its_arguments():
+    m, X, y = _net()
+    net = m._net
+    P = net.params_flat().shape[0]
+    with pytest.raises(ValueError, match="no forward_backward"):
+        net.finish_shard(1.0, 23, 0, P, _local_reduce)
+    loss = net.forward_backward(X, y)
+    with pytest.raises(ValueError, match="shard"):
+        net.finish_shard(loss, 23, 0, P + 1, _local_reduce)
+
+    def failing(part, out):
+        raise KeyError("from reduce")
+    loss = net.forward_backward(X, y)
+    before = np.array(net.params_flat())
+    with pytest.raises(KeyError, match="from reduce"):
+        net.finish_shard(loss, 23, 0, P, failing)
+    np.testing.assert_array_equal(net.params_flat(), before)
+
+
 @pytest.mark.parametrize("first", [0, 1, 3, 5, 64, 130])
 def test_dropout_mask_of_later_elements(first):
     full = np.empty(first + 301, np.float32)
@@ -301,6 +385,81 @@ def test_fast_equals_the_single_process_fit_up_to_rounding(tmp_path):
         m.fit(X, y, epochs=2, batch_size=96, verbose=0)
         want = np.array(m._net.params_flat())
         np.testing.assert_allclose(got["params"], want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def _single_sharded_fit(adam):
+    """The single-process fit that tests/_mpi_fit.py's sharded_model runs over MPI."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((250, 12))
+    y = ((X[:, 0] * 2 + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 0.5)).astype(np.int64)
+    m = fm.MLP([12, 16, 16, 3], dropout=0.2, batch_norm=True, seed=3, dtype="float64")
+    opt = fm.optim.Adam(lr=1e-2) if adam else fm.optim.SGD(lr=0.1, momentum=0.9, nesterov=True)
+    m.compile(optimizer=opt, l1=1e-4, l2=1e-3, clip_value=0.5, clip_norm=1.0,
+              lr_schedule=fm.optim.StepLR(2, gamma=0.5))
+    h = m.fit(X, y, epochs=3, batch_size=96, verbose=0)
+    want = {"params": np.array(m._net.params_flat())}
+    want.update({f"opt_{j}": np.array(s) for j, s in enumerate(m._net.optimizer_state())})
+    want.update({k: np.array(v) for k, v in m._running_stats().items()})
+    return want, h.history
+
+
+@needs_mpi
+@pytest.mark.parametrize("transport", ["shared", "mpi"])
+@pytest.mark.parametrize("n", [2, 3])
+def test_sharded_equals_the_single_process_fit_up_to_rounding(tmp_path, n, transport):
+    # SGD with Nesterov momentum, L1, L2, clipping by value then by norm,
+    # batch norm, dropout: parameters, momentum and running statistics to
+    # 1e-12. transport "mpi": Reduce_scatter / Allgatherv, as between machines.
+    env = {"FASTMLP_SHARDED_TRANSPORT": "mpi"} if transport == "mpi" else {}
+    got = load(launch(n, "sharded_vs_single_sgd", tmp_path, **env)[1])
+    want, hist = _single_sharded_fit(adam=False)
+    for k, w in want.items():
+        np.testing.assert_allclose(got[k], w, rtol=0, atol=1e-12 * np.abs(w).max(), err_msg=k)
+    np.testing.assert_allclose(got["history_loss"], hist["loss"], rtol=1e-12)
+    np.testing.assert_allclose(got["history_grad_norm_0"], hist["grad_norm_0"], rtol=1e-12)
+
+
+@needs_mpi
+def test_sharded_adam_state_is_gathered(tmp_path):
+    # Adam: each rank steps the moments of its shard only; after fit every
+    # rank holds all of them (same on every rank: checked by the worker),
+    # equal to the single-process fit's. Adam's normalized step lifts the
+    # rounding of near-zero gradients, so the parameters (and the running
+    # statistics that follow from them) are compared at 1e-9.
+    got = load(launch(2, "sharded_vs_single_adam", tmp_path)[1])
+    want, _ = _single_sharded_fit(adam=True)
+    for k, w in want.items():
+        tol = 1e-12 if k.startswith("opt_") else 1e-9
+        np.testing.assert_allclose(got[k], w, rtol=0, atol=tol * np.abs(w).max(), err_msg=k)
+
+
+@needs_mpi
+def test_sharded_with_one_process_is_the_fast_fit_bitwise(tmp_path):
+    a = load(launch(1, "sharded_vs_single_adam", tmp_path)[1])
+    b = load(launch(1, "sharded_vs_single_adam", tmp_path, FASTMLP_TEST_REDUCTION="fast")[1])
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["sharded", "sharded_mixed"])
+def test_sharded_runs_with_three_processes(tmp_path, case):
+    if case == "sharded_mixed" and not _core.have_bf16_instructions():
+        pytest.skip("this CPU has no AVX512_BF16 (mixed_bfloat16 needs it)")
+    r = load(launch(3, case, tmp_path)[1])  # the worker checks every rank has the same bits
+    assert np.isfinite(r["params"]).all()
+    assert r["history_loss"][-1] < r["history_loss"][0]
+
+
+@needs_mpi
+def test_sharded_divergence_is_raised_on_every_rank_with_the_state_gathered(tmp_path):
+    r = load(launch(2, "sharded_diverges", tmp_path)[1])
+    assert len(r["messages"]) == 2
+    for msg in r["messages"]:
+        assert "diverged at epoch 1, batch 3" in msg, msg
+    # The state the worker saved is the same on both ranks (checked there)
+    # and finite: the diverging step was not taken.
+    assert np.isfinite(r["params"]).all() and np.isfinite(r["opt_0"]).all()
 
 
 @needs_mpi

@@ -415,6 +415,50 @@ void bind_network(py::module_& m, const char* name) {
              return to_python(r);
            },
            "loss"_a, "rows"_a)
+      // finish_step on this process's shard [begin, end) of the flat buffers
+      // (reduction="sharded"; Trainer::finish_span): reduce(partials, out)
+      // receives this process's partial sums (read-only, width values) and
+      // writes the sums over every shard into out; it runs with the GIL held.
+      .def("finish_shard",
+           [](Net& n, double loss, index_t rows, index_t begin, index_t end,
+              py::function reduce) {
+             Guard::Training claim(n.guard(), "finish_shard");
+             std::unique_ptr<py::error_already_set> pending;
+             const typename Trainer<T>::SpanReduce call = [&](const double* partials,
+                                                              index_t width, double* total) {
+               py::gil_scoped_acquire g;
+               try {
+                 py::capsule none(total, [](void*) {});  // borrowed memory, for the call only
+                 py::array_t<double> a({width}, {index_t(sizeof(double))}, partials, none);
+                 a.attr("flags").attr("writeable") = false;
+                 py::array_t<double> out({width}, {index_t(sizeof(double))}, total, none);
+                 reduce(a, out);
+               } catch (py::error_already_set& e) {
+                 pending = std::make_unique<py::error_already_set>(std::move(e));
+                 throw std::runtime_error("reduce failed");
+               }
+             };
+             StepResult r;
+             try {
+               r = pass(n, [&] {
+                 if (n.pending_rows() < 0)
+                   throw std::invalid_argument(
+                       "finish_shard: no forward_backward to finish (each step needs its own, "
+                       "and no other pass in between)");
+                 if (rows != n.pending_rows())
+                   throw std::invalid_argument("rows: expected the " +
+                                               std::to_string(n.pending_rows()) +
+                                               " rows of the last forward_backward, got " +
+                                               std::to_string(rows));
+                 return n.finish_shard(loss, rows, begin, end, call);
+               });
+             } catch (...) {
+               if (pending) throw *pending;
+               throw;
+             }
+             return to_python(r);
+           },
+           "loss"_a, "rows"_a, "begin"_a, "end"_a, "reduce"_a)
       // One process's share of a data-parallel step (network.h DataParallel;
       // fastmlp.distributed drives it). reduce(partials, out) receives this
       // process's (pieces, width) float64 partial sums (read-only) and

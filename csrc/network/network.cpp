@@ -485,6 +485,17 @@ StepResult Network<T>::finish_step(double loss, index_t n) {
 }
 
 template <class T>
+StepResult Network<T>::finish_shard(double loss, index_t n, index_t begin, index_t end,
+                                    const typename Trainer<T>::SpanReduce& reduce) {
+  pending_rows_ = -1;
+  const StepResult r = trainer_.finish_span(params_, ws_, loss, n, begin, end, reduce);
+  // The other shards' values arrive from outside (through Python's views of
+  // the flat buffer), so the bf16 panels are packed again before the next pass.
+  if (r.ok) weights_changed();
+  return r;
+}
+
+template <class T>
 StepResult Network<T>::train_step(const T* x, const Target<T>& t, index_t n) {
   const double loss = forward_backward(x, t, n);
   // [a data-parallel step all-reduces parameters().grads() and the loss here]

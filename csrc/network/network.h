@@ -142,6 +142,12 @@ class Network {
   StepResult train_step(const T* x, const Target<T>& t, index_t n);
   // Phases 4-5 after forward_backward on n rows, as train_step runs them.
   StepResult finish_step(double loss, index_t n);
+  // finish_step on one shard [begin, end) of the flat buffers
+  // (Trainer::finish_span): this process steps only its shard of the
+  // parameters and optimizer state; the caller gathers the other shards'
+  // new values from the processes that own them.
+  StepResult finish_shard(double loss, index_t n, index_t begin, index_t end,
+                          const typename Trainer<T>::SpanReduce& reduce);
   // Phases 1-3 of one process's share of a data-parallel step on its n rows
   // (see DataParallel): the loss terms and gradients are those of the global
   // batch's mean loss restricted to these rows; batch normalization uses the

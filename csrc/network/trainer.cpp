@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/memory.h"
 #include "common/parallel.h"
@@ -98,21 +100,52 @@ double Trainer<T>::penalty(const Parameters<T>& p) const {
   return pen;
 }
 
+namespace {
+
+// [a0, a1) ∩ [b0, b1) as (start, count); count 0 when they do not meet.
+inline std::pair<index_t, index_t> overlap(index_t a0, index_t a1, index_t b0, index_t b1) {
+  const index_t lo = std::max(a0, b0), hi = std::min(a1, b1);
+  return {lo, hi > lo ? hi - lo : 0};
+}
+
+}  // namespace
+
+template <class T>
+void Trainer<T>::penalize_span(Parameters<T>& p, index_t begin, index_t end, double* pen,
+                               double* sumsq) {
+  const bool any = reg_.l1 != 0.0 || reg_.l2 != 0.0;
+  const index_t L = p.num_layers();
+  for (index_t l = 0; l < L; ++l) {
+    const ParamOffsets& o = p.offsets(l);
+    pen[l] = 0.0;
+    if (any) {
+      const auto [w0, wn] = overlap(o.W, o.W + p.spec(l).out * p.spec(l).in, begin, end);
+      if (wn > 0)
+        pen[l] = add_penalty<T>(p.values() + w0, p.grads() + w0, wn, reg_.l1, reg_.l2);
+    }
+    const auto [g0, gn] = overlap(o.W, o.end, begin, end);
+    sumsq[l] = gn > 0 ? sum_squares<T>(p.grads() + g0, gn) : 0.0;
+  }
+}
+
 template <class T>
 double Trainer<T>::penalize(Parameters<T>& p, double loss) {
-  const bool pen = reg_.l1 != 0.0 || reg_.l2 != 0.0;
-  for (index_t l = 0; l < p.num_layers(); ++l) {
-    if (pen)
-      loss += add_penalty<T>(p.layer(l).W, p.grad(l).W, p.spec(l).out * p.spec(l).in, reg_.l1,
-                             reg_.l2);
-    const ParamOffsets& o = p.offsets(l);
-    grad_sumsq_[l] = sum_squares<T>(p.grads() + o.W, o.end - o.W);
-  }
+  const index_t L = p.num_layers();
+  std::vector<double> pen(std::size_t(L), 0.0);
+  penalize_span(p, 0, p.size(), pen.data(), grad_sumsq_.data());
+  if (reg_.l1 != 0.0 || reg_.l2 != 0.0)
+    for (index_t l = 0; l < L; ++l) loss += pen[std::size_t(l)];
   return loss;
 }
 
 template <class T>
 StepResult Trainer<T>::check_and_clip(Parameters<T>& p, double loss) {
+  return check_and_clip_span(p, loss, 0, p.size(), nullptr);
+}
+
+template <class T>
+StepResult Trainer<T>::check_and_clip_span(Parameters<T>& p, double loss, index_t begin,
+                                           index_t end, const SpanReduce* reduce) {
   StepResult r;
   r.loss = loss;
   const index_t L = p.num_layers();
@@ -128,16 +161,46 @@ StepResult Trainer<T>::check_and_clip(Parameters<T>& p, double loss) {
         if (r.bad_layer < 0 || grad_sumsq_[l] > grad_sumsq_[r.bad_layer]) r.bad_layer = l;
     return r;
   }
-  const index_t count = p.size();
+  T* g = p.grads() + begin;
+  const index_t count = end - begin;
   if (reg_.clip_value > 0.0) {
-    clip_by_value<T>(p.grads(), count, reg_.clip_value);
-    if (reg_.clip_norm > 0.0) total = sum_squares<T>(p.grads(), count);
+    clip_by_value<T>(g, count, reg_.clip_value);
+    if (reg_.clip_norm > 0.0) {
+      total = sum_squares<T>(g, count);
+      if (reduce) {
+        double sum = 0.0;
+        (*reduce)(&total, 1, &sum);
+        total = sum;
+      }
+    }
   }
   if (reg_.clip_norm > 0.0) {
     // torch.nn.utils.clip_grad_norm_: coef = max / (norm + 1e-6), clamped to 1.
     const double coef = reg_.clip_norm / (std::sqrt(total) + 1e-6);
-    if (coef < 1.0) scale_in_place<T>(p.grads(), count, coef);
+    if (coef < 1.0) scale_in_place<T>(g, count, coef);
   }
+  return r;
+}
+
+template <class T>
+StepResult Trainer<T>::finish_span(Parameters<T>& p, Workspace<T>& ws, double loss, index_t n,
+                                   index_t begin, index_t end, const SpanReduce& reduce) {
+  if (begin < 0 || end < begin || end > p.size())
+    throw std::invalid_argument("shard: [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") is not within the flat buffer of " +
+                                std::to_string(p.size()) + " values");
+  const index_t L = p.num_layers();
+  // Penalties, then squared norms: one reduction for both.
+  std::vector<double> partial(std::size_t(2 * L)), global(std::size_t(2 * L));
+  penalize_span(p, begin, end, partial.data(), partial.data() + L);
+  reduce(partial.data(), 2 * L, global.data());
+  if (reg_.l1 != 0.0 || reg_.l2 != 0.0)
+    for (index_t l = 0; l < L; ++l) loss += global[std::size_t(l)];
+  std::copy(global.begin() + L, global.end(), grad_sumsq_.begin());
+  const StepResult r = check_and_clip_span(p, loss, begin, end, &reduce);
+  if (!r.ok) return r;
+  update_span(p, begin, end);
+  finish_update(p, ws, n);
   return r;
 }
 

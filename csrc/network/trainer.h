@@ -130,6 +130,23 @@ class Trainer {
   void update_span(Parameters<T>& p, index_t begin, index_t end);
   void finish_update(Parameters<T>& p, Workspace<T>& ws, index_t n);
 
+  // Phases 4-5 on one shard [begin, end) of the flat buffers, for a
+  // data-parallel step in which each process steps the optimizer on its own
+  // shard only (fastmlp.distributed, reduction="sharded"): the gradient in
+  // the shard is already the global batch's, the rest is not read. The
+  // per-layer penalties and squared gradient norms are partial sums over
+  // the shard; reduce(partials, width, out) turns this process's partials
+  // into the sums over every shard (every process calls it alike, twice when
+  // clipping both by value and by norm), so that every process takes the
+  // same decision (finite or not, the clipping coefficient). Values and
+  // optimizer state outside the shard are not touched; the counters and
+  // running statistics advance as in update(). With one shard covering the
+  // whole buffer and reduce the identity, the result is finish_step's, bit
+  // for bit.
+  using SpanReduce = std::function<void(const double* partials, index_t width, double* out)>;
+  StepResult finish_span(Parameters<T>& p, Workspace<T>& ws, double loss, index_t n,
+                         index_t begin, index_t end, const SpanReduce& reduce);
+
   // The L1/L2 penalty of the current weights (0 without it).
   double penalty(const Parameters<T>& p) const;
   // Squared 2-norm of layer l's gradient (all its blocks) after the last penalize.
@@ -147,6 +164,14 @@ class Trainer {
   const EpochProgress& progress() const { return progress_; }
 
  private:
+  // The per-layer penalties (added to the gradients) and squared gradient
+  // norms over [begin, end) of the flat buffers; penalize's with the whole.
+  void penalize_span(Parameters<T>& p, index_t begin, index_t end, double* pen, double* sumsq);
+  // check_and_clip on [begin, end), the squared norm after clipping by value
+  // summed over every shard by reduce (nullptr: this one is the whole).
+  StepResult check_and_clip_span(Parameters<T>& p, double loss, index_t begin, index_t end,
+                                 const SpanReduce* reduce);
+
   std::vector<LayerSpec> layers_;
   OptConfig opt_;
   int n_state_ = 0;

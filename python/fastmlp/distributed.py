@@ -37,6 +37,19 @@ Two reductions:
     Each rank's rows are one piece; one in-place ``Allreduce`` of the flat
     gradient buffer per step (MPI's order of addition). Identical on every
     rank, and equal to a single-process fit up to rounding.
+``reduction="sharded"``
+    The rows as in fast mode; the flat buffers are cut into one shard per
+    rank, and each rank sums the gradient of its shard only, takes the
+    optimizer step on it (its share of the penalties, norms and clipping is
+    summed across the ranks first, so every rank takes the same decision),
+    and hands its new parameters to the others: a reduce-scatter, a sharded
+    step and an all-gather, the bytes of one all-reduce but a 1/N share of
+    the optimizer's work. Where every rank is on one machine, the shards
+    travel through an MPI shared-memory window (one copy in, one out);
+    otherwise through ``Reduce_scatter`` and ``Allgatherv``. The optimizer
+    state of the other shards is gathered at the end of every epoch (and
+    when a step diverges), so callbacks and the fitted model see all of it.
+    Identical on every rank, equal to a single-process fit up to rounding.
 
 Launch with ``mpiexec -n N python -m mpi4py script.py``: with ``-m mpi4py``
 an uncaught exception on one rank aborts the whole job instead of leaving
@@ -61,7 +74,7 @@ from . import _core
 
 __all__ = ["Reproducible", "REDUCTIONS", "Diverged"]
 
-REDUCTIONS = ("reproducible", "fast")
+REDUCTIONS = ("reproducible", "fast", "sharded")
 
 
 class Reproducible:
@@ -117,7 +130,8 @@ def check_reduction(reduction):
     if isinstance(reduction, str) and reduction in REDUCTIONS:
         return reduction, 64 if reduction == "reproducible" else None
     raise ValueError(
-        f"reduction: expected 'reproducible', 'fast' or fastmlp.distributed.Reproducible(...), "
+        f"reduction: expected 'reproducible', 'fast', 'sharded' or "
+        f"fastmlp.distributed.Reproducible(...), "
         f"got {reduction!r}"
     )
 
@@ -156,7 +170,7 @@ class _Plan:
     """Which rows of a global batch of nb rows this rank holds, in which pieces."""
 
     def __init__(self, nb, size, rank, piece_rows):
-        if piece_rows is None:  # fast: one piece per rank, the rows split evenly
+        if piece_rows is None:  # fast, sharded: one piece per rank, the rows split evenly
             lo, hi = nb * rank // size, nb * (rank + 1) // size
             self.owner = None
             self.first_piece = rank
@@ -199,7 +213,7 @@ class _Reducer:
         """Sum over all pieces of the global batch of `partials` (this
         rank's pieces x width), the same bits for any number of ranks."""
         width = partials.shape[1]
-        if self.mode == "fast":
+        if self.mode != "reproducible":
             local = np.zeros(width)
             for row in partials:
                 local += row
@@ -284,6 +298,92 @@ class _Reducer:
             self.comm.Bcast([grads, dt], root=int(owner[0]))
 
 
+class _Shards:
+    """reduction="sharded": the flat buffers cut into one shard per rank
+    (64-byte aligned), each rank the owner of one; the shards' sums and new
+    values travel through a shared-memory window where all the ranks share
+    a machine, through MPI collectives otherwise."""
+
+    def __init__(self, comm, MPI, net, dtype, mpi_dtype):
+        self.comm, self.MPI, self.dt = comm, MPI, mpi_dtype
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        P = int(net.grads_flat().shape[0])
+        align = 64 // np.dtype(dtype).itemsize
+        self.bounds = [(P * r // self.size) // align * align for r in range(self.size)] + [P]
+        self.lo, self.hi = self.bounds[self.rank], self.bounds[self.rank + 1]
+        self.counts = [b - a for a, b in zip(self.bounds, self.bounds[1:])]
+        self.displs = self.bounds[:-1]
+        self.node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        import os
+        forced = os.environ.get("FASTMLP_SHARDED_TRANSPORT", "")
+        self.shared = self.node.Get_size() == self.size and forced != "mpi"
+        self.wins = []
+        if self.shared:
+            # Every rank's slot of the gradient (the other shards' values),
+            # and one buffer of new values; both allocated by the first rank
+            # of the node, seen by all.
+            item = np.dtype(dtype).itemsize
+            first = self.node.Get_rank() == 0
+            slots = MPI.Win.Allocate_shared(self.size * P * item if first else 0, item,
+                                            comm=self.node)
+            common = MPI.Win.Allocate_shared(P * item if first else 0, item, comm=self.node)
+            self.wins = [slots, common]
+            buf, _ = slots.Shared_query(0)
+            self.slots = np.frombuffer(buf, dtype=dtype, count=self.size * P).reshape(self.size, P)
+            buf, _ = common.Shared_query(0)
+            self.common = np.frombuffer(buf, dtype=dtype, count=P)
+        else:
+            self.scratch = np.empty(self.hi - self.lo, dtype=dtype)
+
+    def reduce_scatter(self, grads):
+        """The global gradient of this rank's shard, into grads[lo:hi]."""
+        lo, hi = self.lo, self.hi
+        if not self.shared:
+            self.comm.Reduce_scatter([grads, self.dt], [self.scratch, self.dt], self.counts,
+                                     op=self.MPI.SUM)
+            grads[lo:hi] = self.scratch
+            return
+        mine = self.slots[self.rank]
+        mine[:lo] = grads[:lo]
+        mine[hi:] = grads[hi:]
+        # Every slot written before any is read; the next step's writes come
+        # after the next barrier, when every rank has read this step's.
+        self.node.Barrier()
+        for r in range(self.size):
+            if r != self.rank:
+                np.add(grads[lo:hi], self.slots[r, lo:hi], out=grads[lo:hi])
+
+    def all_gather(self, a, again=True):
+        """Every shard of a (the parameters or a state buffer) from its owner.
+        again=False: the caller writes the window next only after another
+        barrier (the parameters of a step: the next step's reduce_scatter)."""
+        lo, hi = self.lo, self.hi
+        if not self.shared:
+            self.comm.Allgatherv(self.MPI.IN_PLACE, [a, (self.counts, self.displs), self.dt])
+            return
+        self.common[lo:hi] = a[lo:hi]
+        self.node.Barrier()
+        a[:lo] = self.common[:lo]
+        a[hi:] = self.common[hi:]
+        if again:  # read by all before the window is written again
+            self.node.Barrier()
+
+    def sum(self, partials, out):
+        """Partial sums of every rank, added in rank order: the same bits on every rank."""
+        everyone = np.empty((self.size, partials.shape[0]))
+        self.comm.Allgather(np.ascontiguousarray(partials, dtype=np.float64), everyone)
+        total = np.zeros(partials.shape[0])
+        for row in everyone:
+            total += row
+        out[...] = total
+
+    def close(self):
+        for w in self.wins:
+            w.Free()
+        self.wins = []
+        self.node.Free()
+
+
 def _gather(a, rows):
     """a[rows] as a C-contiguous copy: for a np.memmap only those rows are read."""
     return np.ascontiguousarray(a[rows])
@@ -332,6 +432,7 @@ class Trainer:
         self.rank = self.reducer.rank
         self.size = self.reducer.size
         self._plans = {}  # batch rows -> _Plan
+        self.shards = None  # reduction="sharded": made once the ranks agree
 
     # -- the start: the same model, arguments and data on every rank ----------
     def agree(self, fit_args, data):
@@ -369,6 +470,21 @@ class Trainer:
         for v in views:
             self.comm.Bcast([v, mpi_dtype], root=0)
         del views  # drops the weight handles: the bf16 panels are repacked
+        if self.mode == "sharded":
+            self.shards = _Shards(self.comm, self.reducer.MPI, net, model.dtype, mpi_dtype)
+
+    def close(self):
+        """Frees the shared-memory windows (collective: every rank calls it)."""
+        if self.shards is not None:
+            self.shards.close()
+            self.shards = None
+
+    def gather_state(self):
+        """Sharded: every rank gets the optimizer state of every shard (each
+        has stepped only its own). Collective."""
+        if self.shards is not None:
+            for v in self.model._net.optimizer_state():
+                self.shards.all_gather(v)
 
     # -- one epoch --------------------------------------------------------------
     def epoch(self, data, batch_size, shuffle, shuffle_seed, callbacks):
@@ -376,8 +492,11 @@ class Trainer:
         is raised on every rank alike; any other error may be this rank's
         alone and aborts the job."""
         try:
-            return self._epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
+            out = self._epoch(data, batch_size, shuffle, shuffle_seed, callbacks)
+            self.gather_state()  # before the callbacks and after the last epoch
+            return out
         except Diverged:
+            self.gather_state()  # every rank is here: a collective is safe
             raise
         except BaseException as e:  # noqa: BLE001
             self.abort(e)
@@ -409,9 +528,13 @@ class Trainer:
                 out = net.forward_backward_pieces(
                     X, y, sw, data.cw, int(plan.lo), int(nb), den, plan.bounds,
                     self.reducer.batch_norm_hook(plan), **plan.fold)
-                self.reducer.gradients(net, plan)
+                if self.shards is None:
+                    self.reducer.gradients(net, plan)
                 loss = float(self.reducer.ordered_sum(out["losses"].reshape(-1, 1), plan)[0])
-                s = net.finish_step(loss, int(nb))
+                if self.shards is None:
+                    s = net.finish_step(loss, int(nb))
+                else:
+                    s = self._sharded_step(net, plan, loss, nb)
             if not s.ok:
                 from .model import _REMEDIES
                 raise Diverged(
@@ -439,6 +562,22 @@ class Trainer:
         self.comm.Allreduce(self.reducer.MPI.IN_PLACE, counts, op=self.reducer.MPI.SUM)
         r.correct, r.predictions = float(counts[0]), float(counts[1])
         return r, stop
+
+    def _sharded_step(self, net, plan, loss, nb):
+        """Phases 4-5 of reduction="sharded": this rank's shard of the
+        gradient summed, stepped, and every shard's new values gathered."""
+        sh = self.shards
+        grads = net.grads_flat()
+        if plan.pieces == 0:
+            grads[...] = 0
+        sh.reduce_scatter(grads)
+        del grads
+        s = net.finish_shard(loss, int(nb), sh.lo, sh.hi, sh.sum)
+        if s.ok:  # every rank decides alike (the sums are the same)
+            params = net.params_flat()
+            sh.all_gather(params, again=False)
+            del params  # drops the weight handle: the bf16 panels are repacked
+        return s
 
     def _plan(self, nb):
         """The plan of a batch of nb rows, made once per batch size (an epoch

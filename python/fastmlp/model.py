@@ -734,13 +734,17 @@ class MLP:
             verbose = 0
         with self._net.training("fit"):
             try:
-                return self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed,
-                                        callbacks, verbose, epoch=trainer.epoch, sync=trainer)
+                history = self._run_epochs(data, epochs, batch_size, shuffle, shuffle_seed,
+                                           callbacks, verbose, epoch=trainer.epoch,
+                                           sync=trainer)
             except distributed.Diverged:
+                trainer.close()
                 raise  # the same on every rank: every rank raises it
             except BaseException as e:  # noqa: BLE001 - only this rank may have seen it
                 trainer.abort(e)
                 raise
+            trainer.close()
+            return history
 
     def _check_batch_size(self, batch_size, n):
         """Batch normalization cannot train on a batch of one row."""
