@@ -158,8 +158,41 @@ def test_a_piece_gives_the_same_bits_whoever_holds_it(dtype, sizes):
     """What the reproducible reduction rests on: a piece's gradient and loss
     do not depend on which other rows its process holds (the forward and
     dX products are row by row for any row count, dW and db per piece)."""
+    _same_bits_whoever_holds_it(dtype, sizes, 80, 16)
+
+
+@pytest.mark.parametrize("dtype", _dtypes())
+def test_more_rows_than_gemm_pieces_packs_give_the_same_bits(dtype):
+    # 5 pieces of 450 rows: the whole share is above gemm_pieces_max_k (two
+    # k blocks: 2048 float32, 1024 float64 rows), so its products are formed
+    # piece by piece and added by fold_pieces; shares of one to three pieces
+    # go through gemm_pieces. Both must give the same bits.
+    _same_bits_whoever_holds_it(dtype, [5, 3, 2], 2250, 450)
+    # The tree too: all five pieces folded in one share (piece by piece)
+    # against the shares [0, 2) and [2, 5), each folded in its own way, and
+    # their root added here.
+    rng = np.random.default_rng(4)
+    m = fm.MLP([5, 3, 2], activation="tanh", seed=1, dtype=dtype)
+    m.compile(optimizer=fm.optim.SGD(lr=0.1))
+    ft = np.float64 if dtype == "float64" else np.float32
+    X = rng.standard_normal((2250, 5)).astype(ft)
+    y = rng.integers(0, 2, 2250).astype(np.int32)
+    m.train_step(X[:2], y[:2])
+    net = m._net
+
+    def share(lo, hi):
+        rows = slice(lo * 450, hi * 450)
+        bounds = [450 * q for q in range(hi - lo + 1)]
+        net.forward_backward_pieces(np.ascontiguousarray(X[rows]), y[rows], None, None,
+                                    lo * 450, 2250, 2250.0, bounds, _local_reduce,
+                                    first_piece=lo, total_pieces=5)
+        return np.array(net.grads_flat())
+    whole = share(0, 5)
+    np.testing.assert_array_equal(share(0, 2) + share(2, 5), whole)
+
+
+def _same_bits_whoever_holds_it(dtype, sizes, n, piece):
     rng = np.random.default_rng(2)
-    n, piece = 80, 16
     m = fm.MLP(sizes, activation="tanh", seed=1, dtype=dtype)
     m.compile(optimizer=fm.optim.SGD(lr=0.1))
     ft = np.float64 if dtype == "float64" else np.float32

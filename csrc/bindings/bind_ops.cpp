@@ -68,6 +68,47 @@ void bind_typed(py::module_& m) {
       "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
       "out"_a.noconvert() = py::none(), "naive"_a = false);
 
+  // gemm_pieces: each group's op(a) op(b) over its pieces of k, added in
+  // the tree of PieceSums (stacked, one result per group).
+  m.def(
+      "matmul_pieces",
+      [](carray<T> a, carray<T> b, std::vector<index_t> bounds, index_t first, index_t total,
+         bool ta, bool tb) {
+        require<T>(a, "a", {-1, -1});
+        require<T>(b, "b", {-1, -1});
+        const index_t m_ = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
+        const index_t kb = tb ? b.shape(1) : b.shape(0), n_ = tb ? b.shape(0) : b.shape(1);
+        if (ka != kb) throw py::value_error("b: inner dimensions differ");
+        const index_t pieces = index_t(bounds.size()) - 1;
+        if (pieces < 1 || bounds.front() != 0 || bounds.back() != ka)
+          throw py::value_error("bounds: expected piece bounds from 0 to k");
+        for (index_t q = 0; q < pieces; ++q)
+          if (bounds[std::size_t(q + 1)] <= bounds[std::size_t(q)])
+            throw py::value_error("bounds: must increase");
+        if (first < 0 || (total > 0 && first + pieces > total))
+          throw py::value_error("first, total: the pieces must lie within the tree's");
+        const std::vector<index_t> groups = piece_tree_groups(pieces, first, total);
+        const index_t ng = index_t(groups.size()) - 1;
+        carray<T> c({ng, m_, n_});
+        std::vector<T*> outs;
+        for (index_t g = 0; g < ng; ++g) outs.push_back(c.mutable_data() + g * m_ * n_);
+        PieceSums<T> ps;
+        ps.kb = bounds.data();
+        ps.pieces = pieces;
+        ps.first = first;
+        ps.groups = groups.data();
+        ps.n_groups = ng;
+        ps.c = outs.data();
+        {
+          py::gil_scoped_release nogil;
+          gemm_pieces<T>(ta ? Trans::T : Trans::N, tb ? Trans::T : Trans::N, m_, n_, a.data(),
+                         a.shape(1), b.data(), b.shape(1), n_, ps);
+        }
+        return py::make_tuple(c, groups);
+      },
+      "a"_a.noconvert(), "b"_a.noconvert(), "bounds"_a, "first"_a = 0, "total"_a = 0,
+      "trans_a"_a = false, "trans_b"_a = false);
+
   m.def(
       "activation_forward",
       [](carray<T> z, Act a) {
@@ -367,6 +408,10 @@ void bind_ops(py::module_& m) {
       "pass; None for any other array (the caller falls back to NumPy).");
   bind_typed<float>(m);
   bind_typed<double>(m);
+  m.def(
+      "gemm_pieces_max_k",
+      [](bool dbl) { return dbl ? gemm_pieces_max_k<double>() : gemm_pieces_max_k<float>(); },
+      "float64"_a);
   m.def(
       "matmul_bf16",
       [](carray<float> a, carray<float> b, bool ta, bool tb, std::optional<carray<float>> out) {

@@ -45,6 +45,47 @@ template <class T>
 void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
           const T* b, index_t ldb, T beta, T* c, index_t ldc, const Epilogue<T>* ep = nullptr);
 
+// Products over pieces of k, added in a fixed tree (the reproducible
+// data-parallel reduction, network.h DataParallel): k is cut into pieces
+// [kb[q], kb[q+1]), q < pieces, and group g of consecutive pieces
+// [groups[g], groups[g+1]) gives
+//   C_g = the sum of op(A) op(B) over each piece's k range,
+// the pieces' products added in the binary tree that splits the global piece
+// indices [a, b) at (a + b) / 2 (local piece q is global piece first + q;
+// each group must be one node of that tree). Each piece's product is the
+// plain chain over its own k from zero that gemm() forms for that piece
+// alone (in k blocks of gemm()'s size from the piece's first row, each block
+// added to the sum before it), and each tree node is formed as x = x + y
+// elementwise, so C_g holds
+// the bits that the pieces' separate products added node by node would give,
+// whatever other pieces a call holds; but each micro-tile's pieces are added
+// while in L1, and no product of a piece is ever written to memory.
+template <class T>
+struct PieceSums {
+  const index_t* kb = nullptr;      // pieces + 1 bounds along k, from 0 to k
+  index_t pieces = 0;
+  index_t first = 0;                // global index of local piece 0
+  const index_t* groups = nullptr;  // n_groups + 1 local piece bounds, from 0 to pieces
+  index_t n_groups = 0;
+  T* const* c = nullptr;            // group g's result (m x n, row stride ldc), overwritten
+  index_t kc = 0;  // set by gemm_pieces: gemm()'s k block, which splits a longer piece's chain
+};
+
+template <class T>
+void gemm_pieces(Trans ta, Trans tb, index_t m, index_t n, const T* a, index_t lda, const T* b,
+                 index_t ldb, index_t ldc, const PieceSums<T>& ps);
+
+// The largest k that gemm_pieces packs whole (two of gemm()'s k blocks): a
+// caller with more rows forms the pieces' products apart (the same bits).
+template <class T>
+index_t gemm_pieces_max_k();
+
+// The groups of PieceSums for local pieces [first, first + pieces) of a tree
+// over total pieces: the nodes that lie wholly within them and inside no
+// larger such node, as local piece bounds (from 0 to pieces). total <= 0:
+// no tree, each piece a group of its own.
+std::vector<index_t> piece_tree_groups(index_t pieces, index_t first, index_t total);
+
 // The straightforward triple loop, kept as the in-C++ reference for the
 // blocked path (tests compare the two through fm.ops).
 template <class T>

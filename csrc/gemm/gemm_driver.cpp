@@ -17,6 +17,7 @@
 // allocates nothing.
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 #include <cstdint>
 
 #include "common/aligned.h"
@@ -123,6 +124,7 @@ void scale_c(T beta, T* c, index_t ldc, index_t m, index_t n) {
 template <class T>
 struct PackBuffers {
   AlignedBuffer<T> a, b;
+  AlignedBuffer<T> tiles;  // gemm_pieces: one micro-tile per piece
 };
 
 template <class T>
@@ -159,7 +161,8 @@ void write_tile_transposed(const T* tile, int NR, T* c, index_t ldc, index_t i0,
 template <class T>
 void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans ta, Trans tb,
                const GemmRect& r, index_t k, T alpha, const T* a, index_t lda, const T* b,
-               index_t ldb, T beta, T* c, index_t ldc, const Epilogue<T>* ep) {
+               index_t ldb, T beta, T* c, index_t ldc, const Epilogue<T>* ep,
+               const PieceSums<T>* ps = nullptr) {
   const int MR = R.mr, NR = R.nr;
   const index_t MC = R.mc, KC = R.kc, NC = R.nc;
   const index_t i_beg = r.i0, i_end = r.i1, j_beg = r.j0, j_end = r.j1;
@@ -176,6 +179,13 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
   T* const apack = bufs.a.data();
   T* const bpack = bufs.b.data();
   alignas(64) T tile[kMaxTile];
+  // gemm_pieces: one micro-tile per piece (the caller made kc = k, so each
+  // piece lies in the one k block).
+  T* tiles = nullptr;
+  if (ps) {
+    bufs.tiles.reserve(ps->pieces * kMaxTile);
+    tiles = bufs.tiles.data();
+  }
 
   for (index_t jc = j_beg; jc < j_end; jc += NC) {
     const index_t nc = std::min(NC, j_end - jc);
@@ -271,6 +281,53 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
             f = UJ.kmajor;
             ap = a + pc * lda + i0;
             astride = lda;
+          }
+          if (ps) {
+            // Each piece's product from zero over its own k range, then the
+            // groups' trees, then each group's tile to its C.
+            const index_t a_step = a_packed || mr < MR ? MR : a_rows ? 1 : lda;
+            // Piece q's product into dst (row stride ldd): its chain in
+            // gemm()'s k blocks; add: the first block added to dst too.
+            auto product = [&](index_t q, T* dst, index_t ldd, bool add) {
+              for (index_t k0 = ps->kb[q]; k0 < ps->kb[q + 1]; k0 += ps->kc)
+                f(std::min(ps->kc, ps->kb[q + 1] - k0), ap + k0 * a_step, astride,
+                  bp + k0 * bstride, bstride, dst, ldd, mr, nr, alpha,
+                  add || k0 > ps->kb[q] ? T(1) : T(0));
+            };
+            // Tree node [a, b) (global pieces) into dst: its left half there,
+            // then the right half added, x + y; a right half of one piece
+            // within one k block is added by the kernel itself (its beta = 1
+            // store is acc + dst, the same sum), any other through the tile
+            // of its first piece.
+            auto node = [&](auto&& self, index_t a, index_t b, T* dst, index_t ldd) -> void {
+              if (b - a == 1) {
+                product(a - ps->first, dst, ldd, false);
+                return;
+              }
+              const index_t mid = (a + b) / 2;
+              self(self, a, mid, dst, ldd);
+              const index_t qm = mid - ps->first;
+              if (b - mid == 1 && ps->kb[qm + 1] - ps->kb[qm] <= ps->kc) {
+                product(qm, dst, ldd, true);
+                return;
+              }
+              T* FM_RESTRICT y = tiles + qm * kMaxTile;
+              self(self, mid, b, y, NR);
+              for (index_t i = 0; i < mr; ++i)
+#pragma omp simd
+                for (index_t j = 0; j < nr; ++j) dst[i * ldd + j] = dst[i * ldd + j] + y[i * NR + j];
+            };
+            for (index_t g = 0; g < ps->n_groups; ++g) {
+              const index_t q0 = ps->groups[g], q1 = ps->groups[g + 1];
+              if (!transposed_c) {
+                node(node, ps->first + q0, ps->first + q1, ps->c[g] + i0 * ldc + j0, ldc);
+              } else {  // formed in a tile, written transposed
+                T* t0 = tiles + q0 * kMaxTile;
+                node(node, ps->first + q0, ps->first + q1, t0, NR);
+                write_tile_transposed(t0, NR, ps->c[g], ldc, i0, j0, mr, nr, T(0));
+              }
+            }
+            return;
           }
           if (!transposed_c) {
             f(kc, ap, astride, bp, bstride, c + i0 * ldc + j0, ldc, mr, nr, alpha, beta_blk);
@@ -650,6 +707,68 @@ void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T*
 }
 
 template <class T>
+void gemm_pieces(Trans ta, Trans tb, index_t m, index_t n, const T* a, index_t lda, const T* b,
+                 index_t ldb, index_t ldc, const PieceSums<T>& ps) {
+  if (ps.pieces <= 0 || ps.kb[0] != 0 || ps.n_groups <= 0 || ps.groups[0] != 0 ||
+      ps.groups[ps.n_groups] != ps.pieces)
+    throw std::invalid_argument("gemm_pieces: the pieces and groups must cover k");
+  for (index_t q = 0; q < ps.pieces; ++q)
+    if (ps.kb[q + 1] <= ps.kb[q])
+      throw std::invalid_argument("gemm_pieces: every piece needs rows");
+  if (m <= 0 || n <= 0) return;
+  const index_t k = ps.kb[ps.pieces];
+  if (k > gemm_pieces_max_k<T>())
+    throw std::invalid_argument("gemm_pieces: k = " + std::to_string(k) +
+                                " is above the rows it packs whole (gemm_pieces_max_k)");
+  const GemmKernel<T>& K = active_gemm_kernel<T>();
+  const GemmBlocking B = blocking_of(K);
+  const GemmShape s{ta, tb, m, n, k, lda, ldb, ldc, int(sizeof(T))};
+  const GemmPlan P = plan_gemm(s, B, num_threads());
+  const GemmShape& ps_shape = P.shape;
+  const Ukr<T>& U = P.narrow ? K.narrow : K.wide;
+  const T* pa = P.swapped ? b : a;
+  const T* pb = P.swapped ? a : b;
+  run_plan(B, P, [&](const GemmRect& r, const RectPlan& R) {
+    // Every piece within the one packed k block; each piece's chain still
+    // split at gemm()'s k block.
+    RectPlan whole = R;
+    whole.kc = std::max<index_t>(R.kc, k);
+    PieceSums<T> mine = ps;
+    mine.kc = R.kc;
+    gemm_rect(K, U, whole, ps_shape.ta, ps_shape.tb, r, k, T(1), pa, ps_shape.lda, pb,
+              ps_shape.ldb, T(0), static_cast<T*>(nullptr), ps_shape.ldc,
+              static_cast<const Epilogue<T>*>(nullptr), &mine);
+  });
+}
+
+template <class T>
+index_t gemm_pieces_max_k() {
+  return 2 * active_gemm_kernel<T>().kc;
+}
+
+std::vector<index_t> piece_tree_groups(index_t pieces, index_t first, index_t total) {
+  std::vector<index_t> groups;
+  if (total <= 0) {
+    for (index_t q = 0; q <= pieces; ++q) groups.push_back(q);
+    return groups;
+  }
+  const index_t p0 = first, p1 = first + pieces;
+  auto walk = [&](auto&& self, index_t a, index_t b) -> void {
+    if (b <= p0 || a >= p1) return;
+    if (a >= p0 && b <= p1) {
+      groups.push_back(a - p0);
+      return;
+    }
+    const index_t mid = (a + b) / 2;
+    self(self, a, mid);
+    self(self, mid, b);
+  };
+  walk(walk, 0, total);
+  groups.push_back(pieces);
+  return groups;
+}
+
+template <class T>
 void gemm_naive(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
                 index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc) {
   for (index_t i = 0; i < m; ++i)
@@ -733,6 +852,12 @@ template void gemm<float>(Trans, Trans, index_t, index_t, index_t, float, const 
 template void gemm<double>(Trans, Trans, index_t, index_t, index_t, double, const double*, index_t,
                            const double*, index_t, double, double*, index_t,
                            const Epilogue<double>*);
+template void gemm_pieces<float>(Trans, Trans, index_t, index_t, const float*, index_t,
+                                 const float*, index_t, index_t, const PieceSums<float>&);
+template void gemm_pieces<double>(Trans, Trans, index_t, index_t, const double*, index_t,
+                                  const double*, index_t, index_t, const PieceSums<double>&);
+template index_t gemm_pieces_max_k<float>();
+template index_t gemm_pieces_max_k<double>();
 template void gemm_naive<float>(Trans, Trans, index_t, index_t, index_t, float, const float*,
                                 index_t, const float*, index_t, float, float*, index_t);
 template void gemm_naive<double>(Trans, Trans, index_t, index_t, index_t, double, const double*,

@@ -7,6 +7,7 @@
 
 #include "common/memory.h"
 #include "common/parallel.h"
+#include "gemm/gemm.h"
 #include "nn/activations.h"
 #include "nn/batchnorm.h"
 #include "nn/dense.h"
@@ -364,21 +365,42 @@ void Network<T>::backward_pieces(const T* x, index_t n) {
     // and the products give each row the same bits for any row count
     // (tests/test_distributed.py checks it), so dX is one product over all
     // the rows.
+    const bool together = prec_ == GemmPrecision::native && n <= gemm_pieces_max_k<T>();
     for (index_t q = 0; q < pieces; ++q) {
       const index_t r0 = bounds[std::size_t(q)], m = bounds[std::size_t(q + 1)] - r0;
       const LayerTensors<T> g = grad_of(l, q);
-      dense_backward<T>(nullptr, g.W, g.b, d + r0 * s.out, d + r0 * s.out, in + r0 * s.in, p.W,
-                        z + r0 * s.out, y + r0 * s.out, m, s.in, s.out, dense_act, prec_,
-                        nullptr);
+      if (together)  // dZ and db here, dW below for every piece at once
+        dense_dz_db<T>(d + r0 * s.out, g.b, d + r0 * s.out, z + r0 * s.out, y + r0 * s.out, m,
+                       s.out, dense_act);
+      else
+        dense_backward<T>(nullptr, g.W, g.b, d + r0 * s.out, d + r0 * s.out, in + r0 * s.in,
+                          p.W, z + r0 * s.out, y + r0 * s.out, m, s.in, s.out, dense_act, prec_,
+                          nullptr);
+    }
+    if (together && n > 0) {
+      // Every piece's dW = dZ_q^T X_q in one pass over the tiles of dW, each
+      // tree node within this process's pieces added while in L1, the same
+      // bits as the pieces' separate products added by fold_pieces.
+      dp_cw_.clear();
+      for (std::size_t gi = 0; gi + 1 < dp_groups_.size(); ++gi)
+        dp_cw_.push_back(grad_of(l, dp_groups_[gi]).W);
+      PieceSums<T> ps;
+      ps.kb = bounds.data();
+      ps.pieces = pieces;
+      ps.first = dp_->first_piece;
+      ps.groups = dp_groups_.data();
+      ps.n_groups = index_t(dp_groups_.size()) - 1;
+      ps.c = dp_cw_.data();
+      gemm_pieces<T>(Trans::T, Trans::N, s.out, s.in, d, s.out, in, s.in, s.in, ps);
     }
     if (dx && n > 0)
       dense_backward_dx<T>(dx, d, p.W, n, s.in, s.out, prec_, weight_panel(l, false));
-    if (dp_->total_pieces > 0 && pieces > 1) fold_pieces(l, 0, dp_->total_pieces);
+    if (dp_->total_pieces > 0 && pieces > 1) fold_pieces(l, 0, dp_->total_pieces, together);
   }
 }
 
 template <class T>
-void Network<T>::fold_pieces(index_t l, index_t a, index_t b) {
+void Network<T>::fold_pieces(index_t l, index_t a, index_t b, bool w_done) {
   // The caller's tree (fastmlp.distributed), children before parents; only
   // the nodes wholly within this process's pieces [p0, p1), whose operands
   // are all here.
@@ -386,15 +408,18 @@ void Network<T>::fold_pieces(index_t l, index_t a, index_t b) {
   const index_t p0 = dp_->first_piece, p1 = p0 + index_t(dp_->bounds.size()) - 1;
   if (b <= p0 || a >= p1) return;
   const index_t m = (a + b) / 2;
-  fold_pieces(l, a, m);
-  fold_pieces(l, m, b);
+  fold_pieces(l, a, m, w_done);
+  fold_pieces(l, m, b, w_done);
   if (a < p0 || b > p1) return;
   const ParamOffsets& o = params_.offsets(l);
-  const index_t len = o.end - o.W;  // the layer's blocks, contiguous (padding included)
+  // The layer's blocks, contiguous (padding included): W, b, then batch
+  // norm's; from b on where gemm_pieces has already added the W blocks.
+  const index_t from = w_done ? o.b : o.W;
+  const index_t len = o.end - from;
   T* dst = a == p0 ? params_.grads() : piece_grad(a - p0);
   const T* src = piece_grad(m - p0);
-  T* FM_RESTRICT x = dst + o.W;
-  const T* FM_RESTRICT y = src + o.W;
+  T* FM_RESTRICT x = dst + from;
+  const T* FM_RESTRICT y = src + from;
   parallel_for_simd(len, threads_for(double(len)), [&](index_t i) { x[i] = x[i] + y[i]; });
 }
 
@@ -446,6 +471,7 @@ std::vector<double> Network<T>::forward_backward_pieces(const T* x, const Target
         loss_forward_backward<T>(loss_, last.d + r0 * k, last.z + r0 * k, last.y + r0 * k, tq, m,
                                  k, ws_.row_loss(), ws_.lse() + r0, dp.den);
   }
+  dp_groups_ = piece_tree_groups(index_t(bounds.size()) - 1, dp.first_piece, dp.total_pieces);
   backward_pieces(x, n);
   pending_rows_ = dp.rows;
   return losses;

@@ -194,10 +194,14 @@ class Network {
   // The data-parallel share forward and backward are running, or nullptr.
   const DataParallel* dp_ = nullptr;
   std::vector<double> dp_sums_, dp_total_, dp_stats_;
+  std::vector<index_t> dp_groups_;  // the tree nodes gemm_pieces forms (piece_tree_groups)
+  std::vector<T*> dp_cw_;
   std::vector<AlignedBuffer<T>> piece_grads_;
   void forward_bn_synced(index_t l, index_t n);
   void backward_pieces(const T* x, index_t n);
-  void fold_pieces(index_t l, index_t a, index_t b);
+  // w_done: the W blocks are added already (gemm_pieces), only the rest.
+  void fold_pieces(index_t l, index_t a, index_t b, bool w_done);
+
 
   std::vector<LayerSpec> layers_;
   Loss loss_;

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'bf16_kernel', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_plan', 'get_num_threads', 'have_bf16_instructions', 'have_openmp', 'loss_forward_backward', 'matmul', 'matmul_bf16', 'matmul_bf16_panel', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'round_bf16', 'scan', 'set_isa', 'set_num_threads', 'supported_bf16_isas', 'supported_isas']
+__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'bf16_kernel', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_pieces_max_k', 'gemm_plan', 'get_num_threads', 'have_bf16_instructions', 'have_openmp', 'loss_forward_backward', 'matmul', 'matmul_bf16', 'matmul_bf16_panel', 'matmul_pieces', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'round_bf16', 'scan', 'set_isa', 'set_num_threads', 'supported_bf16_isas', 'supported_isas']
 class Activation:
     """
     Activation functions (csrc/nn/activations.h)
@@ -712,6 +712,8 @@ def fma_peak(isa: str, double: bool, threads: typing.SupportsInt | typing.Suppor
     ...
 def gemm_kernel() -> str:
     ...
+def gemm_pieces_max_k(float64: bool) -> int:
+    ...
 def gemm_plan(m: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, trans_a: bool = False, trans_b: bool = False, dtype: str = 'float32', isa: str | None = None, lda: typing.SupportsInt | typing.SupportsIndex | None = None, ldb: typing.SupportsInt | typing.SupportsIndex | None = None, ldc: typing.SupportsInt | typing.SupportsIndex | None = None, threads: typing.SupportsInt | typing.SupportsIndex | None = None) -> dict:
     """
     The route gemm() takes for C = op(A) op(B) (see fastmlp.ops.gemm_plan).
@@ -748,6 +750,12 @@ def matmul_bf16_panel(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.ND
     """
     matmul_bf16 with op(b) packed first into a Bf16Panel (whole, or in blocks) and read from it (csrc/gemm/gemm.h, gemm_bf16_panel); for tests.
     """
+@typing.overload
+def matmul_pieces(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], bounds: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], first: typing.SupportsInt | typing.SupportsIndex = 0, total: typing.SupportsInt | typing.SupportsIndex = 0, trans_a: bool = False, trans_b: bool = False) -> tuple[numpy.typing.NDArray[numpy.float32], list[int]]:
+    ...
+@typing.overload
+def matmul_pieces(a: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], bounds: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], first: typing.SupportsInt | typing.SupportsIndex = 0, total: typing.SupportsInt | typing.SupportsIndex = 0, trans_a: bool = False, trans_b: bool = False) -> tuple[numpy.typing.NDArray[numpy.float64], list[int]]:
+    ...
 def optimizer_init_state(config: OptConfig, states: list) -> None:
     """
     Fill the state buffers with their starting values (zeros; Adagrad's sum: initial_accumulator).

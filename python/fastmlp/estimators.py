@@ -783,7 +783,7 @@ class MLPClassifier(ClassifierMixin, _Base):
         fastmlp: data-parallel training over MPI, as ``fm.MLP.fit``'s
         ``comm`` (every rank fits with the same arguments; the random state
         is rank 0's; stochastic solvers only).
-    reduction : {"reproducible", "fast"}, default "reproducible"
+    reduction : {"reproducible", "fast", "sharded"}, default "reproducible"
         fastmlp: how the gradients are summed across ranks with ``comm``
         (see :mod:`fastmlp.distributed`).
 
@@ -1077,7 +1077,7 @@ class MLPRegressor(RegressorMixin, _Base):
         fastmlp: data-parallel training over MPI, as ``fm.MLP.fit``'s
         ``comm`` (every rank fits with the same arguments; the random state
         is rank 0's; stochastic solvers only).
-    reduction : {"reproducible", "fast"}, default "reproducible"
+    reduction : {"reproducible", "fast", "sharded"}, default "reproducible"
         fastmlp: how the gradients are summed across ranks with ``comm``
         (see :mod:`fastmlp.distributed`).
 

@@ -669,11 +669,14 @@ class MLP:
             batch, split across the ranks; the gradients are summed over it
             and batch normalization uses its statistics. Only rank 0
             prints. Launch with ``mpiexec -n N python -m mpi4py script.py``.
-        reduction : {"reproducible", "fast"} or fastmlp.distributed.Reproducible
+        reduction : {"reproducible", "fast", "sharded"} or fastmlp.distributed.Reproducible
             With ``comm``: ``"reproducible"`` gives bitwise the same
             parameters for any number of processes; ``"fast"`` is one
             in-place all-reduce per step, equal to a single-process fit up
-            to rounding.
+            to rounding; ``"sharded"`` sums each rank's shard of the
+            gradient, steps the optimizer on it and gathers the
+            parameters (a 1/N share of the optimizer's work per rank),
+            equal to a single-process fit up to rounding.
 
         Returns
         -------
