@@ -25,13 +25,14 @@ What is not covered, and why:
 * poisson's loss exp(z) - t z where its two terms nearly cancel
   (exp(z) ~ t z, e.g. t ~ e at z = log t) in float64: only its gradient is
   checked near its zeros (float32 computes the loss in double and is exact).
-* float64 residuals of the gradients that cancel (cross-entropy with dense
-  targets, binary cross-entropy with soft targets, poisson with counts other
-  than 0 and 1, see test_cancelling_residuals) below 2^-56 of their
-  cancelling term: the core computes these in double-double (~2^-106), which
-  at an input nearest to a zero misses 4 ulp for about one target in
-  twenty-five; so do inputs near z = 0 with t ~ 1/2 + z/4 (sigmoid's residual
-  is then ~z^3/48). Their worst error is printed ("near zero"), not bounded.
+
+The gradients that cancel (cross-entropy with dense targets, binary
+cross-entropy with soft targets, poisson with counts other than 0 and 1, see
+test_cancelling_residuals) are bounded also at the inputs nearest to their
+zeros, where the float64 residual can be 2^-60 .. 2^-110 of its cancelling
+term: the core and the reference compute those in triple-double (~2^-150,
+csrc/nn/td.h), as double-double alone misses 4 ulp there (by up to 10^4 ulp,
+HARD_F64). Their worst error is also printed on its own ("near zero").
 
 Paths: "core" is fm.ops (the whole-array kernels, whose float32 tanh and
 sigmoid run the per-ISA vector loops; every ISA this CPU has is tested for
@@ -476,15 +477,32 @@ def test_infinite_inputs_give_the_limits(dtype):
 # inputs whose residual is a few ulp of t or less), relative offsets 2^-j
 # from it, the three nearest inputs for RANDOM_TARGETS seeded random targets,
 # and the logarithmic grid of both signs with soft targets. The core and the
-# reference recompute these residuals in double-double (csrc/nn/dd.h), whose
-# relative error is ~2^-106: float32 is checked everywhere; float64 wherever
-# the exact residual is at least NEAR_ZERO_F64 (1/16 ulp) of its cancelling
-# term a (t_j, t, 1 - t, or for a dominant soft target the other classes'
-# sum). Below that, at an input nearest to a zero for about one target in
-# twenty-five, within 4 ulp would need more than double-double precision; the
-# worst error there is recorded ("... near zero") but not bounded.
+# reference recompute these residuals in double-double (csrc/nn/dd.h, ~2^-106
+# relative to the cancelling term a: t_j, t, 1 - t, or for a dominant soft
+# target the other classes' sum), and the float64 ones below 2^-48 of a again
+# in triple-double (csrc/nn/td.h, ~2^-150). Every point is bounded; those
+# below NEAR_ZERO_F64 of a (the triple-double ones) are also recorded on
+# their own ("... near zero").
 
-NEAR_ZERO_F64 = 2.0 ** -56
+NEAR_ZERO_F64 = 2.0 ** -48
+# float64 (z, t) pairs nearest to a zero, found by a search over 4000 random
+# targets per kind (the three floats nearest each zero), where double-double
+# misses 4 ulp, by 50 .. 10^4 ulp: the residual is 2^-61 .. 2^-73 of t. For
+# ce_soft t is the row (t, 1 - t) and z the row (z, 0).
+HARD_F64 = {
+    "bce_soft": ((-0.003680388513276646, 0.49907990391025897),
+                 (0.13396011982460776, 0.5334400372432689),
+                 (0.010265037880563663, 0.5025662369362672),
+                 (-0.6581749501237488, 0.34114970276997464),
+                 (1.4803521529624308, 0.8146257654390555)),
+    "poisson_counts": ((0.09347198341302314, 1.0979798412626558),
+                       (-0.4428549821286218, 0.6422003308603061),
+                       (1.8872925173495914, 6.60147109481772),
+                       (2.6087173678548115, 13.581619453490003)),
+    "ce_soft": ((0.13396011982460776, 0.5334400372432689),
+                (-0.011692274920151126, 0.49707696457039524),
+                (-1.4156162298583597, 0.19534974046719655)),
+}
 # float32 (z, t) pairs, found by a search over 400000 random float32 targets,
 # whose exact residual is so far below t (2^-45 .. 2^-59 of it) that double
 # precision alone (exp or sigmoid in double, then t subtracted) misses float32's
@@ -551,6 +569,9 @@ def cancel_cases(kind, dtype):
                 ts = [mp.mpf(float(v)) for v in t.ravel()]
                 for z0 in _around(float(mp.log(ts[0] / ts[1])), dtype, *near.get(t0, (1, 0))):
                     rows.append((np.array([[z0, 0.0]], dtype=dtype), t))
+            for z0, t0 in HARD_F64["ce_soft"]:
+                rows.append((np.array([[z0, 0.0]], dtype=dtype),
+                             np.array([[t0, 1.0 - t0]], dtype=dtype)))
             for tt in ((0.7, 0.2, 0.1), (0.5, 0.25, 0.125)):
                 t = np.array([tt], dtype=dtype)
                 ts = [mp.mpf(float(v)) for v in t.ravel()]
@@ -570,10 +591,10 @@ def cancel_cases(kind, dtype):
         for t0 in (0.3, 0.999):
             for a in np.concatenate([m, -m]):
                 rows.append((np.array([[a]], dtype=dtype), np.array([[t0]], dtype=dtype)))
-        for z0, t0 in HARD_F32["bce_soft"]:
+        for z0, t0 in HARD_F32["bce_soft"] + HARD_F64["bce_soft"]:
             rows.append((np.array([[z0]], dtype=dtype), np.array([[t0]], dtype=dtype)))
     else:  # poisson_counts
-        for z0, t0 in HARD_F32["poisson_counts"]:
+        for z0, t0 in HARD_F32["poisson_counts"] + HARD_F64["poisson_counts"]:
             rows.append((np.array([[z0]], dtype=dtype), np.array([[t0]], dtype=dtype)))
         big = np.log(np.finfo(dtype).max)
         counts = counts + ((1e300,) if dtype == np.float64 else (1e30,))
@@ -592,9 +613,10 @@ def cancel_cases(kind, dtype):
 
 
 def _exact_cancel_row(kind, z, t):
-    """(loss, gradients, cancelling terms a_j) of one row, at 80 digits (the
-    residuals near a zero are ~2^-60 of their terms)."""
-    with mp.workdps(80):
+    """(loss, gradients, cancelling terms a_j) of one row, at 120 digits (the
+    residuals near a zero can be ~2^-110 of their terms; 120 digits leave
+    them ~290 bits)."""
+    with mp.workdps(120):
         zs = [mp.mpf(float(v)) for v in z.ravel()]
         ts = [mp.mpf(float(v)) for v in t.ravel()]
         if kind.startswith("ce"):
@@ -638,7 +660,8 @@ CANCEL_NAME = {"ce_onehot": "cross_entropy one-hot", "ce_soft": "cross_entropy s
 
 def _near_zero(kind, grads, terms, dtype):
     """The float64 points whose exact residual is below NEAR_ZERO_F64 of its
-    cancelling term (see above); none for float32, nor for one-hot rows."""
+    cancelling term (see above), recorded on their own; none for float32,
+    nor for one-hot rows."""
     if dtype == np.float32 or kind == "ce_onehot":  # one-hot: the exact complement form
         return np.zeros(len(grads), dtype=bool)
     return np.array([abs(g) < NEAR_ZERO_F64 * abs(a) for g, a in zip(grads, terms)])
@@ -672,11 +695,40 @@ def test_cancelling_residuals(kind, impl, dtype):
         record(name, dtype, impl, worst(np.where(keep, err, np.nan)))
         if not keep.all():
             record(name + " near zero", dtype, impl, worst(np.where(keep, np.nan, err)))
-        bad = np.flatnonzero(keep & (err > TOL[dtype]))
+        bad = np.flatnonzero(err > TOL[dtype])  # near zero included
         if bad.size:
             errs.append(f"{what}: {bad.size} points over {TOL[dtype]} ulp, worst "
-                        f"{worst(np.where(keep, err, np.nan)):.3g}; indices {bad[:8].tolist()}")
+                        f"{worst(err):.3g}; indices {bad[:8].tolist()}")
     assert not errs, f"{kind} {_name(dtype)} {impl}: " + "; ".join(errs)
+
+
+def _hard_f64_rows(kind):
+    for z0, t0 in HARD_F64[kind]:
+        if kind == "ce_soft":
+            yield np.array([[z0, 0.0]]), np.array([[t0, 1.0 - t0]])
+        else:
+            yield np.array([[z0]]), np.array([[t0]])
+
+
+@pytest.mark.parametrize("kind", list(HARD_F64))
+def test_double_double_is_not_enough_near_a_zero(kind):
+    # HARD_F64: inputs nearest to a zero where double-double (the reference's
+    # _dd_* twins of csrc/nn/dd.h, all that the core used before the
+    # triple-double path) misses 4 ulp; the core and the reference, which
+    # take triple-double there, are within it.
+    for z, t in _hard_f64_rows(kind):
+        _, eg, _ = _exact_cancel_row(kind, z, t)
+        if kind == "ce_soft":
+            dd = ref._cross_entropy_soft_exact(z, t, np.zeros(z.shape, dtype=bool)).ravel()
+        elif kind == "bce_soft":
+            dd = ref._dd_sigmoid_minus(z.ravel(), t.ravel())
+        else:
+            dd = ref._dd_exp_minus(z.ravel(), t.ravel())
+        assert worst(ulp_errors(dd, eg, np.float64)) > TOL[np.float64], (z, t)
+        for impl in ("core", "reference"):
+            _, got = _loss_impl(impl, CANCEL_LOSS[kind], z, t)
+            err = worst(ulp_errors(got, eg, np.float64))
+            assert err <= TOL[np.float64], (impl, z, t, err)
 
 
 def _torch_dense_loss(loss, z, t):

@@ -11,9 +11,11 @@
 // Error: expm1_reduced's relative error is below 2^-106 (measured against
 // mpmath), prod_diff rounds relative to the difference. A residual is then
 // within the dtype's few ulp wherever it is at least ~2^-56 of its cancelling
-// term (t, 1 - t, t_j): for float64 that misses an input nearest to a zero for
-// about one target in twenty-five, where only more than double-double would
-// do (tests/test_extremes.py). Double alone is not enough for float32 either:
+// term (t, 1 - t, t_j). float64 residuals can be far smaller at an input
+// nearest to a zero (2^-60 .. 2^-73 of t in tests/test_extremes.py HARD_F64,
+// which double-double misses by up to 10^4 ulp): the callers send those below
+// 2^-48 of their term on to triple-double (nn/td.h, kTightF64 in
+// nn/losses.cpp). Double alone is not enough for float32 either:
 // float32 (z, t) pairs exist whose residual is 2^-45 .. 2^-59 of t (near
 // t = 1/2 with small z, near t = 1 for exp), which double misses by up to 10^7
 // ulp and double-double meets with room to spare (8 ulp of such a residual is

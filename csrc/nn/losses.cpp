@@ -7,6 +7,7 @@
 #include "common/parallel.h"
 #include "nn/activations.h"
 #include "nn/dd.h"
+#include "nn/td.h"
 
 namespace fastmlp {
 
@@ -122,6 +123,18 @@ FM_ALWAYS_INLINE bool may_cancel(T q, T a) {
 // is rare, instead of every soft target near its optimum.
 constexpr double kTightF32 = 0x1p-26;
 
+// float64 residuals from double-double carry an error of up to ~2^-104 of
+// their cancelling term (measured: ~300 ulp of a residual 2^-60 of it, 10^4
+// ulp of one 2^-73 of it). Below kTightF64 of the term that could be more
+// than 2^-56 of the residual (1/16 ulp), so those few, inputs within a few
+// dozen ulp of a zero, are recomputed in triple-double (nn/td.h, ~2^-150),
+// out of line.
+constexpr double kTightF64 = 0x1p-48;
+
+template <class T, class U, class Flag>
+FM_NOINLINE void cross_entropy_soft_td(T* di, const T* zi, U u, index_t k, T mx, T g,
+                                       Flag flagged);
+
 // Cross-entropy with dense targets, the rows where p_j t_sum - u_j may
 // cancel: p_j t_sum - u_j = (e_j t_sum - u_j s) / s with e_j = e^(z_j - max z)
 // and s = sum_j e_j, the numerator in double-double, for the classes that
@@ -146,15 +159,62 @@ FM_NOINLINE void cross_entropy_soft_dd(T* di, const T* zi, U u, index_t k, T mx,
   }
   const bool complement = double(u(c)) > 0.5 * ts.hi && flagged(c);
   dd::DD others{0.0, 0.0};  // sum_{j != c} N_j, when the complement is taken
+  bool tight = false;       // float64: some result too near its zero (kTightF64)
   for (index_t j = 0; j < k; ++j) {
     const bool flag = flagged(j);
     if (j == c && complement) continue;
     if (!flag && !complement) continue;
     const dd::DD num = dd::prod_diff(e(j), ts, s, {double(u(j)), 0.0});
     if (complement) others = dd::add(others, num);
-    if (flag) di[j] = T(num.hi / s.hi) * g;
+    if (flag) {
+      di[j] = T(num.hi / s.hi) * g;
+      tight |= std::fabs(num.hi) < kTightF64 * double(u(j)) * s.hi;
+    }
   }
-  if (complement) di[c] = T(-others.hi / s.hi) * g;
+  if (complement) {
+    di[c] = T(-others.hi / s.hi) * g;
+    tight |= std::fabs(others.hi) < kTightF64 * (ts.hi - double(u(c))) * s.hi;
+  }
+  if constexpr (std::is_same_v<T, double>) {
+    if (tight) cross_entropy_soft_td(di, zi, u, k, mx, g, flagged);
+  }
+}
+
+// The same in triple-double, for a float64 row that double-double left tight:
+// e_j, s and t_sum as triple-doubles, each numerator e_j t_sum - u_j s formed
+// exactly from them (every partial product in one expansion) and only then
+// rounded, so that its error is ~2^-150 of the terms whatever it cancels.
+template <class T, class U, class Flag>
+FM_NOINLINE void cross_entropy_soft_td(T* di, const T* zi, U u, index_t k, T mx, T g,
+                                       Flag flagged) {
+  auto e = [&](index_t j) {
+    const dd::DD x = dd::two_sum(double(zi[j]), -double(mx));  // exact z_j - max
+    return td::exp_neg(x.hi, x.lo);
+  };
+  td::TD s = td::from(0.0), ts = td::from(0.0);
+  index_t c = 0;
+  for (index_t j = 0; j < k; ++j) {
+    s = td::add(s, e(j));
+    ts = td::add(ts, td::from(double(u(j))));
+    c = u(j) > u(c) ? j : c;
+  }
+  const bool complement = double(u(c)) > 0.5 * ts.x0 && flagged(c);
+  td::TD others = td::from(0.0);
+  for (index_t j = 0; j < k; ++j) {
+    const bool flag = flagged(j);
+    if (j == c && complement) continue;
+    if (!flag && !complement) continue;
+    td::Expansion num;
+    num.add_prod(e(j), ts);
+    num.add_prod(-double(u(j)), s);
+    if (complement) others = td::add(others, num.to_td());
+    if (flag) di[j] = T(td::div(num, s)) * g;
+  }
+  if (complement) {
+    td::Expansion num;
+    num.add(td::TD{-others.x0, -others.x1, -others.x2});
+    di[c] = T(td::div(num, s)) * g;
+  }
 }
 
 // The flagged classes (may_cancel) of a dense-target row: float64 goes to
@@ -193,13 +253,21 @@ FM_NOINLINE void cross_entropy_soft_exact(T* di, const T* zi, const T* yi, U u, 
   }
 }
 
-// exp(z) - t in double-double, out of line (the loss loop's rare branch).
-FM_NOINLINE double poisson_residual_dd(double z, double t) { return dd::exp_minus(z, t); }
+// exp(z) - t in double-double, out of line (the loss loop's rare branch);
+// for float64, in triple-double where that is below kTightF64 of t.
+template <class T>
+FM_NOINLINE double poisson_residual_dd(double z, double t) {
+  const double r = dd::exp_minus(z, t);
+  if constexpr (std::is_same_v<T, double>) {
+    if (std::fabs(r) < kTightF64 * t) return td::exp_minus(z, t);
+  }
+  return r;
+}
 
 // sigmoid(z) - t for a soft target 0 < t < 1, given the fast r (ez = e^-|z|,
 // y = sigmoid(z)): float64 keeps r outside may_cancel and takes
-// double-double inside; float32 recomputes in double and takes double-double
-// below kTightF32.
+// double-double inside, triple-double below kTightF64 of the cancelling term;
+// float32 recomputes in double and takes double-double below kTightF32.
 template <class T>
 FM_NOINLINE T bce_soft_residual(T z, T t, T ez, T y, T r) {
   if constexpr (std::is_same_v<T, float>) {
@@ -213,7 +281,9 @@ FM_NOINLINE T bce_soft_residual(T z, T t, T ez, T y, T r) {
   } else {
     const T q = z > T(0) ? ez * y : y;
     const T a = z > T(0) ? T(1) - t : t;
-    return may_cancel(q, a) ? dd::sigmoid_minus(z, t) : r;
+    if (!may_cancel(q, a)) return r;
+    const double rd = dd::sigmoid_minus(z, t);
+    return std::fabs(rd) < kTightF64 * a ? td::sigmoid_minus(z, t) : rd;
   }
 }
 
@@ -309,7 +379,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
             } else {
               redo = ti[j] != T(1) && may_cancel(yi[j], ti[j]);
             }
-            if (redo) di[j] = T(poisson_residual_dd(zd, td)) * g;
+            if (redo) di[j] = T(poisson_residual_dd<T>(zd, td)) * g;
           }
         }
         break;

@@ -326,6 +326,169 @@ def _dd_sigmoid_minus(z, t):
     return num / (1.0 + e[0])
 
 
+# Triple-double (x0 + x1 + x2, about 150 bits) for the float64 residuals that
+# double-double leaves too few digits of: at an input nearest to a zero the
+# residual can be 2^-60 .. 2^-110 of its term, and the double-double
+# exponential's ~2^-106 is then several ulp of it. Used only where the
+# double-double residual is below _TD_TIGHT of its term. An expansion is a
+# list of arrays (one component per element, smallest first) whose exact sum
+# is what was added to it, every step error-free. C++: csrc/nn/td.h, line by
+# line (no zero elimination there either, so both take the same steps).
+
+_TD_TIGHT = 2.0 ** -48  # C++: kTightF64
+
+
+def _td_grow(h, b):
+    """The expansion h plus b, exactly (Shewchuk's Grow-Expansion)."""
+    out = []
+    q = b
+    for x in h:
+        q, lo = _dd_two_sum(q, x)
+        out.append(lo)
+    out.append(q)
+    return out
+
+
+def _td_expansion(terms, h=None):
+    h = [] if h is None else h
+    for b in terms:
+        h = _td_grow(h, b)
+    return h
+
+
+def _td_prods(a, b):
+    """The exact products of every part of a and b (tuples of arrays), as
+    terms for an expansion."""
+    out = []
+    for x in a:
+        for y in b:
+            p = x * y
+            out += [p, _two_prod_err(x, y, p)]
+    return out
+
+
+def _td_est(h):
+    s = np.zeros_like(h[0])
+    for x in h:
+        s = s + x
+    return s
+
+
+def _td_to_td(h):
+    """An expansion as a triple-double: three times its rounded sum,
+    subtracted exactly; the fourth remainder folded into the last part."""
+    x = []
+    for i in range(4):
+        x.append(_td_est(h))
+        if i < 3:
+            h = _td_grow(h, -x[-1])
+    return x[0], x[1], x[2] + x[3]
+
+
+def _td_nearest(h):
+    """The double nearest an expansion's sum (within a hair of half an ulp)."""
+    x0, x1, x2 = _td_to_td(h)
+    return x0 + (x1 + x2)
+
+
+def _td_div(h, d):
+    """The sum of expansion h over the triple-double d, within a hair of half
+    an ulp: a first quotient q, then the exact remainder h - q d divided as a
+    correction (td::div)."""
+    dn = _td_nearest(list(d))
+    q = _td_nearest(h) / dn
+    return q + _td_nearest(_td_expansion(_td_prods((-q,), d), h)) / dn
+
+
+def _td_ldexp(a, k):
+    return tuple(np.ldexp(x, k) for x in a)
+
+
+def _td_mul_add(a, b, c):
+    """a b + c: the leading products exactly, the next ones rounded, a2 b2
+    dropped (2^-200)."""
+    terms = _td_prods((a[0],), (b[0], b[1])) + _td_prods((a[1],), (b[0],))
+    terms += [a[0] * b[2], a[1] * b[1], a[2] * b[0], a[1] * b[2] + a[2] * b[1]]
+    return _td_to_td(_td_expansion(terms + list(c)))
+
+
+_TD_LN2 = tuple(float.fromhex(h) for h in (
+    "0x1.62e42fefa39efp-1", "0x1.abc9e3b39803fp-56", "0x1.7b57a079a1934p-111",
+    "-0x1.ace93a4ebe5d1p-165"))
+_TD_HALVINGS = 8
+# 1/n! for n = 15 .. 2 as (x0, x1, x2), from mpmath.
+_TD_INV_FACT = tuple(tuple(float.fromhex(h) for h in c) for c in (
+    ("0x1.ae7f3e733b81fp-41", "0x1.1d8656b0ee8cbp-97", "-0x1.6e142a138f825p-157"),
+    ("0x1.93974a8c07c9dp-37", "0x1.05d6f8a2efd1fp-92", "0x1.3aa3346236a5dp-147"),
+    ("0x1.6124613a86d09p-33", "0x1.f28e0cc748ebep-87", "-0x1.7b2c4c8a840bcp-141"),
+    ("0x1.1eed8eff8d898p-29", "-0x1.2aec959e14c06p-83", "0x1.2fb0073dd2d9ep-139"),
+    ("0x1.ae64567f544e4p-26", "-0x1.c062e06d1f209p-80", "0x1.c7880adcbc46ep-136"),
+    ("0x1.27e4fb7789f5cp-22", "0x1.cbbc05b4fa99ap-76", "-0x1.c6d278883e8f5p-132"),
+    ("0x1.71de3a556c734p-19", "-0x1.c154f8ddc6c00p-73", "0x1.71de3a556c734p-127"),
+    ("0x1.a01a01a01a01ap-16", "0x1.a01a01a01a01ap-76", "0x1.a01a01a01a01ap-136"),
+    ("0x1.a01a01a01a01ap-13", "0x1.a01a01a01a01ap-73", "0x1.a01a01a01a01ap-133"),
+    ("0x1.6c16c16c16c17p-10", "-0x1.f49f49f49f49fp-65", "-0x1.27d27d27d27d2p-119"),
+    ("0x1.1111111111111p-7", "0x1.1111111111111p-63", "0x1.1111111111111p-119"),
+    ("0x1.5555555555555p-5", "0x1.5555555555555p-59", "0x1.5555555555555p-113"),
+    ("0x1.5555555555555p-3", "0x1.5555555555555p-57", "0x1.5555555555555p-111"),
+    ("0x1.0000000000000p-1", "0x0.0p+0", "0x0.0p+0"),
+))
+
+
+def _td_expm1_reduced(x, xlo):
+    """e^(x + xlo) = 2^k (1 + m): returns (m as (x0, x1, x2), k). Reduction by
+    a four-part ln2 in one exact expansion, r / 2^8, Taylor through r^15 and
+    eight squarings m -> 2m + m^2 (C++: td::expm1_reduced)."""
+    kd = np.rint(x * 1.4426950408889634)
+    h = _td_expansion([x, xlo])
+    for c in _TD_LN2:
+        p = -kd * c
+        h = _td_expansion([p, _two_prod_err(-kd, c, p)], h)
+    r = _td_ldexp(_td_to_td(h), -_TD_HALVINGS)
+    zero = np.zeros_like(x)
+    q = tuple(zero + v for v in _TD_INV_FACT[0])
+    for c in _TD_INV_FACT[1:] + ((1.0, 0.0, 0.0),):
+        q = _td_mul_add(q, r, tuple(zero + v for v in c))
+    m = _td_mul_add(q, r, (zero, zero, zero))
+    for _ in range(_TD_HALVINGS):
+        m = _td_mul_add(m, m, (2.0 * m[0], 2.0 * m[1], 2.0 * m[2]))
+    return m, kd.astype(np.int64)
+
+
+def _td_exp_neg(x, xlo):
+    """e^(x + xlo), x <= 0, as a triple-double; 0 below -746."""
+    out = x >= -746.0
+    x, xlo = np.where(out, x, 0.0), np.where(out, xlo, 0.0)
+    m, k = _td_expm1_reduced(x, xlo)
+    e = _td_ldexp(_td_to_td(_td_expansion([np.ones_like(x), *m])), k)
+    return tuple(np.where(out, v, 0.0) for v in e)
+
+
+def _td_exp_minus(z, t):
+    """exp(z) - t = 2^k ((1 - t 2^-k) + m), in one exact sum (td::exp_minus)."""
+    m, k = _td_expm1_reduced(z, np.zeros_like(z))
+    h = _td_expansion([np.ones_like(z), -np.ldexp(t, -k), *m])
+    return np.ldexp(_td_nearest(h), k)
+
+
+def _td_sigmoid_minus(z, t):
+    """sigmoid(z) - t with E = e^-|z| = 2^k (1 + m), the numerator scaled by
+    2^-k and formed exactly: ((1 - t) 2^-k - t (1 + m)) for z > 0,
+    ((1 - t) (1 + m) - t 2^-k) otherwise (td::sigmoid_minus)."""
+    big = ~(np.abs(z) <= 746.0)
+    zs = np.where(big, 0.0, z)
+    m, k = _td_expm1_reduced(-np.abs(zs), np.zeros_like(zs))
+    omt = _dd_two_sum(np.ones_like(t), -t)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        # Both forms for every element (the other one may overflow, unused).
+        pos = _td_expansion([np.ldexp(omt[0], -k), np.ldexp(omt[1], -k), -t]
+                            + _td_prods((-t,), m))
+        neg = _td_expansion([omt[0], omt[1]] + _td_prods(omt, m) + [-np.ldexp(t, -k)])
+        den = _td_to_td(_td_expansion([np.ones_like(zs), np.ldexp(1.0, k), *_td_ldexp(m, k)]))
+        out = np.ldexp(np.where(zs > 0, _td_div(pos, den), _td_div(neg, den)), k)
+    return np.where(big, np.where(z > 0, 1.0 - t, -t), out)
+
+
 def _may_cancel(q, a):
     """Whether a residual q - a (q ~ an exponential, rounded; a exact) may have
     lost digits: q within (a/2, 4a). Outside, the difference is at least half
@@ -1017,7 +1180,9 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     cancels near there. A one-hot row takes -u_c sum_{j != c} p_j for its
     class (as class ids do); elsewhere the classes where it may cancel are
     recomputed in double-double (``_cross_entropy_soft_exact``), a dominant
-    target by the complement of the other classes.
+    target by the complement of the other classes, and float64 ones within a
+    few dozen ulp of the zero again in triple-double
+    (``_cross_entropy_soft_td``).
 
     Parameters
     ----------
@@ -1073,16 +1238,18 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     near = _may_cancel(p * tsum, u) & ~one_hot[:, None]
     rows = np.flatnonzero(near.any(axis=1))
     if rows.size:
-        d[rows] = np.where(near[rows], _cross_entropy_soft_exact(z[rows], u[rows]), d[rows])
+        d[rows] = np.where(near[rows], _cross_entropy_soft_exact(z[rows], u[rows], near[rows]),
+                           d[rows])
     d = d.astype(z.dtype, copy=False)
     return d * s[:, None] / n
 
 
-def _cross_entropy_soft_exact(z, u):
+def _cross_entropy_soft_exact(z, u, near):
     """p_j t_sum - u_j = (e_j t_sum - u_j s) / s with e_j = e^(z_j - max z),
     s = sum_j e_j and t_sum = sum_j u_j, the numerator in double-double, for
-    every class of the rows given (the caller keeps the flagged ones).
-    C++: cross_entropy_soft_exact."""
+    every class of the rows given (the caller keeps the flagged ones, near);
+    float64 rows where a flagged one is below _TD_TIGHT of its term again in
+    triple-double (_cross_entropy_soft_td). C++: cross_entropy_soft_exact."""
     w = _wide(z)
     mx = w.max(axis=1, keepdims=True)
     x = _dd_two_sum(w, -np.broadcast_to(mx, w.shape))  # z_j - max exactly
@@ -1108,6 +1275,47 @@ def _cross_entropy_soft_exact(z, u):
     dominant = u[rows, c] > 0.5 * tsum[0]
     out = num[0] / ssum[0][:, None]
     out[rows, c] = np.where(dominant, -others[0] / ssum[0], out[rows, c])
+    if z.dtype == np.float64:
+        # Too near a zero for double-double: relative to u_j s, or for the
+        # dominant class's complement to (t_sum - u_c) s.
+        tight = np.abs(num[0]) < _TD_TIGHT * u * ssum[0][:, None]
+        tight[rows, c] = np.where(
+            dominant, np.abs(others[0]) < _TD_TIGHT * (tsum[0] - u[rows, c]) * ssum[0],
+            tight[rows, c])
+        redo = np.flatnonzero((tight & near).any(axis=1))
+        if redo.size:
+            out[redo] = _cross_entropy_soft_td(z[redo], u[redo])
+    return out
+
+
+def _cross_entropy_soft_td(z, u):
+    """_cross_entropy_soft_exact in triple-double: e_j, s and t_sum as
+    triple-doubles, each numerator e_j t_sum - u_j s formed exactly from them
+    and only then rounded. C++: cross_entropy_soft_td."""
+    w = _wide(z)
+    mx = w.max(axis=1, keepdims=True)
+    x = _dd_two_sum(w, -np.broadcast_to(mx, w.shape))  # z_j - max exactly
+    with np.errstate(under="ignore"):
+        e = _td_exp_neg(*x)
+    zero = np.zeros(w.shape[0])
+    ssum, tsum = (zero, zero, zero), (zero, zero, zero)
+    for j in range(w.shape[1]):
+        ssum = _td_to_td(_td_expansion([*ssum, *(v[:, j] for v in e)]))
+        tsum = _td_to_td(_td_expansion([*tsum, u[:, j], zero, zero]))
+    c = np.argmax(u, axis=1)
+    rows = np.arange(w.shape[0])
+    others = (zero, zero, zero)
+    out = np.empty_like(w)
+    for j in range(w.shape[1]):
+        num = _td_expansion(_td_prods(tuple(v[:, j] for v in e), tsum)
+                            + _td_prods((-u[:, j],), ssum))
+        mine = c == j
+        others = _td_to_td(_td_expansion(
+            [*others, *(np.where(mine, 0.0, v) for v in _td_to_td(num))]))
+        out[:, j] = _td_div(num, ssum)
+    dominant = u[rows, c] > 0.5 * tsum[0]
+    complement = _td_div(_td_expansion([-v for v in others]), ssum)
+    out[rows, c] = np.where(dominant, complement, out[rows, c])
     return out
 
 
@@ -1202,7 +1410,8 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
 
     For a soft target 0 < t < 1, sigmoid(z) - t vanishes at z = logit(t);
     near it the difference is recomputed in double-double
-    (``_dd_sigmoid_minus``), as the core does.
+    (``_dd_sigmoid_minus``), as the core does; float64 ones nearest the zero
+    (below 2^-48 of their term) in triple-double (``_td_sigmoid_minus``).
 
     Parameters
     ----------
@@ -1236,9 +1445,14 @@ def binary_cross_entropy_backward(z, t, *, sample_weight=None, class_weight=None
     # Soft targets cancel near z = logit(t): double-double there.
     near = _may_cancel(sm, a)
     if near.any():
+        zn, tn = np.broadcast_to(zw, d.shape)[near], np.broadcast_to(tw, d.shape)[near]
         with np.errstate(under="ignore"):
-            d[near] = _dd_sigmoid_minus(np.broadcast_to(zw, d.shape)[near],
-                                        np.broadcast_to(tw, d.shape)[near])
+            dn = _dd_sigmoid_minus(zn, tn)
+        # float64: triple-double where that is too near the zero.
+        tight = np.abs(dn) < _TD_TIGHT * a[near]
+        if z.dtype == np.float64 and tight.any():
+            dn[tight] = _td_sigmoid_minus(zn[tight], tn[tight])
+        d[near] = dn
     d = d.astype(z.dtype, copy=False)
     return d * w / z.size
 
@@ -1315,7 +1529,8 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     target), times the row's weight and the 1/(n k) of the mean:
     dz = s_i (exp(z) - t) / (n k), shape (n, k). The output layer is linear,
     so this is its dz directly. Near z = log t (a count other than 0 and 1)
-    exp(z) - t is recomputed in double-double (``_dd_exp_minus``).
+    exp(z) - t is recomputed in double-double (``_dd_exp_minus``), float64
+    ones nearest it in triple-double (``_td_exp_minus``).
 
     Parameters
     ----------
@@ -1348,8 +1563,13 @@ def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
     # double-double there (a count of 1 keeps the expm1 form above).
     near = (tw != 1.0) & _may_cancel(ez, tw)
     if near.any():
-        d[near] = _dd_exp_minus(np.broadcast_to(zw, d.shape)[near],
-                                np.broadcast_to(tw, d.shape)[near])
+        zn, tn = np.broadcast_to(zw, d.shape)[near], np.broadcast_to(tw, d.shape)[near]
+        dn = _dd_exp_minus(zn, tn)
+        # float64: triple-double where that is too near the zero.
+        tight = np.abs(dn) < _TD_TIGHT * tn
+        if z.dtype == np.float64 and tight.any():
+            dn[tight] = _td_exp_minus(zn[tight], tn[tight])
+        d[near] = dn
     return s * d.astype(z.dtype, copy=False) / z.size
 
 
