@@ -11,7 +11,8 @@ prints, measured in the same run:
    float32, global batch 256) per step, split into compute (the rank's
    forward and backward), communication (the gradient reduction and the
    loss) and update, for 1 process x C threads and P processes x C/P threads,
-   in fast and reproducible mode;
+   in fast, sharded and reproducible mode (sharded: communication is the
+   reduce-scatter, update the shard's step and the all-gather);
 3. the cost of reproducible over fast mode, and P processes x 1 thread
    against 1 process x P threads (plain ``train_step``, no MPI) in samples
    per second.
