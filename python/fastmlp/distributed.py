@@ -328,6 +328,12 @@ class _Shards:
                                             comm=self.node)
             common = MPI.Win.Allocate_shared(P * item if first else 0, item, comm=self.node)
             self.wins = [slots, common]
+            # MPI's shared-memory model: loads and stores of one rank become
+            # visible to another after a memory barrier (Win.Sync, inside a
+            # passive-target epoch) on both sides of a process
+            # synchronization (the node barrier); see _sync.
+            for w in self.wins:
+                w.Lock_all(MPI.MODE_NOCHECK)
             buf, _ = slots.Shared_query(0)
             self.slots = np.frombuffer(buf, dtype=dtype, count=self.size * P).reshape(self.size, P)
             buf, _ = common.Shared_query(0)
@@ -348,7 +354,7 @@ class _Shards:
         mine[hi:] = grads[hi:]
         # Every slot written before any is read; the next step's writes come
         # after the next barrier, when every rank has read this step's.
-        self.node.Barrier()
+        self._sync(self.wins[0])
         for r in range(self.size):
             if r != self.rank:
                 np.add(grads[lo:hi], self.slots[r, lo:hi], out=grads[lo:hi])
@@ -362,11 +368,18 @@ class _Shards:
             self.comm.Allgatherv(self.MPI.IN_PLACE, [a, (self.counts, self.displs), self.dt])
             return
         self.common[lo:hi] = a[lo:hi]
-        self.node.Barrier()
+        self._sync(self.wins[1])
         a[:lo] = self.common[:lo]
         a[hi:] = self.common[hi:]
         if again:  # read by all before the window is written again
-            self.node.Barrier()
+            self._sync(self.wins[1])
+
+    def _sync(self, win):
+        """A node barrier with the memory barriers that order this rank's
+        stores to the window before it and the other ranks' loads after it."""
+        win.Sync()
+        self.node.Barrier()
+        win.Sync()
 
     def sum(self, partials, out):
         """Partial sums of every rank, added in rank order: the same bits on every rank."""
@@ -379,6 +392,7 @@ class _Shards:
 
     def close(self):
         for w in self.wins:
+            w.Unlock_all()
             w.Free()
         self.wins = []
         self.node.Free()
