@@ -172,6 +172,21 @@ Target<T> make_target(const Network<T>& net, const py::array& t, index_t n,
   return out;
 }
 
+// The step that finish_step / finish_shard (`what`) completes: a
+// forward_backward on `rows` rows with no other pass since. Called inside the
+// pass: another thread's pass in between clears the pending step.
+template <class T>
+void check_pending(const Network<T>& n, index_t rows, const char* what) {
+  if (n.pending_rows() < 0)
+    throw std::invalid_argument(std::string(what) +
+                                ": no forward_backward to finish (each step needs its own, and "
+                                "no other pass in between)");
+  if (rows != n.pending_rows())
+    throw std::invalid_argument("rows: expected the " + std::to_string(n.pending_rows()) +
+                                " rows of the last forward_backward, got " +
+                                std::to_string(rows));
+}
+
 template <class T>
 const T* input_of(const Network<T>& net, const carray<T>& x) {
   return require<T>(x, "X", {-1, net.input_size()});
@@ -398,18 +413,8 @@ void bind_network(py::module_& m, const char* name) {
       .def("finish_step",
            [](Net& n, double loss, index_t rows) {
              Guard::Training claim(n.guard(), "finish_step");
-             // Checked inside the pass: another thread's pass in between
-             // clears the pending step.
              const StepResult r = pass(n, [&] {
-               if (n.pending_rows() < 0)
-                 throw std::invalid_argument(
-                     "finish_step: no forward_backward to finish (each step needs its own, and "
-                     "no other pass in between)");
-               if (rows != n.pending_rows())
-                 throw std::invalid_argument("rows: expected the " +
-                                             std::to_string(n.pending_rows()) +
-                                             " rows of the last forward_backward, got " +
-                                             std::to_string(rows));
+               check_pending(n, rows, "finish_step");
                return n.finish_step(loss, rows);
              });
              return to_python(r);
@@ -441,15 +446,7 @@ void bind_network(py::module_& m, const char* name) {
              StepResult r;
              try {
                r = pass(n, [&] {
-                 if (n.pending_rows() < 0)
-                   throw std::invalid_argument(
-                       "finish_shard: no forward_backward to finish (each step needs its own, "
-                       "and no other pass in between)");
-                 if (rows != n.pending_rows())
-                   throw std::invalid_argument("rows: expected the " +
-                                               std::to_string(n.pending_rows()) +
-                                               " rows of the last forward_backward, got " +
-                                               std::to_string(rows));
+                 check_pending(n, rows, "finish_shard");
                  return n.finish_shard(loss, rows, begin, end, call);
                });
              } catch (...) {
