@@ -126,6 +126,69 @@ elif case in ("sharded", "sharded_mixed"):
     h = m.fit(X, y, epochs=4, batch_size=96, comm=comm, reduction="sharded", verbose=0,
               validation_data=(Xv, yv), early_stopping=3)
     save(state(m), h.history)
+elif case == "sharded_edges":
+    # Cases that need their own paths, each fitted with reduction="sharded"
+    # and "fast" in the same run (float64, SGD): equal to ~1e-13, and the
+    # same on every rank.
+    def both(make, fit_kwargs, X, y):
+        out = []
+        for red in ("sharded", "fast"):
+            m = make()
+            m.fit(X, y, comm=comm, reduction=red, verbose=0, **fit_kwargs)
+            out.append(np.array(m._net.params_flat()))
+            same_everywhere(*state(m).values())
+        np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-13 * np.abs(out[1]).max())
+        return out[0]
+
+    def tiny():
+        m = fm.MLP([12, 1], seed=1, dtype="float64", loss="mse")
+        m.compile(optimizer=fm.optim.SGD(lr=0.1), l2=1e-3)
+        return m
+
+    def small():
+        m = fm.MLP([12, 8, 3], seed=2, dtype="float64")
+        m.compile(optimizer=fm.optim.SGD(lr=0.1, momentum=0.9))
+        return m
+
+    X, y = data(dtype=np.float64)
+    arrays = {}
+    # 13 parameters, fewer than 16 per rank: empty shards.
+    arrays["tiny"] = both(tiny, {"epochs": 2, "batch_size": 64}, X, X[:, :1] * 0.5)
+    # 23 rows in batches of 2: the last batch leaves a rank without rows.
+    arrays["no_rows"] = both(small, {"epochs": 2, "batch_size": 2}, X[:23], y[:23])
+    # Sample and class weights.
+    w = np.linspace(0.5, 2.0, len(X))
+    arrays["weights"] = both(small, {"epochs": 2, "batch_size": 50, "sample_weight": w,
+                                     "class_weight": {0: 1.0, 1: 2.0, 2: 0.5}}, X, y)
+
+    # A stop asked by one rank only, from a per-batch callback: every rank
+    # stops there, and the callback sees every shard's optimizer state.
+    class StopOnOne(fm.Callback):
+        every_n_batches = 2
+
+        def on_train_begin(self, model):
+            self._model = model
+
+        def on_batch_end(self, batch, logs):
+            same_everywhere(*state(self._model).values())
+            return rank == comm.Get_size() - 1 and batch == 4
+
+    m = small()
+    h = m.fit(X, y, epochs=3, batch_size=32, comm=comm, reduction="sharded", verbose=0,
+              callbacks=[StopOnOne()])
+    same_everywhere(*state(m).values())
+    arrays["stopped_epochs"] = np.array(len(h.history["loss"]))
+    save(arrays)
+elif case == "sharded_mixed_panels":
+    # mixed_bfloat16: after a sharded fit the bf16 weight panels hold the
+    # gathered weights (a stale panel would still be the same on every rank).
+    import pickle
+    X, y = data()
+    m = model("mixed_bfloat16")
+    m.fit(X, y, epochs=2, batch_size=96, comm=comm, reduction="sharded", verbose=0)
+    fresh = pickle.loads(pickle.dumps(m))
+    assert np.array_equal(m.predict_proba(X), fresh.predict_proba(X)), "stale bf16 panels"
+    save({"proba": m.predict_proba(X)})
 elif case == "sharded_diverges":
     # Every rank raises Diverged at the same step, with the parameters of the
     # step before and every shard's optimizer state gathered.

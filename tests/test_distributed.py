@@ -485,6 +485,25 @@ def test_sharded_runs_with_three_processes(tmp_path, case):
 
 
 @needs_mpi
+@pytest.mark.parametrize("transport", ["shared", "mpi"])
+def test_sharded_edge_cases_equal_fast_mode(tmp_path, transport):
+    # The worker compares sharded with fast mode in each case (empty shards,
+    # a rank without rows, sample and class weights) and checks every rank
+    # holds the same state, per-batch callbacks included.
+    env = {"FASTMLP_SHARDED_TRANSPORT": "mpi"} if transport == "mpi" else {}
+    r = load(launch(3, "sharded_edges", tmp_path, **env)[1])
+    assert int(r["stopped_epochs"]) == 1  # stopped in the first epoch, on one rank's word
+
+
+@needs_mpi
+@pytest.mark.skipif(not _core.have_bf16_instructions(),
+                    reason="this CPU has no AVX512_BF16 (mixed_bfloat16 needs it)")
+def test_sharded_mixed_bfloat16_repacks_its_panels(tmp_path):
+    r = load(launch(2, "sharded_mixed_panels", tmp_path)[1])  # the worker compares
+    assert np.isfinite(r["proba"]).all()
+
+
+@needs_mpi
 def test_sharded_divergence_is_raised_on_every_rank_with_the_state_gathered(tmp_path):
     r = load(launch(2, "sharded_diverges", tmp_path)[1])
     assert len(r["messages"]) == 2

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastmlp as fm
+from conftest import TeamProbe, require_openmp
 from fastmlp import _core
 from test_isa import ROUTES
 
@@ -93,16 +94,44 @@ def test_groups_equal_the_pieces_products_added_in_the_tree(isa, rng, dtype, sha
                         f"group {g}"))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pieces_longer_than_a_k_block(isa, rng, dtype):
+    # Fixed cuts around gemm()'s k block kc (half of gemm_pieces_max_k): a
+    # short piece then a long one (the right child formed in a tile, not
+    # added by the kernel), a long one then a short one, pieces of exactly
+    # kc, and one piece of 2 kc; trees starting at several offsets.
+    kc = _core.gemm_pieces_max_k(dtype == np.float64) // 2
+    m, n = 37, 45
+    cuts = [[0, 3, kc + 5], [0, kc + 5, kc + 9], [0, kc + 1, 2 * kc], [0, kc, kc + 1, kc + 2],
+            [0, 2 * kc], [0, 7, 9, kc + 11, kc + 12]]
+    for bounds in cuts:
+        k = bounds[-1]
+        a = rng.standard_normal((k, m)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        pieces = len(bounds) - 1
+        for first in (0, 1, 2, 3, pieces):
+            total = first + pieces + (first % 2)
+            got, groups = _core.matmul_pieces(a, b, bounds, first, total, True, False)
+            want, want_groups = expected(a, b, bounds, first, total, True, False)
+            assert list(groups) == want_groups
+            for g, w in enumerate(want):
+                np.testing.assert_array_equal(got[g], w, err_msg=f"{isa} {bounds} first={first}")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_thread_count_changes_no_bit(rng, threads):
     # dW of configuration L's first layer over 4 pieces of 64 rows.
+    if threads > 1:
+        require_openmp()
     dz = rng.standard_normal((256, 1024)).astype(np.float32)
     x = rng.standard_normal((256, 784)).astype(np.float32)
     bounds = [0, 64, 128, 192, 256]
     with _threads(1):
         one, _ = _core.matmul_pieces(dz, x, bounds, 0, 4, True, False)
-    with _threads(threads):
+    with _threads(threads), TeamProbe() as probe:
         got, groups = _core.matmul_pieces(dz, x, bounds, 0, 4, True, False)
+    if threads > 1:
+        assert probe.largest == threads  # it did run on two threads
     assert list(groups) == [0, 4]
     np.testing.assert_array_equal(got, one)
     want, _ = expected(dz, x, bounds, 0, 4, True, False)

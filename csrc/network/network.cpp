@@ -365,7 +365,10 @@ void Network<T>::backward_pieces(const T* x, index_t n) {
     // and the products give each row the same bits for any row count
     // (tests/test_distributed.py checks it), so dX is one product over all
     // the rows.
-    const bool together = prec_ == GemmPrecision::native && n <= gemm_pieces_max_k<T>();
+    // One piece (fast and sharded modes, or a share of one piece) is plain
+    // gemm()'s product, bit for bit; gemm_pieces only for several.
+    const bool together =
+        prec_ == GemmPrecision::native && pieces > 1 && n <= gemm_pieces_max_k<T>();
     for (index_t q = 0; q < pieces; ++q) {
       const index_t r0 = bounds[std::size_t(q)], m = bounds[std::size_t(q + 1)] - r0;
       const LayerTensors<T> g = grad_of(l, q);

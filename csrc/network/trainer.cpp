@@ -131,10 +131,10 @@ void Trainer<T>::penalize_span(Parameters<T>& p, index_t begin, index_t end, dou
 template <class T>
 double Trainer<T>::penalize(Parameters<T>& p, double loss) {
   const index_t L = p.num_layers();
-  std::vector<double> pen(std::size_t(L), 0.0);
-  penalize_span(p, 0, p.size(), pen.data(), grad_sumsq_.data());
+  span_partial_.resize(std::size_t(L));
+  penalize_span(p, 0, p.size(), span_partial_.data(), grad_sumsq_.data());
   if (reg_.l1 != 0.0 || reg_.l2 != 0.0)
-    for (index_t l = 0; l < L; ++l) loss += pen[std::size_t(l)];
+    for (index_t l = 0; l < L; ++l) loss += span_partial_[std::size_t(l)];
   return loss;
 }
 
@@ -191,12 +191,13 @@ StepResult Trainer<T>::finish_span(Parameters<T>& p, Workspace<T>& ws, double lo
                                 std::to_string(p.size()) + " values");
   const index_t L = p.num_layers();
   // Penalties, then squared norms: one reduction for both.
-  std::vector<double> partial(std::size_t(2 * L)), global(std::size_t(2 * L));
-  penalize_span(p, begin, end, partial.data(), partial.data() + L);
-  reduce(partial.data(), 2 * L, global.data());
+  span_partial_.resize(std::size_t(2 * L));
+  span_global_.resize(std::size_t(2 * L));
+  penalize_span(p, begin, end, span_partial_.data(), span_partial_.data() + L);
+  reduce(span_partial_.data(), 2 * L, span_global_.data());
   if (reg_.l1 != 0.0 || reg_.l2 != 0.0)
-    for (index_t l = 0; l < L; ++l) loss += global[std::size_t(l)];
-  std::copy(global.begin() + L, global.end(), grad_sumsq_.begin());
+    for (index_t l = 0; l < L; ++l) loss += span_global_[std::size_t(l)];
+  std::copy(span_global_.begin() + L, span_global_.end(), grad_sumsq_.begin());
   const StepResult r = check_and_clip_span(p, loss, begin, end, &reduce);
   if (!r.ok) return r;
   update_span(p, begin, end);

@@ -181,6 +181,7 @@ class Trainer {
   int64_t steps_ = 0;
   Regularization reg_;
   std::vector<double> grad_sumsq_;
+  std::vector<double> span_partial_, span_global_;  // penalize / finish_span scratch
   std::vector<std::vector<unsigned char>> alive_;
   EpochProgress progress_;
 };

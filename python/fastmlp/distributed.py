@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -213,7 +214,7 @@ class _Reducer:
         """Sum over all pieces of the global batch of `partials` (this
         rank's pieces x width), the same bits for any number of ranks."""
         width = partials.shape[1]
-        if self.mode != "reproducible":
+        if self.mode == "fast":
             local = np.zeros(width)
             for row in partials:
                 local += row
@@ -314,19 +315,30 @@ class _Shards:
         self.counts = [b - a for a, b in zip(self.bounds, self.bounds[1:])]
         self.displs = self.bounds[:-1]
         self.node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        import os
-        forced = os.environ.get("FASTMLP_SHARDED_TRANSPORT", "")
-        self.shared = self.node.Get_size() == self.size and forced != "mpi"
+        item = np.dtype(dtype).itemsize
+        stride = -(-P // align) * align  # each slot 64-byte aligned in the window
+        need = (self.size + 1) * stride * item
+        # Rank 0 decides for all (a rank deciding alone could leave the others
+        # waiting in a window allocation): the window when every rank shares
+        # this machine and its shared memory has room (a container's small
+        # /dev/shm would fail on first touch, not at allocation), unless
+        # FASTMLP_SHARDED_TRANSPORT=mpi asks for the collectives.
+        shared = None
+        if self.rank == 0:
+            shared = (self.node.Get_size() == self.size
+                      and os.environ.get("FASTMLP_SHARDED_TRANSPORT", "") != "mpi"
+                      and need <= 0.8 * _shm_free_bytes())
+        self.shared = bool(comm.bcast(shared, root=0))
         self.wins = []
         if self.shared:
             # Every rank's slot of the gradient (the other shards' values),
             # and one buffer of new values; both allocated by the first rank
             # of the node, seen by all.
-            item = np.dtype(dtype).itemsize
             first = self.node.Get_rank() == 0
-            slots = MPI.Win.Allocate_shared(self.size * P * item if first else 0, item,
+            slots = MPI.Win.Allocate_shared(self.size * stride * item if first else 0, item,
                                             comm=self.node)
-            common = MPI.Win.Allocate_shared(P * item if first else 0, item, comm=self.node)
+            common = MPI.Win.Allocate_shared(stride * item if first else 0, item,
+                                             comm=self.node)
             self.wins = [slots, common]
             # MPI's shared-memory model: loads and stores of one rank become
             # visible to another after a memory barrier (Win.Sync, inside a
@@ -335,7 +347,8 @@ class _Shards:
             for w in self.wins:
                 w.Lock_all(MPI.MODE_NOCHECK)
             buf, _ = slots.Shared_query(0)
-            self.slots = np.frombuffer(buf, dtype=dtype, count=self.size * P).reshape(self.size, P)
+            self.slots = np.frombuffer(buf, dtype=dtype,
+                                       count=self.size * stride).reshape(self.size, stride)[:, :P]
             buf, _ = common.Shared_query(0)
             self.common = np.frombuffer(buf, dtype=dtype, count=P)
         else:
@@ -374,6 +387,11 @@ class _Shards:
         if again:  # read by all before the window is written again
             self._sync(self.wins[1])
 
+    def barrier(self):
+        """Every rank's reads of the windows done before any writes after."""
+        if self.shared:
+            self._sync(self.wins[1])
+
     def _sync(self, win):
         """A node barrier with the memory barriers that order this rank's
         stores to the window before it and the other ranks' loads after it."""
@@ -391,11 +409,22 @@ class _Shards:
         out[...] = total
 
     def close(self):
+        self.slots = self.common = None  # no view outlives the memory
         for w in self.wins:
             w.Unlock_all()
             w.Free()
         self.wins = []
         self.node.Free()
+
+
+def _shm_free_bytes():
+    """Free bytes of the shared-memory file system MPI's windows live in (inf
+    where there is none to ask)."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return float("inf")
+    return st.f_bavail * st.f_frsize
 
 
 def _gather(a, rows):
@@ -497,6 +526,10 @@ class Trainer:
         """Sharded: every rank gets the optimizer state of every shard (each
         has stepped only its own). Collective."""
         if self.shards is not None:
+            # The last step's all-gather left the window unguarded (again=
+            # False): every rank must have read its parameters before the
+            # state is written there.
+            self.shards.barrier()
             for v in self.model._net.optimizer_state():
                 self.shards.all_gather(v)
 
@@ -565,6 +598,12 @@ class Trainer:
                 r.grad_norm_sum[i] += g
             batch_no = r.batches
             if every and start + nb < n:
+                if any(cb.every_n_batches and batch_no % cb.every_n_batches == 0
+                       for cb in callbacks):
+                    # A callback may save the model: every shard's optimizer
+                    # state first (the same decision on every rank, whose
+                    # callbacks agree).
+                    self.gather_state()
                 logs = {"loss": r.loss_sum / r.rows}
                 for cb in callbacks:
                     if cb.every_n_batches and batch_no % cb.every_n_batches == 0:
@@ -582,7 +621,7 @@ class Trainer:
         gradient summed, stepped, and every shard's new values gathered."""
         sh = self.shards
         grads = net.grads_flat()
-        if plan.pieces == 0:
+        if plan.pieces == 0:  # no rows here: nothing to add
             grads[...] = 0
         sh.reduce_scatter(grads)
         del grads
