@@ -46,9 +46,12 @@ Two reductions:
     step and an all-gather, the bytes of one all-reduce but a 1/N share of
     the optimizer's work. Where every rank is on one machine, the shards
     travel through an MPI shared-memory window (one copy in, one out);
-    otherwise through ``Reduce_scatter`` and ``Allgatherv``. The optimizer
-    state of the other shards is gathered at the end of every epoch (and
-    when a step diverges), so callbacks and the fitted model see all of it.
+    otherwise through ``Reduce_scatter`` and ``Allgatherv`` (also where
+    /dev/shm lacks room for the window, or with the environment variable
+    FASTMLP_SHARDED_TRANSPORT=mpi on rank 0). The optimizer state of the
+    other shards is gathered at the end of every epoch, before any
+    per-batch callback and when a step diverges, so callbacks and the
+    fitted model see all of it.
     Identical on every rank, equal to a single-process fit up to rounding.
 
 Launch with ``mpiexec -n N python -m mpi4py script.py``: with ``-m mpi4py``
