@@ -10,7 +10,9 @@ in the dtype; below the floor the absolute error must stay under the floor.
 
 Inputs: logarithmic grids of both signs from subnormal-adjacent magnitudes
 to the overflow limit, plus a dense linear grid over [-50, 50] where the
-functions bend, plus the float neighbours of GELU''s derivative root.
+functions bend, plus the float neighbours of GELU''s derivative root; for
+the cross-entropy also random rows (test_cross_entropy_random_rows), whose
+differences z_j - max z are not exact and whose sums have up to 1000 terms.
 
 Why the floor (where exactness is impossible as the functions are defined
 and stored):
