@@ -10,7 +10,9 @@ in the dtype; below the floor the absolute error must stay under the floor.
 
 Inputs: logarithmic grids of both signs from subnormal-adjacent magnitudes
 to the overflow limit, plus a dense linear grid over [-50, 50] where the
-functions bend, plus the float neighbours of GELU''s derivative root.
+functions bend, plus the float neighbours of GELU''s derivative root; for
+the cross-entropy also random rows (test_cross_entropy_random_rows), whose
+differences z_j - max z are not exact and whose sums have up to 1000 terms.
 
 Why the floor (where exactness is impossible as the functions are defined
 and stored):
@@ -761,3 +763,123 @@ def test_torch_cancelling_column(kind, dtype):
                worst(np.where(near, err, np.nan)))
     if kind != "poisson_counts":
         record(f"{CANCEL_NAME[kind]} loss", dtype, "torch", worst(ulp_errors(vals, ev, dtype)))
+
+
+# --- cross-entropy on random rows ----------------------------------------------
+#
+# The grids above use rows whose differences z_j - max z are (nearly) exact;
+# random logits are not, and rounding d = fl(z_j - max) costs e^d a relative
+# |d| 2^-53 (dozens of ulp at d ~ -100), while a plain sum of the row's
+# exponentials carries up to k ulp. These rows exercise both: several seeds,
+# k = 2 .. 6 and k = 1000, logit scales 1 .. 100, ties at the max, huge
+# offsets with a small spread; targets as class ids, one-hot rows, and soft
+# rows with zero entries that need not sum to 1.
+
+CE_KINDS = ("labels", "onehot", "soft")
+CE_SEEDS = (0, 1, 2)
+CE_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+@functools.lru_cache(maxsize=None)
+def random_ce_cases(kind, dtype):
+    """Rows (z (1, k), target as passed, u (k,) the exact dense target)."""
+    rows = []
+    for seed in CE_SEEDS:
+        rng = np.random.default_rng([seed, CE_KINDS.index(kind), np.dtype(dtype).itemsize])
+        shapes = [(int(rng.integers(2, 7)), False) for _ in range(60)] + [(1000, True)]
+        for k, wide in shapes:
+            scale = float(rng.choice(CE_SCALES))
+            z = rng.standard_normal(k) * scale
+            if wide and seed == 1:
+                z = rng.standard_normal(k)  # confident: one class far ahead
+                z[rng.integers(k)] += 40.0
+            if rng.random() < 0.2:  # a tie at the max
+                z[rng.choice(k, size=2, replace=False)] = z.max()
+            if rng.random() < 0.2:  # a huge offset, a small spread
+                z = 1e4 + z / scale
+            z = z.astype(dtype)[None]
+            c = int(rng.integers(k))
+            if kind == "labels":
+                t = np.array([c], dtype=np.int32)
+                u = np.eye(k)[c]
+            elif kind == "onehot":
+                t = np.eye(k, dtype=dtype)[c][None]
+                u = t[0].astype(np.float64)
+            else:
+                v = rng.uniform(0.0, 1.0, k)
+                v[rng.choice(k, size=int(rng.integers(0, k)), replace=False)] = 0.0
+                v[c] = max(v[c], 0.05)  # never all zero
+                v *= float(rng.choice((1.0, 1.0 / v.sum(), 0.01, 3.0)))
+                t = v.astype(dtype)[None]
+                u = t[0].astype(np.float64)
+            rows.append((z, t, u))
+    return rows
+
+
+def _exact_ce_dense(z, u):
+    """(loss, gradient) of one row with dense target u exactly, in forms that
+    do not cancel: s = 1 + r (r the sum of e_j = e^(z_j - max) over j != m,
+    m the first argmax), loss sum_j u_j ((max - z_j) + log1p(r)), gradient
+    (e_j t_sum - u_j s) / s, for j = m as (sum_{j != m} u_j - u_m r) / s, so
+    that 1/(1 + r) - 1 is never formed."""
+    zs = [mp.mpf(float(v)) for v in z.ravel()]
+    us = [mp.mpf(float(v)) for v in u]
+    m = max(range(len(zs)), key=lambda j: zs[j])
+    mx = zs[m]
+    e = [mp.exp(v - mx) for v in zs]
+    r = mp.fsum(v for j, v in enumerate(e) if j != m)
+    s = 1 + r
+    tsum = mp.fsum(us)
+    lse = mp.log1p(r)
+    value = mp.fsum(uj * ((mx - zj) + lse) for uj, zj in zip(us, zs) if uj != 0)
+    grad = [(ej * tsum - uj * s) / s for ej, uj in zip(e, us)]
+    grad[m] = (mp.fsum(uj for j, uj in enumerate(us) if j != m) - us[m] * r) / s
+    return value, grad
+
+
+@functools.lru_cache(maxsize=None)
+def exact_random_ce(kind, dtype):
+    vals, grads = [], []
+    for z, _, u in random_ce_cases(kind, dtype):
+        v, g = _exact_ce_dense(z, u)
+        vals.append(v)
+        grads.extend(g)
+    return tuple(vals), tuple(grads)
+
+
+def _run_random_ce(fn, kind, dtype):
+    vals, grads = [], []
+    for z, t, _ in random_ce_cases(kind, dtype):
+        v, g = fn("cross_entropy", z, t)
+        vals.append(v)
+        grads.append(g)
+    return np.array(vals), np.concatenate(grads)
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+@pytest.mark.parametrize("kind", CE_KINDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_cross_entropy_random_rows(kind, impl, dtype):
+    vals, grads = _run_random_ce(functools.partial(_loss_impl, impl), kind, dtype)
+    ev, eg = exact_random_ce(kind, dtype)
+    errs = []
+    for what, got, ex in (("loss", vals, ev), ("gradient", grads, eg)):
+        err = ulp_errors(got, ex, dtype)
+        record(f"cross_entropy random {kind} {what}", dtype, impl, worst(err))
+        bad = np.flatnonzero(err > TOL[dtype])
+        if bad.size:
+            errs.append(f"{what}: {bad.size} points over {TOL[dtype]} ulp, worst {worst(err):.3g}")
+    assert not errs, f"cross_entropy random {kind} {_name(dtype)} {impl}: " + "; ".join(errs)
+
+
+@pytest.mark.parametrize("kind", CE_KINDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_name)
+def test_torch_random_cross_entropy_column(kind, dtype):
+    if torch is None:
+        pytest.skip("torch is not installed: no comparison column")
+    fn = _torch_loss if kind == "labels" else _torch_dense_loss
+    vals, grads = _run_random_ce(fn, kind, dtype)
+    ev, eg = exact_random_ce(kind, dtype)
+    record(f"cross_entropy random {kind} loss", dtype, "torch", worst(ulp_errors(vals, ev, dtype)))
+    record(f"cross_entropy random {kind} gradient", dtype, "torch",
+           worst(ulp_errors(grads, eg, dtype)))

@@ -33,13 +33,22 @@ namespace fastmlp {
 // 2^n from the exponent bits. Relative error below 2 ulp over [-87, 88];
 // arguments outside are clamped (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38), which only
 // the saturated ends of sigmoid and tanh ever reach.
-static FM_ALWAYS_INLINE float exp_f32(float x) {
+//
+// exp_f32_lo(x, lo): e^(x + lo) for a tail lo of at most half an ulp of x
+// (the rounding error of a difference x = fl(a - b), exact by TwoSum). lo
+// joins the reduced argument r, so that e^(a - b) is not off by the |x|/2
+// ulp that rounding x costs (e.g. 16 ulp at x = -33); exp_f32 is the same
+// with lo = 0 (kept apart so that its callers pay no extra add).
+template <bool Lo>
+static FM_ALWAYS_INLINE float exp_f32_impl(float x, float lo) {
+  if constexpr (Lo) lo = x < -87.0f ? 0.0f : lo;  // a clamped x drops its tail (any size)
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float t = x * 1.44269504088896341f + shifter;
   const float n = t - shifter;
   float r = x - n * 0.693359375f;       // ln2, high part (exact in a few bits)
+  if constexpr (Lo) r = r + lo;
   r = r - n * -2.12194440e-4f;          // ln2 - high part
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -54,6 +63,9 @@ static FM_ALWAYS_INLINE float exp_f32(float x) {
   return er * scale;
 }
 
+static FM_ALWAYS_INLINE float exp_f32(float x) { return exp_f32_impl<false>(x, 0.0f); }
+static FM_ALWAYS_INLINE float exp_f32_lo(float x, float lo) { return exp_f32_impl<true>(x, lo); }
+
 // exp_neg_f64: e^x for x <= 0 in double, branch-free so that the float64
 // derivative loops vectorize (the C library's exp is a call per element,
 // ~15x slower than the y-based forms it replaced). Cody-Waite reduction
@@ -63,7 +75,10 @@ static FM_ALWAYS_INLINE float exp_f32(float x) {
 // subnormal result is rounded once. Within about 1 ulp; x < -745.2 gives 0.
 // n is read from the bits of x log2(e) + 1.5 * 2^52, so that no
 // double-to-integer conversion (which AVX2 lacks) is needed.
-static FM_ALWAYS_INLINE double exp_neg_f64(double x) {
+// exp_neg_f64_lo(x, lo) is e^(x + lo) as exp_f32_lo above.
+template <bool Lo>
+static FM_ALWAYS_INLINE double exp_neg_f64_impl(double x, double lo) {
+  if constexpr (Lo) lo = x < -745.2 ? 0.0 : lo;  // a clamped x drops its tail (any size)
   x = x < -745.2 ? -745.2 : x;
   const double shifter = 6755399441055744.0;  // 1.5 * 2^52
   const double t = x * 1.4426950408889634 + shifter;
@@ -72,6 +87,7 @@ static FM_ALWAYS_INLINE double exp_neg_f64(double x) {
   // is the difference (Sterbenz); n ln2_lo is below 2^-21 of r's scale. No
   // fma: the baseline unit is compiled without it, where it is a call.
   double r = x - n * 6.93147180369123816490e-01;
+  if constexpr (Lo) r = r + lo;
   r = r - n * 1.90821492927058770002e-10;
   double q = 1.6059043836821613e-10;
   q = q * r + 2.08767569878681e-09;
@@ -95,6 +111,11 @@ static FM_ALWAYS_INLINE double exp_neg_f64(double x) {
   std::memcpy(&s1, &b1, sizeof s1);
   std::memcpy(&s2, &b2, sizeof s2);
   return er * s1 * s2;
+}
+
+static FM_ALWAYS_INLINE double exp_neg_f64(double x) { return exp_neg_f64_impl<false>(x, 0.0); }
+static FM_ALWAYS_INLINE double exp_neg_f64_lo(double x, double lo) {
+  return exp_neg_f64_impl<true>(x, lo);
 }
 
 // tanh_f32: the odd Taylor polynomial through z^13 for |z| < 0.4 (truncation
@@ -133,6 +154,15 @@ static FM_ALWAYS_INLINE T exp_neg(T x) {
     return exp_f32(x);
   else
     return exp_neg_f64(x);
+}
+
+// e^(x + lo), x <= 0, lo the tail of an exact difference (see exp_f32_lo).
+template <class T>
+static FM_ALWAYS_INLINE T exp_neg_lo(T x, T lo) {
+  if constexpr (std::is_same_v<T, float>)
+    return exp_f32_lo(x, lo);
+  else
+    return exp_neg_f64_lo(x, lo);
 }
 
 // sigmoid'(z) = s(z) s(-z) = e / (1 + e)^2 with e = e^{-|z|} (even in z):

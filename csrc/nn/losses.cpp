@@ -58,8 +58,108 @@ FM_ALWAYS_INLINE T log1p_softmax(T r) {
   }
 }
 
+// The accurate pieces of a softmax row (loss_output, loss_rows). Rounding
+// the shifted logit d = fl(z_j - max) costs e^d a relative |d| 2^-53
+// (2^-24): 16 ulp at d = -33, 63 ulp seen at d = -120 in float64, as the
+// difference's error becomes an error of the exponent. So e_j is
+// e^(d + lo) with lo = (z_j - max) - d exact (TwoSum) and folded into exp's
+// reduced argument (exp_neg_lo). Rows with an infinite logit keep their
+// limits: a d of -inf is clamped by exp_neg_lo, which then drops the (NaN)
+// tail, and a NaN d gives NaN as before.
 template <class T>
-void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
+FM_ALWAYS_INLINE T exp_shifted(T zj, T mx) {
+  const T d = zj - mx;
+  const T bv = d - zj;
+  const T lo = (zj - (d - bv)) - (mx + bv);
+  return exp_neg_lo(d, lo);
+}
+
+// Error-free a + b = s + err (TwoSum, any order of magnitudes).
+template <class T>
+FM_ALWAYS_INLINE T two_sum_err(T a, T b, T s) {
+  const T bv = s - a;
+  return (a - (s - bv)) + (b - bv);
+}
+
+// r = sum of the row's e_j but the leading one's 1, the tail of s = 1 + r:
+// each class tied with the max counts as 1 (its e^0), less the one that is
+// the 1 of s, plus the others' terms, with no index search. In double for
+// both dtypes. A plain sum would carry up to k ulp of r (typically sqrt(k)),
+// which passes into every p_j = e_j / (1 + r) and into log1p(r): float32
+// sums in double, float64 in compensated (TwoSum) accumulators, eight
+// interleaved lanes on long rows so that the loop vectorizes (no
+// reassociation, one dependent add per lane) and two chains on short ones
+// (latency-bound like the plain sum they replace, the error terms off the
+// chains).
+template <class T>
+FM_ALWAYS_INLINE double softmax_tail(const T* e, const T* zi, T mx, index_t k) {
+  double hi = 0.0, lo = 0.0;
+  double ties = 0.0;  // counted in double, per lane: an int64 count does not vectorize on SSE2
+  index_t j = 0;
+  if (k >= kSimdMaxRow) {
+    constexpr int L = 8;
+    double sl[L] = {}, cl[L] = {}, tl[L] = {};
+    for (; j + L <= k; j += L) {
+      // The lanes are the vector (simd over l): GCC's loop vectorizer
+      // refuses the j loop, whose running sums feed TwoSum's error terms.
+#pragma omp simd
+      for (int l = 0; l < L; ++l) {
+        // Masks as 0/1 factors, no branch (a bool here stops the vectorizer).
+        const double top = zi[j + l] == mx ? 1.0 : 0.0;
+        const double x = double(e[j + l]) * (1.0 - top);
+        tl[l] += top;
+        if constexpr (std::is_same_v<T, float>) {
+          sl[l] += x;  // float terms: double's k 2^-53 is far below float's ulp
+        } else {
+          const double t = sl[l] + x;
+          cl[l] += two_sum_err(sl[l], x, t);
+          sl[l] = t;
+        }
+      }
+    }
+    for (int l = 0; l < L; ++l) {
+      const double t = hi + sl[l];
+      lo += two_sum_err(hi, sl[l], t) + cl[l];
+      hi = t;
+      ties += tl[l];
+    }
+  }
+  // The rest (all of a short row) in two chains, even and odd j, which
+  // halves the dependent adds of the plain sum this replaces.
+  double hi2 = 0.0, lo2 = 0.0;
+  index_t more_ties = 0;  // an integer here: a double count would be a third chain
+  auto add = [&](double& h, double& l, index_t jj) {
+    const bool top = zi[jj] == mx;
+    const double x = top ? 0.0 : double(e[jj]);
+    more_ties += top;
+    if constexpr (std::is_same_v<T, float>) {
+      h += x;
+    } else {
+      const double t = h + x;
+      l += two_sum_err(h, x, t);
+      h = t;
+    }
+  };
+  for (; j + 1 < k; j += 2) {
+    add(hi, lo, j);
+    add(hi2, lo2, j + 1);
+  }
+  if (j < k) add(hi, lo, j);
+  ties += double(more_ties);
+  const double x = ties > 0.0 ? ties - 1.0 : 0.0;
+  if constexpr (std::is_same_v<T, float>) {
+    return (hi + hi2) + x;
+  } else {
+    double t = hi + hi2;
+    lo += two_sum_err(hi, hi2, t) + lo2;
+    const double t2 = t + x;
+    lo += two_sum_err(t, x, t2);
+    return t2 + lo;
+  }
+}
+
+template <class T>
+void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* tail) {
   if (loss == Loss::mse) return;
   const int nt = threads_for(double(n) * k * 16.0);
   parallel_for(n, nt, [&](index_t i) {
@@ -72,23 +172,18 @@ void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse) {
       for (index_t j = 0; j < k; ++j) yi[j] = std::exp(zi[j]);
     } else {
       // s = 1 + r, where the 1 is the leading class's e^0 and r the sum
-      // over the others. lse[i] = log1p(r) = log s keeps the digits that
-      // log(s) would lose when r << 1 (a confident prediction, loss ~ r).
-      // r counts each class tied with the max as 1 (its e^0), less the one
-      // that is the 1 of s, plus the others' terms: no index search, so the
-      // loops stay branch-free.
+      // over the others (softmax_tail). The loss takes log s as log1p(r),
+      // which keeps the digits that log(s) would lose when r << 1 (a
+      // confident prediction, loss ~ r), and p_c - 1 of a dominant class as
+      // -r / (1 + r): tail[i] = r is what loss_forward_backward reads.
       const T mx = row_max(zi, k);
-      for (index_t j = 0; j < k; ++j) yi[j] = exp_neg(zi[j] - mx);  // z - max(z) <= 0
-      T r = T(0);
-      index_t ties = 0;
-      for (index_t j = 0; j < k; ++j) {
-        const bool top = zi[j] == mx;
-        ties += top;
-        r += top ? T(0) : yi[j];
-      }
-      r += T(ties > 0 ? ties - 1 : 0);
-      lse[i] = log1p_softmax(r);
-      const T inv = T(1) / (T(1) + r);
+      for (index_t j = 0; j < k; ++j) yi[j] = exp_shifted(zi[j], mx);
+      const double r = softmax_tail(yi, zi, mx, k);
+      tail[i] = T(r);
+      // p_j = e_j * (1 / s): two roundings where e_j / s has one, but a
+      // division per element costs short rows ~10%, and the bound holds
+      // (measured worst 2.4 ulp, float64, tests/test_extremes.py).
+      const T inv = T(1.0 / (1.0 + r));
       for (index_t j = 0; j < k; ++j) yi[j] *= inv;
     }
   });
@@ -300,7 +395,7 @@ FM_NOINLINE T bce_soft_residual(T z, T t, T ez, T y, T r) {
 // unweighted result bitwise.
 template <class T, bool Weighted>
 void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, index_t n,
-               index_t k, T inv_den, double* row_loss, const T* lse_rows) {
+               index_t k, T inv_den, double* row_loss, const T* tail_rows) {
   const T* sw = t.sample_weight;
   const T* cw = t.class_weight;
   (void)sw;
@@ -434,9 +529,14 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
       case Loss::cross_entropy: {
         // -log p_c = (max_j z_j - z_c) + log sum_j exp(z_j - max): both
         // terms >= 0, so nothing cancels; the second, log1p(r), comes from
-        // the softmax pass of loss_output (lse_rows). Writing lse - z_c
+        // softmax's tail r that loss_output wrote (tail_rows). Writing lse - z_c
         // instead rounds lse to the ulp of max z, all of a small loss.
-        const T lse = lse_rows[i];
+        const T r = tail_rows[i];
+        const T lse = log1p_softmax(r);
+        // p_c - 1 = -r / (1 + r) for a dominant class c (p_c > 1/2 makes it
+        // the unique max, the 1 of s = 1 + r): from the accurate tail,
+        // where 1 - p_c would cancel and -sum_{j != c} p_j adds their errors.
+        auto pc1 = [&] { return -double(r) / (1.0 + double(r)); };
         const T mx = row_max(zi, k);
         if (t.labels) {
           const int32_t c = t.labels[i];
@@ -447,12 +547,8 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           li = (double(mx) - double(zi[c])) + double(lse);
           if (di) {
             for (index_t j = 0; j < k; ++j) di[j] = yi[j] * g;
-            // p_c - 1 = -sum_{j != c} p_j: when p_c > 1/2 the sum keeps the
-            // digits that the subtraction from 1 would cancel.
             if (yi[c] > T(0.5)) {
-              double q = 0.0;
-              for (index_t j = 0; j < k; ++j) q += j == c ? 0.0 : double(yi[j]);
-              di[c] = -T(q) * g;
+              di[c] = T(pc1()) * g;
             } else {
               di[c] -= g;
             }
@@ -463,14 +559,55 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           const T g = Weighted ? wi * inv_den : inv_den;
           const T* ti = t.dense + i * k;
           auto u = [&](index_t j) { return Weighted && cw ? cw[j] * ti[j] : ti[j]; };
-          T tsum = T(0);
-          double acc = 0.0;
-          for (index_t j = 0; j < k; ++j) {
-            const T uj = u(j);
-            tsum += uj;
-            acc += double(uj) * ((double(mx) - double(zi[j])) + double(lse));
+          // t_sum and the row loss as compensated sums (TwoSum; float32's
+          // in double is enough): a plain sum's error grows with k. The
+          // loop is a dependent chain either way, and the error terms stay
+          // off it.
+          auto term = [&](index_t j) {
+            return double(u(j)) * ((double(mx) - double(zi[j])) + double(lse));
+          };
+          double ts = 0.0, ts_lo = 0.0, acc = 0.0, acc_lo = 0.0;
+          index_t j0 = 0;
+          if constexpr (std::is_same_v<T, double>) {
+            // Long rows in four interleaved lanes (simd over l, as softmax_tail).
+            if (k >= kSimdMaxRow) {
+              constexpr int L = 4;
+              double sa[L] = {}, ca[L] = {}, sb[L] = {}, cb[L] = {};
+              for (; j0 + L <= k; j0 += L) {
+#pragma omp simd
+                for (int l = 0; l < L; ++l) {
+                  const double uj = u(j0 + l), x = term(j0 + l);
+                  const double t1 = sa[l] + uj, t2 = sb[l] + x;
+                  ca[l] += two_sum_err(sa[l], uj, t1);
+                  cb[l] += two_sum_err(sb[l], x, t2);
+                  sa[l] = t1;
+                  sb[l] = t2;
+                }
+              }
+              for (int l = 0; l < L; ++l) {
+                const double t1 = ts + sa[l], t2 = acc + sb[l];
+                ts_lo += two_sum_err(ts, sa[l], t1) + ca[l];
+                acc_lo += two_sum_err(acc, sb[l], t2) + cb[l];
+                ts = t1;
+                acc = t2;
+              }
+            }
           }
-          li = acc;
+          for (index_t j = j0; j < k; ++j) {
+            const double uj = u(j), x = term(j);
+            if constexpr (std::is_same_v<T, float>) {
+              ts += uj;
+              acc += x;
+            } else {
+              const double t1 = ts + uj, t2 = acc + x;
+              ts_lo += two_sum_err(ts, uj, t1);
+              acc_lo += two_sum_err(acc, x, t2);
+              ts = t1;
+              acc = t2;
+            }
+          }
+          const T tsum = T(ts + ts_lo);
+          li = acc + acc_lo;
           if (di) {
             // The flags are counted in an integer of T's width (not or-ed
             // into a bool): that form of the loop vectorizes.
@@ -483,7 +620,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
             // Only flagged rows pay for more (a count of the non-zero
             // targets first). A one-hot row (any weight, u_c = t_sum) is
             // flagged when p_c > 1/2, where it takes t_sum (p_c - 1) as the
-            // class-id path forms p_c - 1: -sum_{j != c} p_j. Other rows go
+            // class-id path forms p_c - 1: -r / (1 + r). Other rows go
             // to cross_entropy_soft_exact.
             if (near) {
               index_t nnz = 0, c = 0;
@@ -494,9 +631,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
               if (nnz != 1) {
                 cross_entropy_soft_exact(di, zi, yi, u, k, mx, tsum, g);
               } else if (yi[c] > T(0.5)) {
-                double q = 0.0;
-                for (index_t j = 0; j < k; ++j) q += j == c ? 0.0 : double(yi[j]);
-                di[c] = -T(q * double(tsum)) * g;
+                di[c] = T(pc1() * double(tsum)) * g;
               }
             }
           }
@@ -521,7 +656,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
 // training.
 template <class T>
 double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
-                             index_t n, index_t k, double* row_loss, const T* lse,
+                             index_t n, index_t k, double* row_loss, const T* tail,
                              double den_given) {
   if (n <= 0) return 0.0;
   const bool ce = loss == Loss::cross_entropy;
@@ -534,7 +669,7 @@ double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Targ
       den = den_given;
       inv_den = T(1) / T(den);
     }
-    loss_rows<T, false>(loss, d, z, y, t, n, k, inv_den, row_loss, lse);
+    loss_rows<T, false>(loss, d, z, y, t, n, k, inv_den, row_loss, tail);
   } else {
     if (den_given > 0.0) {
       den = den_given;
@@ -548,7 +683,7 @@ double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Targ
       }
       inv_den = T(1) / T(den);
     }
-    loss_rows<T, true>(loss, d, z, y, t, n, k, inv_den, row_loss, lse);
+    loss_rows<T, true>(loss, d, z, y, t, n, k, inv_den, row_loss, tail);
   }
   double total = 0.0;
   for (index_t i = 0; i < n; ++i) total += row_loss[i];

@@ -63,23 +63,24 @@ struct Target {
 
 // y = softmax(z) (cross_entropy), sigmoid(z) (binary_cross_entropy) or exp(z)
 // (poisson), row-wise; for mse nothing is done (y is the output layer's act(z)). For
-// cross_entropy it also writes lse[i] = log sum_j exp(z_ij - max_j z_ij)
-// (n entries, >= 0, by log1p of the non-leading terms), which
-// loss_forward_backward reads instead of exponentiating the rows again.
+// cross_entropy it also writes tail[i] = r_i = sum_j exp(z_ij - max_j z_ij) - 1
+// (n entries, >= 0: the sum without the leading class's 1, summed accurately),
+// which loss_forward_backward reads instead of exponentiating the rows again
+// (the loss's log sum exp is log1p(r), a dominant class's p_c - 1 is -r/(1+r)).
 template <class T>
-void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* lse);
+void loss_output(Loss loss, T* y, const T* z, index_t n, index_t k, T* tail);
 
 // Mean loss of the batch. If d != nullptr, also writes the gradient: dL/dy for
 // mse, dL/dz otherwise. row_loss: scratch of n doubles (per-row sums, added in
 // row order so that the result is independent of the thread count).
-// lse: the row log sum exp(z - max) that loss_output wrote for this z (read by
-// cross_entropy only; the caller runs loss_output first, as it must for y).
+// tail: the rows' r = sum exp(z - max) - 1 that loss_output wrote for this z
+// (read by cross_entropy only; the caller runs loss_output first, as it must for y).
 // den_given > 0 replaces the loss's denominator (n, n k or sum_i c_{y_i}, see
 // above): a data-parallel rank passes its global batch's, so that its rows'
 // loss terms and gradients are those of the global mean.
 template <class T>
 double loss_forward_backward(Loss loss, T* d, const T* z, const T* y, const Target<T>& t,
-                             index_t n, index_t k, double* row_loss, const T* lse,
+                             index_t n, index_t k, double* row_loss, const T* tail,
                              double den_given = 0.0);
 
 }  // namespace fastmlp

@@ -1177,7 +1177,7 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     makes it exact for target rows that do not sum to 1 as well.
 
     Exactness: p_j sum_j u_j - u_j vanishes where p_j = u_j / sum_j u_j and
-    cancels near there. A one-hot row takes -u_c sum_{j != c} p_j for its
+    cancels near there. A one-hot row takes -u_c r / (1 + r) for its
     class (as class ids do); elsewhere the classes where it may cancel are
     recomputed in double-double (``_cross_entropy_soft_exact``), a dominant
     target by the complement of the other classes, and float64 ones within a
@@ -1204,7 +1204,7 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     kind, t = _ce_target(z, target)
     s, c = _ce_weights(z, sample_weight, class_weight)
     _, _, e, r = _softmax_parts(z)
-    p = e / (1.0 + r)  # float64
+    p = e / (1.0 + r)  # float64, one rounding
     n = z.shape[0]
     if kind == "ids":
         rows = np.arange(n)
@@ -1212,19 +1212,18 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
         denominator = c_y.sum()
         if denominator == 0:
             return np.zeros_like(z)
-        # p_c - 1 = -sum_{j != c} p_j: where p_c > 1/2 the subtraction from 1
-        # would cancel the digits that the sum keeps (a confident row).
+        # p_c - 1 = -r / (1 + r) where p_c > 1/2 (c is then the unique max):
+        # the subtraction from 1 would cancel the digits that r keeps (a
+        # confident row).
         pc = p[rows, t]
         d = p.copy()
-        d[rows, t] = 0.0
-        others = d.sum(axis=1)
-        d[rows, t] = np.where(pc > 0.5, -others, pc - 1.0)
+        d[rows, t] = np.where(pc > 0.5, -r[:, 0] / (1.0 + r[:, 0]), pc - 1.0)
         d = d.astype(z.dtype, copy=False)
         return d * (s * c_y)[:, None] / denominator
     u = _wide(c * t)
-    tsum = u.sum(axis=1, keepdims=True)
+    tsum = _row_sum(u)[:, None]
     d = p * tsum - u
-    # A one-hot row (any weight): t_sum (p_c - 1) by -t_sum sum_{j != c} p_j
+    # A one-hot row (any weight): t_sum (p_c - 1) by -t_sum r / (1 + r)
     # where p_c > 1/2, as for class ids. Other rows: double-double where
     # p_j t_sum - u_j may cancel (_may_cancel), e.g. p_j ~ t_j for soft targets.
     one_hot = np.count_nonzero(u, axis=1) == 1
@@ -1232,9 +1231,7 @@ def cross_entropy_backward(z, target, *, sample_weight=None, class_weight=None):
     rows = np.flatnonzero(one_hot & (p[np.arange(n), hot] > 0.5))
     if rows.size:
         cols = hot[rows]
-        q = p[rows].copy()
-        q[np.arange(rows.size), cols] = 0.0
-        d[rows, cols] = -q.sum(axis=1) * tsum[rows, 0]
+        d[rows, cols] = -r[rows, 0] / (1.0 + r[rows, 0]) * tsum[rows, 0]
     near = _may_cancel(p * tsum, u) & ~one_hot[:, None]
     rows = np.flatnonzero(near.any(axis=1))
     if rows.size:
@@ -1319,18 +1316,40 @@ def _cross_entropy_soft_td(z, u):
     return out
 
 
+def _row_sum(a):
+    """Row sums of a (n, k) in float64, compensated (TwoSum per column,
+    vectorized over the rows): a plain sum's error grows with k (up to k ulp,
+    typically sqrt(k)), which would pass into every p_j and log1p(r).
+    C++: softmax_tail."""
+    hi = np.zeros(a.shape[0])
+    lo = np.zeros(a.shape[0])
+    for j in range(a.shape[1]):
+        hi, err = _dd_two_sum(hi, a[:, j])
+        lo += err
+    return hi + lo
+
+
 def _softmax_parts(z):
     """Per row, in float64: e_j = exp(z_j - max) (exactly 1 at the first
     argmax m) and r = sum_{j != m} e_j, so that sum_j e_j = 1 + r. C++:
-    loss_output."""
+    loss_output.
+
+    e_j is e^(d + lo) with d = fl(z_j - max) and lo its rounding error
+    (exact, TwoSum), as e^d + e^d lo: rounding d would cost e^d a relative
+    |d| 2^-53 (dozens of ulp for d ~ -100; float32 inputs have lo = 0). r is
+    a compensated sum (_row_sum)."""
     w = _wide(z)
     m = np.argmax(w, axis=1)
     rows = np.arange(w.shape[0])
     mx = w[rows, m][:, None]
-    with np.errstate(under="ignore"):
-        e = np.exp(w - mx)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d, lo = _dd_two_sum(w, -np.broadcast_to(mx, w.shape))
+    lo = np.where(np.isfinite(lo), lo, 0.0)  # rows with an infinite logit
+    with np.errstate(under="ignore", invalid="ignore"):
+        e = np.exp(d)
+        e = e + e * lo
     e[rows, m] = 0.0
-    r = e.sum(axis=1, keepdims=True)
+    r = _row_sum(e)[:, None]
     e[rows, m] = 1.0
     return w, mx, e, r
 
