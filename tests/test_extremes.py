@@ -23,10 +23,10 @@ and stored):
 * a result above the dtype's largest number (mse of huge residuals,
   e^z past 88.7 / 709.8) is inf, and is not compared.
 
-What is not covered, and why:
-* poisson's loss exp(z) - t z where its two terms nearly cancel
-  (exp(z) ~ t z, e.g. t ~ e at z = log t) in float64: only its gradient is
-  checked near its zeros (float32 computes the loss in double and is exact).
+poisson's loss exp(z) - t z nearly cancels at its minimum z = log t for t
+near e (t (1 - log t), ~1e-16 of its terms at t = fl(e)): float32 computes it
+in double, float64 such terms in triple-double; the counts grid has e and its
+float neighbours.
 
 The gradients that cancel (cross-entropy with dense targets, binary
 cross-entropy with soft targets, poisson with counts other than 0 and 1, see
@@ -521,7 +521,8 @@ HARD_F32 = {
 }
 RANDOM_TARGETS = 60
 SOFT_T = (1e-6, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999)
-COUNTS = (1e-5, 0.5, 2.0, 3.0, 7.5, 10.0, 1e5)
+COUNTS = (1e-5, 0.5, 2.0, float(np.e), float(np.nextafter(np.e, 0.0)),
+          float(np.nextafter(np.e, 4.0)), 2.75, 3.0, 7.5, 10.0, 1e5)
 N_NEIGHBOURS = 12
 N_OFFSETS = 50  # relative offsets 2^-1 .. 2^-50 from the zero, both sides
 
@@ -687,10 +688,7 @@ def test_cancelling_residuals(kind, impl, dtype):
     near = _near_zero(kind, eg, terms, dtype)
     errs = []
     checks = [("gradient", grads, eg, ~near)]
-    # poisson's loss exp(z) - t z cancels where exp(z) ~ t z, which is not
-    # this grid's zero (nor fixed): only its gradient is checked here.
-    if kind != "poisson_counts":
-        checks.append(("loss", vals, ev, np.ones(len(ev), dtype=bool)))
+    checks.append(("loss", vals, ev, np.ones(len(ev), dtype=bool)))
     for what, got, ex, keep in checks:
         err = ulp_errors(got, ex, dtype)
         name = f"{CANCEL_NAME[kind]} {what}"

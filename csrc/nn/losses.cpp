@@ -348,6 +348,20 @@ FM_NOINLINE void cross_entropy_soft_exact(T* di, const T* zi, const T* yi, U u, 
   }
 }
 
+// A float64 Poisson row's loss sum_j exp(z_j) - t_j z_j again, added in the
+// same order, its terms within a factor 2 of each other (where the
+// subtraction keeps only the rounding of exp and of t z) exact to the last
+// bit (td::exp_minus_prod); out of line, the loss loop's rare branch.
+FM_NOINLINE double poisson_row_loss_exact(const double* z, const double* t, const double* y,
+                                          index_t k) {
+  double li = 0.0;
+  for (index_t j = 0; j < k; ++j) {
+    const double ez = y[j], tz = t[j] * z[j];
+    li += tz > 0.5 * ez && tz < 2.0 * ez ? td::exp_minus_prod(z[j], t[j]) : ez - tz;
+  }
+  return li;
+}
+
 // exp(z) - t in double-double, out of line (the loss loop's rare branch);
 // for float64, in triple-double where that is below kTightF64 of t.
 template <class T>
@@ -429,7 +443,8 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
         // t log t ~ t, and float32 arithmetic would lose their low bits.
         const T g = Weighted ? wi * inv_den : inv_den;
         const T* ti = t.dense + i * k;
-        bool near = false;  // some gradient to redo in double-double (below)
+        bool near = false;   // some gradient to redo in double-double (below)
+        bool lossy = false;  // float64: some loss term to redo exactly (below)
         for (index_t j = 0; j < k; ++j) {
           if constexpr (std::is_same_v<T, float>) {
             // In double: exp(z) - t z and exp(z) - t then round once (exact
@@ -448,7 +463,11 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
               near |= td != 1.0 && std::fabs(r) < kTightF32 * td;
             }
           } else {
-            li += double(yi[j]) - double(ti[j]) * double(zi[j]);
+            const double ez = double(yi[j]), tz = double(ti[j]) * double(zi[j]);
+            li += ez - tz;
+            // Within a factor 2 the subtraction is exact (Sterbenz) and the
+            // loss keeps only the products' rounding: redone below.
+            lossy |= tz > 0.5 * ez && tz < 2.0 * ez;
             // |z| < 1: (1 - t) + expm1(z) is exact for t = 1 (a count of 1
             // near its optimum z = 0), where exp(z) - 1 would cancel. The
             // other zeros z = log t of this gradient are below exp's own
@@ -476,6 +495,9 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
             }
             if (redo) di[j] = T(poisson_residual_dd<T>(zd, td)) * g;
           }
+        }
+        if constexpr (std::is_same_v<T, double>) {
+          if (lossy) li = poisson_row_loss_exact(zi, ti, yi, k);
         }
         break;
       }

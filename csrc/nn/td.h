@@ -214,6 +214,23 @@ inline double exp_minus(double z, double t) {
   return std::ldexp(e.nearest(), k);
 }
 
+// exp(z) - t z, the Poisson loss of one element, where its two terms nearly
+// cancel (z near log t with t near e, where the loss t (1 - log t) + ... can
+// be ~1e-16 of its terms): 2^k ((1 + m) - t z 2^-k), t z exact as two_prod,
+// in one exact sum. z <= 709.8; t z 2^-k stays near 1 on the callers' path,
+// so its scaling is exact.
+inline double exp_minus_prod(double z, double t) {
+  int k;
+  const TD m = expm1_reduced(z, 0.0, &k);
+  const dd::DD p = dd::two_prod(t, z);
+  Expansion e;
+  e.add(1.0);
+  e.add(-std::ldexp(p.hi, -k));
+  e.add(-std::ldexp(p.lo, -k));
+  e.add(m);
+  return std::ldexp(e.nearest(), k);
+}
+
 // sigmoid(z) - t, 0 < t < 1, as dd::sigmoid_minus, with E = e^-|z| = 2^k (1 + m)
 // and the numerator scaled by 2^-k (so that t 2^-k and (1 - t) 2^-k, exact,
 // stay near 1 and nothing underflows):

@@ -471,6 +471,17 @@ def _td_exp_minus(z, t):
     return np.ldexp(_td_nearest(h), k)
 
 
+def _td_exp_minus_prod(z, t):
+    """exp(z) - t z = 2^k ((1 + m) - t z 2^-k), t z exact, in one exact sum:
+    the Poisson loss of one element where its terms nearly cancel
+    (td::exp_minus_prod)."""
+    m, k = _td_expm1_reduced(z, np.zeros_like(z))
+    p = t * z
+    h = _td_expansion([np.ones_like(z), -np.ldexp(p, -k), -np.ldexp(_two_prod_err(t, z, p), -k),
+                       *m])
+    return np.ldexp(_td_nearest(h), k)
+
+
 def _td_sigmoid_minus(z, t):
     """sigmoid(z) - t with E = e^-|z| = 2^k (1 + m), the numerator scaled by
     2^-k and formed exactly: ((1 - t) 2^-k - t (1 + m)) for z > 0,
@@ -1538,7 +1549,15 @@ def poisson_loss(z, t, *, sample_weight=None, class_weight=None):
         zw, tw = _wide(z), _wide(t)
         ez = np.where(np.isinf(_exp(z)), np.inf, _exp(zw))
         return float(np.sum(s * (ez - tw * zw)) / z.size)
-    return float(np.sum(s * (_exp(z) - t * z)) / z.size)
+    # float64: where t z is within a factor 2 of exp(z) their difference is
+    # exact and holds only the two roundings; those terms exactly (the loss
+    # near its minimum t (1 - log t), ~1e-16 of its terms for t near e).
+    ez, tz = _exp(z), t * z
+    terms = ez - tz
+    close = (tz > 0.5 * ez) & (tz < 2.0 * ez)
+    if close.any():
+        terms[close] = _td_exp_minus_prod(z[close], t[close])
+    return float(np.sum(s * terms) / z.size)
 
 
 def poisson_backward(z, t, *, sample_weight=None, class_weight=None):
