@@ -15,7 +15,9 @@ prints, measured in the same run:
    reduce-scatter, update the shard's step and the all-gather);
 3. the cost of reproducible over fast mode, and P processes x 1 thread
    against 1 process x P threads (plain ``train_step``, no MPI) in samples
-   per second.
+   per second;
+4. the same comparison through ``model.fit``: whole epochs of 40 batches,
+   the rows gathered from a shuffled array, the epoch loop and history.
 
 Layouts are run round-robin ``--rounds`` times and the best round of each is
 reported (the median beside it), so that a noisy neighbour hurts all of them
@@ -59,6 +61,26 @@ def _worker(args):
             out[str(n)] = [min(ts), float(np.median(ts))]
         if rank == 0:
             print(json.dumps(out))
+        return
+    if args.mode.startswith("fit-"):
+        # Whole epochs through model.fit (the rows gathered from a shuffled
+        # array, the epoch loop, history): 40 batches of 256 per fit.
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((BATCH * 40, L_SIZES[0])).astype(np.float32)
+        y = rng.integers(0, L_SIZES[-1], len(X)).astype(np.int32)
+        model = fm.MLP(L_SIZES, activation="relu", seed=0)
+        model.compile(optimizer=fm.optim.Adam(lr=1e-4))
+        red = args.mode[4:]
+        kw = {} if red == "none" else {"comm": comm, "reduction": red}
+        model.fit(X[:2 * BATCH], y[:2 * BATCH], epochs=1, batch_size=BATCH, verbose=0, **kw)
+        ts = []
+        for _ in range(3):
+            comm.Barrier()
+            t = time.perf_counter()
+            model.fit(X, y, epochs=1, batch_size=BATCH, verbose=0, **kw)
+            ts.append(time.perf_counter() - t)
+        if rank == 0:
+            print(json.dumps({"samples": [len(X) / min(ts), len(X) / float(np.median(ts))]}))
         return
     rng = np.random.default_rng(0)
     X = rng.standard_normal((BATCH, L_SIZES[0])).astype(np.float32)
@@ -128,7 +150,7 @@ def _launch(procs, threads, mode, steps, allreduce=False):
            "--steps", str(steps), "--timed-wait"]
     if allreduce:
         cmd.append("--allreduce")
-    if mode != "none" or allreduce:
+    if mode not in ("none", "fit-none") or allreduce:
         # Processes of one thread each bound to a core (hydra's -bind-to), as a
         # batch system would place them.
         bind = ["-bind-to", "core"] if procs > 1 and threads == 1 else []
@@ -210,6 +232,21 @@ def main():
           f"(pieces of 128 rows: {ratio(rep128, fast)})")
     print(f"{procs} x {per} against 1 x {cores} (no MPI), samples/s: fast {ratio(single, fast)}; "
           f"sharded {ratio(single, sharded)}; reproducible {ratio(single, rep)}")
+    # The same through model.fit, whole epochs (round-robin as above).
+    fits = [("1 x %d, fit" % cores, 1, cores, "fit-none")] + [
+        ("%d x %d, fit %s" % (procs, per, m), procs, per, "fit-" + m)
+        for m in ("fast", "sharded", "reproducible")]
+    got = {name: [] for name, *_ in fits}
+    for _ in range(args.rounds):
+        for name, p, t, mode in fits:
+            got[name].append(_launch(p, t, mode, args.steps)["samples"])
+    print("\n## Through model.fit: samples/s, best (median) over rounds, 40 batches of 256 a fit")
+    base = max(s[0] for s in got[fits[0][0]])
+    base_med = float(np.median([s[1] for s in got[fits[0][0]]]))
+    for name, *_ in fits:
+        b = max(s[0] for s in got[name])
+        m = float(np.median([s[1] for s in got[name]]))
+        print(f"| {name} | {b:.0f} ({m:.0f}) | {b / base:.3f}x ({m / base_med:.3f}x) |")
 
 
 if __name__ == "__main__":
