@@ -90,6 +90,27 @@ def test_pieces_sum_to_the_whole_batch_gradient(bounds):
     assert s.ok
 
 
+def test_folded_pieces_equal_fastmlp_reference():
+    """The reproducible share's gradient (four pieces, the tree added in the
+    core by gemm_pieces and fold_pieces) against fm.reference's backward."""
+    from fastmlp import reference as ref
+    m, X, y = _net(batch_norm=False, dropout=0.0)
+    net = m._net
+    bounds = [0, 5, 11, 17, 23]
+    r = net.forward_backward_pieces(X, y, None, None, 0, 23, 23.0, bounds, _local_reduce,
+                                    first_piece=0, total_pieces=4)
+    twin = ref.Network([layer.W.copy() for layer in m.layers],
+                       [layer.b.copy() for layer in m.layers],
+                       [layer.activation for layer in m.layers], m.loss_name)
+    loss, grads = twin.backward(X, y)
+    assert abs(r["losses"].sum() - loss) <= 1e-13 * abs(loss)
+    for li, g in enumerate(grads):
+        for key in ("W", "b"):
+            got = np.array(net.grad(li, key))
+            np.testing.assert_allclose(got, g[key], rtol=1e-12, atol=1e-14,
+                                       err_msg=f"layer {li} {key}")
+
+
 def test_rows_split_over_two_shares_equal_the_whole_step():
     """Two 'processes' in one: rows [0, 9) and [9, 23) of one global batch,
     batch-norm sums combined by hand, dropout keyed by the global rows."""

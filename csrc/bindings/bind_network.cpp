@@ -172,6 +172,30 @@ Target<T> make_target(const Network<T>& net, const py::array& t, index_t n,
   return out;
 }
 
+// A data-parallel reduce callback from inside a pass (GIL released):
+// reduce(partials, out) gets read-only views of this process's partial sums
+// ((pieces, width), or (width,) with pieces < 0) and of out (width), valid for
+// the call only. A Python error is kept in `pending` for the binding to
+// rethrow once the pass has unwound.
+inline void call_reduce(const py::function& reduce, const double* partials, index_t pieces,
+                        index_t width, double* total,
+                        std::unique_ptr<py::error_already_set>& pending) {
+  py::gil_scoped_acquire g;
+  try {
+    py::capsule none(total, [](void*) {});  // no owner: borrowed memory
+    const index_t item = index_t(sizeof(double));
+    py::array_t<double> a = pieces < 0 ? py::array_t<double>({width}, {item}, partials, none)
+                                       : py::array_t<double>({pieces, width},
+                                                             {width * item, item}, partials, none);
+    a.attr("flags").attr("writeable") = false;
+    py::array_t<double> out({width}, {item}, total, none);
+    reduce(a, out);
+  } catch (py::error_already_set& e) {
+    pending = std::make_unique<py::error_already_set>(std::move(e));
+    throw std::runtime_error("reduce failed");
+  }
+}
+
 // The step that finish_step / finish_shard (`what`) completes: a
 // forward_backward on `rows` rows with no other pass since. Called inside the
 // pass: another thread's pass in between clears the pending step.
@@ -431,17 +455,7 @@ void bind_network(py::module_& m, const char* name) {
              std::unique_ptr<py::error_already_set> pending;
              const typename Trainer<T>::SpanReduce call = [&](const double* partials,
                                                               index_t width, double* total) {
-               py::gil_scoped_acquire g;
-               try {
-                 py::capsule none(total, [](void*) {});  // borrowed memory, for the call only
-                 py::array_t<double> a({width}, {index_t(sizeof(double))}, partials, none);
-                 a.attr("flags").attr("writeable") = false;
-                 py::array_t<double> out({width}, {index_t(sizeof(double))}, total, none);
-                 reduce(a, out);
-               } catch (py::error_already_set& e) {
-                 pending = std::make_unique<py::error_already_set>(std::move(e));
-                 throw std::runtime_error("reduce failed");
-               }
+               call_reduce(reduce, partials, -1, width, total, pending);
              };
              StepResult r;
              try {
@@ -496,20 +510,7 @@ void bind_network(py::module_& m, const char* name) {
              std::unique_ptr<py::error_already_set> pending;
              dp.reduce = [&](const double* partials, index_t pieces, index_t width,
                              double* total) {
-               py::gil_scoped_acquire g;
-               try {
-                 // Views for the call's span only; reduce must not keep them.
-                 py::capsule none(total, [](void*) {});  // no owner: borrowed memory
-                 py::array_t<double> a({pieces, width},
-                                       {width * index_t(sizeof(double)), index_t(sizeof(double))},
-                                       partials, none);
-                 a.attr("flags").attr("writeable") = false;
-                 py::array_t<double> out({width}, {index_t(sizeof(double))}, total, none);
-                 reduce(a, out);
-               } catch (py::error_already_set& e) {
-                 pending = std::make_unique<py::error_already_set>(std::move(e));
-                 throw std::runtime_error("reduce failed");
-               }
+               call_reduce(reduce, partials, pieces, width, total, pending);
              };
              const index_t k = n.output_size();
              const Loss loss = n.loss_kind();
