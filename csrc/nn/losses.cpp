@@ -348,6 +348,11 @@ FM_NOINLINE void cross_entropy_soft_exact(T* di, const T* zi, const T* yi, U u, 
   }
 }
 
+// Whether the Poisson loss term exp(z) - t z (ez, tz) is one the float64
+// loop cannot keep: within a factor 2 the subtraction is exact (Sterbenz) and
+// the result holds only the roundings of exp and of t z.
+inline bool poisson_terms_close(double ez, double tz) { return tz > 0.5 * ez && tz < 2.0 * ez; }
+
 // A float64 Poisson row's loss sum_j exp(z_j) - t_j z_j again, added in the
 // same order, its terms within a factor 2 of each other (where the
 // subtraction keeps only the rounding of exp and of t z) exact to the last
@@ -357,7 +362,7 @@ FM_NOINLINE double poisson_row_loss_exact(const double* z, const double* t, cons
   double li = 0.0;
   for (index_t j = 0; j < k; ++j) {
     const double ez = y[j], tz = t[j] * z[j];
-    li += tz > 0.5 * ez && tz < 2.0 * ez ? td::exp_minus_prod(z[j], t[j]) : ez - tz;
+    li += poisson_terms_close(ez, tz) ? td::exp_minus_prod(z[j], t[j]) : ez - tz;
   }
   return li;
 }
@@ -465,9 +470,7 @@ void loss_rows(Loss loss, T* d, const T* z, const T* y, const Target<T>& t, inde
           } else {
             const double ez = double(yi[j]), tz = double(ti[j]) * double(zi[j]);
             li += ez - tz;
-            // Within a factor 2 the subtraction is exact (Sterbenz) and the
-            // loss keeps only the products' rounding: redone below.
-            lossy |= tz > 0.5 * ez && tz < 2.0 * ez;
+            lossy |= poisson_terms_close(ez, tz);  // redone below
             // |z| < 1: (1 - t) + expm1(z) is exact for t = 1 (a count of 1
             // near its optimum z = 0), where exp(z) - 1 would cancel. The
             // other zeros z = log t of this gradient are below exp's own
