@@ -816,7 +816,7 @@ int bf16_panel_nr() { return active_bf16_kernel().nr; }
 void pack_bf16_panel(std::uint32_t* dst, Trans tb, const float* b, index_t ldb, index_t k,
                      index_t n, index_t j0, index_t nj, index_t p0, index_t kc) {
   const Bf16Kernel& K = active_bf16_kernel();
-  const PackBf16Fn pack = K.pack ? K.pack : &pack_bf16_pairs;
+  const PackBf16Fn pack = K.pack_panel ? K.pack_panel : K.pack ? K.pack : &pack_bf16_pairs;
   const index_t stride = index_t(K.nr) * ((k + 1) / 2);
   if (j0 < 0 || p0 < 0 || j0 + nj > n || p0 + kc > k || p0 % 2 || j0 % K.nr)
     throw std::logic_error("pack_bf16_panel: block outside the panel or off its grid");

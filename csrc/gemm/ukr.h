@@ -163,6 +163,7 @@ using PackBf16Fn = void (*)(std::uint32_t* dst, bool k_contig, const float* x, i
 struct Bf16Kernel {
   UkrBf16Fn wide, narrow;          // the main tile and the one-vector tile (same height)
   PackBf16Fn pack;                 // vectorized packing, or nullptr
+  PackBf16Fn pack_panel;           // the same for a weight panel (bypassing the caches), or nullptr
   int mr, nr, narrow_mr, narrow_nr;
   index_t mc, kc, nc;              // cache blocks in elements of k (kc even)
   const char* name;                // "avx512_bf16", "generic"

@@ -133,7 +133,20 @@ inline void transpose16(__m512i* w) {
   }
 }
 
-// PackBf16Fn (ukr.h).
+// A store of up to 16 words. Stream: a whole, aligned line goes around the
+// caches (a weight panel, written once per step and read in the next pass,
+// would otherwise first be read from memory and then evict the data the
+// step still uses).
+template <bool Stream>
+inline void put16(std::uint32_t* p, __mmask16 keep, __m512i w) {
+  if (Stream && keep == __mmask16(0xFFFF) && (reinterpret_cast<std::uintptr_t>(p) & 63) == 0)
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(p), w);
+  else
+    _mm512_mask_storeu_epi32(p, keep, w);
+}
+
+// PackBf16Fn (ukr.h); Stream for Bf16Kernel::pack_panel.
+template <bool Stream>
 void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, index_t ldx,
                index_t r0, index_t rows, index_t p0, index_t kc, int R, index_t ss) {
   const index_t kfull = kc / 2, kp = (kc + 1) / 2;
@@ -156,10 +169,11 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
           const __m512i hi =
               pad ? _mm512_setzero_si512() : bits16(_mm512_maskz_loadu_ps(m, s1 + g));
           const __m512i w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-          _mm512_mask_storeu_epi32(d + r, first(R - r), w);  // masked-off lanes of m are zero
+          put16<Stream>(d + r, first(R - r), w);  // masked-off lanes of m are zero
         }
       }
     }
+    if (Stream) _mm_sfence();  // streamed lines ordered before the caller's next stores
     return;
   }
   // Each row is contiguous along k. Blocks of 16 rows x 16 pairs: each row's
@@ -173,6 +187,7 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
   // and of the rows beyond `rows`.
   const __m512i pick = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34,
                                         32, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  constexpr index_t kAhead = 128;  // floats ahead along each row that are prefetched
   for (index_t sl = 0; sl < slivers; ++sl, dst += ss, r0 += R, rows -= R) {
   for (index_t q0 = 0; q0 < kp; q0 += 16) {
     const index_t nf = std::min<index_t>(32, kc - 2 * q0);  // floats of this block per row
@@ -184,6 +199,8 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
       for (int i = 0; i < 16; ++i) {
         if (rb + i < rows) {
           const float* src = x + (r0 + rb + i) * ldx + p0 + 2 * q0;
+          _mm_prefetch(reinterpret_cast<const char*>(src + kAhead), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(src + kAhead + 16), _MM_HINT_T0);
           w[i] = _mm512_permutex2var_epi16(bits16(_mm512_maskz_loadu_ps(lo, src)), pick,
                                            bits16(_mm512_maskz_loadu_ps(hi, src + 16)));
         } else {
@@ -192,17 +209,18 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
       }
       transpose16(w);
       const __mmask16 keep = first(R - rb);
-      for (int j = 0; j < nq; ++j) _mm512_mask_storeu_epi32(dst + (q0 + j) * R + rb, keep, w[j]);
+      for (int j = 0; j < nq; ++j) put16<Stream>(dst + (q0 + j) * R + rb, keep, w[j]);
     }
   }
   }
+  if (Stream) _mm_sfence();
 }
 
 }  // namespace
 
 // Blocks as the float32 AVX-512 kernel's in bytes of A (mc x kc: 96 x 2048
 // bf16 = 384 KiB, in L2), with the B panel kc x nc = 2048 x 2048 bf16 = 8 MiB.
-const Bf16Kernel kBf16 = {&ukr_bf16<12, 2>, &ukr_bf16<12, 1>, &pack_bf16, 12, 32, 12, 16, 96, 2048, 2048,
+const Bf16Kernel kBf16 = {&ukr_bf16<12, 2>, &ukr_bf16<12, 1>, &pack_bf16<false>, &pack_bf16<true>, 12, 32, 12, 16, 96, 2048, 2048,
                           "avx512_bf16"};
 
 }  // namespace avx512bf16
