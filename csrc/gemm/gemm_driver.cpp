@@ -467,6 +467,10 @@ FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig
     for (index_t q = 0; q < kp; ++q) at(r, q) = 0;
 }
 
+// A rectangle of C of at least this many floats (1 MiB, a core's L2 on
+// Zen 4) may be streamed (gemm_rect_bf16).
+constexpr index_t kStreamElems = index_t(1) << 18;
+
 // gemm_rect for bf16: the same loops and tile orders, every operand packed
 // (the rounding happens there), k blocks of an even KC so that a pair never
 // straddles two blocks.
@@ -483,7 +487,12 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
   const index_t MC = R.mc, KC = R.kc, NC = R.nc;
   const index_t i_end = r.i1, j_end = r.j1;
   const index_t m = r.i1 - r.i0, n = r.j1 - r.j0;
-  const UkrBf16Fn wide = narrow ? K.narrow : K.wide, thin = K.narrow;
+  // A C beyond L2, written once (beta == 0, one k block, no epilogue to read
+  // it back: a weight gradient), is stored around the caches: its lines are
+  // not read from memory first, and they do not evict the operands.
+  const bool stream = K.wide_stream && !narrow && !ep && !R.transposed_c && beta == 0.0f &&
+                      k <= KC && m * n >= kStreamElems;
+  const UkrBf16Fn wide = narrow ? K.narrow : stream ? K.wide_stream : K.wide, thin = K.narrow;
   const index_t narrow_edge_nr = R.narrow_edge_nr;
   const bool transposed_c = R.transposed_c;
   const PackBf16Fn pack = K.pack ? K.pack : &pack_bf16_pairs;

@@ -162,6 +162,8 @@ using PackBf16Fn = void (*)(std::uint32_t* dst, bool k_contig, const float* x, i
 
 struct Bf16Kernel {
   UkrBf16Fn wide, narrow;          // the main tile and the one-vector tile (same height)
+  UkrBf16Fn wide_stream;           // wide, storing whole aligned rows of C around the
+                                   // caches when beta == 0 (or nullptr: wide)
   PackBf16Fn pack;                 // vectorized packing, or nullptr
   PackBf16Fn pack_panel;           // the same for a weight panel (bypassing the caches), or nullptr
   int mr, nr, narrow_mr, narrow_nr;

@@ -29,7 +29,7 @@ namespace fastmlp {
 namespace avx512bf16 {
 namespace {
 
-template <int MR, int NV>
+template <int MR, int NV, bool Stream = false>
 void ukr_bf16(index_t kp, const std::uint32_t* FM_RESTRICT a, const std::uint32_t* FM_RESTRICT b,
               index_t ldb,
               float* FM_RESTRICT c, index_t ldc, index_t m, index_t n, float alpha, float beta) {
@@ -74,6 +74,11 @@ void ukr_bf16(index_t kp, const std::uint32_t* FM_RESTRICT a, const std::uint32_
       if (left <= 0) break;
       const __mmask16 k = left >= W ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
       __m512 r = acc[i][j];
+      if (Stream && beta == 0.0f && k == __mmask16(0xFFFF) &&
+          (reinterpret_cast<std::uintptr_t>(ci + j * W) & 63) == 0) {
+        _mm512_stream_ps(ci + j * W, r);
+        continue;
+      }
       if (beta == 1.0f)
         r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(k, ci + j * W));
       else if (beta != 0.0f)
@@ -81,6 +86,7 @@ void ukr_bf16(index_t kp, const std::uint32_t* FM_RESTRICT a, const std::uint32_
       _mm512_mask_storeu_ps(ci + j * W, k, r);
     }
   }
+  if (Stream) _mm_sfence();  // streamed rows ordered before the caller's next stores
 }
 
 // Rounding as common/bf16.h, bit for bit (not VCVTNE2PS2BF16, which flushes
@@ -220,7 +226,7 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
 
 // Blocks as the float32 AVX-512 kernel's in bytes of A (mc x kc: 96 x 2048
 // bf16 = 384 KiB, in L2), with the B panel kc x nc = 2048 x 2048 bf16 = 8 MiB.
-const Bf16Kernel kBf16 = {&ukr_bf16<12, 2>, &ukr_bf16<12, 1>, &pack_bf16<false>, &pack_bf16<true>, 12, 32, 12, 16, 96, 2048, 2048,
+const Bf16Kernel kBf16 = {&ukr_bf16<12, 2>, &ukr_bf16<12, 1>, &ukr_bf16<12, 2, true>, &pack_bf16<false>, &pack_bf16<true>, 12, 32, 12, 16, 96, 2048, 2048,
                           "avx512_bf16"};
 
 }  // namespace avx512bf16

@@ -80,7 +80,7 @@ const GemmKernel<float> kSgemm = {ukr_pair<float, 4, 8>(), ukr_pair<float, 4, 4>
 const GemmKernel<double> kDgemm = {ukr_pair<double, 4, 4>(), ukr_pair<double, 4, 2>(), 96, 256,
                                    2048, false, nullptr, nullptr, nullptr, "generic"};
 
-const Bf16Kernel kBf16 = {&ukr_bf16<4, 16>, &ukr_bf16<4, 8>, nullptr, nullptr, 4, 16, 4, 8, 128, 512,
+const Bf16Kernel kBf16 = {&ukr_bf16<4, 16>, &ukr_bf16<4, 8>, nullptr, nullptr, nullptr, 4, 16, 4, 8, 128, 512,
                           2048, "generic"};
 
 }  // namespace generic
