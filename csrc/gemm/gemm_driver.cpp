@@ -158,6 +158,10 @@ void write_tile_transposed(const T* tile, int NR, T* c, index_t ldc, index_t i0,
 // C^T = op(B)^T op(A)^T, see plan_gemm): each micro-tile is then formed in a
 // small buffer and written to C transposed, with the epilogue applied to it
 // in C's own coordinates.
+// A thread's rectangle of C of at least this many bytes (a core's L2 on Zen
+// 4), written once, may be stored around the caches (gemm_run, gemm_rect_bf16).
+constexpr index_t kStreamBytes = index_t(1) << 20;
+
 template <class T>
 void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans ta, Trans tb,
                const GemmRect& r, index_t k, T alpha, const T* a, index_t lda, const T* b,
@@ -425,7 +429,13 @@ void gemm_run(const GemmKernel<T>& K, const GemmBlocking& B, const GemmPlan& P, 
   const GemmShape& s = P.shape;
   const Ukr<T>& U = P.narrow ? K.narrow : K.wide;
   run_plan(B, P, [&](const GemmRect& r, const RectPlan& R) {
-    gemm_rect(K, U, R, s.ta, s.tb, r, s.k, alpha, a, s.lda, b, s.ldb, beta, c, s.ldc, ep);
+    // As gemm_rect_bf16: a rectangle beyond L2 written once (a weight gradient)
+    // is streamed.
+    const bool stream = K.wide_stream.kmajor && !P.narrow && !P.swapped && !ep && beta == T(0) &&
+                        s.k <= R.kc &&
+                        (r.i1 - r.i0) * (r.j1 - r.j0) * index_t(sizeof(T)) >= kStreamBytes;
+    gemm_rect(K, stream ? K.wide_stream : U, R, s.ta, s.tb, r, s.k, alpha, a, s.lda, b, s.ldb,
+              beta, c, s.ldc, ep);
   });
 }
 
@@ -467,9 +477,6 @@ FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig
     for (index_t q = 0; q < kp; ++q) at(r, q) = 0;
 }
 
-// A rectangle of C of at least this many floats (1 MiB, a core's L2 on
-// Zen 4) may be streamed (gemm_rect_bf16).
-constexpr index_t kStreamElems = index_t(1) << 18;
 
 // gemm_rect for bf16: the same loops and tile orders, every operand packed
 // (the rounding happens there), k blocks of an even KC so that a pair never
@@ -491,7 +498,7 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
   // it back: a weight gradient), is stored around the caches: its lines are
   // not read from memory first, and they do not evict the operands.
   const bool stream = K.wide_stream && !narrow && !ep && !R.transposed_c && beta == 0.0f &&
-                      k <= KC && m * n >= kStreamElems;
+                      k <= KC && m * n * index_t(sizeof(float)) >= kStreamBytes;
   const UkrBf16Fn wide = narrow ? K.narrow : stream ? K.wide_stream : K.wide, thin = K.narrow;
   const index_t narrow_edge_nr = R.narrow_edge_nr;
   const bool transposed_c = R.transposed_c;

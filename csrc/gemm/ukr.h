@@ -66,6 +66,8 @@ struct GemmKernel {
   ActRunFn<T> act_run;   // activation forward at this ISA's width, or nullptr
   ActBackRunFn<T> act_back_run;  // activation backward at this ISA's width, or nullptr
   const char* name;
+  Ukr<T> wide_stream{};  // wide, storing whole rows of a full tile that start a cache line
+                         // around the caches when beta == 0 (gemm_run), or empty: wide
 };
 
 // What the plans need of K (gemm.h).

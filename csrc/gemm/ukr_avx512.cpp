@@ -32,6 +32,7 @@ struct F32 {
   static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
   static void store(T* p, R r) { _mm512_storeu_ps(p, r); }
+  static void stream(T* p, R r) { _mm512_stream_ps(p, r); }  // p 64-byte aligned
   static __mmask16 mask(int n) { return __mmask16((1u << n) - 1u); }
   static R load_n(const T* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static void store_n(T* p, R r, int n) { _mm512_mask_storeu_ps(p, mask(n), r); }
@@ -48,6 +49,7 @@ struct F64 {
   static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
   static void store(T* p, R r) { _mm512_storeu_pd(p, r); }
+  static void stream(T* p, R r) { _mm512_stream_pd(p, r); }  // p 64-byte aligned
   static __mmask8 mask(int n) { return __mmask8((1u << n) - 1u); }
   static R load_n(const T* p, int n) { return _mm512_maskz_loadu_pd(mask(n), p); }
   static void store_n(T* p, R r, int n) { _mm512_mask_storeu_pd(p, mask(n), r); }
@@ -59,13 +61,13 @@ struct F64 {
 }  // namespace
 
 const GemmKernel<float> kSgemm = {ukr_pair<F32, 12, 2>(), ukr_pair<F32, 12, 1>(), 96, 1024, 4096, true,
-    &pack_bt_sliver, &act_run_f32, &act_back_run<float>, "avx512"};
+    &pack_bt_sliver, &act_run_f32, &act_back_run<float>, "avx512", ukr_pair<F32, 12, 2, true>()};
 // float64 uses a 6 x 32 tile (four vectors of B, six broadcasts per k step:
 // 10 loads for 24 FMAs instead of 14): on a Zen 5 core with full-rate 512-bit
 // FMAs, 1024^3 went from 104-110 to 108-114 GFLOP/s of a 133 peak, with the
 // two-vector 6 x 16 kernel for thin results and half-width edge tiles.
 const GemmKernel<double> kDgemm = {ukr_pair<F64, 6, 4>(), ukr_pair<F64, 6, 2>(), 144, 512, 4096, true,
-    &pack_bt_sliver, nullptr, &act_back_run<double>, "avx512"};
+    &pack_bt_sliver, nullptr, &act_back_run<double>, "avx512", ukr_pair<F64, 6, 4, true>()};
 
 double fma_probe(bool dbl, long long iters, double* flops) {
   return fma_probe_with<F32, F64, 24>(dbl, iters, flops);

@@ -20,7 +20,7 @@
 // (A(i, p) = a[p*lda + i]). Row-major A is read through MR/3 row pointers,
 // each serving three rows at offsets 0, lda and 2*lda, which x86 addressing
 // expresses without extra registers.
-template <class V, int MR, int NV, bool ROWS>
+template <class V, int MR, int NV, bool ROWS, bool Stream = false>
 void ukr_simd(index_t kc, const typename V::T* FM_RESTRICT a, index_t lda,
               const typename V::T* FM_RESTRICT b, index_t ldb, typename V::T* FM_RESTRICT c,
               index_t ldc, index_t m, index_t n, typename V::T alpha, typename V::T beta) {
@@ -69,6 +69,26 @@ void ukr_simd(index_t kc, const typename V::T* FM_RESTRICT a, index_t lda,
   }
   const R vb = V::bcast(&beta);
   if (m == MR && n == NR) {
+    if constexpr (Stream) {
+      // Whole rows that start a cache line go around the caches (GemmKernel::
+      // wide_stream; V::stream needs a vector-aligned address); beta == 0 only.
+      if (beta == T(0)) {
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+          T* ci = c + i * ldc;
+          const bool line = (reinterpret_cast<std::uintptr_t>(ci) & 63) == 0;
+#pragma GCC unroll 8
+          for (int j = 0; j < NV; ++j) {
+            if (line)
+              V::stream(ci + j * W, acc[i][j]);
+            else
+              V::store(ci + j * W, acc[i][j]);
+          }
+        }
+        _mm_sfence();  // streamed rows ordered before the caller's next stores
+        return;
+      }
+    }
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
       T* ci = c + i * ldc;
@@ -199,10 +219,11 @@ inline void act_back_run(T* dz, const T* dy, const T* z, index_t len, Act act) {
   }
 }
 
-// The k-major and row-major kernels of one tile shape.
-template <class V, int MR, int NV>
+// The k-major and row-major kernels of one tile shape (Stream: the variants
+// that store whole lines of C around the caches when beta == 0; they need V::stream).
+template <class V, int MR, int NV, bool Stream = false>
 constexpr Ukr<typename V::T> ukr_pair() {
-  return {&ukr_simd<V, MR, NV, false>, &ukr_simd<V, MR, NV, true>, MR, NV * V::W};
+  return {&ukr_simd<V, MR, NV, false, Stream>, &ukr_simd<V, MR, NV, true, Stream>, MR, NV * V::W};
 }
 
 // The unit's fma_probe (see ukr.h) with NACC chains of F32 or F64 registers.
