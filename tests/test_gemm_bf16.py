@@ -231,14 +231,13 @@ def test_matmul_bf16_large_multi_block(bf16_isa, rng, ta, tb):
 
 @pytest.mark.parametrize(("ta", "tb"), TRANS)
 def test_streamed_c_equals_cached_c_bitwise(bf16_isa, rng, ta, tb):
-    # A result of at least 2^18 floats per thread, from one k block, with no
-    # epilogue (a weight gradient) is stored around the caches by the AVX512-BF16
-    # kernel (whole 64-byte-aligned rows of a tile; the rest as usual): it must
-    # equal, bit for bit, the same rows computed in chunks too small to be
-    # streamed. n = 520 leaves every other row of C unaligned; m = 1201 ends in
-    # an edge tile.
-    # C must start on a 64-byte boundary, as the core's gradient buffers do
-    # (NumPy's own allocations are 16-byte aligned).
+    # With the Epilogue::stream hint (a weight gradient), a share of C of at
+    # least 2^18 floats per thread from one k block is stored around the
+    # caches by the AVX512-BF16 kernel (whole 64-byte-aligned rows of a tile;
+    # the rest as usual): it must equal the product without the hint, bit for
+    # bit. n = 520 leaves every other row of C unaligned; m = 1201 ends in an
+    # edge tile. C must start on a 64-byte boundary, as the core's gradient
+    # buffers do (NumPy's own allocations are 16-byte aligned).
     def aligned(m, n):
         raw = np.empty(m * n + 16, np.float32)
         skip = (-raw.ctypes.data % 64) // 4
@@ -246,13 +245,11 @@ def test_streamed_c_equals_cached_c_bitwise(bf16_isa, rng, ta, tb):
 
     for m, n, k in ((1201, 520, 40), (1100, 512, 33)):
         a, b = operands(rng, m, n, k, ta, tb)
-        whole = fm.ops.matmul_bf16(a, b, trans_a=ta, trans_b=tb, out=aligned(m, n))
-        chunks = []
-        for r0 in range(0, m, 96):
-            ra = a[:, r0:r0 + 96] if ta else a[r0:r0 + 96]
-            chunks.append(fm.ops.matmul_bf16(np.ascontiguousarray(ra), b, trans_a=ta, trans_b=tb))
-        assert np.array_equal(_bits(whole), _bits(np.concatenate(chunks))), (m, n, k, ta, tb)
-        check(whole, a, b, ta, tb, f"{m}x{n}x{k}")
+        streamed = fm._core.matmul_bf16(a, b, trans_a=ta, trans_b=tb, out=aligned(m, n),
+                                        stream=True)
+        cached = fm.ops.matmul_bf16(a, b, trans_a=ta, trans_b=tb)
+        assert np.array_equal(_bits(streamed), _bits(cached)), (m, n, k, ta, tb)
+        check(streamed, a, b, ta, tb, f"{m}x{n}x{k}")
 
 
 def test_bitwise_identical_for_1_and_2_threads(bf16_isa, rng):

@@ -52,21 +52,26 @@ template <class T>
 void bind_typed(py::module_& m) {
   m.def(
       "matmul",
-      [](carray<T> a, carray<T> b, bool ta, bool tb, std::optional<carray<T>> out, bool naive) {
+      [](carray<T> a, carray<T> b, bool ta, bool tb, std::optional<carray<T>> out, bool naive,
+         bool stream) {
         return bound_matmul<T>(a, b, ta, tb, out,
-                               [naive](Trans TA, Trans TB, index_t m_, index_t n_, index_t k,
-                                       const T* ap, index_t lda, const T* bp, index_t ldb, T* cp,
-                                       index_t ldc) {
+                               [naive, stream](Trans TA, Trans TB, index_t m_, index_t n_,
+                                               index_t k, const T* ap, index_t lda, const T* bp,
+                                               index_t ldb, T* cp, index_t ldc) {
+                                 Epilogue<T> hint;
+                                 hint.stream = stream;
                                  if (naive)
                                    gemm_naive<T>(TA, TB, m_, n_, k, T(1), ap, lda, bp, ldb, T(0),
                                                  cp, ldc);
                                  else
                                    gemm<T>(TA, TB, m_, n_, k, T(1), ap, lda, bp, ldb, T(0), cp,
-                                           ldc);
+                                           ldc, &hint);
                                });
       },
       "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
-      "out"_a.noconvert() = py::none(), "naive"_a = false);
+      "out"_a.noconvert() = py::none(), "naive"_a = false, "stream"_a = false,
+      "C = op(a) op(b) (csrc/gemm/gemm.h, gemm); stream: the Epilogue::stream hint (C written "
+      "once, stored around the caches where it qualifies; for tests).");
 
   // gemm_pieces: each group's op(a) op(b) over its pieces of k, added in
   // the tree of PieceSums (stacked, one result per group).
@@ -414,17 +419,21 @@ void bind_ops(py::module_& m) {
       "float64"_a);
   m.def(
       "matmul_bf16",
-      [](carray<float> a, carray<float> b, bool ta, bool tb, std::optional<carray<float>> out) {
+      [](carray<float> a, carray<float> b, bool ta, bool tb, std::optional<carray<float>> out,
+         bool stream) {
         return bound_matmul<float>(
             a, b, ta, tb, out,
-            [](Trans TA, Trans TB, index_t m_, index_t n_, index_t k, const float* ap, index_t lda,
-               const float* bp, index_t ldb, float* cp, index_t ldc) {
-              gemm_bf16(TA, TB, m_, n_, k, 1.0f, ap, lda, bp, ldb, 0.0f, cp, ldc);
+            [stream](Trans TA, Trans TB, index_t m_, index_t n_, index_t k, const float* ap,
+                     index_t lda, const float* bp, index_t ldb, float* cp, index_t ldc) {
+              Epilogue<float> hint;
+              hint.stream = stream;
+              gemm_bf16(TA, TB, m_, n_, k, 1.0f, ap, lda, bp, ldb, 0.0f, cp, ldc, &hint);
             });
       },
       "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
-      "out"_a.noconvert() = py::none(),
-      "C = bf16(op(a)) bf16(op(b)) in float32 (csrc/gemm/gemm.h, gemm_bf16).");
+      "out"_a.noconvert() = py::none(), "stream"_a = false,
+      "C = bf16(op(a)) bf16(op(b)) in float32 (csrc/gemm/gemm.h, gemm_bf16); stream: the "
+      "Epilogue::stream hint (for tests).");
   m.def(
       "matmul_bf16_panel",
       [](carray<float> a, carray<float> b, bool ta, bool tb, bool in_blocks) {

@@ -39,7 +39,16 @@ struct Epilogue {
   Act act = Act::identity;  // applied when y != nullptr
   T* y = nullptr;           // (m, n) with row stride ldy; may equal C
   index_t ldy = 0;
+  // A hint, not a step: C is written once and not read again soon (a weight
+  // gradient), so a thread's share of at least kStreamBytes with beta == 0,
+  // one k block and neither bias nor y may be stored around the caches
+  // (non-temporal stores of whole lines; the values are the same).
+  bool stream = false;
 };
+
+// The smallest share of C (bytes per thread) that Epilogue::stream streams:
+// a core's L2 on Zen 4.
+inline constexpr index_t kStreamBytes = index_t(1) << 20;
 
 template <class T>
 void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,

@@ -110,6 +110,21 @@ void apply_epilogue(const GemmKernel<T>& K, const Epilogue<T>& ep, T* c, index_t
   }
 }
 
+// Whether an epilogue has work to do (bias or activation); one that only
+// carries the stream hint is passed on as none.
+template <class T>
+const Epilogue<T>* working(const Epilogue<T>* ep) {
+  return ep && (ep->bias || ep->y) ? ep : nullptr;
+}
+
+// Whether a thread's m x n share of C is stored around the caches: asked for
+// (Epilogue::stream), with no epilogue work, beta == 0 and k in one k block.
+template <class T>
+bool streams(const Epilogue<T>* ep, T beta, index_t k, index_t kc, index_t m, index_t n) {
+  return ep && ep->stream && !working(ep) && beta == T(0) && k <= kc &&
+         m * n * index_t(sizeof(T)) >= kStreamBytes;
+}
+
 template <class T>
 void scale_c(T beta, T* c, index_t ldc, index_t m, index_t n) {
   for (index_t i = 0; i < m; ++i) {
@@ -158,10 +173,6 @@ void write_tile_transposed(const T* tile, int NR, T* c, index_t ldc, index_t i0,
 // C^T = op(B)^T op(A)^T, see plan_gemm): each micro-tile is then formed in a
 // small buffer and written to C transposed, with the epilogue applied to it
 // in C's own coordinates.
-// A thread's rectangle of C of at least this many bytes (a core's L2 on Zen
-// 4), written once, may be stored around the caches (gemm_run, gemm_rect_bf16).
-constexpr index_t kStreamBytes = index_t(1) << 20;
-
 template <class T>
 void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans ta, Trans tb,
                const GemmRect& r, index_t k, T alpha, const T* a, index_t lda, const T* b,
@@ -429,13 +440,10 @@ void gemm_run(const GemmKernel<T>& K, const GemmBlocking& B, const GemmPlan& P, 
   const GemmShape& s = P.shape;
   const Ukr<T>& U = P.narrow ? K.narrow : K.wide;
   run_plan(B, P, [&](const GemmRect& r, const RectPlan& R) {
-    // As gemm_rect_bf16: a rectangle beyond L2 written once (a weight gradient)
-    // is streamed.
-    const bool stream = K.wide_stream.kmajor && !P.narrow && !P.swapped && !ep && beta == T(0) &&
-                        s.k <= R.kc &&
-                        (r.i1 - r.i0) * (r.j1 - r.j0) * index_t(sizeof(T)) >= kStreamBytes;
+    const bool stream = K.wide_stream.kmajor && !P.narrow && !P.swapped &&
+                        streams(ep, beta, s.k, R.kc, r.i1 - r.i0, r.j1 - r.j0);
     gemm_rect(K, stream ? K.wide_stream : U, R, s.ta, s.tb, r, s.k, alpha, a, s.lda, b, s.ldb,
-              beta, c, s.ldc, ep);
+              beta, c, s.ldc, working(ep));
   });
 }
 
@@ -494,11 +502,11 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
   const index_t MC = R.mc, KC = R.kc, NC = R.nc;
   const index_t i_end = r.i1, j_end = r.j1;
   const index_t m = r.i1 - r.i0, n = r.j1 - r.j0;
-  // A C beyond L2, written once (beta == 0, one k block, no epilogue to read
-  // it back: a weight gradient), is stored around the caches: its lines are
-  // not read from memory first, and they do not evict the operands.
-  const bool stream = K.wide_stream && !narrow && !ep && !R.transposed_c && beta == 0.0f &&
-                      k <= KC && m * n * index_t(sizeof(float)) >= kStreamBytes;
+  // A C written once and not read soon (Epilogue::stream: a weight gradient)
+  // is stored around the caches: its lines are not read from memory first,
+  // and they do not evict the operands.
+  const bool stream = K.wide_stream && !narrow && !R.transposed_c && streams(ep, beta, k, KC, m, n);
+  ep = working(ep);
   const UkrBf16Fn wide = narrow ? K.narrow : stream ? K.wide_stream : K.wide, thin = K.narrow;
   const index_t narrow_edge_nr = R.narrow_edge_nr;
   const bool transposed_c = R.transposed_c;

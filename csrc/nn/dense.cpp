@@ -125,7 +125,11 @@ void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T
                     GemmPrecision prec, const Bf16Panel* w_panel) {
   dense_dz_db(dz, db, dy, z, y, n, out, act);
   // dw (out, in) = dz^T (out, n) . x (n, in)
-  dense_gemm<T>(prec, Trans::T, Trans::N, out, in, n, dz, out, x, in, dw, in);
+  // dW is written once and next read by the optimizer pass, after the other
+  // layers' products: it may bypass the caches (gemm.h Epilogue::stream).
+  Epilogue<T> written_once;
+  written_once.stream = true;
+  dense_gemm<T>(prec, Trans::T, Trans::N, out, in, n, dz, out, x, in, dw, in, &written_once);
   // dx (n, in) = dz (n, out) . w (out, in)
   if (dx)
     dense_gemm<T>(prec, Trans::N, Trans::N, n, in, out, dz, out, w, in, dx, in, nullptr, w_panel);

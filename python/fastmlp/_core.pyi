@@ -737,14 +737,18 @@ def loss_forward_backward(loss: Loss, z: numpy.typing.NDArray[numpy.float64], y:
 def loss_forward_backward(loss: Loss, z: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], target: numpy.typing.NDArray[numpy.int32], sample_weight: typing.Any = None, class_weight: typing.Any = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     ...
 @typing.overload
-def matmul(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float32] | None = None, naive: bool = False) -> numpy.typing.NDArray[numpy.float32]:
-    ...
-@typing.overload
-def matmul(a: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float64] | None = None, naive: bool = False) -> numpy.typing.NDArray[numpy.float64]:
-    ...
-def matmul_bf16(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float32] | None = None) -> numpy.typing.NDArray[numpy.float32]:
+def matmul(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float32] | None = None, naive: bool = False, stream: bool = False) -> numpy.typing.NDArray[numpy.float32]:
     """
-    C = bf16(op(a)) bf16(op(b)) in float32 (csrc/gemm/gemm.h, gemm_bf16).
+    C = op(a) op(b) (csrc/gemm/gemm.h, gemm); stream: the Epilogue::stream hint (C written once, stored around the caches where it qualifies; for tests).
+    """
+@typing.overload
+def matmul(a: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float64] | None = None, naive: bool = False, stream: bool = False) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    C = op(a) op(b) (csrc/gemm/gemm.h, gemm); stream: the Epilogue::stream hint (C written once, stored around the caches where it qualifies; for tests).
+    """
+def matmul_bf16(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, out: numpy.typing.NDArray[numpy.float32] | None = None, stream: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    C = bf16(op(a)) bf16(op(b)) in float32 (csrc/gemm/gemm.h, gemm_bf16); stream: the Epilogue::stream hint (for tests).
     """
 def matmul_bf16_panel(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, in_blocks: bool = False) -> numpy.typing.NDArray[numpy.float32]:
     """
