@@ -485,7 +485,6 @@ FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig
     for (index_t q = 0; q < kp; ++q) at(r, q) = 0;
 }
 
-
 // gemm_rect for bf16: the same loops and tile orders, every operand packed
 // (the rounding happens there), k blocks of an even KC so that a pair never
 // straddles two blocks.
@@ -717,7 +716,7 @@ void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T*
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == T(0)) {
     scale_c(beta, c, ldc, m, n);
-    if (ep) apply_epilogue(active_gemm_kernel<T>(), *ep, c, ldc, 0, m, 0, n);
+    if (working(ep)) apply_epilogue(active_gemm_kernel<T>(), *ep, c, ldc, 0, m, 0, n);
     return;
   }
   const GemmKernel<T>& K = active_gemm_kernel<T>();
@@ -813,7 +812,7 @@ void gemm_bf16(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha,
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     scale_c(beta, c, ldc, m, n);
-    if (ep) apply_epilogue(active_gemm_kernel<float>(), *ep, c, ldc, 0, m, 0, n);
+    if (working(ep)) apply_epilogue(active_gemm_kernel<float>(), *ep, c, ldc, 0, m, 0, n);
     return;
   }
   const Bf16Kernel& K = active_bf16_kernel();

@@ -55,6 +55,10 @@ using ActRunFn = void (*)(T* y, const T* z, index_t len, Act act);
 template <class T>
 using ActBackRunFn = void (*)(T* dz, const T* dy, const T* z, index_t len, Act act);
 
+// Whether p starts a cache line: where a kernel may store a whole line with
+// a non-temporal store (the streaming variants below, Epilogue::stream).
+inline bool starts_line(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 63) == 0; }
+
 template <class T>
 struct GemmKernel {
   Ukr<T> wide;           // the main tile
@@ -66,8 +70,8 @@ struct GemmKernel {
   ActRunFn<T> act_run;   // activation forward at this ISA's width, or nullptr
   ActBackRunFn<T> act_back_run;  // activation backward at this ISA's width, or nullptr
   const char* name;
-  Ukr<T> wide_stream{};  // wide, storing whole rows of a full tile that start a cache line
-                         // around the caches when beta == 0 (gemm_run), or empty: wide
+  Ukr<T> wide_stream{};  // wide, storing a full tile's rows that start a cache line around
+                         // the caches (Epilogue::stream, gemm_run), or empty: wide
 };
 
 // What the plans need of K (gemm.h).
@@ -164,8 +168,8 @@ using PackBf16Fn = void (*)(std::uint32_t* dst, bool k_contig, const float* x, i
 
 struct Bf16Kernel {
   UkrBf16Fn wide, narrow;          // the main tile and the one-vector tile (same height)
-  UkrBf16Fn wide_stream;           // wide, storing whole aligned rows of C around the
-                                   // caches when beta == 0 (or nullptr: wide)
+  UkrBf16Fn wide_stream;           // wide, storing whole vectors of C that start a line
+                                   // around the caches (Epilogue::stream), or nullptr
   PackBf16Fn pack;                 // vectorized packing, or nullptr
   PackBf16Fn pack_panel;           // the same for a weight panel (bypassing the caches), or nullptr
   int mr, nr, narrow_mr, narrow_nr;

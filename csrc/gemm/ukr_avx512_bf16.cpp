@@ -74,8 +74,7 @@ void ukr_bf16(index_t kp, const std::uint32_t* FM_RESTRICT a, const std::uint32_
       if (left <= 0) break;
       const __mmask16 k = left >= W ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
       __m512 r = acc[i][j];
-      if (Stream && beta == 0.0f && k == __mmask16(0xFFFF) &&
-          (reinterpret_cast<std::uintptr_t>(ci + j * W) & 63) == 0) {
+      if (Stream && beta == 0.0f && k == __mmask16(0xFFFF) && starts_line(ci + j * W)) {
         _mm512_stream_ps(ci + j * W, r);
         continue;
       }
@@ -145,7 +144,7 @@ inline void transpose16(__m512i* w) {
 // step still uses).
 template <bool Stream>
 inline void put16(std::uint32_t* p, __mmask16 keep, __m512i w) {
-  if (Stream && keep == __mmask16(0xFFFF) && (reinterpret_cast<std::uintptr_t>(p) & 63) == 0)
+  if (Stream && keep == __mmask16(0xFFFF) && starts_line(p))
     _mm512_stream_si512(reinterpret_cast<__m512i*>(p), w);
   else
     _mm512_mask_storeu_epi32(p, keep, w);

@@ -76,7 +76,7 @@ void ukr_simd(index_t kc, const typename V::T* FM_RESTRICT a, index_t lda,
 #pragma GCC unroll 32
         for (int i = 0; i < MR; ++i) {
           T* ci = c + i * ldc;
-          const bool line = (reinterpret_cast<std::uintptr_t>(ci) & 63) == 0;
+          const bool line = starts_line(ci);
 #pragma GCC unroll 8
           for (int j = 0; j < NV; ++j) {
             if (line)
