@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Two builds of fastmlp side by side: per-step overhead of a small network.
+"""Two builds of fastmlp side by side: one configuration's train_step, alternately.
 
     python benchmarks/ab_builds.py BEFORE_DIR AFTER_DIR [--rounds 5] [--core 1]
+    python benchmarks/ab_builds.py BEFORE_DIR AFTER_DIR --config L
+        [--dtype mixed_bfloat16] [--steps 25] [--threads 1] [--rounds 8]
 
 Each DIR is a folder that holds an importable ``fastmlp`` package (e.g. a
 copy of an older install's site-packages/fastmlp, or a source tree's
@@ -11,6 +13,15 @@ ratio, for ``model.train_step`` and for the core's ``train_step`` alone, on
 the S configuration of compare.py (64-32-10 relu, batch 32, float32, SGD, one
 thread): the size where per-step overhead (bindings, checks, GEMM planning)
 shows, which compare.py's larger configurations hide in their noise.
+
+With ``--config`` M, H, L or XL (benchmarks/_peers.py, as compare.py builds
+them, in ``--dtype`` float32 or mixed_bfloat16) each round's process instead
+times ``--steps`` single calls of ``model.train_step`` after three warm-up
+steps, on ``--threads`` threads pinned to the first cores, and the script
+prints, per build, the best step and the median step, each as the mean over
+the rounds, and their ratios. On a shared machine, where the other tenants'
+load moves both builds alike from round to round, this is how a change of a
+few percent in a step that touches memory can be seen at all.
 """
 
 from __future__ import annotations
@@ -48,10 +59,36 @@ print(json.dumps({"model": best(lambda: m.train_step(X, y)),
 """
 
 
-def measure(folder, core):
-    cmd = [sys.executable, "-c", WORKER, os.path.abspath(folder)]
+STEP_WORKER = r"""
+import json, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(1, sys.argv[2])
+import fastmlp as fm
+from _peers import CONFIGS, make_data, make_model
+cfg = CONFIGS[sys.argv[3]]
+fm.set_num_threads(int(sys.argv[6]))
+X, y = make_data(cfg)
+m = make_model(cfg, dtype=sys.argv[4])
+for _ in range(3):
+    m.train_step(X, y)
+times = []
+for _ in range(int(sys.argv[5])):
+    t = time.perf_counter()
+    m.train_step(X, y)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"best": min(times), "median": statistics.median(times)}))
+"""
+
+
+def measure(folder, cores, args=None):
+    if args is None or args.config == "S":
+        cmd = [sys.executable, "-c", WORKER, os.path.abspath(folder)]
+    else:
+        here = os.path.dirname(os.path.abspath(__file__))
+        cmd = [sys.executable, "-c", STEP_WORKER, os.path.abspath(folder), here, args.config,
+               args.dtype, str(args.steps), str(args.threads)]
     if sys.platform.startswith("linux"):
-        cmd = ["taskset", "-c", str(core), *cmd]
+        cmd = ["taskset", "-c", cores, *cmd]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -61,12 +98,31 @@ def main():
     p.add_argument("before")
     p.add_argument("after")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--core", type=int, default=0, help="the core to pin each worker to")
+    p.add_argument("--core", type=int, default=0,
+                   help="the core to pin each worker to (S; with --threads, the first core)")
+    p.add_argument("--config", default="S", choices=["S", "M", "H", "L", "XL"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
+    p.add_argument("--steps", type=int, default=25, help="timed steps per round (not S)")
+    p.add_argument("--threads", type=int, default=1, help="threads (not S)")
     args = p.parse_args()
+    if args.config == "S" and (args.dtype != "float32" or args.threads != 1):
+        p.error("the S comparison is float32 on one thread")
+    cores = ",".join(str(args.core + i) for i in range(args.threads))
     runs = {"before": [], "after": []}
     for _ in range(args.rounds):
-        runs["before"].append(measure(args.before, args.core))
-        runs["after"].append(measure(args.after, args.core))
+        for side, folder in (("before", args.before), ("after", args.after)):
+            runs[side].append(measure(folder, cores, args))
+            print(f"  {side}: {json.dumps(runs[side][-1])}", file=sys.stderr)
+    if args.config != "S":
+        print(f"| {args.config} {args.dtype}, {args.threads} thread(s), {args.rounds} rounds of "
+              f"{args.steps} steps | before | after | before/after |")
+        print("|---|---:|---:|---:|")
+        for key in ("best", "median"):
+            b = sum(r[key] for r in runs["before"]) / args.rounds
+            a = sum(r[key] for r in runs["after"]) / args.rounds
+            print(f"| {key} step (mean over rounds) | {b * 1e3:.2f} ms | {a * 1e3:.2f} ms | "
+                  f"{b / a:.3f}x |")
+        return
     print("| S 64-32-10 b32, 1 thread | before (best) | after (best) | after/before |")
     print("|---|---:|---:|---:|")
     for key, label in (("model", "model.train_step"), ("core", "core train_step")):
