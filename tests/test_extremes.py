@@ -404,28 +404,35 @@ def _torch_loss(loss, z, t):
 LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "poisson")
 
 
-def _run_loss(fn, loss, dtype):
+def _run_cases(fn, loss, cases):
+    """fn(loss, z, t) over the (z, t) cases: every value, every gradient."""
     vals, grads = [], []
-    for z, t in loss_cases(loss, dtype):
+    for z, t in cases:
         v, g = fn(loss, z, t)
         vals.append(v)
         grads.append(g)
     return np.array(vals), np.concatenate(grads)
 
 
+def _loss_errors(label, dtype, impl, got, exact):
+    """Records the worst ulp error of the values and of the gradients (got and
+    exact: (values, gradients)) and returns what is over TOL, as messages."""
+    errs = []
+    for what, g, ex in zip(("loss", "gradient"), got, exact):
+        err = ulp_errors(g, ex, dtype)
+        record(f"{label} {what}", dtype, impl, worst(err))
+        bad = np.flatnonzero(err > TOL[dtype])
+        if bad.size:
+            errs.append(f"{what}: {bad.size} points over {TOL[dtype]} ulp, worst {worst(err):.3g}")
+    return errs
+
+
 @pytest.mark.parametrize("impl", ["core", "reference"])
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=_name)
 def test_loss_and_gradient(loss, impl, dtype):
-    vals, grads = _run_loss(functools.partial(_loss_impl, impl), loss, dtype)
-    ev, eg = exact_loss(loss, dtype)
-    errs = []
-    for what, got, ex in (("loss", vals, ev), ("gradient", grads, eg)):
-        err = ulp_errors(got, ex, dtype)
-        record(f"{loss} {what}", dtype, impl, worst(err))
-        bad = np.flatnonzero(err > TOL[dtype])
-        if bad.size:
-            errs.append(f"{what}: {bad.size} points over {TOL[dtype]} ulp, worst {worst(err):.3g}")
+    got = _run_cases(functools.partial(_loss_impl, impl), loss, loss_cases(loss, dtype))
+    errs = _loss_errors(loss, dtype, impl, got, exact_loss(loss, dtype))
     assert not errs, f"{loss} {_name(dtype)} {impl}: " + "; ".join(errs)
 
 
@@ -434,10 +441,8 @@ def test_loss_and_gradient(loss, impl, dtype):
 def test_torch_loss_column(loss, dtype):
     if torch is None:
         pytest.skip("torch is not installed: no comparison column")
-    vals, grads = _run_loss(_torch_loss, loss, dtype)
-    ev, eg = exact_loss(loss, dtype)
-    record(f"{loss} loss", dtype, "torch", worst(ulp_errors(vals, ev, dtype)))
-    record(f"{loss} gradient", dtype, "torch", worst(ulp_errors(grads, eg, dtype)))
+    got = _run_cases(_torch_loss, loss, loss_cases(loss, dtype))
+    _loss_errors(loss, dtype, "torch", got, exact_loss(loss, dtype))  # a column, not asserted
 
 
 def test_confident_cross_entropy_examples():
@@ -846,27 +851,16 @@ def exact_random_ce(kind, dtype):
 
 
 def _run_random_ce(fn, kind, dtype):
-    vals, grads = [], []
-    for z, t, _ in random_ce_cases(kind, dtype):
-        v, g = fn("cross_entropy", z, t)
-        vals.append(v)
-        grads.append(g)
-    return np.array(vals), np.concatenate(grads)
+    return _run_cases(fn, "cross_entropy", ((z, t) for z, t, _ in random_ce_cases(kind, dtype)))
 
 
 @pytest.mark.parametrize("impl", ["core", "reference"])
 @pytest.mark.parametrize("kind", CE_KINDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=_name)
 def test_cross_entropy_random_rows(kind, impl, dtype):
-    vals, grads = _run_random_ce(functools.partial(_loss_impl, impl), kind, dtype)
-    ev, eg = exact_random_ce(kind, dtype)
-    errs = []
-    for what, got, ex in (("loss", vals, ev), ("gradient", grads, eg)):
-        err = ulp_errors(got, ex, dtype)
-        record(f"cross_entropy random {kind} {what}", dtype, impl, worst(err))
-        bad = np.flatnonzero(err > TOL[dtype])
-        if bad.size:
-            errs.append(f"{what}: {bad.size} points over {TOL[dtype]} ulp, worst {worst(err):.3g}")
+    got = _run_random_ce(functools.partial(_loss_impl, impl), kind, dtype)
+    errs = _loss_errors(f"cross_entropy random {kind}", dtype, impl, got,
+                        exact_random_ce(kind, dtype))
     assert not errs, f"cross_entropy random {kind} {_name(dtype)} {impl}: " + "; ".join(errs)
 
 
@@ -876,8 +870,5 @@ def test_torch_random_cross_entropy_column(kind, dtype):
     if torch is None:
         pytest.skip("torch is not installed: no comparison column")
     fn = _torch_loss if kind == "labels" else _torch_dense_loss
-    vals, grads = _run_random_ce(fn, kind, dtype)
-    ev, eg = exact_random_ce(kind, dtype)
-    record(f"cross_entropy random {kind} loss", dtype, "torch", worst(ulp_errors(vals, ev, dtype)))
-    record(f"cross_entropy random {kind} gradient", dtype, "torch",
-           worst(ulp_errors(grads, eg, dtype)))
+    _loss_errors(f"cross_entropy random {kind}", dtype, "torch", _run_random_ce(fn, kind, dtype),
+                 exact_random_ce(kind, dtype))  # a column, not asserted
