@@ -209,17 +209,17 @@ void bind_typed(py::module_& m) {
     {
       py::gil_scoped_release nogil;
       AlignedBuffer<double> rows(n);
-      AlignedBuffer<T> lse(n);
+      AlignedBuffer<T> tail(n);
       if (L == Loss::mse)
         std::copy(yin, yin + n * k, yp);
       else
-        loss_output<T>(L, yp, zp, n, k, lse.data());
+        loss_output<T>(L, yp, zp, n, k, tail.data());
       Target<T> t;
       t.dense = dense;
       t.labels = labels;
       t.sample_weight = sw;
       t.class_weight = cw;
-      value = loss_forward_backward<T>(L, dp, zp, yp, t, n, k, rows.data(), lse.data());
+      value = loss_forward_backward<T>(L, dp, zp, yp, t, n, k, rows.data(), tail.data());
     }
     return py::make_tuple(value, y, d);
   };

@@ -243,7 +243,7 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
     }
   }
   LayerBuffers<T>& last = ws_.layer(L - 1);
-  loss_output<T>(loss_, last.y, last.z, n, output_size(), ws_.lse());
+  loss_output<T>(loss_, last.y, last.z, n, output_size(), ws_.softmax_tail());
   ws_.last_rows = n;
   ws_.last_training = training;
   return last.y;
@@ -253,7 +253,7 @@ template <class T>
 double Network<T>::output_loss(const Target<T>& t, index_t n, bool gradient) {
   LayerBuffers<T>& last = ws_.layer(num_layers() - 1);
   return loss_forward_backward<T>(loss_, gradient ? last.d : nullptr, last.z, last.y, t, n,
-                                  output_size(), ws_.row_loss(), ws_.lse());
+                                  output_size(), ws_.row_loss(), ws_.softmax_tail());
 }
 
 template <class T>
@@ -472,7 +472,7 @@ std::vector<double> Network<T>::forward_backward_pieces(const T* x, const Target
     if (t.sample_weight) tq.sample_weight = t.sample_weight + r0;
     losses[std::size_t(q)] =
         loss_forward_backward<T>(loss_, last.d + r0 * k, last.z + r0 * k, last.y + r0 * k, tq, m,
-                                 k, ws_.row_loss(), ws_.lse() + r0, dp.den);
+                                 k, ws_.row_loss(), ws_.softmax_tail() + r0, dp.den);
   }
   dp_groups_ = piece_tree_groups(index_t(bounds.size()) - 1, dp.first_piece, dp.total_pieces);
   backward_pieces(x, n);

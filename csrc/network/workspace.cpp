@@ -34,7 +34,7 @@ void Workspace<T>::release() {
   batch_weight_.resize(0);
   batch_labels_.resize(0);
   row_loss_.resize(0);
-  lse_.resize(0);
+  softmax_tail_.resize(0);
   for (LayerBuffers<T>& b : layers_) b = LayerBuffers<T>{};
   capacity_ = 0;
   last_rows = 0;
@@ -81,7 +81,7 @@ void Workspace<T>::reserve(index_t rows) {
   const index_t in = specs_.front().in, k = specs_.back().out;
   const index_t nx = count_mul(rows, in, what), nt = count_mul(rows, k, what);
   index_t elems = count_add(count_add(total, nx, what), count_add(nt, rows, what), what);
-  elems = count_add(elems, rows, what);  // lse
+  elems = count_add(elems, rows, what);  // softmax tail
   std::uint64_t bytes = count_bytes(elems, sizeof(T), what);
   const std::uint64_t small = count_bytes(rows, sizeof(int32_t) + sizeof(double), what);
   bytes = bytes > ~std::uint64_t(0) - small ? ~std::uint64_t(0) : bytes + small;
@@ -96,7 +96,7 @@ void Workspace<T>::reserve(index_t rows) {
     batch_weight_.resize(rows);
     batch_labels_.resize(rows);
     row_loss_.resize(rows);
-    lse_.resize(rows);
+    softmax_tail_.resize(rows);
   } catch (const std::bad_alloc&) {
     release();
     throw OutOfMemory("workspace for a batch of " + std::to_string(rows) +

@@ -54,10 +54,10 @@ class Workspace {
   const LayerBuffers<T>& layer(index_t l) const { return layers_[l]; }
   BnCache<T> bn_cache(index_t l);
 
-  // The loss's per-row scratch and the per-row log-sum-exp of the last
-  // forward (cross_entropy).
+  // The loss's per-row scratch and the per-row softmax tail r = sum exp(z -
+  // max) - 1 of the last forward (cross_entropy; nn/losses.h loss_output).
   double* row_loss() { return row_loss_.data(); }
-  T* lse() { return lse_.data(); }
+  T* softmax_tail() { return softmax_tail_.data(); }
 
   // A gathered (shuffled) batch: rows x in, its targets, weights and class ids.
   T* batch_x() { return batch_x_.data(); }
@@ -77,7 +77,7 @@ class Workspace {
   AlignedBuffer<T> arena_;  // every LayerBuffers array, one allocation
   AlignedBuffer<T> bn_;     // per batch-norm layer: mean, var, invstd
   std::vector<index_t> bn_offset_;
-  AlignedBuffer<T> batch_x_, batch_target_, batch_weight_, lse_;
+  AlignedBuffer<T> batch_x_, batch_target_, batch_weight_, softmax_tail_;
   AlignedBuffer<int32_t> batch_labels_;
   AlignedBuffer<double> row_loss_;
 };
