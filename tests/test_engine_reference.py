@@ -284,6 +284,27 @@ def test_train_steps_match_reference(rng, opt, variant, act, loss):
     _assert_modes_match(rng, model, trainer, loss)
 
 
+def test_streamed_weight_gradient_matches_reference(rng):
+    """A layer large enough that, on one thread, its weight gradient (360 x
+    400 float64, 1.1 MiB) is stored with non-temporal stores by the AVX-512
+    kernels (gemm.h Epilogue::stream, given by dense_backward): the training
+    steps still match the reference, gradients included."""
+    fm.set_num_threads(1)
+    sizes = [400, 360, 3]
+    model = fm.MLP(sizes, activation="tanh", loss="cross_entropy", dtype="float64", seed=3)
+    model.compile(OPTIMIZERS["sgd"](), clip_norm=5.0)
+    dw = model._net.grad(0, "W")  # the premise: rows that start cache lines, 1 MiB or more
+    assert dw.ctypes.data % 64 == 0 and dw.strides[0] % 64 == 0 and dw.nbytes >= 1 << 20
+    trainer = RefTrainer(model, clip_norm=5.0)
+
+    def batch(rng, loss, n):
+        return _batch(rng, loss, n, k=sizes[-1], n_in=sizes[0])
+
+    _run_and_compare(rng, model, trainer, "cross_entropy", n_steps=4, make_batch=batch)
+    X, y = batch(rng, "cross_entropy", 19)
+    _compare_gradients(model, trainer, X, y)
+
+
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
 def test_mixed_layers_match_reference(rng, opt):
     """Per-layer settings: a batch-normalized tanh layer with dropout, a
