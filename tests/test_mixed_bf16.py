@@ -63,6 +63,10 @@ CASES = {
     "elu_ce_bn_dropout": ([40, 128, 96, 10],
                           {"activation": "elu", "batch_norm": True, "dropout": 0.2},
                           "cross_entropy"),
+    # The first layer's weight gradient (600 x 1000, 2.4 MB) is at least
+    # 1 MiB per thread on 1 or 2 threads: the AVX512-BF16 kernel streams it
+    # (gemm.h Epilogue::stream).
+    "relu_ce_streamed_dw": ([1000, 600, 5], {"activation": "relu"}, "cross_entropy"),
 }
 KERNELS = ("avx512_bf16", "generic_bf16")
 
