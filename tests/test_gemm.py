@@ -127,6 +127,30 @@ def test_streamed_c_equals_cached_c_bitwise(rng, dtype, ta, tb):
     check(streamed, a, b, ta, tb, dtype)
 
 
+@pytest.mark.parametrize(("ta", "tb"), TRANS)
+def test_edge_sliver_rows_equal_full_tile_rows_bitwise(isa, rng, dtype, ta, tb):
+    # The last sliver of a product whose rows are not a multiple of the tile
+    # height runs a shorter kernel (ukr.h ShortRows: 4 or 8 rows of the
+    # AVX-512 float32 tile's 12), which must give every element the sum the
+    # full tile gives it: the first m rows of a product of 2 mc rows, bit for
+    # bit, for every edge height (n = 2 nr + 5: wide and narrow edge tiles).
+    plan = fm.ops.gemm_plan(1, 1, 1, dtype=dtype)
+    (mr, nr), mc = plan["wide_tile"], plan["mc"]
+    if isa in ("avx2", "avx512"):
+        assert plan["short_rows"] and max(plan["short_rows"]) < mr
+    n, full = 2 * nr + 5, 2 * mc + 2 * mr
+    every = list(range(1, 2 * mr + 1)) + [mc + r for r in range(1, mr + 1)]
+    # k within one k block for every height; past one and two blocks for two.
+    for k, ms in ((37, every), (600, [mr - 1, mc + 1]), (2500, [mr - 1, mc + 1])):
+        a, b = operands(rng, full, n, k, ta, tb, dtype)
+        want = fm.ops.matmul(a, b, trans_a=ta, trans_b=tb)
+        check(want, a, b, ta, tb, dtype)
+        for m in ms:
+            part = a[:, :m] if ta else a[:m]
+            got = fm.ops.matmul(part, b, trans_a=ta, trans_b=tb)
+            assert np.array_equal(got, want[:m]), (m, n, k, ta, tb)
+
+
 def test_matmul_matches_numpy_operator(rng, dtype):
     a = rng.standard_normal((64, 100)).astype(dtype)
     b = rng.standard_normal((100, 48)).astype(dtype)

@@ -372,6 +372,10 @@ py::dict gemm_plan_dict(index_t m, index_t n, index_t k, bool ta, bool tb,
   out["direct"] = K.direct;
   out["wide_tile"] = py::make_tuple(K.mr, K.nr);
   out["narrow_tile"] = py::make_tuple(K.narrow_mr, K.narrow_nr);
+  py::list short_rows;
+  for (int r : K.short_mr)
+    if (r > 0) short_rows.append(r);
+  out["short_rows"] = py::tuple(short_rows);
   out["m"] = P.shape.m;
   out["n"] = P.shape.n;
   out["k"] = P.shape.k;

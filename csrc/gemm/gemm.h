@@ -120,11 +120,16 @@ void init_gemm_dispatch();
 // (gemm_driver.cpp). Python twin: fastmlp.ops.gemm_plan.
 
 // What a plan needs to know of an instruction set's kernels (ukr.h GemmKernel).
+// Shorter tiles a kernel may have for edge slivers (ukr.h ShortRows).
+constexpr int kShortRows = 2;
+
 struct GemmBlocking {
   int mr = 1, nr = 1;                // wide register tile (rows x columns of C)
   int narrow_mr = 1, narrow_nr = 1;  // one-vector tile
   index_t mc = 1, kc = 1, nc = 1;    // cache blocks: A block mc x kc, B panel kc x nc
   bool direct = false;               // full tiles may read operands in place
+  int short_mr[kShortRows] = {};     // rows of the edge slivers' shorter tiles (ukr.h
+                                     // ShortRows), ascending; 0: none
   const char* name = "";             // "generic", "avx2", "avx512"
 };
 

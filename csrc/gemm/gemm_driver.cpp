@@ -280,14 +280,11 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
           UkrFn<T> f;
           const T* ap;
           index_t astride;
-          if (a_packed) {
+          if (a_packed || mr < MR) {  // a packed sliver (an edge one is packed either way)
             f = UJ.kmajor;
-            ap = apack + ir * MR * kc;
+            ap = a_packed ? apack + ir * MR * kc : apack;
             astride = MR;
-          } else if (mr < MR) {
-            f = UJ.kmajor;
-            ap = apack;
-            astride = MR;
+            if (mr < MR) f = edge_rows_kernel(K, &UJ == &K.narrow, mr, MR, f);
           } else if (a_rows) {
             f = UJ.rowmajor;
             ap = a + i0 * lda + pc;
@@ -541,7 +538,9 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
         auto run_tile = [&](index_t jr, index_t ir) {
           const index_t j0 = jc + jr * NR, nr = std::min<index_t>(NR, j_end - j0);
           const index_t i0 = ic + ir * MR, mr = std::min<index_t>(MR, i_end - i0);
-          const UkrBf16Fn f = nr <= narrow_edge_nr ? thin : wide;
+          const bool thin_tile = narrow || nr <= narrow_edge_nr;
+          UkrBf16Fn f = nr <= narrow_edge_nr ? thin : wide;
+          if (mr < MR) f = edge_rows_kernel(K, thin_tile, mr, MR, f);
           const std::uint32_t* ap = apack + ir * MR * kp;
           const std::uint32_t* bj = bp + jr * bstride;
           if (!transposed_c) {

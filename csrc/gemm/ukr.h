@@ -59,6 +59,18 @@ using ActBackRunFn = void (*)(T* dz, const T* dy, const T* z, index_t len, Act a
 // a non-temporal store (the streaming variants below, Epilogue::stream).
 inline bool starts_line(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 63) == 0; }
 
+// Kernels of fewer rows than the tile for an edge sliver (mr < MR rows of a
+// packed, k-major A sliver, read with its stride MR): the same sums in the
+// same order as the full tile's rows, without the multiply-adds of its
+// zero-padded rows (a batch of 256 is 21 tiles of 12 rows and one of 4, where
+// the full tile would spend 3% of the product on zeros; 100 rows: 7%).
+template <class T>
+struct ShortRows {
+  int mr = 0;                  // rows; 0: none
+  UkrFn<T> wide = nullptr;     // the wide tile's width
+  UkrFn<T> narrow = nullptr;   // the narrow tile's width
+};
+
 template <class T>
 struct GemmKernel {
   Ukr<T> wide;           // the main tile
@@ -72,7 +84,19 @@ struct GemmKernel {
   const char* name;
   Ukr<T> wide_stream{};  // wide, storing a full tile's rows that start a cache line around
                          // the caches (Epilogue::stream, gemm_run), or empty: wide
+  ShortRows<T> short_rows[kShortRows]{};  // edge slivers' kernels (empty: the full tile's)
 };
+
+// The kernel for an edge sliver of mr rows, packed k-major at stride MR, of
+// a tile f (MR rows) of the wide or the narrow width: the shortest of K's
+// short kernels that holds mr rows and is shorter than f, or f itself.
+template <class T>
+inline UkrFn<T> edge_rows_kernel(const GemmKernel<T>& K, bool narrow, index_t mr, int MR,
+                                 UkrFn<T> f) {
+  for (const ShortRows<T>& s : K.short_rows)
+    if (s.mr > 0 && mr <= s.mr && s.mr < MR) return narrow ? s.narrow : s.wide;
+  return f;
+}
 
 // What the plans need of K (gemm.h).
 template <class T>
@@ -86,6 +110,7 @@ inline GemmBlocking blocking_of(const GemmKernel<T>& K) {
   b.kc = K.kc;
   b.nc = K.nc;
   b.direct = K.direct;
+  for (int i = 0; i < kShortRows; ++i) b.short_mr[i] = K.short_rows[i].mr;
   b.name = K.name;
   return b;
 }
@@ -175,7 +200,23 @@ struct Bf16Kernel {
   int mr, nr, narrow_mr, narrow_nr;
   index_t mc, kc, nc;              // cache blocks in elements of k (kc even)
   const char* name;                // "avx512_bf16", "generic"
+  // Edge slivers of fewer rows (as GemmKernel::short_rows: the A sliver's
+  // pairs read at stride mr): rows, wide and narrow kernel; 0: none.
+  struct Short {
+    int mr = 0;
+    UkrBf16Fn wide = nullptr, narrow = nullptr;
+  } short_rows[kShortRows]{};
 };
+
+// The bf16 kernel for an edge sliver of mr rows packed at stride MR
+// (edge_rows_kernel's rule; the short kernels read pairs at stride K.mr).
+inline UkrBf16Fn edge_rows_kernel(const Bf16Kernel& K, bool narrow, index_t mr, int MR,
+                                  UkrBf16Fn f) {
+  if (MR != K.mr) return f;
+  for (const Bf16Kernel::Short& s : K.short_rows)
+    if (s.mr > 0 && mr <= s.mr && s.mr < MR) return narrow ? s.narrow : s.wide;
+  return f;
+}
 
 inline GemmBlocking blocking_of(const Bf16Kernel& K) {
   GemmBlocking b;
@@ -187,6 +228,7 @@ inline GemmBlocking blocking_of(const Bf16Kernel& K) {
   b.kc = K.kc;
   b.nc = K.nc;
   b.direct = false;  // the conversion to bf16 happens in packing: operands are always packed
+  for (int i = 0; i < kShortRows; ++i) b.short_mr[i] = K.short_rows[i].mr;
   b.name = K.name;
   return b;
 }

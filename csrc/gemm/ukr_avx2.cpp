@@ -66,9 +66,11 @@ struct F64 {
 }  // namespace
 
 const GemmKernel<float> kSgemm = {ukr_pair<F32, 6, 2>(), ukr_pair<F32, 6, 1>(), 144, 256, 4096, true,
-    &pack_bt_sliver, &act_run_f32, &act_back_run<float>, "avx2"};
+    &pack_bt_sliver, &act_run_f32, &act_back_run<float>, "avx2", {},
+    {short_rows<F32, 2, 2, 1>(), short_rows<F32, 4, 2, 1>()}};
 const GemmKernel<double> kDgemm = {ukr_pair<F64, 6, 2>(), ukr_pair<F64, 6, 1>(), 96, 256, 4096, true,
-    &pack_bt_sliver, nullptr, &act_back_run<double>, "avx2"};
+    &pack_bt_sliver, nullptr, &act_back_run<double>, "avx2", {},
+    {short_rows<F64, 2, 2, 1>(), short_rows<F64, 4, 2, 1>()}};
 
 double fma_probe(bool dbl, long long iters, double* flops) {
   return fma_probe_with<F32, F64, 12>(dbl, iters, flops);

@@ -61,13 +61,15 @@ struct F64 {
 }  // namespace
 
 const GemmKernel<float> kSgemm = {ukr_pair<F32, 12, 2>(), ukr_pair<F32, 12, 1>(), 96, 1024, 4096, true,
-    &pack_bt_sliver, &act_run_f32, &act_back_run<float>, "avx512", ukr_pair<F32, 12, 2, true>()};
+    &pack_bt_sliver, &act_run_f32, &act_back_run<float>, "avx512", ukr_pair<F32, 12, 2, true>(),
+    {short_rows<F32, 4, 2, 1>(), short_rows<F32, 8, 2, 1>()}};
 // float64 uses a 6 x 32 tile (four vectors of B, six broadcasts per k step:
 // 10 loads for 24 FMAs instead of 14): on a Zen 5 core with full-rate 512-bit
 // FMAs, 1024^3 went from 104-110 to 108-114 GFLOP/s of a 133 peak, with the
 // two-vector 6 x 16 kernel for thin results and half-width edge tiles.
 const GemmKernel<double> kDgemm = {ukr_pair<F64, 6, 4>(), ukr_pair<F64, 6, 2>(), 144, 512, 4096, true,
-    &pack_bt_sliver, nullptr, &act_back_run<double>, "avx512", ukr_pair<F64, 6, 4, true>()};
+    &pack_bt_sliver, nullptr, &act_back_run<double>, "avx512", ukr_pair<F64, 6, 4, true>(),
+    {short_rows<F64, 2, 4, 2>(), short_rows<F64, 4, 4, 2>()}};
 
 double fma_probe(bool dbl, long long iters, double* flops) {
   return fma_probe_with<F32, F64, 24>(dbl, iters, flops);

@@ -29,7 +29,9 @@ namespace fastmlp {
 namespace avx512bf16 {
 namespace {
 
-template <int MR, int NV, bool Stream = false>
+// AS: words between one pair step's A values and the next (MR, or the full
+// tile's MR for an edge sliver's shorter kernel).
+template <int MR, int NV, bool Stream = false, int AS = MR>
 void ukr_bf16(index_t kp, const std::uint32_t* FM_RESTRICT a, const std::uint32_t* FM_RESTRICT b,
               index_t ldb,
               float* FM_RESTRICT c, index_t ldc, index_t m, index_t n, float alpha, float beta) {
@@ -51,7 +53,7 @@ void ukr_bf16(index_t kp, const std::uint32_t* FM_RESTRICT a, const std::uint32_
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], ai, bv[j]);
     }
-    a += MR;
+    a += AS;
     b += ldb;
   }
 
@@ -225,8 +227,12 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
 
 // Blocks as the float32 AVX-512 kernel's in bytes of A (mc x kc: 96 x 2048
 // bf16 = 384 KiB, in L2), with the B panel kc x nc = 2048 x 2048 bf16 = 8 MiB.
+// Edge slivers of 4 or 8 rows (a batch of 256 ends in 4) run 4- and 8-row
+// kernels over the 12-row sliver's pairs.
 const Bf16Kernel kBf16 = {&ukr_bf16<12, 2>, &ukr_bf16<12, 1>, &ukr_bf16<12, 2, true>, &pack_bf16<false>, &pack_bf16<true>, 12, 32, 12, 16, 96, 2048, 2048,
-                          "avx512_bf16"};
+                          "avx512_bf16",
+                          {{4, &ukr_bf16<4, 2, false, 12>, &ukr_bf16<4, 1, false, 12>},
+                           {8, &ukr_bf16<8, 2, false, 12>, &ukr_bf16<8, 1, false, 12>}}};
 
 }  // namespace avx512bf16
 }  // namespace fastmlp

@@ -226,6 +226,13 @@ constexpr Ukr<typename V::T> ukr_pair() {
   return {&ukr_simd<V, MR, NV, false, Stream>, &ukr_simd<V, MR, NV, true, Stream>, MR, NV * V::W};
 }
 
+// The ShortRows entry of MR rows (k-major A only: edge slivers are always
+// packed) for a unit whose wide tile is NV vectors wide and narrow tile NVN.
+template <class V, int MR, int NV, int NVN>
+constexpr ShortRows<typename V::T> short_rows() {
+  return {MR, &ukr_simd<V, MR, NV, false>, &ukr_simd<V, MR, NVN, false>};
+}
+
 // The unit's fma_probe (see ukr.h) with NACC chains of F32 or F64 registers.
 template <class F32, class F64, int NACC>
 double fma_probe_with(bool dbl, long long iters, double* flops) {

@@ -794,6 +794,10 @@ def gemm_plan(m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = Fal
           kernel, dtype          the path and element type
           mr, nr                 register tile of the kernel in use; wide_tile and
                                  narrow_tile are the path's two (mr, nr)
+          short_rows             the row counts of the path's shorter kernels: an edge
+                                 sliver of fewer than mr rows runs the shortest that
+                                 holds it, at the width of its tile (empty: the full
+                                 tile runs, its padded rows computed and dropped)
           mc, kc, nc, direct     the path's cache blocks; direct: full tiles may read
                                  operands in place (False on generic)
           narrow                 the one-vector (narrow) kernel runs every tile
