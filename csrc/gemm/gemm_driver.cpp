@@ -495,9 +495,17 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
   // is the float path's vector code, the same whether or not bf16 is on.
   const GemmKernel<float>& FK = active_gemm_kernel<float>();
   const int MR = R.mr, NR = R.nr;
-  const index_t MC = R.mc, KC = R.kc, NC = R.nc;
+  const index_t MC = R.mc, KC = R.kc;
   const index_t i_end = r.i1, j_end = r.j1;
   const index_t m = r.i1 - r.i0, n = r.j1 - r.j0;
+  // Each jc block packs every A block again, so jc blocks are as wide as
+  // the B panel allows: a panel read in place has no width limit, and a
+  // packed one gets the KC x NC budget of its bytes whatever its k (an XL
+  // layer's 4096 columns, from k = 512, in one block instead of two). The
+  // sums are the same for any width.
+  const index_t kc_max = std::min(KC, k);
+  const index_t NC = panel ? std::max<index_t>(n, NR)
+                           : std::max(R.nc, (KC * R.nc / std::max<index_t>(kc_max, 1)) / NR * NR);
   // A C written once and not read soon (Epilogue::stream: a weight gradient)
   // is stored around the caches: its lines are not read from memory first,
   // and they do not evict the operands.
