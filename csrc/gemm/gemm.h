@@ -206,7 +206,9 @@ struct GemmRect {
 
 // Pure functions of their arguments. plan_gemm: m, n, k >= 1; `threads` is
 // the number available (num_threads() in gemm()); the plan may use fewer.
-GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads);
+// b_panel: B is a prepacked bf16 panel (gemm_bf16_panel), which changes only
+// how threads split the product.
+GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads, bool b_panel = false);
 // Thread t's rectangle (t < p.threads): tile-aligned, as even as possible.
 GemmRect plan_thread_rect(const GemmPlan& p, int t);
 // The route of a rectangle: s.m x s.n its size, the rest as in the product;

@@ -376,7 +376,11 @@ struct Split {
   int tm = 1, tn = 1;
 };
 
-inline Split choose_split(index_t m, index_t n, index_t k, int MR, int NR, int nt) {
+// b_panel: B is a prepacked panel read in place (gemm_bf16_panel), so only A
+// costs packing: splitting rows then packs each A row once, where splitting
+// columns would pack all of A in every thread.
+inline Split choose_split(index_t m, index_t n, index_t k, int MR, int NR, int nt,
+                          bool b_panel) {
   const index_t mt = (m + MR - 1) / MR, ntl = (n + NR - 1) / NR;
   Split best;
   double best_cost = -1.0;
@@ -385,7 +389,7 @@ inline Split choose_split(index_t m, index_t n, index_t k, int MR, int NR, int n
     const int tn = nt / tm;
     if (tm > mt || tn > ntl) continue;
     const double rows = double((mt + tm - 1) / tm * MR), cols = double((ntl + tn - 1) / tn * NR);
-    const double cost = rows * cols * double(k) + 4.0 * (rows + cols) * double(k);
+    const double cost = rows * cols * double(k) + 4.0 * (rows + (b_panel ? 0.0 : cols)) * double(k);
     if (best_cost < 0.0 || cost < best_cost) {
       best_cost = cost;
       best.tm = tm;
@@ -579,7 +583,7 @@ void gemm_rect_bf16(const Bf16Kernel& K, const RectPlan& R, bool narrow, Trans t
 // Plans: every routing rule of the driver, each with the measurement that
 // decided it.
 
-GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads) {
+GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads, bool b_panel) {
   GemmPlan p;
   // A thin C (an output layer's 10 columns against a batch of 128 rows) fills
   // a wide register tile badly. Two remedies, chosen by how full the tiles
@@ -611,9 +615,10 @@ GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads) {
   int nt = threads_for_count(double(m) * double(n) * double(k), threads);
   Split sp;  // one thread: the whole of C (most small products end here)
   if (nt > 1) {
-    sp = choose_split(m, n, k, p.mr, p.nr, nt);
+    sp = choose_split(m, n, k, p.mr, p.nr, nt, b_panel && !p.swapped && !p.narrow);
     // Fewer tiles than threads: use as many threads as the split can feed.
-    while (nt > 1 && sp.tm * sp.tn != nt) sp = choose_split(m, n, k, p.mr, p.nr, --nt);
+    while (nt > 1 && sp.tm * sp.tn != nt)
+      sp = choose_split(m, n, k, p.mr, p.nr, --nt, b_panel && !p.swapped && !p.narrow);
     if (nt <= 1) nt = 1, sp = Split();
   }
   p.threads = nt;
@@ -864,7 +869,7 @@ void gemm_bf16_panel(Trans ta, Trans tb, index_t m, index_t n, index_t k, float 
   const Bf16Kernel& K = active_bf16_kernel();
   const GemmBlocking B = blocking_of(K);
   const GemmShape s{ta, tb, m, n, k, lda, ldb, ldc, int(sizeof(float))};
-  const GemmPlan P = plan_gemm(s, B, num_threads());
+  const GemmPlan P = plan_gemm(s, B, num_threads(), true);
   if (P.swapped || P.narrow || panel.nr != K.nr || panel.k != k || panel.n != n || !panel.data ||
       B.kc % 2)
     return gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep);
