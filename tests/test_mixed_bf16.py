@@ -312,6 +312,41 @@ def test_one_and_two_threads_bitwise_identical(kernel):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_input_panels_change_no_value(bf16_kernel, threads):
+    # Each layer's forward epilogue writes its output in bf16 as the next
+    # layer's weight-gradient B panel (on by default); with it off, that
+    # product packs the same values itself: parameters, optimizer state and
+    # losses bit for bit the same, over every case above (dropout and batch
+    # norm layers write none), hidden widths that split 32-column slivers
+    # between threads (20, 48) or end in a partial one (300), odd batches and
+    # a fit whose last batch is shorter.
+    extra = {"narrow_widths": ([30, 20, 48, 4], {"activation": "tanh"}, "cross_entropy"),
+             "partial_sliver": ([50, 300, 64, 5], {"activation": "relu"}, "cross_entropy")}
+    previous = fm.get_num_threads()
+    fm.set_num_threads(threads)
+    try:
+        for name, (sizes, kw, loss) in {**CASES, **extra}.items():
+            runs = []
+            for on in (True, False):
+                model = _model(sizes, kw, loss)
+                assert model._net.bf16_input_panels is True
+                model._net.bf16_input_panels = on
+                rng = np.random.default_rng(5)
+                X, y = _batch(rng, loss, 101, sizes[0], sizes[-1])
+                losses = [model.train_step(X, y) for _ in range(2)]
+                model.fit(X, y, epochs=1, batch_size=36, shuffle=False, verbose=0)
+                runs.append((losses, np.array(model._net.params_flat()),
+                             [np.array(s) for s in model._net.optimizer_state()]))
+            (l1, p1, s1), (l2, p2, s2) = runs
+            assert l1 == l2, name
+            assert np.array_equal(p1.view(np.uint32), p2.view(np.uint32)), name
+            for a, b in zip(s1, s2):
+                assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), name
+    finally:
+        fm.set_num_threads(previous)
+
+
 def _trained(rng, **kw):
     X, y = _batch(rng, "cross_entropy", 256, 12, 3)
     model = fm.MLP([12, 32, 16, 3], dtype="mixed_bfloat16", seed=2, **kw)

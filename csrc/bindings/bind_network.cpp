@@ -722,6 +722,16 @@ void bind_network(py::module_& m, const char* name) {
           "The three GEMMs per layer on bf16-rounded operands with float32 sums "
           "(mixed_bfloat16); Network64 refuses it (ValueError).")
       .def_property(
+          "bf16_input_panels", [](const Net& n) { return n.input_panels(); },
+          [](Net& n, bool on) {
+            Guard::Training claim(n.guard(), "bf16_input_panels");
+            pass(n, [&] { n.set_input_panels(on); });
+          },
+          "mixed_bfloat16: each layer's output is also written, by its forward "
+          "product's epilogue, as the next layer's bf16 weight-gradient operand "
+          "(default True; False packs it in that product instead, with the same "
+          "values: a switch for tests and benchmarks).")
+      .def_property(
           "step_count", [](const Net& n) { return n.trainer().step_count(); },
           [](Net& n, int64_t s) {
             Guard::Training claim(n.guard(), "step_count");

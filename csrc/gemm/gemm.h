@@ -44,6 +44,14 @@ struct Epilogue {
   // one k block and neither bias nor y may be stored around the caches
   // (non-temporal stores of whole lines; the values are the same).
   bool stream = false;
+  // float only: y also in bf16, in the layout of a B panel whose k runs along
+  // y's rows (Bf16Panel: pairs of rows in y_panel_nr-column slivers,
+  // y_panel_stride words apart), each block written while it is in cache.
+  // mixed_bfloat16 gives it for a layer's output, which the next layer's
+  // weight gradient reads as its B operand (no packing there). nullptr: none.
+  std::uint32_t* y_panel = nullptr;
+  index_t y_panel_stride = 0;
+  int y_panel_nr = 0;
 };
 
 // The smallest share of C (bytes per thread) that Epilogue::stream streams:

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <cstdint>
 
 #include "common/aligned.h"
@@ -97,6 +98,73 @@ FM_NO_MEMMOVE void pack_b_sliver(T* FM_RESTRICT dst, Trans tb, const T* b, index
       for (index_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
 }
 
+inline std::uint32_t bf16_pair(float lo, float hi) {
+  return std::uint32_t(bf16_bits(lo)) | (std::uint32_t(bf16_bits(hi)) << 16);
+}
+
+// PackBf16Fn (ukr.h) in scalar code: rows r0..r0+rows as slivers of R rows
+// (ss words apart) of bf16 pairs along k, the last pair of an odd kc padded with +0 and the
+// last sliver's rows beyond `rows` zero. Zero padding keeps the padded lanes
+// finite even against inf or NaN in the other operand's real k (0 * 0), and
+// the padded rows are never written to C.
+FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x,
+                                   index_t ldx, index_t r0, index_t rows, index_t p0, index_t kc,
+                                   int R, index_t ss) {
+  const index_t kfull = kc / 2, kp = (kc + 1) / 2;
+  const index_t padded = (rows + R - 1) / R * R;
+  // Row r of the block, pair q: its sliver, then q, then r within it.
+  auto at = [&](index_t r, index_t q) -> std::uint32_t& {
+    return dst[(r / R) * ss + q * R + r % R];
+  };
+  if (k_contig) {
+    for (index_t r = 0; r < rows; ++r) {
+      const float* src = x + (r0 + r) * ldx + p0;
+      for (index_t q = 0; q < kfull; ++q) at(r, q) = bf16_pair(src[2 * q], src[2 * q + 1]);
+      if (kc % 2) at(r, kfull) = bf16_pair(src[kc - 1], 0.0f);
+    }
+  } else {
+    for (index_t q = 0; q < kp; ++q) {
+      const float* s0 = x + (p0 + 2 * q) * ldx + r0;
+      const float* s1 = s0 + ldx;
+      for (index_t r = 0; r < rows; ++r) at(r, q) = bf16_pair(s0[r], 2 * q + 1 < kc ? s1[r] : 0.0f);
+    }
+  }
+  for (index_t r = rows; r < padded; ++r)
+    for (index_t q = 0; q < kp; ++q) at(r, q) = 0;
+}
+
+// Rows [i0, i0 + rows) x columns [j0, j0 + cols) of y into the epilogue's bf16
+// panel (Epilogue::y_panel): pair q = i / 2 of column j at word
+// (j / nr) * stride + q * nr + j % nr. Blocks start on even rows; an odd
+// count ends y, and its last pair's high half is zero, as packing pads it.
+// Whole slivers go through the bf16 unit's packing; the columns of a sliver
+// that the block shares with another block (a narrow plan's 16-column tiles
+// of a 32-column sliver, y's last columns) word by word, so that no block
+// writes another's lanes (packing would zero them as padding).
+void write_y_panel(const Epilogue<float>& ep, index_t i0, index_t rows, index_t j0, index_t cols) {
+  if (i0 % 2) throw std::logic_error("epilogue: a bf16 panel block must start on an even row");
+  const int NR = ep.y_panel_nr;
+  const index_t ss = ep.y_panel_stride;
+  std::uint32_t* dst = ep.y_panel + (i0 / 2) * NR;
+  const index_t first = std::min(j0 + cols, (j0 + NR - 1) / NR * NR);  // the first whole sliver
+  const index_t whole = (j0 + cols - first) / NR * NR;
+  if (whole > 0) {
+    const Bf16Kernel& B = active_bf16_kernel();
+    (B.pack ? B.pack : &pack_bf16_pairs)(dst + (first / NR) * ss, false, ep.y, ep.ldy, first,
+                                         whole, i0, rows, NR, ss);
+  }
+  auto words = [&](index_t ja, index_t jb) {
+    for (index_t q = 0; 2 * q < rows; ++q) {
+      const float* y0 = ep.y + (i0 + 2 * q) * ep.ldy;
+      const float* y1 = 2 * q + 1 < rows ? y0 + ep.ldy : nullptr;
+      for (index_t j = ja; j < jb; ++j)
+        dst[(j / NR) * ss + q * NR + j % NR] = bf16_pair(y0[j], y1 ? y1[j] : 0.0f);
+    }
+  };
+  words(j0, first);
+  words(first + whole, j0 + cols);
+}
+
 template <class T>
 void apply_epilogue(const GemmKernel<T>& K, const Epilogue<T>& ep, T* c, index_t ldc, index_t i0,
                     index_t rows, index_t j0, index_t cols) {
@@ -108,6 +176,8 @@ void apply_epilogue(const GemmKernel<T>& K, const Epilogue<T>& ep, T* c, index_t
     }
     if (ep.y) act_forward_fast(K, ep.y + i * ep.ldy + j0, ci, cols, ep.act);
   }
+  if constexpr (std::is_same_v<T, float>)
+    if (ep.y_panel && ep.y) write_y_panel(ep, i0, rows, j0, cols);
 }
 
 // Whether an epilogue has work to do (bias or activation); one that only
@@ -451,40 +521,6 @@ void gemm_run(const GemmKernel<T>& K, const GemmBlocking& B, const GemmPlan& P, 
 // ---------------------------------------------------------------------------
 // bf16: packing that rounds, and the packed-only loops around the kernel.
 
-inline std::uint32_t bf16_pair(float lo, float hi) {
-  return std::uint32_t(bf16_bits(lo)) | (std::uint32_t(bf16_bits(hi)) << 16);
-}
-
-// PackBf16Fn (ukr.h) in scalar code: rows r0..r0+rows as slivers of R rows
-// (ss words apart) of bf16 pairs along k, the last pair of an odd kc padded with +0 and the
-// last sliver's rows beyond `rows` zero. Zero padding keeps the padded lanes
-// finite even against inf or NaN in the other operand's real k (0 * 0), and
-// the padded rows are never written to C.
-FM_NO_MEMMOVE void pack_bf16_pairs(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x,
-                                   index_t ldx, index_t r0, index_t rows, index_t p0, index_t kc,
-                                   int R, index_t ss) {
-  const index_t kfull = kc / 2, kp = (kc + 1) / 2;
-  const index_t padded = (rows + R - 1) / R * R;
-  // Row r of the block, pair q: its sliver, then q, then r within it.
-  auto at = [&](index_t r, index_t q) -> std::uint32_t& {
-    return dst[(r / R) * ss + q * R + r % R];
-  };
-  if (k_contig) {
-    for (index_t r = 0; r < rows; ++r) {
-      const float* src = x + (r0 + r) * ldx + p0;
-      for (index_t q = 0; q < kfull; ++q) at(r, q) = bf16_pair(src[2 * q], src[2 * q + 1]);
-      if (kc % 2) at(r, kfull) = bf16_pair(src[kc - 1], 0.0f);
-    }
-  } else {
-    for (index_t q = 0; q < kp; ++q) {
-      const float* s0 = x + (p0 + 2 * q) * ldx + r0;
-      const float* s1 = s0 + ldx;
-      for (index_t r = 0; r < rows; ++r) at(r, q) = bf16_pair(s0[r], 2 * q + 1 < kc ? s1[r] : 0.0f);
-    }
-  }
-  for (index_t r = rows; r < padded; ++r)
-    for (index_t q = 0; q < kp; ++q) at(r, q) = 0;
-}
 
 // gemm_rect for bf16: the same loops and tile orders, every operand packed
 // (the rounding happens there), k blocks of an even KC so that a pair never

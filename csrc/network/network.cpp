@@ -71,6 +71,24 @@ Network<T>::Network(std::vector<LayerSpec> layers, Loss loss)
     panel_words_[which].resize(layers_.size());
     panels_[which].resize(layers_.size());
   }
+  input_panel_words_.resize(layers_.size());
+  input_panels_.resize(layers_.size());
+}
+
+template <class T>
+std::uint32_t* Network<T>::input_panel_for(index_t l, index_t n) {
+  AlignedBuffer<std::uint32_t>& buf = input_panel_words_[std::size_t(l)];
+  const index_t words = bf16_panel_words(n, layers_[l].in);
+  if (buf.size() < words) {
+    try {
+      buf.reserve(words);
+    } catch (const std::bad_alloc&) {
+      throw OutOfMemory("bf16 input panel of layer " + std::to_string(l) + ": could not allocate " +
+                        format_bytes(std::uint64_t(words) * sizeof(std::uint32_t)));
+    }
+    buf.zero();  // the last sliver's padding columns: products the kernel computes and drops
+  }
+  return buf.data();
 }
 
 template <class T>
@@ -203,6 +221,10 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
   ws_.reserve(std::max<index_t>(n, 1));
   const index_t L = num_layers();
   const uint64_t step = uint64_t(trainer_.step_count());
+  for (Bf16Panel& ip : input_panels_) ip.k = 0;
+  // The bf16 input panels serve a single-process training step's backward.
+  const bool write_panels = std::is_same_v<T, float> && prec_ == GemmPrecision::bf16 &&
+                            training && !dp_ && input_panels_on_;
   for (index_t l = 0; l < L; ++l) {
     const LayerSpec& s = layers_[l];
     const LayerTensors<T> p = params_.layer(l);
@@ -230,8 +252,15 @@ const T* Network<T>::forward(const T* x, index_t n, bool training) {
       }
       if (w.y != w.z) activation_forward<T>(w.y, w.z, n, s.out, s.act);
     } else {
+      // The next layer's input is this y itself: its bf16 B panel is written
+      // by this product's epilogue, block by block while y is in cache.
+      std::uint32_t* y_panel = nullptr;
+      if (write_panels && l + 1 < L && !dropout_on(l, training)) {
+        y_panel = input_panel_for(l + 1, n);
+        input_panels_[std::size_t(l + 1)] = Bf16Panel{y_panel, n, s.out, bf16_panel_nr()};
+      }
       dense_forward<T>(w.z, w.y, in, p.W, p.b, n, s.in, s.out, s.act, prec_,
-                       weight_panel(l, true));
+                       weight_panel(l, true), y_panel);
     }
     if (dropout_on(l, training)) {
       dropout_mask<T>(w.mask, n * s.out, s.dropout, seed_, step, uint32_t(l),
@@ -278,6 +307,8 @@ void Network<T>::backward(const T* x, index_t n) {
     T* d = w.d;
     T* dx = l > 0 ? ws_.layer(l - 1).d : nullptr;
     const T* in = layer_input(x, l);
+    const Bf16Panel* x_panel = input_panels_[std::size_t(l)].k == n ? &input_panels_[std::size_t(l)]
+                                                                    : nullptr;
     // Every loss but mse hands back dL/dz of the output layer already.
     const Act act = (l == L - 1 && loss_ != Loss::mse) ? Act::identity : s.act;
     if (dropout_on(l, ws_.last_training)) apply_mask<T>(d, d, w.mask, n * s.out);
@@ -286,10 +317,10 @@ void Network<T>::backward(const T* x, index_t n) {
       batchnorm_backward<T>(d, w.xhat, p.gamma, ws_.bn_cache(l).invstd, n, s.out, d, g.gamma,
                             g.beta);
       dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.lin, w.lin, n, s.in, s.out, Act::identity,
-                        prec_, weight_panel(l, false));
+                        prec_, weight_panel(l, false), x_panel);
     } else {
       dense_backward<T>(dx, g.W, g.b, d, d, in, p.W, w.z, w.y, n, s.in, s.out, act, prec_,
-                        weight_panel(l, false));
+                        weight_panel(l, false), x_panel);
     }
   }
 }

@@ -91,6 +91,11 @@ class Network {
   // (std::invalid_argument). Default: native.
   void set_gemm_precision(GemmPrecision prec);
   GemmPrecision gemm_precision() const { return prec_; }
+  // mixed_bfloat16: whether a training forward writes each layer's output
+  // as the next layer's bf16 weight-gradient panel (default on; the values
+  // are the same either way, which tests check by turning it off).
+  void set_input_panels(bool on) { input_panels_on_ = on; }
+  bool input_panels() const { return input_panels_on_; }
   // With bf16 GEMMs each layer's weights are packed once per change into two
   // panels (gemm.h Bf16Panel: W^T's for the forward product, W's for dX),
   // which the products read in place instead of packing W in each of them.
@@ -218,6 +223,14 @@ class Network {
     index_t l, begin, end;
   };
   std::vector<PanelTask> panel_tasks_;
+  // mixed_bfloat16 training: layer l's input (l >= 1) in bf16 as the B panel
+  // of its weight gradient (k = the batch's rows), written by layer l - 1's
+  // forward epilogue when that layer's y is the input itself (no batch norm,
+  // no dropout); .k is the rows of the last forward that wrote it, 0: none.
+  std::vector<AlignedBuffer<std::uint32_t>> input_panel_words_;
+  std::vector<Bf16Panel> input_panels_;
+  bool input_panels_on_ = true;  // set_input_panels (tests compare both ways)
+  std::uint32_t* input_panel_for(index_t l, index_t n);
   std::atomic<bool> panels_fresh_{false};
   std::atomic<int> weight_handles_{0};
   Parameters<T> params_;

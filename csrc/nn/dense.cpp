@@ -37,12 +37,18 @@ void dense_gemm(GemmPrecision prec, Trans ta, Trans tb, index_t m, index_t n, in
 
 template <class T>
 void dense_forward(T* z, T* y, const T* x, const T* w, const T* b, index_t n, index_t in,
-                   index_t out, Act act, GemmPrecision prec, const Bf16Panel* wt_panel) {
+                   index_t out, Act act, GemmPrecision prec, const Bf16Panel* wt_panel,
+                   std::uint32_t* y_panel) {
   Epilogue<T> ep;
   ep.bias = b;
   ep.act = act;
   ep.y = y;
   ep.ldy = out;
+  if (y_panel && std::is_same_v<T, float> && prec == GemmPrecision::bf16) {
+    ep.y_panel = y_panel;
+    ep.y_panel_nr = bf16_panel_nr();
+    ep.y_panel_stride = index_t(ep.y_panel_nr) * ((n + 1) / 2);
+  }
   dense_gemm<T>(prec, Trans::N, Trans::T, n, out, in, x, in, w, in, z, out, &ep, wt_panel);
 }
 
@@ -122,14 +128,15 @@ void dense_dz_db(T* dz, T* db, const T* dy, const T* z, const T* y, index_t n, i
 template <class T>
 void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T* w, const T* z,
                     const T* y, index_t n, index_t in, index_t out, Act act,
-                    GemmPrecision prec, const Bf16Panel* w_panel) {
+                    GemmPrecision prec, const Bf16Panel* w_panel, const Bf16Panel* x_panel) {
   dense_dz_db(dz, db, dy, z, y, n, out, act);
   // dw (out, in) = dz^T (out, n) . x (n, in)
   // dW is written once and next read by the optimizer pass, after the other
   // layers' products: it may bypass the caches (gemm.h Epilogue::stream).
   Epilogue<T> written_once;
   written_once.stream = true;
-  dense_gemm<T>(prec, Trans::T, Trans::N, out, in, n, dz, out, x, in, dw, in, &written_once);
+  dense_gemm<T>(prec, Trans::T, Trans::N, out, in, n, dz, out, x, in, dw, in, &written_once,
+                x_panel);
   // dx (n, in) = dz (n, out) . w (out, in)
   if (dx)
     dense_gemm<T>(prec, Trans::N, Trans::N, n, in, out, dz, out, w, in, dx, in, nullptr, w_panel);
@@ -143,10 +150,11 @@ void dense_backward_dx(T* dx, const T* dz, const T* w, index_t n, index_t in, in
 
 #define FM_INSTANTIATE(T)                                                                    \
   template void dense_forward<T>(T*, T*, const T*, const T*, const T*, index_t, index_t,     \
-                                 index_t, Act, GemmPrecision, const Bf16Panel*);             \
+                                 index_t, Act, GemmPrecision, const Bf16Panel*,              \
+                                 std::uint32_t*);                                            \
   template void dense_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*,    \
                                   const T*, index_t, index_t, index_t, Act, GemmPrecision,   \
-                                  const Bf16Panel*);                                         \
+                                  const Bf16Panel*, const Bf16Panel*);                       \
   template void dense_dz_db<T>(T*, T*, const T*, const T*, const T*, index_t, index_t, Act);    \
   template void dense_backward_dx<T>(T*, const T*, const T*, index_t, index_t, index_t,         \
                                      GemmPrecision, const Bf16Panel*);

@@ -13,6 +13,8 @@
 // the packing of w in that product, with the same result bit for bit.
 #pragma once
 
+#include <cstdint>
+
 #include "common/types.h"
 
 namespace fastmlp {
@@ -21,18 +23,23 @@ struct Bf16Panel;
 
 // y may equal z (act == identity, or to keep only y). b may be nullptr (no bias).
 template <class T>
+// y_panel (mixed_bfloat16, float only): y is also written there in bf16 as
+// the B panel (k = n rows, n = out columns) that the next layer's weight
+// gradient reads, stride bf16_panel_nr() * ((n + 1) / 2) words per sliver.
 void dense_forward(T* z, T* y, const T* x, const T* w, const T* b, index_t n, index_t in,
                    index_t out, Act act, GemmPrecision prec = GemmPrecision::native,
-                   const Bf16Panel* wt_panel = nullptr);
+                   const Bf16Panel* wt_panel = nullptr, std::uint32_t* y_panel = nullptr);
 
 // dy (n, out) -> dz (n, out), dw (out, in), db (out), dx (n, in).
 // dz may equal dy (computed in place); dx may be nullptr (first layer: no
 // gradient with respect to the data is needed); db may be nullptr.
 template <class T>
+// x_panel: x in bf16 as dense_forward's y_panel wrote it (the weight
+// gradient's B operand, read in place), or nullptr.
 void dense_backward(T* dx, T* dw, T* db, T* dz, const T* dy, const T* x, const T* w, const T* z,
                     const T* y, index_t n, index_t in, index_t out, Act act,
                     GemmPrecision prec = GemmPrecision::native,
-                    const Bf16Panel* w_panel = nullptr);
+                    const Bf16Panel* w_panel = nullptr, const Bf16Panel* x_panel = nullptr);
 
 // dx (n, in) = dz (n, out) w (out, in) alone: dense_backward's third product,
 // for a caller that takes dw and db over parts of the rows (data-parallel

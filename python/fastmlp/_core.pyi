@@ -504,6 +504,14 @@ class Network32:
     def bf16_gemm(self, arg1: bool) -> None:
         ...
     @property
+    def bf16_input_panels(self) -> bool:
+        """
+        mixed_bfloat16: each layer's output is also written, by its forward product's epilogue, as the next layer's bf16 weight-gradient operand (default True; False packs it in that product instead, with the same values: a switch for tests and benchmarks).
+        """
+    @bf16_input_panels.setter
+    def bf16_input_panels(self, arg1: bool) -> None:
+        ...
+    @property
     def bf16_panels_fresh(self) -> bool:
         """
         Whether the bf16 weight panels hold the weights now (network.h); for tests.
@@ -618,6 +626,14 @@ class Network64:
         """
     @bf16_gemm.setter
     def bf16_gemm(self, arg1: bool) -> None:
+        ...
+    @property
+    def bf16_input_panels(self) -> bool:
+        """
+        mixed_bfloat16: each layer's output is also written, by its forward product's epilogue, as the next layer's bf16 weight-gradient operand (default True; False packs it in that product instead, with the same values: a switch for tests and benchmarks).
+        """
+    @bf16_input_panels.setter
+    def bf16_input_panels(self, arg1: bool) -> None:
         ...
     @property
     def bf16_panels_fresh(self) -> bool:
