@@ -519,8 +519,8 @@ void gemm_run(const GemmKernel<T>& K, const GemmBlocking& B, const GemmPlan& P, 
 }
 
 // ---------------------------------------------------------------------------
-// bf16: packing that rounds, and the packed-only loops around the kernel.
-
+// bf16: the packed-only loops around the kernel (its scalar packing is above,
+// next to the float packing, for the epilogue's bf16 panel of y).
 
 // gemm_rect for bf16: the same loops and tile orders, every operand packed
 // (the rounding happens there), k blocks of an even KC so that a pair never
