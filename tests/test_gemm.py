@@ -130,7 +130,7 @@ def test_streamed_c_equals_cached_c_bitwise(rng, dtype, ta, tb):
 @pytest.mark.parametrize(("ta", "tb"), TRANS)
 def test_edge_sliver_rows_equal_full_tile_rows_bitwise(isa, rng, dtype, ta, tb):
     # The last sliver of a product whose rows are not a multiple of the tile
-    # height runs a shorter kernel (ukr.h ShortRows: 4 or 8 rows of the
+    # height runs a shorter kernel (ukr.h ShortRows: 4, 8 or 10 rows of the
     # AVX-512 float32 tile's 12), which must give every element the sum the
     # full tile gives it: the first m rows of a product of 2 mc rows, bit for
     # bit, for every edge height (n = 2 nr + 5: wide and narrow edge tiles).

@@ -255,14 +255,14 @@ def test_streamed_c_equals_cached_c_bitwise(bf16_isa, rng, ta, tb):
 @pytest.mark.parametrize(("ta", "tb"), TRANS)
 def test_edge_sliver_rows_equal_full_tile_rows_bitwise(bf16_isa, rng, ta, tb):
     # An edge sliver of fewer rows than the tile runs a shorter kernel over
-    # the packed sliver (the AVX512-BF16 kernel's 4- and 8-row tiles): the
+    # the packed sliver (the AVX512-BF16 kernel's 4-, 8- and 10-row tiles): the
     # first m rows of a longer product, bit for bit, for every edge height,
     # in the first A block and a later one, with k in one k block (odd and
     # even) and past it; n = 2 nr + 5 has wide and narrow edge tiles.
     plan = fm.ops.gemm_plan(1, 1, 1, dtype="bfloat16")
     (mr, nr), mc, kc = plan["wide_tile"], plan["mc"], plan["kc"]
     if bf16_isa == "avx512_bf16":
-        assert plan["short_rows"] == (4, 8)
+        assert plan["short_rows"] == (4, 8, 10)
     n, full = 2 * nr + 5, 2 * mc + 2 * mr
     every = list(range(1, 2 * mr + 1)) + [mc + r for r in range(1, mr + 1)]
     for k, ms in ((37, every), (64, every), (kc + 3, [mr - 1, mc + 1])):

@@ -129,7 +129,7 @@ void init_gemm_dispatch();
 
 // What a plan needs to know of an instruction set's kernels (ukr.h GemmKernel).
 // Shorter tiles a kernel may have for edge slivers (ukr.h ShortRows).
-constexpr int kShortRows = 2;
+constexpr int kShortRows = 3;
 
 struct GemmBlocking {
   int mr = 1, nr = 1;                // wide register tile (rows x columns of C)

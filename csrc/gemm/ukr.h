@@ -63,7 +63,8 @@ inline bool starts_line(const void* p) { return (reinterpret_cast<std::uintptr_t
 // packed, k-major A sliver, read with its stride MR): the same sums in the
 // same order as the full tile's rows, without the multiply-adds of its
 // zero-padded rows (a batch of 256 is 21 tiles of 12 rows and one of 4, where
-// the full tile would spend 3% of the product on zeros; 100 rows: 7%).
+// the full tile would spend 3% of the product on zeros; 100 rows: 7%; the
+// weight gradient of a 10-class output layer is one sliver of 10 rows).
 template <class T>
 struct ShortRows {
   int mr = 0;                  // rows; 0: none

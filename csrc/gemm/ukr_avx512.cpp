@@ -202,7 +202,7 @@ void act_back_run_avx512(float* dz, const float* dy, const float* z, index_t len
 
 const GemmKernel<float> kSgemm = {ukr_pair<F32, 12, 2>(), ukr_pair<F32, 12, 1>(), 96, 1024, 4096, true,
     &pack_bt_sliver, &act_run_avx512, &act_back_run_avx512, "avx512", ukr_pair<F32, 12, 2, true>(),
-    {short_rows<F32, 4, 2, 1>(), short_rows<F32, 8, 2, 1>()}};
+    {short_rows<F32, 4, 2, 1>(), short_rows<F32, 8, 2, 1>(), short_rows<F32, 10, 2, 1>()}};
 // float64 uses a 6 x 32 tile (four vectors of B, six broadcasts per k step:
 // 10 loads for 24 FMAs instead of 14): on a Zen 5 core with full-rate 512-bit
 // FMAs, 1024^3 went from 104-110 to 108-114 GFLOP/s of a 133 peak, with the

@@ -227,12 +227,14 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
 
 // Blocks as the float32 AVX-512 kernel's in bytes of A (mc x kc: 96 x 2048
 // bf16 = 384 KiB, in L2), with the B panel kc x nc = 2048 x 2048 bf16 = 8 MiB.
-// Edge slivers of 4 or 8 rows (a batch of 256 ends in 4) run 4- and 8-row
+// Edge slivers of at most 4, 8 or 10 rows (a batch of 256 ends in 4; an
+// output layer of 10 classes is one sliver of 10) run 4-, 8- and 10-row
 // kernels over the 12-row sliver's pairs.
 const Bf16Kernel kBf16 = {&ukr_bf16<12, 2>, &ukr_bf16<12, 1>, &ukr_bf16<12, 2, true>, &pack_bf16<false>, &pack_bf16<true>, 12, 32, 12, 16, 96, 2048, 2048,
                           "avx512_bf16",
                           {{4, &ukr_bf16<4, 2, false, 12>, &ukr_bf16<4, 1, false, 12>},
-                           {8, &ukr_bf16<8, 2, false, 12>, &ukr_bf16<8, 1, false, 12>}}};
+                           {8, &ukr_bf16<8, 2, false, 12>, &ukr_bf16<8, 1, false, 12>},
+                           {10, &ukr_bf16<10, 2, false, 12>, &ukr_bf16<10, 1, false, 12>}}};
 
 }  // namespace avx512bf16
 }  // namespace fastmlp
