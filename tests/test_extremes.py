@@ -247,21 +247,30 @@ def test_activation(act, deriv, impl, dtype):
     check(f"{act}{chr(39) if deriv else ''}", dtype, impl, got, exact_act(act, dtype, deriv))
 
 
-@pytest.mark.parametrize("isa", fm.ops.supported_isas())
-@pytest.mark.parametrize("deriv", [False, True], ids=["forward", "derivative"])
-@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
-def test_float32_fast_paths_every_isa(act, deriv, isa):
-    # float32 tanh and sigmoid run vector loops compiled per ISA (the GEMM
-    # epilogue's act_run, the backward's act_back_run): each must be exact.
-    previous = fm.ops.set_isa(isa)
+@pytest.fixture(params=fm.ops.supported_isas())
+def each_isa(request):
+    """Every instruction-set path this CPU runs, in turn."""
+    previous = fm.ops.set_isa(request.param)
     try:
-        z = grid(np.float32)
-        exact = exact_act(act, np.float32, deriv)
-        for impl in ("core", "dense"):
-            err = ulp_errors(_act_impl(impl, act, z, deriv), exact, np.float32)
-            assert worst(err) <= TOL[np.float32], (impl, worst(err))
+        yield request.param
     finally:
         fm.ops.set_isa(previous)
+
+
+# float32 tanh and sigmoid run vector loops compiled per ISA (the GEMM
+# epilogue's act_run, the backward's act_back_run): each must be exact.
+fast_paths = pytest.mark.parametrize(("act", "deriv"), [(a, d) for a in ("sigmoid", "tanh")
+                                                        for d in (False, True)],
+                                     ids=["sigmoid", "sigmoid'", "tanh", "tanh'"])
+
+
+@fast_paths
+def test_float32_fast_paths_every_isa(act, deriv, each_isa):
+    z = grid(np.float32)
+    exact = exact_act(act, np.float32, deriv)
+    for impl in ("core", "dense"):
+        err = ulp_errors(_act_impl(impl, act, z, deriv), exact, np.float32)
+        assert worst(err) <= TOL[np.float32], (impl, worst(err))
 
 
 def _float32_sweep(stride=4099):
@@ -299,26 +308,20 @@ def _ulps_f32(got, exact):
     return np.where(below, np.where(np.abs(got - exact) <= FLOOR[np.float32], 0.0, np.inf), err)
 
 
-@pytest.mark.parametrize("isa", fm.ops.supported_isas())
-@pytest.mark.parametrize("deriv", [False, True], ids=["forward", "derivative"])
-@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
-def test_float32_fast_paths_dense_sweep(act, deriv, isa):
+@fast_paths
+def test_float32_fast_paths_dense_sweep(act, deriv, each_isa):
     # The same vector loops over ~2 million inputs spread over every binade
     # (the AVX-512 unit's were also checked over all 2^32 inputs: tanh within
     # 1.5 ulp, sigmoid 2.2, both derivatives 3.5), against double.
-    previous = fm.ops.set_isa(isa)
-    try:
-        z = _float32_sweep()
-        exact = _double_act(act, z, deriv)
-        if deriv:
-            got = fm.ops.activation_backward(np.ones_like(z), z, np.zeros_like(z), act)
-        else:
-            got = fm.ops.activation_forward(z, act)
-        err = _ulps_f32(got, exact)
-        assert err.max() <= TOL[np.float32], (isa, float(z[np.argmax(err)]), err.max())
-        record(f"{act}{chr(39) if deriv else ''} (sweep)", np.float32, isa, float(err.max()))
-    finally:
-        fm.ops.set_isa(previous)
+    z = _float32_sweep()
+    exact = _double_act(act, z, deriv)
+    if deriv:
+        got = fm.ops.activation_backward(np.ones_like(z), z, np.zeros_like(z), act)
+    else:
+        got = fm.ops.activation_forward(z, act)
+    err = _ulps_f32(got, exact)
+    assert err.max() <= TOL[np.float32], (each_isa, float(z[np.argmax(err)]), err.max())
+    record(f"{act}{chr(39) if deriv else ''} (sweep)", np.float32, each_isa, float(err.max()))
 
 
 def _torch_act(act, z, deriv):
