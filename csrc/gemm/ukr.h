@@ -65,12 +65,23 @@ inline bool starts_line(const void* p) { return (reinterpret_cast<std::uintptr_t
 // zero-padded rows (a batch of 256 is 21 tiles of 12 rows and one of 4, where
 // the full tile would spend 3% of the product on zeros; 100 rows: 7%; the
 // weight gradient of a 10-class output layer is one sliver of 10 rows).
-template <class T>
+template <class Fn>
 struct ShortRows {
-  int mr = 0;                  // rows; 0: none
-  UkrFn<T> wide = nullptr;     // the wide tile's width
-  UkrFn<T> narrow = nullptr;   // the narrow tile's width
+  int mr = 0;            // rows; 0: none
+  Fn wide = nullptr;     // the wide tile's width
+  Fn narrow = nullptr;   // the narrow tile's width
 };
+
+// The kernel for an edge sliver of mr rows, packed k-major at stride MR, of
+// a tile f (MR rows) of the wide or the narrow width: the shortest of the
+// short kernels that holds mr rows and is shorter than f, or f itself.
+template <class Fn>
+inline Fn shortest_rows(const ShortRows<Fn> (&rows)[kShortRows], bool narrow, index_t mr, int MR,
+                        Fn f) {
+  for (const ShortRows<Fn>& s : rows)
+    if (s.mr > 0 && mr <= s.mr && s.mr < MR) return narrow ? s.narrow : s.wide;
+  return f;
+}
 
 template <class T>
 struct GemmKernel {
@@ -85,18 +96,13 @@ struct GemmKernel {
   const char* name;
   Ukr<T> wide_stream{};  // wide, storing a full tile's rows that start a cache line around
                          // the caches (Epilogue::stream, gemm_run), or empty: wide
-  ShortRows<T> short_rows[kShortRows]{};  // edge slivers' kernels (empty: the full tile's)
+  ShortRows<UkrFn<T>> short_rows[kShortRows]{};  // edge slivers' kernels (empty: the full tile's)
 };
 
-// The kernel for an edge sliver of mr rows, packed k-major at stride MR, of
-// a tile f (MR rows) of the wide or the narrow width: the shortest of K's
-// short kernels that holds mr rows and is shorter than f, or f itself.
 template <class T>
 inline UkrFn<T> edge_rows_kernel(const GemmKernel<T>& K, bool narrow, index_t mr, int MR,
                                  UkrFn<T> f) {
-  for (const ShortRows<T>& s : K.short_rows)
-    if (s.mr > 0 && mr <= s.mr && s.mr < MR) return narrow ? s.narrow : s.wide;
-  return f;
+  return shortest_rows(K.short_rows, narrow, mr, MR, f);
 }
 
 // What the plans need of K (gemm.h).
@@ -202,21 +208,15 @@ struct Bf16Kernel {
   index_t mc, kc, nc;              // cache blocks in elements of k (kc even)
   const char* name;                // "avx512_bf16", "generic"
   // Edge slivers of fewer rows (as GemmKernel::short_rows: the A sliver's
-  // pairs read at stride mr): rows, wide and narrow kernel; 0: none.
-  struct Short {
-    int mr = 0;
-    UkrBf16Fn wide = nullptr, narrow = nullptr;
-  } short_rows[kShortRows]{};
+  // pairs read at stride mr).
+  ShortRows<UkrBf16Fn> short_rows[kShortRows]{};
 };
 
-// The bf16 kernel for an edge sliver of mr rows packed at stride MR
-// (edge_rows_kernel's rule; the short kernels read pairs at stride K.mr).
+// The bf16 kernel for an edge sliver of mr rows packed at stride MR (the
+// short kernels read pairs at stride K.mr, so only a K.mr-row sliver).
 inline UkrBf16Fn edge_rows_kernel(const Bf16Kernel& K, bool narrow, index_t mr, int MR,
                                   UkrBf16Fn f) {
-  if (MR != K.mr) return f;
-  for (const Bf16Kernel::Short& s : K.short_rows)
-    if (s.mr > 0 && mr <= s.mr && s.mr < MR) return narrow ? s.narrow : s.wide;
-  return f;
+  return MR == K.mr ? shortest_rows(K.short_rows, narrow, mr, MR, f) : f;
 }
 
 inline GemmBlocking blocking_of(const Bf16Kernel& K) {

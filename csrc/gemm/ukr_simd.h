@@ -229,7 +229,7 @@ constexpr Ukr<typename V::T> ukr_pair() {
 // The ShortRows entry of MR rows (k-major A only: edge slivers are always
 // packed) for a unit whose wide tile is NV vectors wide and narrow tile NVN.
 template <class V, int MR, int NV, int NVN>
-constexpr ShortRows<typename V::T> short_rows() {
+constexpr ShortRows<UkrFn<typename V::T>> short_rows() {
   return {MR, &ukr_simd<V, MR, NV, false>, &ukr_simd<V, MR, NVN, false>};
 }
 
