@@ -195,6 +195,33 @@ def test_mixed_and_noncontiguous_inputs_are_converted(rng):
     np.testing.assert_array_equal(ci, np.arange(6).reshape(2, 3) @ np.arange(6).reshape(3, 2))
 
 
+def test_array_likes_are_converted():
+    # Nested lists are array-likes too (float64, as np.asarray makes them);
+    # the values are exact in every float type, so each route must agree
+    # exactly. A read-only float32 pair takes the core's direct route.
+    a = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    b = [[1.0, 0.5], [0.25, 2.0], [-1.0, 3.0]]
+    want = np.array(a) @ np.array(b)
+    c = fm.ops.matmul(a, b)
+    assert c.dtype == np.float64
+    np.testing.assert_array_equal(c, want)
+    np.testing.assert_array_equal(fm.ops.matmul(b, a, trans_a=True, trans_b=True), want.T)
+    np.testing.assert_array_equal(fm.ops.matmul(np.array(a), b), want)
+    c16 = fm.ops.matmul(np.array(a, np.float16), np.array(b, np.float16))
+    assert c16.dtype == np.float64
+    np.testing.assert_array_equal(c16, want)
+    a32, b32 = np.array(a, np.float32), np.array(b, np.float32)
+    a32.flags.writeable = False
+    out = np.empty((2, 2), np.float32)
+    assert fm.ops.matmul(a32, b32, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    # The other fm.ops entry points convert the same way.
+    np.testing.assert_array_equal(fm.ops.activation_forward(a, "relu"), np.array(a))
+    z, y = fm.ops.dense_forward(a, [[1.0, 0.0, 0.0]], [0.5], "identity")
+    np.testing.assert_array_equal(z, [[1.5], [4.5]])
+    np.testing.assert_array_equal(y, z)
+
+
 def test_bitwise_identical_across_thread_counts(rng, dtype):
     a = rng.standard_normal((256, 700)).astype(dtype)
     b = rng.standard_normal((700, 300)).astype(dtype)

@@ -28,6 +28,12 @@ namespace {
 template <class T, class Run>
 carray<T> bound_matmul(carray<T> a, carray<T> b, bool ta, bool tb,
                        std::optional<carray<T>> out, Run run) {
+  // fm.ops.matmul hands arrays straight here (its conversions run only when
+  // this binding refuses the arguments), so the rank messages are its own.
+  for (const auto& [arr, name] : {std::pair<const carray<T>&, const char*>{a, "a"}, {b, "b"}})
+    if (arr.ndim() != 2)
+      throw py::value_error(std::string(name) + ": expected a 2-D array, got shape " +
+                            shape_str(arr));
   require<T>(a, "a", {-1, -1});
   require<T>(b, "b", {-1, -1});
   const index_t m_ = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
@@ -48,30 +54,46 @@ carray<T> bound_matmul(carray<T> a, carray<T> b, bool ta, bool tb,
   return c;
 }
 
+// fm.ops.matmul on arrays of one float type: the core's GEMM (or its naive twin).
+template <class T>
+carray<T> matmul_typed(carray<T> a, carray<T> b, bool ta, bool tb, std::optional<carray<T>> out,
+                       bool naive, bool stream) {
+  return bound_matmul<T>(a, b, ta, tb, out,
+                         [naive, stream](Trans TA, Trans TB, index_t m_, index_t n_, index_t k,
+                                         const T* ap, index_t lda, const T* bp, index_t ldb, T* cp,
+                                         index_t ldc) {
+                           Epilogue<T> hint;
+                           hint.stream = stream;
+                           if (naive)
+                             gemm_naive<T>(TA, TB, m_, n_, k, T(1), ap, lda, bp, ldb, T(0), cp,
+                                           ldc);
+                           else
+                             gemm<T>(TA, TB, m_, n_, k, T(1), ap, lda, bp, ldb, T(0), cp, ldc,
+                                     &hint);
+                         });
+}
+
+// matmul_typed<T> when a, b and out (unless None) are all C-contiguous arrays
+// of T; nullopt otherwise, without raising.
+template <class T>
+std::optional<py::object> matmul_if(py::handle a, py::handle b, bool ta, bool tb, py::handle out,
+                                    bool naive) {
+  if (!py::isinstance<carray<T>>(a) || !py::isinstance<carray<T>>(b) ||
+      !(out.is_none() || py::isinstance<carray<T>>(out)))
+    return std::nullopt;
+  std::optional<carray<T>> o;
+  if (!out.is_none()) o = py::reinterpret_borrow<carray<T>>(out);
+  return matmul_typed<T>(py::reinterpret_borrow<carray<T>>(a), py::reinterpret_borrow<carray<T>>(b),
+                         ta, tb, o, naive, false);
+}
+
 template <class T>
 void bind_typed(py::module_& m) {
-  m.def(
-      "matmul",
-      [](carray<T> a, carray<T> b, bool ta, bool tb, std::optional<carray<T>> out, bool naive,
-         bool stream) {
-        return bound_matmul<T>(a, b, ta, tb, out,
-                               [naive, stream](Trans TA, Trans TB, index_t m_, index_t n_,
-                                               index_t k, const T* ap, index_t lda, const T* bp,
-                                               index_t ldb, T* cp, index_t ldc) {
-                                 Epilogue<T> hint;
-                                 hint.stream = stream;
-                                 if (naive)
-                                   gemm_naive<T>(TA, TB, m_, n_, k, T(1), ap, lda, bp, ldb, T(0),
-                                                 cp, ldc);
-                                 else
-                                   gemm<T>(TA, TB, m_, n_, k, T(1), ap, lda, bp, ldb, T(0), cp,
-                                           ldc, &hint);
-                               });
-      },
-      "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false, "trans_b"_a = false,
-      "out"_a.noconvert() = py::none(), "naive"_a = false, "stream"_a = false,
-      "C = op(a) op(b) (csrc/gemm/gemm.h, gemm); stream: the Epilogue::stream hint (C written "
-      "once, stored around the caches where it qualifies; for tests).");
+  m.def("matmul", &matmul_typed<T>, "a"_a.noconvert(), "b"_a.noconvert(), "trans_a"_a = false,
+        "trans_b"_a = false, "out"_a.noconvert() = py::none(), "naive"_a = false,
+        "stream"_a = false,
+        "C = op(a) op(b) (csrc/gemm/gemm.h, gemm); stream: the Epilogue::stream hint (C written "
+        "once, stored around the caches where it qualifies; for tests).");
 
   // gemm_pieces: each group's op(a) op(b) over its pieces of k, added in
   // the tree of PieceSums (stacked, one result per group).
@@ -417,6 +439,21 @@ void bind_ops(py::module_& m) {
       "pass; None for any other array (the caller falls back to NumPy).");
   bind_typed<float>(m);
   bind_typed<double>(m);
+  // fm.ops.matmul's first try: arrays already in the core's form, or None
+  // (the caller then converts and checks), never an exception for the form:
+  // a refused overload's TypeError formats the arguments' repr, which costs
+  // far more than a small product.
+  m.def(
+      "matmul_direct",
+      [](py::handle a, py::handle b, bool ta, bool tb, py::handle out, bool naive) -> py::object {
+        if (auto r = matmul_if<float>(a, b, ta, tb, out, naive)) return *r;
+        if (auto r = matmul_if<double>(a, b, ta, tb, out, naive)) return *r;
+        return py::none();
+      },
+      "a"_a, "b"_a, "trans_a"_a, "trans_b"_a, "out"_a, "naive"_a,
+      "matmul(a, b, trans_a, trans_b, out, naive) when a, b and out (or None) are C-contiguous "
+      "arrays of one float type; None, without raising, for anything else (fm.ops.matmul then "
+      "converts).");
   m.def(
       "gemm_pieces_max_k",
       [](bool dbl) { return dbl ? gemm_pieces_max_k<double>() : gemm_pieces_max_k<float>(); },

@@ -420,9 +420,24 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
           if (last_k && ep) apply_epilogue(K, *ep, c, ldc, j0, nr, i0, mr);
         };
         if ((last_k ? order_last : order) == TileOrder::ir_fastest) {
+          // Full-height tiles of a plain product (no pieces, C written in
+          // place) straight to the kernel: with a short k block (an output
+          // layer's dX, k = 10) the per-tile dispatch of run_tile is a tenth
+          // of the call. Same kernel, same arguments, same sums.
+          const index_t full_ir = ps || transposed_c ? 0 : (mc / MR);
           for (index_t jr = 0; jr < n_jr; ++jr) {
             const Sliver sl = sliver(jr);
-            for (index_t ir = 0; ir < n_ir; ++ir) run_tile(sl, ir);
+            if (full_ir > 0) {
+              const Ukr<T>& UJ = *sl.ukr;
+              const UkrFn<T> f = a_packed ? UJ.kmajor : a_rows ? UJ.rowmajor : UJ.kmajor;
+              const index_t astride = a_packed ? MR : lda;
+              const index_t a_step = a_packed ? index_t(MR) * kc : a_rows ? MR * lda : MR;
+              const T* ap = a_packed ? apack : a_rows ? a + ic * lda + pc : a + pc * lda + ic;
+              T* cp = c + ic * ldc + sl.j0;
+              for (index_t ir = 0; ir < full_ir; ++ir, ap += a_step, cp += MR * ldc)
+                f(kc, ap, astride, sl.bp, sl.bstride, cp, ldc, MR, sl.nr, alpha, beta_blk);
+            }
+            for (index_t ir = full_ir; ir < n_ir; ++ir) run_tile(sl, ir);
           }
         } else {
           for (index_t ir = 0; ir < n_ir; ++ir)

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'bf16_kernel', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_pieces_max_k', 'gemm_plan', 'get_num_threads', 'have_bf16_instructions', 'have_openmp', 'loss_forward_backward', 'matmul', 'matmul_bf16', 'matmul_bf16_panel', 'matmul_pieces', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'round_bf16', 'scan', 'set_isa', 'set_num_threads', 'supported_bf16_isas', 'supported_isas']
+__all__: list[str] = ['Activation', 'EpochResult', 'Init', 'LayerSpec', 'Loss', 'Network32', 'Network64', 'OptConfig', 'OptimizerKind', 'StepResult', 'activation_backward', 'activation_forward', 'apply_mask', 'batchnorm_backward', 'batchnorm_forward_eval', 'batchnorm_forward_train', 'batchnorm_update_running', 'bf16_kernel', 'compiler', 'dense_backward', 'dense_forward', 'dropout_mask', 'fma_peak', 'gemm_kernel', 'gemm_pieces_max_k', 'gemm_plan', 'get_num_threads', 'have_bf16_instructions', 'have_openmp', 'loss_forward_backward', 'matmul', 'matmul_bf16', 'matmul_bf16_panel', 'matmul_direct', 'matmul_pieces', 'optimizer_init_state', 'optimizer_state_count', 'optimizer_step', 'permutation', 'round_bf16', 'scan', 'set_isa', 'set_num_threads', 'supported_bf16_isas', 'supported_isas']
 class Activation:
     """
     Activation functions (csrc/nn/activations.h)
@@ -769,6 +769,10 @@ def matmul_bf16(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[
 def matmul_bf16_panel(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], trans_a: bool = False, trans_b: bool = False, in_blocks: bool = False) -> numpy.typing.NDArray[numpy.float32]:
     """
     matmul_bf16 with op(b) packed first into a Bf16Panel (whole, or in blocks) and read from it (csrc/gemm/gemm.h, gemm_bf16_panel); for tests.
+    """
+def matmul_direct(a: typing.Any, b: typing.Any, trans_a: bool, trans_b: bool, out: typing.Any, naive: bool) -> typing.Any:
+    """
+    matmul(a, b, trans_a, trans_b, out, naive) when a, b and out (or None) are C-contiguous arrays of one float type; None, without raising, for anything else (fm.ops.matmul then converts).
     """
 @typing.overload
 def matmul_pieces(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], bounds: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], first: typing.SupportsInt | typing.SupportsIndex = 0, total: typing.SupportsInt | typing.SupportsIndex = 0, trans_a: bool = False, trans_b: bool = False) -> tuple[numpy.typing.NDArray[numpy.float32], list[int]]:
