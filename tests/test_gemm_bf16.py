@@ -203,6 +203,38 @@ def test_panel_b_equals_packing_b_bitwise(bf16_isa, rng, ta, tb):
             assert np.array_equal(_bits(got), want), (m, n, k, ta, tb, in_blocks)
 
 
+@pytest.mark.parametrize(("ta", "tb"), TRANS)
+def test_denormals_that_round_to_the_smallest_normal_count(bf16_isa, ta, tb):
+    # float32 denormals of magnitude 0x007F8000..0x007FFFFF round (to nearest
+    # even) up to bf16's smallest normal, 2^-126, which every kernel must then
+    # multiply as such (VDPBF16PS reads only bf16 denormals as zero; the
+    # AVX512-BF16 packing converts with VCVTNE2PS2BF16, which reads float
+    # denormals as zero, and must lift this band first). One band value per
+    # row of A, at a different k in each row and in both halves of a pair,
+    # against powers of two in B: C holds +-2^-126 * 2^e exactly, through the
+    # packed A (rows along k or along the vector) and B, and the panel.
+    band = np.array([0x007F8000, 0x007FC000, 0x007FFFFF, 0x807F8000, 0x807FFFFF],
+                    dtype=np.uint32)
+    m, n, k = 30, 40, 37
+    a = np.zeros((m, k), np.float32)
+    rows = np.arange(m)
+    a[rows, (rows * 7) % k] = _from_bits(band[rows % band.size])
+    b = np.zeros((k, n), np.float32)
+    b[:, :] = 2.0 ** (np.arange(n) % 5)[None, :]
+    sign = np.where(band[rows % band.size] >> np.uint32(31), -1.0, 1.0)
+    want = (sign[:, None] * 2.0**-126 * b[0][None, :]).astype(np.float32)
+    assert (want != 0).all()
+    opa = np.ascontiguousarray(a.T) if ta else a
+    opb = np.ascontiguousarray(b.T) if tb else b
+    got = fm.ops.matmul_bf16(opa, opb, trans_a=ta, trans_b=tb)
+    assert np.array_equal(_bits(got), _bits(want)), (ta, tb)
+    # The same band in B (op(B)^T op(A)^T: the operands' roles swapped).
+    got_t = fm.ops.matmul_bf16(opb, opa, trans_a=not tb, trans_b=not ta)
+    assert np.array_equal(_bits(got_t), _bits(want.T)), (ta, tb)
+    panel = fm._core.matmul_bf16_panel(opb, opa, trans_a=not tb, trans_b=not ta, in_blocks=True)
+    assert np.array_equal(_bits(panel), _bits(want.T)), (ta, tb)
+
+
 def test_shapes_reach_every_bf16_route(bf16_isa):
     # The shapes as the bf16 plans route them (one thread): the wide and
     # narrow kernels, narrow edge tiles, the swapped route, and more than one

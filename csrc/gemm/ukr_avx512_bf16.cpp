@@ -90,20 +90,26 @@ void ukr_bf16(index_t kp, const std::uint32_t* FM_RESTRICT a, const std::uint32_
   if (Stream) _mm_sfence();  // streamed rows ordered before the caller's next stores
 }
 
-// Rounding as common/bf16.h, bit for bit (not VCVTNE2PS2BF16, which flushes
-// denormal inputs to zero), here rather than through that header: an inline
-// function of the shared namespace compiled with this unit's flags could be
-// the copy the linker keeps for every caller. 16 floats -> their bf16 bits
-// in the low half of each 32-bit lane.
-inline __m512i bits16(__m512 v) {
+// The bf16 pairs of 32 floats, lo's 16 in words 0..7 (each word two
+// neighbours of lo) and hi's in words 8..15, by VCVTNE2PS2BF16: round to
+// nearest even as common/bf16.h rounds, NaN quieted, except that it reads
+// float32 denormals as zero. Every product of these words goes through
+// VDPBF16PS, which reads bf16 denormals as zero as well, so the only inputs
+// whose products could differ are the denormals that common/bf16.h rounds
+// up to the smallest normal bf16 (magnitudes 0x007F8000..0x007FFFFF): those
+// are first moved up by 0x8000 (to 0x00800000..0x00807FFF, normal, which
+// round to that same 0x0080). The products are then those of common/bf16.h's
+// rounding, bit for bit, for every input.
+inline __m512 lift_top_denormals(__m512 v) {
   const __m512i u = _mm512_castps_si512(v);
-  const __m512i hi = _mm512_srli_epi32(u, 16);
-  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
-  const __m512i r =
-      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
-      _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
-  return _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, _mm512_set1_epi32(0x0040)));
+  const __m512i mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
+  const __mmask16 band = _mm512_cmplt_epu32_mask(
+      _mm512_sub_epi32(mag, _mm512_set1_epi32(0x007F8000)), _mm512_set1_epi32(0x8000));
+  return _mm512_castsi512_ps(_mm512_mask_add_epi32(u, band, u, _mm512_set1_epi32(0x8000)));
+}
+
+inline __m512i pairs32(__m512 lo, __m512 hi) {
+  return (__m512i)_mm512_cvtne2ps_pbh(lift_top_denormals(hi), lift_top_denormals(lo));
 }
 
 inline __mmask16 first(index_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
@@ -159,6 +165,11 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
   const index_t kfull = kc / 2, kp = (kc + 1) / 2;
   const index_t slivers = (rows + R - 1) / R;
   if (!k_contig) {
+    // Row 2q's and row 2q+1's bf16 (halves 0..15 and 16..31 of pairs32)
+    // interleaved into words (2q, 2q+1) of each lane.
+    const __m512i interleave =
+        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                         6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     // Rows along the vector: two k rows of the source make one row of words
     // in every sliver, so the source is read row after row, contiguously
     // (reading one sliver's strip down all k rows first starts a new page
@@ -172,10 +183,9 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
         for (index_t r = 0; r < R; r += 16) {
           const index_t g = sl * R + r;  // row of the block
           const __mmask16 m = (g < rows ? first(rows - g) : __mmask16(0)) & first(R - r);
-          const __m512i lo = bits16(_mm512_maskz_loadu_ps(m, s0 + g));
-          const __m512i hi =
-              pad ? _mm512_setzero_si512() : bits16(_mm512_maskz_loadu_ps(m, s1 + g));
-          const __m512i w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+          const __m512 lo = _mm512_maskz_loadu_ps(m, s0 + g);
+          const __m512 hi = pad ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, s1 + g);
+          const __m512i w = _mm512_permutexvar_epi16(interleave, pairs32(lo, hi));
           put16<Stream>(d + r, first(R - r), w);  // masked-off lanes of m are zero
         }
       }
@@ -184,16 +194,14 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
     return;
   }
   // Each row is contiguous along k. Blocks of 16 rows x 16 pairs: each row's
-  // 32 floats become 16 words in one register (the bf16 halves picked by a
-  // word permute), a 16 x 16 transpose in registers turns the rows into
+  // 32 floats become 16 words in one register (one pairs32: neighbours
+  // along k are already the two halves of a word), a 16 x 16 transpose in registers turns the rows into
   // pair rows, and each pair row is one store of 16 words into dst. The block
   // written is 16 x R words, so it stays in L1 while its rows are gathered
   // (storing word by word down a column of dst, R words apart, evicted each
   // line of a sliver longer than L1 before its neighbour was written: 3-4 ns
   // a word on Zen 4). Masked loads give the zeros of an odd kc's last pair
   // and of the rows beyond `rows`.
-  const __m512i pick = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34,
-                                        32, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   constexpr index_t kAhead = 128;  // floats ahead along each row that are prefetched
   for (index_t sl = 0; sl < slivers; ++sl, dst += ss, r0 += R, rows -= R) {
   for (index_t q0 = 0; q0 < kp; q0 += 16) {
@@ -208,8 +216,7 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
           const float* src = x + (r0 + rb + i) * ldx + p0 + 2 * q0;
           _mm_prefetch(reinterpret_cast<const char*>(src + kAhead), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(src + kAhead + 16), _MM_HINT_T0);
-          w[i] = _mm512_permutex2var_epi16(bits16(_mm512_maskz_loadu_ps(lo, src)), pick,
-                                           bits16(_mm512_maskz_loadu_ps(hi, src + 16)));
+          w[i] = pairs32(_mm512_maskz_loadu_ps(lo, src), _mm512_maskz_loadu_ps(hi, src + 16));
         } else {
           w[i] = _mm512_setzero_si512();
         }
