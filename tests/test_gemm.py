@@ -245,6 +245,26 @@ def test_bitwise_identical_across_thread_counts(rng, dtype):
             assert np.array_equal(c, cs[0])
 
 
+def test_row_split_inside_a_tile_is_bitwise_invariant(rng, dtype):
+    # Thin, deep products split by rows, in steps of the edge kernels
+    # (row_step), so a thread's rows can end inside a register tile: 100 rows
+    # over 2 threads are 52 / 48 (float32) or 50 / 50 (float64), then 3 and 7.
+    for m, n, k in ((100, 32, 4096), (256, 40, 3000)):
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        plans = [fm.ops.gemm_plan(m, n, k, dtype=dtype, threads=t) for t in (2, 3, 7)]
+        assert all(p["split"][1] == 1 for p in plans)
+        if plans[0]["row_step"] < plans[0]["mr"]:
+            assert any(r["rows"][0] % p["mr"] for p in plans for r in p["rects"])
+        want = None
+        for t in (1, 2, 3, 7):
+            fm.set_num_threads(t)
+            got = fm.ops.matmul(a, b)
+            if want is None:
+                want = got
+            assert np.array_equal(got, want), (m, n, k, t)
+
+
 # ---------------------------------------------------------------------------
 # fm.ops.gemm_plan: the routes, checked against the rules as gemm_driver.cpp
 # documents them (restated here in Python, not computed by the core).
@@ -272,14 +292,21 @@ def expected_top(m, n, k, ta, tb, lda, ldb, plan, threads):
     work = float(m) * n * k / 262144.0
     nt = 1 if threads <= 1 or work < 2.0 else min(int(work), threads)
 
+    # Rows split in steps of the shortest edge kernel whose multiples up to
+    # the tile height all have kernels (4 of 12 on AVX-512 float32), so that
+    # no thread's last sliver computes padding.
+    short = plan["short_rows"]
+    rs = next((s for s in short if umr % s == 0 and all(r in short for r in range(s, umr, s))),
+              umr)
+
     def split(nt):
-        mt, ntl = -(-m // umr), -(-n // unr)
+        mt, ntl = -(-m // rs), -(-n // unr)
         best, best_cost = (1, 1), None
         for tm in range(1, nt + 1):
             tn = nt // tm
             if nt % tm or tm > mt or tn > ntl:
                 continue
-            rows, cols = -(-mt // tm) * umr, -(-ntl // tn) * unr
+            rows, cols = -(-mt // tm) * rs, -(-ntl // tn) * unr
             cost = rows * cols * k + 4.0 * (rows + cols) * k
             if best_cost is None or cost < best_cost:
                 best, best_cost = (tm, tn), cost
@@ -292,7 +319,7 @@ def expected_top(m, n, k, ta, tb, lda, ldb, plan, threads):
     if nt <= 1:
         nt, sp = 1, (1, 1)
     return dict(swapped=swapped, narrow=narrow, mr=umr, nr=unr, m=m, n=n, trans_a=ta, trans_b=tb,
-                lda=lda, ldb=ldb, threads=nt, split=sp)
+                lda=lda, ldb=ldb, threads=nt, split=sp, row_step=rs)
 
 
 def expected_rect(rows, cols, k, ta, tb, lda, ldb, ldc, es, plan):
@@ -343,12 +370,15 @@ def check_plan(m, n, k, ta, tb, dtype, isa, lda=None, ldb=None, ldc=None, thread
     want = expected_top(m, n, k, ta, tb, lda, ldb, p, threads)
     assert {key: p[key] for key in want} == want, (m, n, k, ta, tb)
     assert p["kernel"] == isa and p["k"] == k and p["ldc"] == ldc
-    # The rectangles tile the product on register-tile boundaries, one per thread.
+    # The rectangles tile the product, one per thread: columns on register-tile
+    # boundaries, rows on multiples of row_step, as even as those allow.
     assert len(p["rects"]) == p["threads"] == p["split"][0] * p["split"][1]
+    rs = p["row_step"]
     covered = 0
     for r in p["rects"]:
         (i0, i1), (j0, j1) = r["rows"], r["cols"]
-        assert i0 % p["mr"] == 0 and j0 % p["nr"] == 0 and i0 < i1 <= p["m"] and j0 < j1 <= p["n"]
+        assert i0 % rs == 0 and j0 % p["nr"] == 0 and i0 < i1 <= p["m"] and j0 < j1 <= p["n"]
+        assert i1 == p["m"] or i1 % rs == 0
         covered += (i1 - i0) * (j1 - j0)
         got = {key: r[key] for key in ("a_route", "a_why", "b_route", "b_why", "narrow_edge_nr",
                                         "tile_order", "tile_order_last", "transposed_c")}

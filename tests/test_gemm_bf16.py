@@ -322,6 +322,17 @@ def test_bitwise_identical_for_1_and_2_threads(bf16_isa, rng):
             assert probe.largest == (0 if t == 1 else 2)
         assert np.array_equal(runs[0], runs[1]), (ta, tb)
         check(runs[0], aa, bb, ta, tb)
+    # Thin and deep: split by rows in steps of the edge kernels, so a thread's
+    # rows end inside a 12-row tile (100 rows: 52 / 48 over 2 threads).
+    a = rng.standard_normal((100, 4096)).astype(np.float32)
+    b = rng.standard_normal((4096, 32)).astype(np.float32)
+    plan = fm.ops.gemm_plan(100, 32, 4096, dtype="bfloat16", threads=2)
+    assert plan["split"] == (2, 1)
+    runs = []
+    for t in (1, 2, 3):
+        fm.set_num_threads(t)
+        runs.append(fm.ops.matmul_bf16(a, b))
+    assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[2])
 
 
 @pytest.mark.skipif(not HAVE_BF16, reason="this CPU (or OS) lacks AVX512-BF16")

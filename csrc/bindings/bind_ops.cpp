@@ -408,6 +408,7 @@ py::dict gemm_plan_dict(index_t m, index_t n, index_t k, bool ta, bool tb,
   out["ldc"] = P.shape.ldc;
   out["threads"] = P.threads;
   out["split"] = py::make_tuple(P.tm, P.tn);
+  out["row_step"] = P.row_step;
   out["rects"] = rects;
   return out;
 }

@@ -205,7 +205,18 @@ struct GemmPlan {
   GemmShape shape;       // the product the kernel computes
   int threads = 1;       // threads that run it
   int tm = 1, tn = 1;    // their grid of rectangles over shape.m x shape.n
+  int row_step = 1;      // rectangles' rows start at multiples of this: mr, or the
+                         // shortest edge kernel's rows when every multiple of them
+                         // up to mr has a kernel of its own (row_step_of)
 };
+
+// The finest row boundary at which threads may split a product of tile
+// height mr without leaving a sliver that no kernel fits exactly: the
+// smallest s of K.short_mr (for a plan of K's wide or narrow height) whose
+// multiples below mr are all short tiles and which divides mr; mr itself
+// when there is none (AVX-512 float32 and bf16: 4 of 12; float64 and AVX2:
+// 2 of 6; generic: mr).
+int row_step_of(const GemmBlocking& K, int mr);
 
 // Rows [i0, i1) and columns [j0, j1) of the product a plan computes.
 struct GemmRect {
@@ -217,7 +228,8 @@ struct GemmRect {
 // b_panel: B is a prepacked bf16 panel (gemm_bf16_panel), which changes only
 // how threads split the product.
 GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads, bool b_panel = false);
-// Thread t's rectangle (t < p.threads): tile-aligned, as even as possible.
+// Thread t's rectangle (t < p.threads): columns on register-tile boundaries,
+// rows on multiples of p.row_step, each as even as possible.
 GemmRect plan_thread_rect(const GemmPlan& p, int t);
 // The route of a rectangle: s.m x s.n its size, the rest as in the product;
 // narrow and transposed_c as the product's plan says (narrow, swapped).

@@ -464,16 +464,20 @@ struct Split {
 // b_panel: B is a prepacked panel read in place (gemm_bf16_panel), so only A
 // costs packing: splitting rows then packs each A row once, where splitting
 // columns would pack all of A in every thread.
-inline Split choose_split(index_t m, index_t n, index_t k, int MR, int NR, int nt,
+// Rows go in steps of RS (GemmPlan::row_step), not whole tiles: the last
+// sliver of a thread's rows then runs a shorter kernel that fits it exactly,
+// and two threads share 256 rows 128 / 128 instead of 132 / 124 (11 tiles
+// against 10 and a third).
+inline Split choose_split(index_t m, index_t n, index_t k, int RS, int NR, int nt,
                           bool b_panel) {
-  const index_t mt = (m + MR - 1) / MR, ntl = (n + NR - 1) / NR;
+  const index_t mt = (m + RS - 1) / RS, ntl = (n + NR - 1) / NR;
   Split best;
   double best_cost = -1.0;
   for (int tm = 1; tm <= nt; ++tm) {
     if (nt % tm) continue;
     const int tn = nt / tm;
     if (tm > mt || tn > ntl) continue;
-    const double rows = double((mt + tm - 1) / tm * MR), cols = double((ntl + tn - 1) / tn * NR);
+    const double rows = double((mt + tm - 1) / tm * RS), cols = double((ntl + tn - 1) / tn * NR);
     const double cost = rows * cols * double(k) + 4.0 * (rows + (b_panel ? 0.0 : cols)) * double(k);
     if (best_cost < 0.0 || cost < best_cost) {
       best_cost = cost;
@@ -663,13 +667,14 @@ GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads, bool 
     p.nr = unr;
   }
   const index_t m = p.shape.m, n = p.shape.n, k = p.shape.k;
+  p.row_step = row_step_of(K, p.mr);
   int nt = threads_for_count(double(m) * double(n) * double(k), threads);
   Split sp;  // one thread: the whole of C (most small products end here)
   if (nt > 1) {
-    sp = choose_split(m, n, k, p.mr, p.nr, nt, b_panel && !p.swapped && !p.narrow);
+    const bool panel = b_panel && !p.swapped && !p.narrow;
+    sp = choose_split(m, n, k, p.row_step, p.nr, nt, panel);
     // Fewer tiles than threads: use as many threads as the split can feed.
-    while (nt > 1 && sp.tm * sp.tn != nt)
-      sp = choose_split(m, n, k, p.mr, p.nr, --nt, b_panel && !p.swapped && !p.narrow);
+    while (nt > 1 && sp.tm * sp.tn != nt) sp = choose_split(m, n, k, p.row_step, p.nr, --nt, panel);
     if (nt <= 1) nt = 1, sp = Split();
   }
   p.threads = nt;
@@ -678,10 +683,21 @@ GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads, bool 
   return p;
 }
 
+int row_step_of(const GemmBlocking& K, int mr) {
+  for (int s : K.short_mr) {
+    if (s <= 0 || mr % s) continue;
+    bool all = true;
+    for (int r = s; r < mr && all; r += s)
+      all = std::find(std::begin(K.short_mr), std::end(K.short_mr), r) != std::end(K.short_mr);
+    if (all) return s;
+  }
+  return mr;
+}
+
 GemmRect plan_thread_rect(const GemmPlan& p, int t) {
   const index_t m = p.shape.m, n = p.shape.n;
-  const index_t mt = (m + p.mr - 1) / p.mr, ntl = (n + p.nr - 1) / p.nr;
-  // Tiles split as evenly as possible: the first (mt % tm) parts get one more.
+  const index_t mt = (m + p.row_step - 1) / p.row_step, ntl = (n + p.nr - 1) / p.nr;
+  // Units split as evenly as possible: the first (mt % tm) parts get one more.
   auto part = [](index_t tiles, int parts, int idx, int width, index_t limit, index_t* beg,
                  index_t* end) {
     const index_t base = tiles / parts, extra = tiles % parts;
@@ -691,7 +707,7 @@ GemmRect plan_thread_rect(const GemmPlan& p, int t) {
     *end = std::min(limit, t1 * width);
   };
   GemmRect r;
-  part(mt, p.tm, t / p.tn, p.mr, m, &r.i0, &r.i1);
+  part(mt, p.tm, t / p.tn, p.row_step, m, &r.i0, &r.i1);
   part(ntl, p.tn, t % p.tn, p.nr, n, &r.j0, &r.j1);
   return r;
 }

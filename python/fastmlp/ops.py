@@ -806,6 +806,9 @@ def gemm_plan(m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = Fal
                                  trans_a, trans_b, lda, ldb below are that product's
           m, n, k, trans_a, trans_b, lda, ldb, ldc
           threads, split         threads used and their (tm, tn) grid of rectangles
+          row_step               rectangles' rows start at multiples of it (mr, or the
+                                 shortest edge kernel's rows where every multiple of
+                                 them up to mr has a kernel); columns on tile edges
           rects                  per thread, its rectangle of the product and route:
             rows, cols           [i0, i1), [j0, j1)
             a_route              'rows' (op(A) = A read in place), 'kstrided' (op(A) =
