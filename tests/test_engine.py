@@ -145,6 +145,32 @@ def test_dead_relu_fraction_sees_dead_units(rng):
     assert h["dead_relu_0"][0] == 0.5
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dead_relu_fractions_of_wide_layers_match_numpy(rng, threads):
+    # Layers of several cache lines of flags, on one and two threads. The
+    # learning rate is
+    # too small to move a float32 weight, so every batch sees the initial
+    # network: a unit is dead when no sample of the epoch makes it fire,
+    # which NumPy computes from that network. Units killed by their bias sit
+    # at 64-unit edges (63, 64, 127, 128, 199; 0 and 129 of the second layer).
+    fm.set_num_threads(threads)
+    X = rng.standard_normal((1024, 20)).astype(np.float32)
+    y = rng.integers(0, 3, 1024)
+    m = fm.MLP([20, 200, 130, 3], activation="relu", loss="cross_entropy", dtype="float32",
+               seed=5).compile(fm.optim.SGD(lr=1e-30))
+    b0, b1 = m.layers[0].b, m.layers[1].b
+    b0[[63, 64, 127, 128, 199]] = -1e6
+    b1[[0, 129]] = -1e6
+    m.layers[0].b, m.layers[1].b = b0, b1
+    W0, W1 = m.layers[0].W.astype(np.float64), m.layers[1].W.astype(np.float64)
+    h0 = np.maximum(X @ W0.T + b0, 0.0)
+    h1 = np.maximum(h0 @ W1.T + b1, 0.0)
+    h = m.fit(X, y, epochs=1, batch_size=512, shuffle=False, verbose=0)
+    assert np.array_equal(m.layers[0].W, W0.astype(np.float32))  # lr moved nothing
+    assert h["dead_relu_0"][0] == np.mean(~(h0 > 0).any(axis=0)) >= 5 / 200
+    assert h["dead_relu_1"][0] == np.mean(~(h1 > 0).any(axis=0)) >= 2 / 130
+
+
 def test_early_stopping_restores_best_weights(rng):
     X, y = _blobs(rng, n=300)
     Xv, yv = _blobs(rng, n=100)
