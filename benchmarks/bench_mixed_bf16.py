@@ -34,7 +34,7 @@ from pathlib import Path
 # NumPy's BLAS only checks the variants' first steps here; one thread, so
 # that no OpenBLAS thread spins on the cores the timed steps use after a
 # check (compare.py's worker_env does the same). Set before numpy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -216,8 +216,10 @@ def worker_env(threads, isa, lib=""):
     NumPy's BLAS gets the threads only in the numpy worker. Elsewhere it
     only checks results, and a multi-threaded OpenBLAS call leaves its
     threads spinning for a while after it returns, on the cores the measured
-    library is about to use (fastmlp's 512^3 float32 product at 2 threads:
-    2.15 ms measured after a 2-thread check, 1.52 ms alone)."""
+    library is about to use (fastmlp's 512^3 float32 product at 2 threads,
+    `--threads 2 --skip-train --gemm-sizes 512` on the Zen 4 VM: 2.15 ms
+    after 2-thread checks, 1.37 ms after 1-thread ones). torch's x86 wheels
+    multiply with MKL and oneDNN, which OPENBLAS_NUM_THREADS does not limit."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):

@@ -215,6 +215,9 @@ def test_array_likes_are_converted():
     out = np.empty((2, 2), np.float32)
     assert fm.ops.matmul(a32, b32, out=out) is out
     np.testing.assert_array_equal(out, want)
+    # The flags are read as bool() reads them, on the direct route too.
+    got = fm.ops.matmul(b32, a32, trans_a=np.bool_(True), trans_b=1, naive=0)
+    np.testing.assert_array_equal(got, want.T)
     # The other fm.ops entry points convert the same way.
     np.testing.assert_array_equal(fm.ops.activation_forward(a, "relu"), np.array(a))
     z, y = fm.ops.dense_forward(a, [[1.0, 0.0, 0.0]], [0.5], "identity")
@@ -248,7 +251,8 @@ def test_bitwise_identical_across_thread_counts(rng, dtype):
 def test_row_split_inside_a_tile_is_bitwise_invariant(rng, dtype):
     # Thin, deep products split by rows, in steps of the edge kernels
     # (row_step), so a thread's rows can end inside a register tile: 100 rows
-    # over 2 threads are 52 / 48 (float32) or 50 / 50 (float64), then 3 and 7.
+    # over 2 threads are 52 / 48 (AVX-512 float32) or 50 / 50 (float64, AVX2),
+    # then 3 and 7.
     for m, n, k in ((100, 32, 4096), (256, 40, 3000)):
         a = rng.standard_normal((m, k)).astype(dtype)
         b = rng.standard_normal((k, n)).astype(dtype)
@@ -281,7 +285,8 @@ def expected_top(m, n, k, ta, tb, lda, ldb, plan, threads):
     """plan_gemm's rules: narrow when its tiles are > 1.25x fuller, swapped
     (C^T = op(B)^T op(A)^T on the wide kernel) when > 1.5x fuller than that;
     threads: one per 262144 multiply-adds, at most `threads`, reduced until a
-    tile-aligned tm x tn grid uses all of them (least padded work + packing)."""
+    tm x tn grid (rows in row steps, columns in tiles) uses all of them
+    (least padded work + packing)."""
     (mr, nr), (nmr, nnr) = plan["wide_tile"], plan["narrow_tile"]
     narrow = fill(m, n, nmr, nnr) > 1.25 * fill(m, n, mr, nr)
     umr, unr = (nmr, nnr) if narrow else (mr, nr)
@@ -296,8 +301,8 @@ def expected_top(m, n, k, ta, tb, lda, ldb, plan, threads):
     # the tile height all have kernels (4 of 12 on AVX-512 float32), so that
     # no thread's last sliver computes padding.
     short = plan["short_rows"]
-    rs = next((s for s in short if umr % s == 0 and all(r in short for r in range(s, umr, s))),
-              umr)
+    rs = next((s for s in short
+               if umr % s == 0 and s % 2 == 0 and all(r in short for r in range(s, umr, s))), umr)
 
     def split(nt):
         mt, ntl = -(-m // rs), -(-n // unr)

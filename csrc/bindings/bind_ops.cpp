@@ -44,6 +44,14 @@ carray<T> bound_matmul(carray<T> a, carray<T> b, bool ta, bool tb,
                           std::to_string(n_));
   carray<T> c = out ? *out : carray<T>({m_, n_});
   T* cp = require_mut<T>(c, "out", {m_, n_});
+  // The kernels read a and b while they write C: an out that shares memory
+  // with either would be overwritten while it is still read.
+  auto overlaps = [&](const carray<T>& x) {
+    const char *c0 = reinterpret_cast<const char*>(cp), *x0 = reinterpret_cast<const char*>(x.data());
+    return x.size() > 0 && c.size() > 0 && c0 < x0 + x.nbytes() && x0 < c0 + c.nbytes();
+  };
+  if (overlaps(a) || overlaps(b))
+    throw py::value_error("out: shares memory with a or b; the product needs a separate array");
   const T* ap = a.data();
   const T* bp = b.data();
   const index_t lda = a.shape(1), ldb = b.shape(1);
@@ -446,9 +454,18 @@ void bind_ops(py::module_& m) {
   // far more than a small product.
   m.def(
       "matmul_direct",
-      [](py::handle a, py::handle b, bool ta, bool tb, py::handle out, bool naive) -> py::object {
-        if (auto r = matmul_if<float>(a, b, ta, tb, out, naive)) return *r;
-        if (auto r = matmul_if<double>(a, b, ta, tb, out, naive)) return *r;
+      [](py::handle a, py::handle b, py::handle trans_a, py::handle trans_b, py::handle out,
+         py::handle naive) -> py::object {
+        // The flags as Python's bool() reads them (as the converting path
+        // does), an error in that raised as it is.
+        auto truth = [](py::handle h) {
+          const int t = PyObject_IsTrue(h.ptr());
+          if (t < 0) throw py::error_already_set();
+          return t == 1;
+        };
+        const bool ta = truth(trans_a), tb = truth(trans_b), nv = truth(naive);
+        if (auto r = matmul_if<float>(a, b, ta, tb, out, nv)) return *r;
+        if (auto r = matmul_if<double>(a, b, ta, tb, out, nv)) return *r;
         return py::none();
       },
       "a"_a, "b"_a, "trans_a"_a, "trans_b"_a, "out"_a, "naive"_a,

@@ -9,8 +9,8 @@
 // by packing or by the kernel's A layout (k-major or row-major, ukr.h): B
 // always reaches a kernel as rows of NR elements, A as either layout.
 //
-// Determinism: threads own disjoint, tile-aligned rectangles of C, never a
-// share of k. Each element of C is accumulated by one thread, over k in a
+// Determinism: threads own disjoint rectangles of C (columns on register-tile
+// boundaries, rows on GemmPlan::row_step), never a share of k. Each element of C is accumulated by one thread, over k in a
 // fixed order that does not depend on the thread count, so results are
 // bitwise identical for any number of threads.
 //
@@ -212,9 +212,9 @@ struct GemmPlan {
 
 // The finest row boundary at which threads may split a product of tile
 // height mr without leaving a sliver that no kernel fits exactly: the
-// smallest s of K.short_mr (for a plan of K's wide or narrow height) whose
-// multiples below mr are all short tiles and which divides mr; mr itself
-// when there is none (AVX-512 float32 and bf16: 4 of 12; float64 and AVX2:
+// smallest even s of K.short_mr (for a plan of K's wide or narrow height)
+// whose multiples below mr are all short tiles and which divides mr; mr
+// itself when there is none (AVX-512 float32 and bf16: 4 of 12; float64 and AVX2:
 // 2 of 6; generic: mr).
 int row_step_of(const GemmBlocking& K, int mr);
 
@@ -284,7 +284,8 @@ void pack_bf16_panel(std::uint32_t* dst, Trans tb, const float* b, index_t ldb, 
                      index_t n, index_t j0, index_t nj, index_t p0, index_t kc);
 
 // gemm_bf16 with B read from its panel instead of packed from b: the same
-// values, bit for bit (the panel holds what the packing would produce). The
+// values, bit for bit (the panel holds what the packing would produce, or,
+// for float32 denormals, words that the kernel multiplies alike). The
 // plans that B's panel does not fit (swapped or one-vector-wide: thin C, as
 // an output layer's forward) and a panel of another kernel fall back to
 // gemm_bf16 on b, which must therefore be op(B)'s float32 source with ldb.

@@ -453,10 +453,11 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
 }
 
 // How nt threads split an m x n result: a grid of tm x tn rectangles whose
-// edges fall on register-tile boundaries. Each thread packs the A rows and B
-// columns of its own rectangle (A is packed tn times over, B tm times), so
-// the cost of a split is its largest rectangle's multiply-adds (padded to
-// whole tiles) plus its packing.
+// columns fall on register-tile boundaries and rows on multiples of the row
+// step. Each thread packs the A rows and B columns of its own rectangle (A is
+// packed tn times over, B tm times), so the cost of a split is its largest
+// rectangle's multiply-adds (padded to whole steps and tiles) plus its
+// packing.
 struct Split {
   int tm = 1, tn = 1;
 };
@@ -684,8 +685,11 @@ GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads, bool 
 }
 
 int row_step_of(const GemmBlocking& K, int mr) {
+  // Even steps only: a mixed_bfloat16 forward's epilogue writes its rows into
+  // a bf16 panel in pairs, so every block must start on an even row
+  // (write_y_panel); every kernel's mr is even.
   for (int s : K.short_mr) {
-    if (s <= 0 || mr % s) continue;
+    if (s <= 0 || mr % s || s % 2) continue;
     bool all = true;
     for (int r = s; r < mr && all; r += s)
       all = std::find(std::begin(K.short_mr), std::end(K.short_mr), r) != std::end(K.short_mr);

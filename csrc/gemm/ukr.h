@@ -188,7 +188,11 @@ using UkrBf16Fn = void (*)(index_t kp, const std::uint32_t* a, const std::uint32
 // Packs rows r0..r0+rows of an operand into slivers of R rows of bf16 pairs,
 // sliver s at dst + s*ss (ss >= R*kp, kp = (kc+1)/2): dst[s*ss + q*R + r] =
 // (X(s*R + r, 2q), X(s*R + r, 2q+1)) rounded as common/bf16.h rounds (bit for
-// bit), X(r, p) = x[(r0 + r)*ldx + p0 + p] when k_contig, else
+// bit; a kernel that reads bf16 denormals as zero, as VDPBF16PS does, may
+// pack with a conversion that reads float32 denormals as zero too, and then
+// its words differ from these for such inputs but its products do not: the
+// AVX512-BF16 unit's packing, whose words only its own kernels may read),
+// X(r, p) = x[(r0 + r)*ldx + p0 + p] when k_contig, else
 // x[(p0 + p)*ldx + r0 + r]; the last sliver's rows beyond `rows` are zero, as
 // is an odd kc's last half pair. A whole A block or B panel in one call, so
 // that the source can be read in its own row order; ss > R*kp writes k rows

@@ -770,7 +770,7 @@ def matmul_bf16_panel(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.ND
     """
     matmul_bf16 with op(b) packed first into a Bf16Panel (whole, or in blocks) and read from it (csrc/gemm/gemm.h, gemm_bf16_panel); for tests.
     """
-def matmul_direct(a: typing.Any, b: typing.Any, trans_a: bool, trans_b: bool, out: typing.Any, naive: bool) -> typing.Any:
+def matmul_direct(a: typing.Any, b: typing.Any, trans_a: typing.Any, trans_b: typing.Any, out: typing.Any, naive: typing.Any) -> typing.Any:
     """
     matmul(a, b, trans_a, trans_b, out, naive) when a, b and out (or None) are C-contiguous arrays of one float type; None, without raising, for anything else (fm.ops.matmul then converts).
     """
