@@ -2,14 +2,15 @@
 """Compare fastmlp with NumPy, PyTorch and JAX on this machine, in one run.
 
     python benchmarks/compare.py [--threads 1 2] [--configs S M H L XL]
-        [--gemm-sizes 512 1024 2048] [--libs fastmlp numpy torch jax]
+        [--gemm-sizes 512 1024 2048] [--gemm-configs M L] [--libs fastmlp numpy torch jax]
         [--quick] [--isa generic|avx2|avx512] [--png compare.png]
         [--json out.json] [--md out.md]
 
 Prints, as markdown (ready to paste into a note):
   * the machine, the library versions and fastmlp's configuration;
   * the measured FMA peak (fastmlp.ops.fma_peak) per thread count, f32 and f64;
-  * GEMM: square sizes and the products of the M configuration's layers, f32
+  * GEMM: square sizes and the products of the M configuration's layers (or
+    of those --gemm-configs names), f32
     and f64, for fastmlp, NumPy (OpenBLAS) and torch.mm: time, GFLOP/s,
     fastmlp's speed over the best peer, fastmlp's share of the peak;
   * train_step: time per step for each library and configuration, fastmlp's
@@ -271,19 +272,25 @@ class Runner:
         return result
 
 
-def gemm_cases(sizes):
-    """Square sizes, then the M configuration's layer products, f32 and f64."""
-    from _peers import mlp_gemm_shapes  # imports numpy and fastmlp, creates no thread
+def gemm_cases(sizes, configs=("M",)):
+    """Square sizes, then the layer products of each configuration in
+    `configs` (its distinct shapes: L's hidden layers repeat), f32 and f64."""
+    from _peers import CONFIGS, mlp_gemm_shapes  # imports numpy and fastmlp, creates no thread
 
     cases = []
     for dtype in ("float32", "float64"):
         for s in sizes:
             cases.append({"label": f"{s}^3", "m": s, "n": s, "k": s, "ta": False, "tb": False,
                           "dtype": dtype})
-        for m, n, k, ta, tb, label in mlp_gemm_shapes():
-            op = ("T" if ta else "N") + ("T" if tb else "N")
-            cases.append({"label": f"M {label} {m}x{n}x{k} {op}", "m": m, "n": n, "k": k,
-                          "ta": ta, "tb": tb, "dtype": dtype})
+        for name in configs:
+            cfg, seen = CONFIGS[name], set()
+            for m, n, k, ta, tb, label in mlp_gemm_shapes(cfg.sizes, cfg.batch):
+                if (m, n, k, ta, tb) in seen:
+                    continue
+                seen.add((m, n, k, ta, tb))
+                op = ("T" if ta else "N") + ("T" if tb else "N")
+                cases.append({"label": f"{name} {label} {m}x{n}x{k} {op}", "m": m, "n": n,
+                              "k": k, "ta": ta, "tb": tb, "dtype": dtype})
     return cases
 
 
@@ -353,7 +360,8 @@ def run_all(args):
     res = {"machine": machine_info(), "versions": versions(),
            "options": {"threads": args.threads, "cores": run.cores, "configs": args.configs,
                        "libs": args.libs,
-                       "gemm_sizes": args.gemm_sizes, "quick": args.quick, "isa": args.isa},
+                       "gemm_sizes": args.gemm_sizes, "gemm_configs": args.gemm_configs,
+                       "quick": args.quick, "isa": args.isa},
            "info": {}, "gemm": [], "train": [], "problems": [], "mismatch": False}
     # Other processes on the machine distort every timing, multi-thread ones
     # most (a team waits for its slowest thread): look before and after.
@@ -361,7 +369,7 @@ def run_all(args):
     if max(args.threads) > len(run.cores):
         res["problems"].append(f"{max(args.threads)} threads asked for, {len(run.cores)} cores "
                                "allowed: the larger runs share cores")
-    cases = gemm_cases(args.gemm_sizes)
+    cases = gemm_cases(args.gemm_sizes, args.gemm_configs)
     for t in args.threads:
         info = run("info", t)
         res["info"][str(t)] = info
@@ -677,6 +685,9 @@ def parse_args(argv):
                    help="cores to pin to, in order: a t-thread run uses the first t "
                         "(default: all allowed cores, lowest first)")
     p.add_argument("--gemm-sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    p.add_argument("--gemm-configs", nargs="+", default=["M"], choices=ALL_CONFIGS,
+                   help="configurations whose layer products are timed (default M; L adds "
+                        "its 256-row products, the widest of which take seconds in float64)")
     p.add_argument("--skip-gemm", action="store_true")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--quick", action="store_true",
