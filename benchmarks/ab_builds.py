@@ -115,11 +115,7 @@ def measure(folder, cores, args=None):
     if args is not None and args.gemm:
         cmd = [sys.executable, "-c", GEMM_WORKER, os.path.abspath(folder), args.gemm,
                args.dtype, str(args.threads)]
-        if sys.platform.startswith("linux"):
-            cmd = ["taskset", "-c", cores, *cmd]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
-    if args is None or args.config == "S":
+    elif args is None or args.config == "S":
         cmd = [sys.executable, "-c", WORKER, os.path.abspath(folder)]
     else:
         here = os.path.dirname(os.path.abspath(__file__))
@@ -139,9 +135,12 @@ def main():
     p.add_argument("--core", type=int, default=0,
                    help="the core to pin each worker to (S; with --threads, the first core)")
     p.add_argument("--config", default="S", choices=["S", "M", "H", "L", "XL"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16", "bfloat16"],
-                   help="mixed_bfloat16: a --config's policy; bfloat16: a --gemm through matmul_bf16")
-    p.add_argument("--gemm", help="MxNxK[:TT] instead of a --config: one product, e.g. 1024x784x256:TN")
+    p.add_argument("--dtype", default="float32",
+                   choices=["float32", "mixed_bfloat16", "bfloat16"],
+                   help="mixed_bfloat16: a --config's policy; bfloat16: a --gemm through "
+                        "matmul_bf16")
+    p.add_argument("--gemm",
+                   help="MxNxK[:TT] instead of a --config: one product, e.g. 1024x784x256:TN")
     p.add_argument("--steps", type=int, default=25, help="timed steps per round (not S)")
     p.add_argument("--threads", type=int, default=1, help="threads (not S)")
     args = p.parse_args()

@@ -61,3 +61,12 @@ def test_gemm_l_shapes(benchmark, lib, shape):
     m, n, k, ta, tb, label = shape
     benchmark.group = f"gemm-mlp-L-float32-{_shape_id(shape)}"
     _run(benchmark, lib, m, n, k, ta, tb, np.float32)
+
+
+# The fixed cost of one call: at 4x4x4 the product is nothing, the bindings'
+# argument handling and checks are all of it (fm.ops.matmul hands arrays in
+# the core's form to _core.matmul_direct).
+@LIBS
+def test_gemm_call_overhead(benchmark, lib):
+    benchmark.group = "gemm-call-overhead-4x4x4-f32"
+    _run(benchmark, lib, 4, 4, 4, False, False, np.float32)

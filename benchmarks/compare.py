@@ -259,7 +259,8 @@ class Runner:
         print(f"  [{self.started:3d}] {what} ...", end="", file=self.log, flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
-                               json.dumps(spec)], cwd=HERE, env=worker_env(threads, self.args.isa, fields.get("lib", "")),
+                               json.dumps(spec)], cwd=HERE,
+                              env=worker_env(threads, self.args.isa, fields.get("lib", "")),
                               capture_output=True, text=True, check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARK)]
         if proc.returncode or not lines:

@@ -87,6 +87,15 @@ const T* require(const carray<T>& a, const char* name, std::initializer_list<ind
   return a.data();
 }
 
+// A matrix of any shape, refused with fm.ops' rank message ("a: expected a
+// 2-D array, got shape (3,)"), which the Python wrappers give for array-likes.
+template <class T>
+const T* require_2d(const carray<T>& a, const char* name) {
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(name) + ": expected a 2-D array, got shape " + shape_str(a));
+  return a.data();
+}
+
 template <class T>
 T* require_mut(carray<T>& a, const char* name, std::initializer_list<index_t> dims) {
   require<T>(a, name, dims);

@@ -29,13 +29,9 @@ template <class T, class Run>
 carray<T> bound_matmul(carray<T> a, carray<T> b, bool ta, bool tb,
                        std::optional<carray<T>> out, Run run) {
   // fm.ops.matmul hands arrays straight here (its conversions run only when
-  // this binding refuses the arguments), so the rank messages are its own.
-  for (const auto& [arr, name] : {std::pair<const carray<T>&, const char*>{a, "a"}, {b, "b"}})
-    if (arr.ndim() != 2)
-      throw py::value_error(std::string(name) + ": expected a 2-D array, got shape " +
-                            shape_str(arr));
-  require<T>(a, "a", {-1, -1});
-  require<T>(b, "b", {-1, -1});
+  // matmul_direct refuses the arguments), so the rank messages are its own.
+  const T* ap = require_2d<T>(a, "a");
+  const T* bp = require_2d<T>(b, "b");
   const index_t m_ = ta ? a.shape(1) : a.shape(0), ka = ta ? a.shape(0) : a.shape(1);
   const index_t kb = tb ? b.shape(1) : b.shape(0), n_ = tb ? b.shape(0) : b.shape(1);
   if (ka != kb)
@@ -47,13 +43,12 @@ carray<T> bound_matmul(carray<T> a, carray<T> b, bool ta, bool tb,
   // The kernels read a and b while they write C: an out that shares memory
   // with either would be overwritten while it is still read.
   auto overlaps = [&](const carray<T>& x) {
-    const char *c0 = reinterpret_cast<const char*>(cp), *x0 = reinterpret_cast<const char*>(x.data());
+    const char* c0 = reinterpret_cast<const char*>(cp);
+    const char* x0 = reinterpret_cast<const char*>(x.data());
     return x.size() > 0 && c.size() > 0 && c0 < x0 + x.nbytes() && x0 < c0 + c.nbytes();
   };
   if (overlaps(a) || overlaps(b))
     throw py::value_error("out: shares memory with a or b; the product needs a separate array");
-  const T* ap = a.data();
-  const T* bp = b.data();
   const index_t lda = a.shape(1), ldb = b.shape(1);
   {
     py::gil_scoped_release nogil;

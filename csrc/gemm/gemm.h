@@ -10,9 +10,10 @@
 // always reaches a kernel as rows of NR elements, A as either layout.
 //
 // Determinism: threads own disjoint rectangles of C (columns on register-tile
-// boundaries, rows on GemmPlan::row_step), never a share of k. Each element of C is accumulated by one thread, over k in a
-// fixed order that does not depend on the thread count, so results are
-// bitwise identical for any number of threads.
+// boundaries, rows on GemmPlan::row_step), never a share of k. Each element
+// of C is accumulated by one thread, over k in a fixed order that does not
+// depend on the thread count, so results are bitwise identical for any
+// number of threads.
 //
 // The optional epilogue runs after the last k block of each mc x nc block of
 // C, while the block is still in L2 (in the swapped route, on each
@@ -214,8 +215,8 @@ struct GemmPlan {
 // height mr without leaving a sliver that no kernel fits exactly: the
 // smallest even s of K.short_mr (for a plan of K's wide or narrow height)
 // whose multiples below mr are all short tiles and which divides mr; mr
-// itself when there is none (AVX-512 float32 and bf16: 4 of 12; float64 and AVX2:
-// 2 of 6; generic: mr).
+// itself when there is none (AVX-512 float32 and bf16: 4 of 12; float64
+// and AVX2: 2 of 6; generic: mr).
 int row_step_of(const GemmBlocking& K, int mr);
 
 // Rows [i0, i1) and columns [j0, j1) of the product a plan computes.

@@ -341,38 +341,35 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
           sl.ukr = sl.nr <= narrow_edge_nr ? &K.narrow : &U;
           return sl;
         };
+        // Full-height tile ir's A: at a_full + ir * a_step, a_stride apart,
+        // row-major (a_rows: the kernel's rowmajor variant) or k-major; an edge
+        // sliver is always packed (apack, k-major, MR apart).
+        const index_t a_stride = a_packed ? MR : lda;
+        const index_t a_step = a_packed ? index_t(MR) * kc : a_rows ? MR * lda : MR;
+        const T* const a_full = a_packed ? apack : a_rows ? a + ic * lda + pc : a + pc * lda + ic;
         auto run_tile = [&](const Sliver& sl, index_t ir) {
           const Ukr<T>& UJ = *sl.ukr;
           const T* bp = sl.bp;
           const index_t bstride = sl.bstride, j0 = sl.j0, nr = sl.nr;
           const index_t i0 = ic + ir * MR;
           const index_t mr = std::min<index_t>(MR, i_end - i0);
-          UkrFn<T> f;
-          const T* ap;
-          index_t astride;
-          if (a_packed || mr < MR) {  // a packed sliver (an edge one is packed either way)
-            f = UJ.kmajor;
+          UkrFn<T> f = a_rows ? UJ.rowmajor : UJ.kmajor;
+          const T* ap = a_full + ir * a_step;
+          index_t astride = a_stride;
+          if (mr < MR) {  // the edge sliver, packed
+            f = edge_rows_kernel(K, &UJ == &K.narrow, mr, MR, UJ.kmajor);
             ap = a_packed ? apack + ir * MR * kc : apack;
             astride = MR;
-            if (mr < MR) f = edge_rows_kernel(K, &UJ == &K.narrow, mr, MR, f);
-          } else if (a_rows) {
-            f = UJ.rowmajor;
-            ap = a + i0 * lda + pc;
-            astride = lda;
-          } else {  // ARoute::kstrided
-            f = UJ.kmajor;
-            ap = a + pc * lda + i0;
-            astride = lda;
           }
           if (ps) {
             // Each piece's product from zero over its own k range, then the
             // groups' trees, then each group's tile to its C.
-            const index_t a_step = a_packed || mr < MR ? MR : a_rows ? 1 : lda;
+            const index_t k_step = a_packed || mr < MR ? MR : a_rows ? 1 : lda;
             // Piece q's product into dst (row stride ldd): its chain in
             // gemm()'s k blocks; add: the first block added to dst too.
             auto product = [&](index_t q, T* dst, index_t ldd, bool add) {
               for (index_t k0 = ps->kb[q]; k0 < ps->kb[q + 1]; k0 += ps->kc)
-                f(std::min(ps->kc, ps->kb[q + 1] - k0), ap + k0 * a_step, astride,
+                f(std::min(ps->kc, ps->kb[q + 1] - k0), ap + k0 * k_step, astride,
                   bp + k0 * bstride, bstride, dst, ldd, mr, nr, alpha,
                   add || k0 > ps->kb[q] ? T(1) : T(0));
             };
@@ -427,16 +424,10 @@ void gemm_rect(const GemmKernel<T>& K, const Ukr<T>& U, const RectPlan& R, Trans
           const index_t full_ir = ps || transposed_c ? 0 : (mc / MR);
           for (index_t jr = 0; jr < n_jr; ++jr) {
             const Sliver sl = sliver(jr);
-            if (full_ir > 0) {
-              const Ukr<T>& UJ = *sl.ukr;
-              const UkrFn<T> f = a_packed ? UJ.kmajor : a_rows ? UJ.rowmajor : UJ.kmajor;
-              const index_t astride = a_packed ? MR : lda;
-              const index_t a_step = a_packed ? index_t(MR) * kc : a_rows ? MR * lda : MR;
-              const T* ap = a_packed ? apack : a_rows ? a + ic * lda + pc : a + pc * lda + ic;
-              T* cp = c + ic * ldc + sl.j0;
-              for (index_t ir = 0; ir < full_ir; ++ir, ap += a_step, cp += MR * ldc)
-                f(kc, ap, astride, sl.bp, sl.bstride, cp, ldc, MR, sl.nr, alpha, beta_blk);
-            }
+            const UkrFn<T> f = a_rows ? sl.ukr->rowmajor : sl.ukr->kmajor;
+            for (index_t ir = 0; ir < full_ir; ++ir)
+              f(kc, a_full + ir * a_step, a_stride, sl.bp, sl.bstride,
+                c + (ic + ir * MR) * ldc + sl.j0, ldc, MR, sl.nr, alpha, beta_blk);
             for (index_t ir = full_ir; ir < n_ir; ++ir) run_tile(sl, ir);
           }
         } else {
@@ -675,7 +666,8 @@ GemmPlan plan_gemm(const GemmShape& s, const GemmBlocking& K, int threads, bool 
     const bool panel = b_panel && !p.swapped && !p.narrow;
     sp = choose_split(m, n, k, p.row_step, p.nr, nt, panel);
     // Fewer tiles than threads: use as many threads as the split can feed.
-    while (nt > 1 && sp.tm * sp.tn != nt) sp = choose_split(m, n, k, p.row_step, p.nr, --nt, panel);
+    while (nt > 1 && sp.tm * sp.tn != nt)
+      sp = choose_split(m, n, k, p.row_step, p.nr, --nt, panel);
     if (nt <= 1) nt = 1, sp = Split();
   }
   p.threads = nt;

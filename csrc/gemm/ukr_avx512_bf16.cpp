@@ -195,8 +195,9 @@ void pack_bf16(std::uint32_t* FM_RESTRICT dst, bool k_contig, const float* x, in
   }
   // Each row is contiguous along k. Blocks of 16 rows x 16 pairs: each row's
   // 32 floats become 16 words in one register (one pairs32: neighbours
-  // along k are already the two halves of a word), a 16 x 16 transpose in registers turns the rows into
-  // pair rows, and each pair row is one store of 16 words into dst. The block
+  // along k are already the two halves of a word), a 16 x 16 transpose in
+  // registers turns the rows into pair rows, and each pair row is one store
+  // of 16 words into dst. The block
   // written is 16 x R words, so it stays in L1 while its rows are gathered
   // (storing word by word down a column of dst, R words apart, evicted each
   // line of a sliver longer than L1 before its neighbour was written: 3-4 ns
